@@ -1,0 +1,1 @@
+"""Event contracts of the mesh. Depends on msgspec alone; anything may import it."""

@@ -1,0 +1,150 @@
+"""The one envelope every event travels in: metadata in NATS headers, payload as msgspec JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+from collections.abc import Mapping
+
+import msgspec
+
+from contracts.errors import ContractViolation
+
+MSG_ID = "Nats-Msg-Id"
+EVENT_TYPE = "Fleet-Event-Type"
+SCHEMA_VERSION = "Fleet-Schema-Version"
+OCCURRED_AT = "Fleet-Occurred-At"
+PRODUCER = "Fleet-Producer"
+CORRELATION_ID = "Fleet-Correlation-Id"
+CAUSATION_ID = "Fleet-Causation-Id"
+AGGREGATE_TYPE = "Fleet-Aggregate-Type"
+AGGREGATE_ID = "Fleet-Aggregate-Id"
+TRACEPARENT = "traceparent"
+
+ENVELOPE_HEADERS = (
+    MSG_ID,
+    EVENT_TYPE,
+    SCHEMA_VERSION,
+    OCCURRED_AT,
+    PRODUCER,
+    CORRELATION_ID,
+    CAUSATION_ID,
+    AGGREGATE_TYPE,
+    AGGREGATE_ID,
+    TRACEPARENT,
+)
+
+# Deterministic ids are UUIDv5 in this namespace, so every service derives the same id
+# for the same fact and JetStream de-duplication (Nats-Msg-Id) does the rest.
+FLEET_NAMESPACE = uuid.UUID("6f1c2d1e-5b7a-4f7e-9a55-2a1f0c3e9b10")
+
+
+class EnvelopeError(ContractViolation):
+    """Headers that cannot form a valid envelope."""
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str
+    event_type: str
+    schema_version: int
+    occurred_at: dt.datetime
+    producer: str
+    correlation_id: str
+    causation_id: str
+    aggregate_type: str
+    aggregate_id: str
+    traceparent: str
+
+
+def deterministic_id(*parts: str) -> str:
+    """Same parts, same id: the basis of idempotent publishing."""
+    return str(uuid.uuid5(FLEET_NAMESPACE, "/".join(parts)))
+
+
+def new_traceparent() -> str:
+    """A fresh W3C trace context with a random trace and parent span."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def child_traceparent(parent: str) -> str:
+    """Same trace, new span: what each hop forwards."""
+    try:
+        version, trace_id, _span, flags = parent.split("-")
+        if len(trace_id) != 32 or len(version) != 2:
+            raise ValueError(parent)
+    except ValueError:
+        return new_traceparent()
+    return f"{version}-{trace_id}-{secrets.token_hex(8)}-{flags}"
+
+
+def format_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def to_headers(envelope: Envelope) -> dict[str, str]:
+    return {
+        MSG_ID: envelope.event_id,
+        EVENT_TYPE: envelope.event_type,
+        SCHEMA_VERSION: str(envelope.schema_version),
+        OCCURRED_AT: format_time(envelope.occurred_at),
+        PRODUCER: envelope.producer,
+        CORRELATION_ID: envelope.correlation_id,
+        CAUSATION_ID: envelope.causation_id,
+        AGGREGATE_TYPE: envelope.aggregate_type,
+        AGGREGATE_ID: envelope.aggregate_id,
+        TRACEPARENT: envelope.traceparent,
+    }
+
+
+def _parse_time(raw: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise EnvelopeError(f"header {OCCURRED_AT} is not an ISO-8601 time: {raw!r}") from exc
+    if moment.tzinfo is None:
+        raise EnvelopeError(f"header {OCCURRED_AT} has no UTC offset: {raw!r}")
+    return moment.astimezone(dt.UTC)
+
+
+def from_headers(
+    headers: Mapping[str, str],
+    *,
+    event_type: str,
+    schema_version: int,
+    aggregate_type: str,
+    aggregate_id: str,
+    received_at: dt.datetime,
+    fallback_event_id: str | None = None,
+) -> Envelope:
+    """Read an envelope, defaulting every header but the event id.
+
+    Upstream publishers may send only `Nats-Msg-Id`; the rest is filled from what the
+    subject and payload already tell. A header that is present but contradicts the
+    subject is an error, never silently overridden.
+    """
+    event_id = headers.get(MSG_ID) or fallback_event_id
+    if not event_id:
+        raise EnvelopeError(f"missing required header {MSG_ID}")
+    sent_type = headers.get(EVENT_TYPE)
+    if sent_type is not None and sent_type != event_type:
+        raise EnvelopeError(f"header {EVENT_TYPE}={sent_type!r} does not match {event_type!r}")
+    sent_version = headers.get(SCHEMA_VERSION)
+    if sent_version is not None and sent_version != str(schema_version):
+        raise EnvelopeError(
+            f"header {SCHEMA_VERSION}={sent_version!r} is not supported on this subject "
+            f"(expected {schema_version})"
+        )
+    sent_time = headers.get(OCCURRED_AT)
+    return Envelope(
+        event_id=event_id,
+        event_type=event_type,
+        schema_version=schema_version,
+        occurred_at=_parse_time(sent_time) if sent_time else received_at,
+        producer=headers.get(PRODUCER) or "unknown",
+        correlation_id=headers.get(CORRELATION_ID) or event_id,
+        causation_id=headers.get(CAUSATION_ID) or event_id,
+        aggregate_type=headers.get(AGGREGATE_TYPE) or aggregate_type,
+        aggregate_id=headers.get(AGGREGATE_ID) or aggregate_id,
+        traceparent=headers.get(TRACEPARENT) or new_traceparent(),
+    )

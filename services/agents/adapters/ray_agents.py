@@ -1,0 +1,58 @@
+"""Agents as Ray actors: one named actor per agent id, each with its own LLM client."""
+
+from __future__ import annotations
+
+import ray
+
+from services.agents.adapters.llm import LlmClient, LlmConfig, LlmError
+from services.agents.domain import ChatRequest, Completion, LlmFailure
+
+NAMESPACE = "swe-ai-fleet"
+
+
+class AgentActor:
+    """Runs in its own Ray worker process; returns an answer or a typed failure, never raises."""
+
+    def __init__(self, agent_id: str, config: LlmConfig) -> None:
+        self.agent_id = agent_id
+        self._client = LlmClient(config)
+
+    async def propose(self, request: ChatRequest) -> Completion | LlmFailure:
+        try:
+            return await self._client.complete(request)
+        except LlmError as exc:
+            return LlmFailure(error_class=type(exc).__name__, message=str(exc))
+
+
+class AgentPool:
+    """Finds or starts the actor of each agent. Handles are a cache; the actors hold no state."""
+
+    def __init__(self, config: LlmConfig, max_concurrency: int = 8) -> None:
+        self._config = config
+        self._max_concurrency = max_concurrency
+        self._actors: dict[str, ray.actor.ActorHandle] = {}
+
+    def _actor(self, agent_id: str) -> ray.actor.ActorHandle:
+        if agent_id not in self._actors:
+            # Agents wait on HTTP, not on CPU: num_cpus=0 lets 15 of them share 2 cores.
+            self._actors[agent_id] = (
+                ray.remote(AgentActor)
+                .options(
+                    name=f"agent-{agent_id}",
+                    namespace=NAMESPACE,
+                    get_if_exists=True,
+                    num_cpus=0,
+                    max_restarts=2,
+                    max_concurrency=self._max_concurrency,
+                )
+                .remote(agent_id, self._config)
+            )
+        return self._actors[agent_id]
+
+    async def propose(self, agent_id: str, request: ChatRequest) -> Completion | LlmFailure:
+        try:
+            return await self._actor(agent_id).propose.remote(request)
+        except ray.exceptions.RayActorError:
+            # The cached handle points at a dead actor: look it up again next time.
+            self._actors.pop(agent_id, None)
+            raise

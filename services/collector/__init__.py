@@ -1,0 +1,1 @@
+"""Collector: gathers proposal outcomes per deliberation and emits its one result."""

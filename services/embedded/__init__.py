@@ -1,0 +1,1 @@
+"""The embedded default: real servers from registry packages, on loopback, with data on disk."""

@@ -1,0 +1,129 @@
+"""The four embedded servers: how to start each one and how to tell it is ready."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from services.embedded import binaries
+
+LLM_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def tcp_ready(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+async def http_ready(url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            async with session.get(url) as reply:
+                return reply.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    """A server to start: its command line, the endpoints it offers, and its readiness probe."""
+
+    name: str
+    argv: list[str]
+    endpoints: dict[str, str]
+    port: int
+    ready_url: str | None = None
+    startup_timeout_s: float = 60.0
+
+    async def is_ready(self) -> bool:
+        if self.ready_url:
+            return await http_ready(self.ready_url)
+        return await tcp_ready(self.port)
+
+    async def wait_ready(self, still_running) -> float:
+        """Seconds it took; raises if the process died or the deadline passed."""
+        began = time.monotonic()
+        while time.monotonic() - began < self.startup_timeout_s:
+            if not still_running():
+                raise RuntimeError(f"{self.name} exited during startup")
+            if await self.is_ready():
+                return time.monotonic() - began
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.name} was not ready within {self.startup_timeout_s:.0f}s")
+
+
+def nats_plan(data_dir: Path) -> ServerPlan:
+    port, monitor = free_port(), free_port()
+    store = data_dir / "nats"
+    return ServerPlan(
+        name="nats",
+        argv=[str(binaries.nats_server()), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port),
+              "-m", str(monitor), "-n", "fleet-embedded"],
+        endpoints={"nats_url": f"nats://127.0.0.1:{port}", "nats_monitor_url": f"http://127.0.0.1:{monitor}"},
+        port=port,
+        ready_url=f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true",
+    )
+
+
+def redis_plan(data_dir: Path) -> ServerPlan:
+    port = free_port()
+    store = data_dir / "redis"
+    store.mkdir(parents=True, exist_ok=True)
+    return ServerPlan(
+        name="redis+falkordb",
+        argv=[str(binaries.redis_server()), "--port", str(port), "--bind", "127.0.0.1",
+              "--loadmodule", str(binaries.falkordb_module()), "--dir", str(store),
+              "--appendonly", "yes", "--save", ""],
+        endpoints={"valkey_url": f"redis://127.0.0.1:{port}", "graph_uri": f"falkor://127.0.0.1:{port}"},
+        port=port,
+    )
+
+
+def llm_plan(threads: int) -> ServerPlan:
+    port = free_port()
+    return ServerPlan(
+        name="llama.cpp",
+        argv=[str(binaries.python()), "-m", "llama_cpp.server", "--model", str(binaries.smollm2_model()),
+              "--model_alias", LLM_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
+              "--n_ctx", "4096", "--n_threads", str(threads)],
+        endpoints={"llm_base_url": f"http://127.0.0.1:{port}/v1", "llm_model": LLM_MODEL_NAME},
+        port=port,
+        ready_url=f"http://127.0.0.1:{port}/v1/models",
+    )
+
+
+def ray_temp_dir(data_dir: Path) -> Path:
+    """Ray's unix sockets must fit in 107 bytes, so a deep data dir gets a short stand-in under /tmp."""
+    preferred = data_dir / "ray"
+    if len(str(preferred)) <= 40:
+        return preferred
+    return Path("/tmp") / f"fleet-ray-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:10]}"
+
+
+def ray_plan(data_dir: Path, cpus: int) -> ServerPlan:
+    port = free_port()
+    return ServerPlan(
+        name="ray",
+        argv=[str(binaries.ray_cli()), "start", "--head", "--block", "--port", str(port),
+              "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus), "--include-dashboard", "false",
+              "--disable-usage-stats", "--temp-dir", str(ray_temp_dir(data_dir))],
+        endpoints={"ray_address": f"127.0.0.1:{port}"},
+        port=port,
+        startup_timeout_s=120.0,
+    )

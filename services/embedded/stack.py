@@ -1,0 +1,189 @@
+"""`fleet up`: start what is not external, apply the streams, run each service as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fcntl
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import nats
+
+from services.embedded import binaries
+from services.embedded.processes import ManagedProcess, Supervised
+from services.embedded.servers import ServerPlan, llm_plan, nats_plan, ray_plan, ray_temp_dir, redis_plan
+from services.mesh.settings import ENDPOINT_VARIABLES, ENDPOINTS_FILE
+from streams.apply import Change, apply_all
+
+SERVICES = ("planning", "dispatch", "agents", "collector")
+LOCK_FILE = "fleet.lock"
+# SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
+EMBEDDED_LLM_MAX_TOKENS = "256"
+
+
+class StackAlreadyRunning(RuntimeError):
+    pass
+
+
+def is_running(data_dir: Path) -> bool:
+    """A running `fleet up` holds the data dir's lock."""
+    lock_path = data_dir / LOCK_FILE
+    if not lock_path.exists():
+        return False
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def external_endpoints(env: Mapping[str, str]) -> dict[str, str]:
+    return {key: env[var] for var, key in ENDPOINT_VARIABLES.items() if env.get(var)}
+
+
+def plans_for(data_dir: Path, external: Mapping[str, str], cpus: int) -> list[ServerPlan]:
+    """Only what the environment did not point elsewhere."""
+    plans = []
+    if "nats_url" not in external:
+        plans.append(nats_plan(data_dir))
+    if not {"valkey_url", "graph_uri"} <= external.keys():
+        plans.append(redis_plan(data_dir))
+    if "llm_base_url" not in external:
+        plans.append(llm_plan(threads=cpus))
+    if "ray_address" not in external:
+        plans.append(ray_plan(data_dir, cpus=cpus))
+    return plans
+
+
+class EmbeddedStack:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        report: Callable[[str], None] = print,
+        service_env: Mapping[str, str] | None = None,
+        services: tuple[str, ...] = SERVICES,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self._env = dict(os.environ if env is None else env)
+        self._report = report
+        self._service_env = dict(service_env or {})
+        self._service_names = services
+        self._servers: list[ManagedProcess] = []
+        self.services: dict[str, Supervised] = {}
+        self.endpoints: dict[str, str] = {}
+        self.stream_changes: list[Change] = []
+        self._lock_handle = None
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def _acquire_lock(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        handle = (self.data_dir / LOCK_FILE).open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StackAlreadyRunning(
+                f"a fleet is already running on {self.data_dir}; `fleet endpoints` shows it"
+            ) from None
+        self._lock_handle = handle
+
+    async def start(self) -> dict[str, str]:
+        self._acquire_lock()
+        try:
+            await self._start_servers()
+            self.stream_changes = await self._apply_streams()
+            self._write_endpoints()
+            await self._start_services()
+        except BaseException:
+            await self.stop()
+            raise
+        return self.endpoints
+
+    async def _start_servers(self) -> None:
+        external = external_endpoints(self._env)
+        for key, value in external.items():
+            self._report(f"external {key}: {value} (not started)")
+        self.endpoints = dict(external)
+        plans = plans_for(self.data_dir, external, cpus=os.cpu_count() or 2)
+        for plan in plans:
+            process = ManagedProcess(plan.name, plan.argv, self.logs_dir / f"{plan.name}.log", env=self._server_env())
+            await process.start()
+            self._servers.append(process)
+
+        async def ready(plan: ServerPlan, process: ManagedProcess) -> None:
+            try:
+                seconds = await plan.wait_ready(process.running)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}; last lines of {process.log_path}:\n{process.tail()}") from None
+            self.endpoints.update({k: v for k, v in plan.endpoints.items() if k not in external})
+            self._report(f"{plan.name} ready in {seconds:.1f}s: {', '.join(plan.endpoints.values())}")
+
+        await asyncio.gather(*(ready(plan, process) for plan, process in zip(plans, self._servers, strict=True)))
+
+    def _server_env(self) -> dict[str, str]:
+        env = dict(self._env)
+        env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+        return env
+
+    async def _apply_streams(self) -> list[Change]:
+        client = await nats.connect(self.endpoints["nats_url"], max_reconnect_attempts=3)
+        try:
+            changes = await apply_all(client.jetstream())
+        finally:
+            await client.close()
+        touched = [c for c in changes if c.action != "unchanged"]
+        self._report(f"streams applied: {len(touched)} changed, {len(changes) - len(touched)} unchanged")
+        return changes
+
+    def _write_endpoints(self) -> None:
+        document = {
+            **self.endpoints,
+            "data_dir": str(self.data_dir),
+            "supervisor_pid": os.getpid(),
+            "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        path = self.data_dir / ENDPOINTS_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(document, indent=2) + "\n")
+        temporary.replace(path)
+
+    def service_environment(self) -> dict[str, str]:
+        env = self._server_env()
+        env.update({var: self.endpoints[key] for var, key in ENDPOINT_VARIABLES.items() if key in self.endpoints})
+        env.update(FLEET_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1", RAY_TMPDIR=str(ray_temp_dir(self.data_dir)))
+        if "FLEET_LLM_BASE_URL" not in self._env:
+            env.setdefault("FLEET_LLM_MAX_TOKENS", EMBEDDED_LLM_MAX_TOKENS)
+        env.update(self._service_env)
+        return env
+
+    async def _start_services(self) -> None:
+        env = self.service_environment()
+        for name in self._service_names:
+            argv = [str(binaries.python()), "-m", "services.cli", "service", name]
+            process = ManagedProcess(name, argv, self.logs_dir / f"{name}.log", env=env)
+            supervised = Supervised(process, on_event=self._report)
+            await supervised.start()
+            self.services[name] = supervised
+            self._report(f"service {name} started (pid {process.pid}, log {process.log_path})")
+
+    async def stop(self) -> None:
+        """Services first, so nothing is mid-publish when the servers go; then servers in reverse."""
+        await asyncio.gather(*(s.stop() for s in self.services.values()))
+        self.services.clear()
+        for process in reversed(self._servers):
+            await process.stop()
+        self._servers.clear()
+        (self.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None

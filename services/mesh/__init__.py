@@ -1,0 +1,1 @@
+"""Plumbing every service shares: settings, enveloped publishing, idempotent consuming, dead letters."""

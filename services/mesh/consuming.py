@@ -1,0 +1,206 @@
+"""Consuming a durable: decode the envelope, route by subject, publish the handler's events, ack.
+
+The policy, the same for every service:
+- input that breaks its contract is dead-lettered at once with the reason, then acked;
+- any other failure is retried with backoff; after `max_deliveries` it is dead-lettered with
+  the last error, then acked. Nothing is acked and dropped, nothing is nak'd forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import msgspec
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
+
+from contracts import catalog
+from contracts.envelope import MSG_ID, Envelope, deterministic_id, from_headers
+from contracts.errors import ContractViolation
+from contracts.events import Event
+from contracts.upcast import upcast
+from services.mesh.deadletters import DeadLetter, dead_letter_event
+from services.mesh.publishing import Cause, Clock, EventPublisher, Outgoing, utc_now
+from streams.definitions import ConsumerSpec
+
+log = logging.getLogger("fleet.consumer")
+
+
+@dataclass(frozen=True)
+class Incoming[P: Event]:
+    payload: P
+    envelope: Envelope
+    subject: str
+    stream_sequence: int
+    deliveries: int
+
+
+type Handler = Callable[[Incoming], Awaitable[Sequence[Outgoing]]]
+
+
+def decode_incoming(
+    subject: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    received_at: dt.datetime,
+    stream_sequence: int,
+    deliveries: int,
+) -> Incoming:
+    """Turn a raw message into a typed, upcast event, or raise ContractViolation with the reason."""
+    try:
+        spec = catalog.spec_for_subject(subject)
+    except KeyError as exc:
+        raise ContractViolation(str(exc)) from None
+    try:
+        payload = spec.decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise ContractViolation(f"invalid {spec.subject} payload: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ContractViolation(f"{spec.subject} body is not valid JSON: {exc}") from None
+    # Legacy publishers send no Nats-Msg-Id; the body itself identifies the fact.
+    fallback_id = (
+        deterministic_id("legacy", subject, hashlib.sha256(body).hexdigest()) if spec.legacy else None
+    )
+    envelope = from_headers(
+        headers,
+        event_type=spec.event_type,
+        schema_version=spec.version,
+        aggregate_type=spec.aggregate_type,
+        aggregate_id=payload.aggregate_id(),
+        received_at=received_at,
+        fallback_event_id=fallback_id,
+    )
+    return Incoming(
+        payload=upcast(payload),
+        envelope=envelope,
+        subject=subject,
+        stream_sequence=stream_sequence,
+        deliveries=deliveries,
+    )
+
+
+def retry_delay_s(deliveries: int) -> float:
+    """Exponential backoff between redeliveries, capped at 30 s."""
+    return float(min(2 ** max(deliveries - 1, 0), 30))
+
+
+class DurableConsumer:
+    """Binds one durable from streams/ to one handler per subject."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        routes: Mapping[str, Handler],
+        publisher: EventPublisher,
+        clock: Clock = utc_now,
+    ) -> None:
+        missing = set(spec.filter_subjects) - set(routes)
+        if missing:
+            raise ValueError(f"{spec.durable}: no handler for {sorted(missing)}")
+        self.spec = spec
+        self._routes = dict(routes)
+        self._publisher = publisher
+        self._clock = clock
+
+    def register(self, broker: NatsBroker, *, max_workers: int = 1) -> None:
+        """Subscribe on the broker, bound to the existing durable (services never declare)."""
+        subscriber = broker.subscriber(
+            self.spec.filter_subjects[0],
+            stream=JStream(self.spec.stream, declare=False),
+            durable=self.spec.durable,
+            pull_sub=PullSub(batch_size=max(max_workers, 1), timeout=1.0),
+            ack_policy=AckPolicy.MANUAL,
+            max_workers=max_workers,
+        )
+        subscriber(self.on_message)
+
+    async def on_message(self, message: NatsMessage) -> None:
+        raw = message.raw_message
+        meta = raw.metadata
+        headers = dict(raw.headers or {})
+        deliveries = meta.num_delivered or 1
+        letter = DeadLetter(
+            service=self.spec.service,
+            consumer=self.spec.durable,
+            stream=self.spec.stream,
+            stream_sequence=meta.sequence.stream,
+            deliveries=deliveries,
+            subject=raw.subject,
+            headers=headers,
+            body=raw.data,
+        )
+        if deliveries > self.spec.max_deliveries:
+            # Earlier deliveries ended without an ack or nak: the process died or hung.
+            await self._dead_letter(
+                message, letter, f"gave up after {deliveries - 1} deliveries without an outcome "
+                "(the handler crashed or exceeded its ack deadline)"
+            )
+            return
+        try:
+            incoming = decode_incoming(
+                raw.subject,
+                headers,
+                raw.data,
+                received_at=meta.timestamp or self._clock(),
+                stream_sequence=meta.sequence.stream,
+                deliveries=deliveries,
+            )
+        except ContractViolation as exc:
+            await self._dead_letter(message, letter, str(exc))
+            return
+        try:
+            async with self._keep_alive(message):
+                outgoing = await self._routes[raw.subject](incoming)
+                for event in outgoing:
+                    await self._publisher.publish(event, cause=Cause.of(incoming.envelope))
+        except ContractViolation as exc:
+            await self._dead_letter(message, letter, str(exc))
+        except Exception as exc:  # noqa: BLE001 - every other failure is retried, then dead-lettered
+            error = f"{type(exc).__name__}: {exc}"
+            if deliveries >= self.spec.max_deliveries:
+                await self._dead_letter(message, letter, f"failed {deliveries} times; last error: {error}")
+                return
+            delay = retry_delay_s(deliveries)
+            log.warning(
+                "%s seq=%s delivery %s failed, retrying in %.0fs: %s",
+                self.spec.durable, meta.sequence.stream, deliveries, delay, error,
+                extra={"correlation_id": incoming.envelope.correlation_id},
+            )
+            await message.nack(delay=delay)
+        else:
+            await message.ack()
+
+    async def _dead_letter(self, message: NatsMessage, letter: DeadLetter, reason: str) -> None:
+        log.error(
+            "%s seq=%s dead-lettered: %s",
+            self.spec.durable, letter.stream_sequence, reason,
+            extra={"correlation_id": letter.headers.get(MSG_ID, "")},
+        )
+        outgoing, cause = dead_letter_event(letter, reason)
+        await self._publisher.publish(outgoing, cause=cause)
+        await message.ack()
+
+    @contextlib.asynccontextmanager
+    async def _keep_alive(self, message: NatsMessage):
+        """Tell the server a long handler is still working, so it does not redeliver meanwhile."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.spec.ack_wait_s / 3)
+                await message.in_progress()
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

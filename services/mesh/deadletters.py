@@ -1,0 +1,54 @@
+"""Dead letters: the original message, whole, with the reason it was rejected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, deterministic_id
+from contracts.events import MessageDeadLettered
+from services.mesh.publishing import Cause, Outgoing
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    service: str
+    consumer: str
+    stream: str
+    stream_sequence: int
+    deliveries: int
+    subject: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def dead_letter_event(letter: DeadLetter, reason: str) -> tuple[Outgoing, Cause | None]:
+    """The dead-letter event, with an id derived from where the message sat in its stream.
+
+    Rejecting the same stored message twice (a crash between publishing the dead letter and
+    acking) yields the same id, so JetStream keeps one dead letter.
+    """
+    payload = MessageDeadLettered(
+        service=letter.service,
+        consumer=letter.consumer,
+        reason=reason,
+        original_subject=letter.subject,
+        original_headers=letter.headers,
+        original_body=letter.body,
+        stream=letter.stream,
+        stream_sequence=letter.stream_sequence,
+        deliveries=letter.deliveries,
+    )
+    event_id = deterministic_id("dead-letter", letter.consumer, letter.stream, str(letter.stream_sequence))
+    return Outgoing(payload=payload, event_id=event_id), _cause_of(letter)
+
+
+def _cause_of(letter: DeadLetter) -> Cause | None:
+    """Keep the causal chain when the rejected message carried ids; start one when it did not."""
+    original_id = letter.headers.get(MSG_ID)
+    if not original_id:
+        return None
+    return Cause(
+        event_id=original_id,
+        correlation_id=letter.headers.get(CORRELATION_ID) or original_id,
+        traceparent=letter.headers.get(TRACEPARENT, ""),
+    )

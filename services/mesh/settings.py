@@ -1,0 +1,106 @@
+"""Settings from the environment, falling back to the endpoints a running `fleet up` wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = ".fleet"
+ENDPOINTS_FILE = "endpoints.json"
+
+# Environment variable -> endpoints.json key. Each one, when set, points at an external server.
+ENDPOINT_VARIABLES = {
+    "FLEET_NATS_URL": "nats_url",
+    "FLEET_VALKEY_URL": "valkey_url",
+    "FLEET_GRAPH_URI": "graph_uri",
+    "FLEET_LLM_BASE_URL": "llm_base_url",
+    "FLEET_LLM_MODEL": "llm_model",
+    "RAY_ADDRESS": "ray_address",
+}
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    nats_url: str
+    valkey_url: str | None = None
+    graph_uri: str | None = None
+    llm_base_url: str | None = None
+    llm_model: str = "SmolLM2-135M-Instruct"
+    llm_api_key: str | None = field(default=None, repr=False)
+    ray_address: str | None = None
+    council_size: int = 3
+    llm_temperature: float = 0.7
+    llm_max_tokens: int = 2048
+    llm_timeout_s: float = 60.0
+    agent_concurrency: int = 16
+
+    def require_llm(self) -> str:
+        if not self.llm_base_url:
+            raise SettingsError("no LLM server: set FLEET_LLM_BASE_URL or run `fleet up`")
+        return self.llm_base_url
+
+
+def data_dir_from(env: Mapping[str, str]) -> Path:
+    return Path(env.get("FLEET_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
+
+
+def read_endpoints(data_dir: Path) -> dict[str, str]:
+    path = data_dir / ENDPOINTS_FILE
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def _number[T: (int, float)](env: Mapping[str, str], name: str, kind: type[T], default: T) -> T:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def _api_key(env: Mapping[str, str]) -> str | None:
+    if key_file := env.get("FLEET_LLM_API_KEY_FILE"):
+        return Path(key_file).read_text().strip()
+    return env.get("FLEET_LLM_API_KEY")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Environment first, then `<data dir>/endpoints.json`; NATS is the one required endpoint."""
+    env = os.environ if env is None else env
+    data_dir = data_dir_from(env)
+    endpoints = read_endpoints(data_dir)
+    resolved = {key: env.get(var) or endpoints.get(key) for var, key in ENDPOINT_VARIABLES.items()}
+    if not resolved["nats_url"]:
+        raise SettingsError(
+            f"no NATS server: set FLEET_NATS_URL, or start the embedded stack with `fleet up` "
+            f"(looked for {data_dir / ENDPOINTS_FILE})"
+        )
+    return Settings(
+        data_dir=data_dir,
+        nats_url=resolved["nats_url"],
+        valkey_url=resolved["valkey_url"],
+        graph_uri=resolved["graph_uri"],
+        llm_base_url=resolved["llm_base_url"],
+        llm_model=resolved["llm_model"] or Settings.llm_model,
+        llm_api_key=_api_key(env),
+        ray_address=resolved["ray_address"],
+        council_size=_number(env, "FLEET_COUNCIL_SIZE", int, Settings.council_size),
+        llm_temperature=_number(env, "FLEET_LLM_TEMPERATURE", float, Settings.llm_temperature),
+        llm_max_tokens=_number(env, "FLEET_LLM_MAX_TOKENS", int, Settings.llm_max_tokens),
+        llm_timeout_s=_number(env, "FLEET_LLM_TIMEOUT_S", float, Settings.llm_timeout_s),
+        agent_concurrency=_number(env, "FLEET_AGENT_CONCURRENCY", int, Settings.agent_concurrency),
+    )

@@ -1,0 +1,1 @@
+"""Planning: validates plan approvals from upstream and requests one deliberation per (task, role)."""

@@ -1,0 +1,152 @@
+"""Every stream, durable consumer and KV bucket of the mesh. Nothing else declares them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contracts import catalog
+
+MINUTE = 60.0
+HOUR = 60 * MINUTE
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+    duplicate_window_s: float = 10 * MINUTE
+    max_msg_size: int = 1 * MiB
+    # Event logs keep everything (no max_age, no max_msgs) so a read model can be rebuilt from 0.
+    max_bytes: int = -1
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer, owned by one service."""
+
+    durable: str
+    stream: str
+    filter_subjects: tuple[str, ...]
+    service: str
+    ack_wait_s: float = 30.0
+    # After this many deliveries the service dead-letters the message with its last error.
+    # The server itself never gives up (max_deliver=-1), so a message whose handler crashed
+    # the process on its last try is still dead-lettered, never silently parked.
+    max_deliveries: int = 5
+    max_ack_pending: int = 1000
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """A JetStream KV bucket: durable service state, rebuilt only through its own history."""
+
+    bucket: str
+    description: str
+    history: int = 1
+
+    @property
+    def stream_name(self) -> str:
+        return f"KV_{self.bucket}"
+
+
+PLANNING = StreamSpec(
+    name="PLANNING",
+    subjects=("planning.>",),
+    description="Ingress from upstream planning services, legacy and versioned.",
+    duplicate_window_s=1 * HOUR,
+)
+ORCHESTRATION = StreamSpec(
+    name="ORCHESTRATION",
+    subjects=("orchestration.>",),
+    description="The deliberation aggregate: requested, started, completed, failed.",
+)
+AGENT = StreamSpec(
+    name="AGENT",
+    subjects=("agent.>",),
+    description="Work asked of agents and what they answered.",
+)
+DEAD_LETTERS = StreamSpec(
+    name="DEAD_LETTERS",
+    subjects=("deadletter.>",),
+    description="Messages a service rejected, each with its reason and original headers and body.",
+    max_msg_size=2 * MiB,
+)
+
+STREAMS: tuple[StreamSpec, ...] = (PLANNING, ORCHESTRATION, AGENT, DEAD_LETTERS)
+
+PLANNING_APPROVALS = ConsumerSpec(
+    durable="planning-plan-approvals",
+    stream=PLANNING.name,
+    filter_subjects=(catalog.PLAN_APPROVED.subject, catalog.LEGACY_PLAN_APPROVED.subject),
+    service=catalog.PLANNING,
+)
+DISPATCH_REQUESTS = ConsumerSpec(
+    durable="dispatch-deliberation-requests",
+    stream=ORCHESTRATION.name,
+    filter_subjects=(catalog.DELIBERATION_REQUESTED.subject,),
+    service=catalog.DISPATCH,
+)
+AGENTS_PROPOSALS = ConsumerSpec(
+    durable="agents-proposal-requests",
+    stream=AGENT.name,
+    filter_subjects=(catalog.PROPOSAL_REQUESTED.subject,),
+    service=catalog.AGENTS,
+    # An LLM call can take a minute; the consumer heartbeats in_progress() while it runs.
+    ack_wait_s=60.0,
+    max_ack_pending=256,
+)
+COLLECTOR_OUTCOMES = ConsumerSpec(
+    durable="collector-proposal-outcomes",
+    stream=AGENT.name,
+    filter_subjects=(catalog.PROPOSAL_COMPLETED.subject, catalog.PROPOSAL_FAILED.subject),
+    service=catalog.COLLECTOR,
+)
+
+CONSUMERS: tuple[ConsumerSpec, ...] = (
+    PLANNING_APPROVALS,
+    DISPATCH_REQUESTS,
+    AGENTS_PROPOSALS,
+    COLLECTOR_OUTCOMES,
+)
+
+DISPATCH_CLAIMS = BucketSpec(
+    bucket="DISPATCH_CLAIMS",
+    description="Which event first started each deliberation, so a duplicate never starts another.",
+)
+COLLECTOR_DELIBERATIONS = BucketSpec(
+    bucket="COLLECTOR_DELIBERATIONS",
+    description="Proposal outcomes gathered per deliberation, updated by compare-and-set.",
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS)
+
+
+def consumer(durable: str) -> ConsumerSpec:
+    for spec in CONSUMERS:
+        if spec.durable == durable:
+            return spec
+    raise KeyError(f"no durable consumer named {durable!r} in streams/")
+
+
+def stream_for_subject(subject: str) -> StreamSpec:
+    """The one stream that stores `subject`."""
+    matches = [s for s in STREAMS if any(subject_matches(p, subject) for p in s.subjects)]
+    if len(matches) != 1:
+        raise LookupError(f"subject {subject!r} is covered by {len(matches)} streams, not 1")
+    return matches[0]
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` is one token, a trailing `>` is one or more."""
+    pattern_tokens, subject_tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(pattern_tokens):
+        if token == ">":
+            return len(subject_tokens) > index
+        if index >= len(subject_tokens):
+            return False
+        if token not in ("*", subject_tokens[index]):
+            return False
+    return len(pattern_tokens) == len(subject_tokens)
