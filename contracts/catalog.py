@@ -133,11 +133,11 @@ DELIBERATION_FAILED = EventSpec(
     consumers=(),
     summary="The one result of a deliberation that produced no proposal, with the reason.",
 )
-MESSAGE_DEAD_LETTERED = EventSpec(
-    subject="deadletter.message.recorded.v1",
-    event_type="message.dead_lettered",
+MESSAGE_REJECTED = EventSpec(
+    subject="deadletter.message.rejected.v1",
+    event_type="message.rejected",
     version=1,
-    payload=ev.MessageDeadLettered,
+    payload=ev.MessageRejected,
     aggregate_type="message",
     producers=(ANY_SERVICE,),
     consumers=(),
@@ -154,7 +154,7 @@ EVENTS: tuple[EventSpec, ...] = (
     PROPOSAL_FAILED,
     DELIBERATION_COMPLETED,
     DELIBERATION_FAILED,
-    MESSAGE_DEAD_LETTERED,
+    MESSAGE_REJECTED,
 )
 
 _BY_SUBJECT = {spec.subject: spec for spec in EVENTS}

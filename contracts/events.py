@@ -169,7 +169,7 @@ class ProposalFailed(Event, frozen=True, kw_only=True):
 # --- dead letters -----------------------------------------------------------------------
 
 
-class MessageDeadLettered(Event, frozen=True, kw_only=True):
+class MessageRejected(Event, frozen=True, kw_only=True):
     """A message a service could not process, kept whole with the reason."""
 
     service: str

@@ -17,8 +17,16 @@ log = logging.getLogger("fleet.up")
 class ManagedProcess:
     """One child. `start_new_session` puts it in its own group, so stopping kills its children too."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        stop_grace_s: float = 10.0,
+    ):
         self.name = name
+        self.stop_grace_s = stop_grace_s
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
@@ -47,10 +55,11 @@ class ManagedProcess:
         assert self.process is not None
         return await self.process.wait()
 
-    async def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM the whole group, then SIGKILL whatever is left after `grace_s`."""
+    async def stop(self) -> None:
+        """SIGTERM the whole group, then SIGKILL whatever is left after the grace period."""
         if self.process is None:
             return
+        grace_s = self.stop_grace_s
         group = self.process.pid
         _signal_group(group, signal.SIGTERM)
         try:

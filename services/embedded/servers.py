@@ -50,6 +50,7 @@ class ServerPlan:
     port: int
     ready_url: str | None = None
     startup_timeout_s: float = 60.0
+    stop_grace_s: float = 10.0
 
     async def is_ready(self) -> bool:
         if self.ready_url:
@@ -126,4 +127,6 @@ def ray_plan(data_dir: Path, cpus: int) -> ServerPlan:
         endpoints={"ray_address": f"127.0.0.1:{port}"},
         port=port,
         startup_timeout_s=120.0,
+        # `ray start --block` lingers on SIGTERM; it keeps no state we need, so the group is killed soon.
+        stop_grace_s=3.0,
     )

@@ -116,7 +116,10 @@ class EmbeddedStack:
         self.endpoints = dict(external)
         plans = plans_for(self.data_dir, external, cpus=os.cpu_count() or 2)
         for plan in plans:
-            process = ManagedProcess(plan.name, plan.argv, self.logs_dir / f"{plan.name}.log", env=self._server_env())
+            process = ManagedProcess(
+                plan.name, plan.argv, self.logs_dir / f"{plan.name}.log", env=self._server_env(),
+                stop_grace_s=plan.stop_grace_s,
+            )
             await process.start()
             self._servers.append(process)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, deterministic_id
-from contracts.events import MessageDeadLettered
+from contracts.events import MessageRejected
 from services.mesh.publishing import Cause, Outgoing
 
 
@@ -27,7 +27,7 @@ def dead_letter_event(letter: DeadLetter, reason: str) -> tuple[Outgoing, Cause 
     Rejecting the same stored message twice (a crash between publishing the dead letter and
     acking) yields the same id, so JetStream keeps one dead letter.
     """
-    payload = MessageDeadLettered(
+    payload = MessageRejected(
         service=letter.service,
         consumer=letter.consumer,
         reason=reason,

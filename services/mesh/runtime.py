@@ -44,24 +44,35 @@ def configure_logging(service: str) -> None:
     )
 
 
-def build_app(service: str, settings: Settings, wire: Wiring) -> FastStream:
-    """A FastStream app whose durables are bound after connecting, before consuming starts."""
-    broker = NatsBroker(
+def new_broker(service: str, settings: Settings) -> NatsBroker:
+    return NatsBroker(
         settings.nats_url,
         name=f"fleet-{service}",
         max_reconnect_attempts=-1,
         logger=logging.getLogger(f"fleet.{service}.broker"),
+        # FastStream logs every message; at DEBUG that costs nothing unless asked for.
         log_level=logging.DEBUG,
     )
+
+
+async def bind_durables(broker: NatsBroker, service: str, settings: Settings, wire: Wiring) -> Mesh:
+    """Connect, wire the handlers, and bind each to its existing durable. Call before broker.start()."""
+    client = await broker.connect()
+    js = client.jetstream()
+    mesh = Mesh(service, settings, broker, js, EventPublisher(broker, producer=service))
+    for binding in await wire(mesh):
+        await verify_consumer(js, binding.consumer.spec)
+        binding.consumer.register(broker, max_workers=binding.max_workers)
+    return mesh
+
+
+def build_app(service: str, settings: Settings, wire: Wiring) -> FastStream:
+    """A FastStream app whose durables are bound after connecting, before consuming starts."""
+    broker = new_broker(service, settings)
     app = FastStream(broker, logger=logging.getLogger(f"fleet.{service}"))
 
     @app.on_startup
-    async def bind_durables() -> None:
-        client = await broker.connect()
-        js = client.jetstream()
-        mesh = Mesh(service, settings, broker, js, EventPublisher(broker, producer=service))
-        for binding in await wire(mesh):
-            await verify_consumer(js, binding.consumer.spec)
-            binding.consumer.register(broker, max_workers=binding.max_workers)
+    async def start_service() -> None:
+        await bind_durables(broker, service, settings, wire)
 
     return app

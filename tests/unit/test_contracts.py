@@ -1,0 +1,159 @@
+"""The contract rules: round trips, subject names, stream coverage, producers for consumers."""
+
+import datetime as dt
+
+import msgspec
+import pytest
+
+from contracts import catalog
+from contracts.envelope import Envelope, from_headers, to_headers
+from contracts.events import (
+    AgentProfile,
+    DeliberationCompleted,
+    DeliberationFailed,
+    DeliberationRef,
+    DeliberationRequested,
+    DeliberationStarted,
+    LegacyPlanApproved,
+    MessageRejected,
+    PlanApproved,
+    PlannedTask,
+    ProposalCompleted,
+    ProposalFailed,
+    ProposalRequested,
+    RankedProposal,
+    Role,
+    Winner,
+)
+from contracts.export import catalog_markdown, json_schemas
+from streams.definitions import CONSUMERS, STREAMS, stream_for_subject, subject_matches
+
+NOW = dt.datetime(2026, 11, 22, 10, 30, tzinfo=dt.UTC)
+REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA)
+TASK = PlannedTask(task_id="t-1", title="Write tests", description="for the parser")
+
+EXAMPLES = {
+    catalog.PLAN_APPROVED.subject: PlanApproved(
+        story_id="s-1", plan_id="p-1", approved_by="alice", roles=[Role.DEV, Role.QA], tasks=[TASK],
+        rubric={"correctness": "works"}, constraints=["python 3.12"],
+    ),
+    catalog.LEGACY_PLAN_APPROVED.subject: LegacyPlanApproved(
+        story_id="s-1", plan_id="p-1", approved_by="alice", roles=[Role.DEV], timestamp="2025-01-01T00:00:00Z"
+    ),
+    catalog.DELIBERATION_REQUESTED.subject: DeliberationRequested(deliberation=REF, task=TASK, approved_by="alice"),
+    catalog.DELIBERATION_STARTED.subject: DeliberationStarted(deliberation=REF, council=["qa-1"], started_at=NOW),
+    catalog.PROPOSAL_REQUESTED.subject: ProposalRequested(
+        deliberation=REF, agent=AgentProfile(agent_id="qa-1", role=Role.QA, temperature=0.7, max_tokens=64),
+        council=["qa-1"], task=TASK, started_at=NOW,
+    ),
+    catalog.PROPOSAL_COMPLETED.subject: ProposalCompleted(
+        deliberation=REF, agent_id="qa-1", council=["qa-1"], started_at=NOW, content="Test the edges.",
+        model="m", temperature=0.7, prompt_tokens=10, completion_tokens=5, latency_ms=120,
+    ),
+    catalog.PROPOSAL_FAILED.subject: ProposalFailed(
+        deliberation=REF, agent_id="qa-1", council=["qa-1"], started_at=NOW,
+        error_class="LlmTimeout", message="no answer within 60s",
+    ),
+    catalog.DELIBERATION_COMPLETED.subject: DeliberationCompleted(
+        deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA,
+        winner=Winner(agent_id="qa-1", content="Test the edges."), ranking=[RankedProposal(agent_id="qa-1")],
+        duration_ms=900, selection="provisional",
+    ),
+    catalog.DELIBERATION_FAILED.subject: DeliberationFailed(
+        deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA,
+        reason="no agent produced a proposal", duration_ms=900,
+    ),
+    catalog.MESSAGE_REJECTED.subject: MessageRejected(
+        service="planning", consumer="planning-plan-approvals", reason="bad", original_subject="planning.plan.approved.v1",
+        original_headers={"Nats-Msg-Id": "x"}, original_body=b"\xff\xfenot utf-8", stream="PLANNING",
+        stream_sequence=7, deliveries=1,
+    ),
+}
+
+
+def test_every_event_in_the_catalog_has_an_example_here():
+    assert set(EXAMPLES) == {spec.subject for spec in catalog.EVENTS}
+
+
+@pytest.mark.parametrize("spec", catalog.EVENTS, ids=lambda s: s.subject)
+def test_every_event_round_trips_through_its_wire_encoding(spec):
+    example = EXAMPLES[spec.subject]
+    assert spec.decoder.decode(catalog.encode(example)) == example
+
+
+@pytest.mark.parametrize("spec", [s for s in catalog.EVENTS if not s.legacy], ids=lambda s: s.subject)
+def test_every_subject_follows_context_aggregate_event_version(spec):
+    assert catalog.SUBJECT_PATTERN.match(spec.subject), spec.subject
+    assert spec.subject.endswith(f".v{spec.version}")
+    assert spec.subject.split(".")[1:3] == spec.event_type.split(".")
+
+
+def test_the_only_subject_outside_the_naming_rule_is_the_legacy_ingress():
+    outside = [s.subject for s in catalog.EVENTS if not catalog.SUBJECT_PATTERN.match(s.subject)]
+    assert outside == ["planning.plan.approved"]
+
+
+@pytest.mark.parametrize("spec", catalog.EVENTS, ids=lambda s: s.subject)
+def test_every_subject_is_covered_by_exactly_one_stream(spec):
+    covering = [s.name for s in STREAMS if any(subject_matches(p, spec.subject) for p in s.subjects)]
+    assert len(covering) == 1, f"{spec.subject} is covered by {covering}"
+
+
+def test_no_two_streams_claim_overlapping_subjects():
+    patterns = [(stream.name, pattern) for stream in STREAMS for pattern in stream.subjects]
+    for name, pattern in patterns:
+        for other_name, other in patterns:
+            if name != other_name:
+                assert not subject_matches(pattern, other.replace(">", "x")), (pattern, other)
+
+
+def test_every_consumed_subject_has_a_producer_or_is_ingress():
+    for spec in catalog.EVENTS:
+        if spec.consumers:
+            assert spec.producers, f"{spec.subject} is consumed but nobody produces it"
+    for consumer in CONSUMERS:
+        for subject in consumer.filter_subjects:
+            spec = catalog.spec_for_subject(subject)
+            assert spec.is_ingress or spec.producers
+            assert consumer.service in spec.consumers, f"{consumer.durable} reads {subject} without saying so"
+            assert stream_for_subject(subject).name == consumer.stream
+
+
+def test_catalog_consumers_are_exactly_the_durables_declared_in_streams():
+    declared = {(c.service, s) for c in CONSUMERS for s in c.filter_subjects}
+    catalogued = {(service, spec.subject) for spec in catalog.EVENTS for service in spec.consumers}
+    assert declared == catalogued
+
+
+def test_the_ingress_contract_keeps_its_exact_fields():
+    fields = [f.name for f in msgspec.structs.fields(PlanApproved)]
+    assert fields == ["story_id", "plan_id", "approved_by", "roles", "tasks", "rubric", "constraints"]
+    assert {f.name for f in msgspec.structs.fields(PlannedTask)} == {"task_id", "title", "description"}
+
+
+def test_the_result_contract_carries_ids_winner_ranking_and_duration():
+    fields = {f.name for f in msgspec.structs.fields(DeliberationCompleted)}
+    assert {"deliberation_id", "story_id", "plan_id", "task_id", "role", "winner", "ranking", "duration_ms"} <= fields
+    failed = {f.name for f in msgspec.structs.fields(DeliberationFailed)}
+    assert {"deliberation_id", "story_id", "plan_id", "task_id", "role", "reason"} <= failed
+
+
+def test_export_writes_a_schema_per_event_and_a_catalog_naming_each_subject():
+    schemas = json_schemas()
+    assert len(schemas) == len(catalog.EVENTS)
+    markdown = catalog_markdown()
+    for spec in catalog.EVENTS:
+        assert f"`{spec.subject}`" in markdown
+
+
+def test_the_envelope_survives_a_trip_through_headers():
+    envelope = Envelope(
+        event_id="e-1", event_type="deliberation.completed", schema_version=1, occurred_at=NOW,
+        producer="collector", correlation_id="c-1", causation_id="e-0", aggregate_type="deliberation",
+        aggregate_id="d-1", traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+    )
+    read = from_headers(
+        to_headers(envelope), event_type="deliberation.completed", schema_version=1,
+        aggregate_type="x", aggregate_id="y", received_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+    )
+    assert read == envelope
