@@ -82,12 +82,12 @@ def chat_request(request: ProposalRequested, model: str) -> ChatRequest:
 
 def outcome(request: ProposalRequested, answer: Completion | LlmFailure) -> Outgoing:
     """The one outcome event of a proposal request; its id is the same whatever the outcome."""
-    common = dict(
-        deliberation=request.deliberation,
-        agent_id=request.agent.agent_id,
-        council=request.council,
-        started_at=request.started_at,
-    )
+    common = {
+        "deliberation": request.deliberation,
+        "agent_id": request.agent.agent_id,
+        "council": request.council,
+        "started_at": request.started_at,
+    }
     if isinstance(answer, Completion):
         event = ProposalCompleted(
             **common,

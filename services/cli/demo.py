@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -150,10 +151,8 @@ async def run_demo(nats_url: str, console: Console, timeout_s: float = 900.0) ->
                 if remaining <= 0:
                     raise TimeoutError(f"deliberations not finished after {timeout_s:.0f}s; see the logs")
                 updated.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(updated.wait(), timeout=min(remaining, 1.0))
-                except TimeoutError:
-                    pass
                 live.update(progress.table())
     finally:
         for subscription in subscriptions:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import importlib
 import json
-import os
 import signal
 from pathlib import Path
 from typing import Annotated

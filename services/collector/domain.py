@@ -67,13 +67,13 @@ def decide(state: Collected, now: dt.datetime) -> DeliberationCompleted | Delibe
     if state.result is not None or len(state.outcomes) < len(state.council):
         return None
     ref = state.deliberation
-    ids = dict(
-        deliberation_id=ref.deliberation_id,
-        story_id=ref.story_id,
-        plan_id=ref.plan_id,
-        task_id=ref.task_id,
-        role=ref.role,
-    )
+    ids = {
+        "deliberation_id": ref.deliberation_id,
+        "story_id": ref.story_id,
+        "plan_id": ref.plan_id,
+        "task_id": ref.task_id,
+        "role": ref.role,
+    }
     duration_ms = max(int((now - state.started_at).total_seconds() * 1000), 0)
     proposals = [o for o in state.outcomes if o.content]
     failures = [o for o in state.outcomes if not o.content]

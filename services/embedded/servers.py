@@ -33,9 +33,11 @@ async def tcp_ready(port: int) -> bool:
 
 async def http_ready(url: str) -> bool:
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            async with session.get(url) as reply:
-                return reply.status == 200
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+            session.get(url) as reply,
+        ):
+            return reply.status == 200
     except (aiohttp.ClientError, TimeoutError):
         return False
 

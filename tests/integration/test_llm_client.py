@@ -12,11 +12,14 @@ pytestmark = pytest.mark.integration
 
 
 def request(model: str, **changes) -> ChatRequest:
-    fields = dict(
-        model=model,
-        messages=[ChatMessage("system", "You are a QA engineer."), ChatMessage("user", "Name one edge case of sorting.")],
-        temperature=0.7, max_tokens=24,
-    )
+    fields = {
+        "model": model,
+        "messages": [
+            ChatMessage("system", "You are a QA engineer."),
+            ChatMessage("user", "Name one edge case of sorting."),
+        ],
+        "temperature": 0.7, "max_tokens": 24,
+    }
     return ChatRequest(**{**fields, **changes})
 
 

@@ -42,7 +42,8 @@ def test_the_chat_request_carries_the_task_rubric_constraints_and_the_agents_sam
 
 
 def test_a_completion_becomes_a_proposal_with_its_model_and_tokens():
-    event = outcome(REQUEST, Completion(content="Fuzz it.", model="m", prompt_tokens=9, completion_tokens=3, latency_ms=50))
+    completion = Completion(content="Fuzz it.", model="m", prompt_tokens=9, completion_tokens=3, latency_ms=50)
+    event = outcome(REQUEST, completion)
     assert isinstance(event.payload, ProposalCompleted)
     assert (event.payload.content, event.payload.completion_tokens, event.payload.temperature) == ("Fuzz it.", 3, 0.9)
 

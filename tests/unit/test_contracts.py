@@ -64,7 +64,8 @@ EXAMPLES = {
         reason="no agent produced a proposal", duration_ms=900,
     ),
     catalog.MESSAGE_REJECTED.subject: MessageRejected(
-        service="planning", consumer="planning-plan-approvals", reason="bad", original_subject="planning.plan.approved.v1",
+        service="planning", consumer="planning-plan-approvals", reason="bad",
+        original_subject="planning.plan.approved.v1",
         original_headers={"Nats-Msg-Id": "x"}, original_body=b"\xff\xfenot utf-8", stream="PLANNING",
         stream_sequence=7, deliveries=1,
     ),
@@ -157,3 +158,13 @@ def test_the_envelope_survives_a_trip_through_headers():
         aggregate_type="x", aggregate_id="y", received_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
     )
     assert read == envelope
+
+
+def test_the_checked_in_catalog_and_schemas_match_the_code():
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).parents[2] / "docs" / "contracts"
+    assert (folder / "catalog.md").read_text() == catalog_markdown(), "run `just contracts`"
+    for name, schema in json_schemas().items():
+        assert json.loads((folder / name).read_text()) == schema, f"{name} is stale: run `just contracts`"

@@ -9,10 +9,10 @@ from services.planning.domain import deliberation_id, request_deliberations
 
 
 def approval(**changes) -> PlanApproved:
-    fields = dict(
-        story_id="s-1", plan_id="p-1", approved_by="alice", roles=[Role.DEV, Role.QA],
-        tasks=[PlannedTask(task_id="t-1", title="One"), PlannedTask(task_id="t-2", title="Two")],
-    )
+    fields = {
+        "story_id": "s-1", "plan_id": "p-1", "approved_by": "alice", "roles": [Role.DEV, Role.QA],
+        "tasks": [PlannedTask(task_id="t-1", title="One"), PlannedTask(task_id="t-2", title="Two")],
+    }
     return PlanApproved(**{**fields, **changes})
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -102,7 +101,7 @@ class LlmClient:
                 body = await reply.read()
         except aiohttp.ClientConnectorError as exc:
             raise LlmConnectionRefused(f"cannot connect to {url}: {exc.os_error or exc}") from None
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise LlmTimeout(f"no answer from {url} within {self._config.timeout_s:g}s") from None
         except aiohttp.ClientError as exc:
             raise LlmConnectionRefused(f"connection to {url} failed: {type(exc).__name__}: {exc}") from None

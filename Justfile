@@ -1,0 +1,32 @@
+# Recipes run inside the locked environment; `./dev <recipe>` installs it first on a fresh machine.
+set dotenv-load := false
+
+export RAY_AUTH_MODE := "disabled"
+export RAY_USAGE_STATS_ENABLED := "0"
+
+# List the recipes.
+default:
+    @just --list
+
+# Start the embedded mesh (NATS, Redis+FalkorDB, llama.cpp, Ray) and every service, until Ctrl-C.
+up *ARGS:
+    uv run fleet up {{ARGS}}
+
+# Publish a sample plan approval and follow each deliberation to its winner.
+demo *ARGS:
+    uv run fleet demo {{ARGS}}
+
+# The whole suite: unit, contract, integration and end-to-end tests on real servers.
+test *ARGS:
+    uv run pytest -ra {{ARGS}}
+
+# Only the tests that need no server.
+test-unit *ARGS:
+    uv run pytest -ra tests/unit {{ARGS}}
+
+# Regenerate the JSON Schemas and the event catalog under docs/contracts.
+contracts:
+    uv run fleet contracts export --out docs/contracts
+
+lint:
+    uv run ruff check .
