@@ -22,6 +22,9 @@ SERVICES = ("planning", "dispatch", "agents", "collector")
 LOCK_FILE = "fleet.lock"
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
 EMBEDDED_LLM_MAX_TOKENS = "256"
+# llama.cpp's Python server answers one request at a time. More requests in flight would only wait
+# inside it, where the wait counts against the LLM timeout; waiting in JetStream costs nothing.
+EMBEDDED_AGENT_CONCURRENCY = "2"
 
 
 class StackAlreadyRunning(RuntimeError):
@@ -135,7 +138,12 @@ class EmbeddedStack:
 
     def _server_env(self) -> dict[str, str]:
         env = dict(self._env)
-        env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+        # Passive OpenMP waits: llama.cpp's threads otherwise spin for a core the mesh also needs.
+        env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", OMP_WAIT_POLICY="PASSIVE")
+        if "RAY_ADDRESS" not in self._env:
+            # A one-node Ray of our own stays on loopback. Otherwise Ray swaps 127.0.0.1 for the
+            # host's routable address; despite its name, this switch is the general one for that.
+            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         return env
 
     async def _apply_streams(self) -> list[Change]:
@@ -166,6 +174,7 @@ class EmbeddedStack:
         env.update(FLEET_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1", RAY_TMPDIR=str(ray_temp_dir(self.data_dir)))
         if "FLEET_LLM_BASE_URL" not in self._env:
             env.setdefault("FLEET_LLM_MAX_TOKENS", EMBEDDED_LLM_MAX_TOKENS)
+            env.setdefault("FLEET_AGENT_CONCURRENCY", EMBEDDED_AGENT_CONCURRENCY)
         env.update(self._service_env)
         return env
 
@@ -178,6 +187,11 @@ class EmbeddedStack:
             await supervised.start()
             self.services[name] = supervised
             self._report(f"service {name} started (pid {process.pid}, log {process.log_path})")
+
+    def process_ids(self) -> list[int]:
+        """The pid of each child; each leads its own process group."""
+        children = self._servers + [s.process for s in self.services.values()]
+        return [p.pid for p in children if p.pid is not None]
 
     async def stop(self) -> None:
         """Services first, so nothing is mid-publish when the servers go; then servers in reverse."""

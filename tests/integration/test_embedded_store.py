@@ -1,0 +1,33 @@
+"""The embedded redis-server with FalkorDB serves both the Valkey-compatible store and the Cypher graph."""
+
+import pytest
+import valkey.asyncio as valkey
+from falkordb.asyncio import FalkorDB
+from redis.asyncio import BlockingConnectionPool
+
+pytestmark = pytest.mark.integration
+
+
+async def test_it_serves_key_value_with_atomic_transactions(redis_endpoints, unique):
+    client = valkey.from_url(redis_endpoints["valkey_url"])
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hset(f"deliberation:{unique}", mapping={"status": "COMPLETED", "seq": 42})
+            pipe.expire(f"deliberation:{unique}", 60)
+            await pipe.execute()
+        assert await client.hgetall(f"deliberation:{unique}") == {b"status": b"COMPLETED", b"seq": b"42"}
+    finally:
+        await client.aclose()
+
+
+async def test_it_runs_idempotent_cypher_merges(redis_endpoints, unique):
+    port = int(redis_endpoints["graph_uri"].rsplit(":", 1)[1])
+    pool = BlockingConnectionPool(host="127.0.0.1", port=port, max_connections=4)
+    graph = FalkorDB(connection_pool=pool).select_graph(f"fleet-{unique}")
+    merge = "MERGE (s:Story {id: $story}) MERGE (p:PlanVersion {id: $plan}) MERGE (s)-[:HAS_PLAN]->(p)"
+    for _ in range(2):
+        await graph.query(merge, {"story": "s-1", "plan": "p-1"})
+    result = await graph.ro_query("MATCH (s:Story)-[r:HAS_PLAN]->(p:PlanVersion) RETURN s.id, p.id, count(r)")
+    assert result.result_set == [["s-1", "p-1", 1]]
+    await graph.delete()
+    await pool.aclose()
