@@ -94,8 +94,9 @@ AGENTS_PROPOSALS = ConsumerSpec(
     stream=AGENT.name,
     filter_subjects=(catalog.PROPOSAL_REQUESTED.subject,),
     service=catalog.AGENTS,
-    # An LLM call can take a minute; the consumer heartbeats in_progress() while it runs.
-    ack_wait_s=60.0,
+    # The consumer heartbeats in_progress() while an LLM call runs. A fetched request may also wait
+    # in the worker queue for one whole call (up to the 60 s LLM timeout) before that starts.
+    ack_wait_s=150.0,
     max_ack_pending=256,
 )
 COLLECTOR_OUTCOMES = ConsumerSpec(
