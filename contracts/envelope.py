@@ -100,11 +100,12 @@ def to_headers(envelope: Envelope) -> dict[str, str]:
 def _parse_time(raw: str) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(raw)
-    except ValueError as exc:
-        raise EnvelopeError(f"header {OCCURRED_AT} is not an ISO-8601 time: {raw!r}") from exc
+        in_utc = moment.astimezone(dt.UTC)
+    except (ValueError, OverflowError) as exc:
+        raise EnvelopeError(f"header {OCCURRED_AT} is not a valid ISO-8601 time: {raw!r}") from exc
     if moment.tzinfo is None:
         raise EnvelopeError(f"header {OCCURRED_AT} has no UTC offset: {raw!r}")
-    return moment.astimezone(dt.UTC)
+    return in_utc
 
 
 def from_headers(

@@ -181,6 +181,9 @@ class MessageRejected(Event, frozen=True, kw_only=True):
     stream: str
     stream_sequence: int
     deliveries: int
+    # A body too large to inline (base64 grows it by a third) is left out; the original message
+    # is still in `stream` at `stream_sequence`, since event streams keep everything.
+    original_body_omitted: bool = False
 
     def aggregate_id(self) -> str:
         return f"{self.stream}:{self.stream_sequence}"

@@ -37,6 +37,8 @@ class ConsumerSpec:
     # the process on its last try is still dead-lettered, never silently parked.
     max_deliveries: int = 5
     max_ack_pending: int = 1000
+    # A handler still running after this long is cancelled, and the attempt counts as a failure.
+    handler_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,6 @@ DEAD_LETTERS = StreamSpec(
     name="DEAD_LETTERS",
     subjects=("deadletter.>",),
     description="Messages a service rejected, each with its reason and original headers and body.",
-    max_msg_size=2 * MiB,
 )
 
 STREAMS: tuple[StreamSpec, ...] = (PLANNING, ORCHESTRATION, AGENT, DEAD_LETTERS)
@@ -95,8 +96,11 @@ AGENTS_PROPOSALS = ConsumerSpec(
     filter_subjects=(catalog.PROPOSAL_REQUESTED.subject,),
     service=catalog.AGENTS,
     # The consumer heartbeats in_progress() while an LLM call runs. A fetched request may also wait
-    # in the worker queue for one whole call (up to the 60 s LLM timeout) before that starts.
+    # in the worker queue for one whole call before its handler starts, so the ack wait is longer.
     ack_wait_s=150.0,
+    # Above the LLM timeout (60 s by default, at most 120 s): a slow LLM is a typed LlmTimeout
+    # outcome; only a hung Ray call reaches this deadline.
+    handler_timeout_s=130.0,
     max_ack_pending=256,
 )
 COLLECTOR_OUTCOMES = ConsumerSpec(

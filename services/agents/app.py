@@ -9,10 +9,14 @@ import ray
 from contracts import catalog
 from services.agents.adapters.llm import LlmConfig
 from services.agents.adapters.ray_agents import NAMESPACE, AgentPool
-from services.agents.handlers import AgentHandlers
+from services.agents.handlers import AgentHandlers, on_proposal_request_given_up
 from services.mesh.consuming import DurableConsumer
 from services.mesh.runtime import Binding, Mesh
+from services.mesh.settings import SettingsError
 from streams.definitions import AGENTS_PROPOSALS
+
+# Room between the LLM timeout and the handler deadline, so a slow LLM is a typed LlmTimeout outcome.
+DEADLINE_MARGIN_S = 10.0
 
 SERVICE = catalog.AGENTS
 
@@ -31,17 +35,25 @@ def connect_ray(address: str | None) -> None:
 
 async def wire(mesh: Mesh) -> list[Binding]:
     settings = mesh.settings
+    if settings.llm_timeout_s > AGENTS_PROPOSALS.handler_timeout_s - DEADLINE_MARGIN_S:
+        raise SettingsError(
+            f"FLEET_LLM_TIMEOUT_S={settings.llm_timeout_s:g} must be at most "
+            f"{AGENTS_PROPOSALS.handler_timeout_s - DEADLINE_MARGIN_S:g} (the agents' handler deadline "
+            f"in streams/definitions.py is {AGENTS_PROPOSALS.handler_timeout_s:g}s)"
+        )
     connect_ray(settings.ray_address)
     config = LlmConfig(
         base_url=settings.require_llm(),
         timeout_s=settings.llm_timeout_s,
         api_key=settings.llm_api_key,
     )
-    handlers = AgentHandlers(
-        pool=AgentPool(config, max_concurrency=settings.agent_concurrency),
-        model=settings.llm_model,
-        max_deliveries=AGENTS_PROPOSALS.max_deliveries,
+    pool = AgentPool(config, max_concurrency=settings.agent_concurrency)
+    handlers = AgentHandlers(pool=pool, model=settings.llm_model)
+    subject = catalog.PROPOSAL_REQUESTED.subject
+    consumer = DurableConsumer(
+        AGENTS_PROPOSALS,
+        {subject: handlers.on_proposal_requested},
+        mesh.publisher,
+        give_up={subject: on_proposal_request_given_up},
     )
-    routes = {catalog.PROPOSAL_REQUESTED.subject: handlers.on_proposal_requested}
-    consumer = DurableConsumer(AGENTS_PROPOSALS, routes, mesh.publisher)
     return [Binding(consumer, max_workers=settings.agent_concurrency)]

@@ -102,3 +102,8 @@ def outcome(request: ProposalRequested, answer: Completion | LlmFailure) -> Outg
         event = ProposalFailed(**common, error_class=answer.error_class, message=answer.message)
     event_id = deterministic_id("proposal.outcome", request.deliberation.deliberation_id, request.agent.agent_id)
     return Outgoing(event, event_id=event_id)
+
+
+def given_up(request: ProposalRequested, reason: str) -> Outgoing:
+    """The outcome of a request the service gave up on, so the deliberation does not wait for it."""
+    return outcome(request, LlmFailure(error_class="AgentGaveUp", message=reason))

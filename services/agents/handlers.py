@@ -1,14 +1,12 @@
-"""The agents service's one handler."""
+"""The agents service's handler, and what giving up on a request publishes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ray.exceptions import RayError
-
 from contracts.events import ProposalRequested
 from services.agents.adapters.ray_agents import AgentPool
-from services.agents.domain import LlmFailure, chat_request, outcome
+from services.agents.domain import chat_request, given_up, outcome
 from services.mesh.consuming import Incoming
 from services.mesh.publishing import Outgoing
 
@@ -17,14 +15,14 @@ from services.mesh.publishing import Outgoing
 class AgentHandlers:
     pool: AgentPool
     model: str
-    max_deliveries: int
 
     async def on_proposal_requested(self, incoming: Incoming[ProposalRequested]) -> list[Outgoing]:
+        # LLM errors come back as typed failures. Ray errors (a dead actor, a lost node) raise, so
+        # the request is retried while Ray restarts the actor, and given up on after the last try.
         request = incoming.payload
-        try:
-            answer = await self.pool.propose(request.agent.agent_id, chat_request(request, self.model))
-        except RayError as exc:
-            if incoming.deliveries < self.max_deliveries:
-                raise  # retried with backoff: Ray restarts the actor meanwhile
-            answer = LlmFailure(error_class=type(exc).__name__, message=str(exc)[:2000])
+        answer = await self.pool.propose(request.agent.agent_id, chat_request(request, self.model))
         return [outcome(request, answer)]
+
+
+def on_proposal_request_given_up(incoming: Incoming[ProposalRequested], reason: str) -> list[Outgoing]:
+    return [given_up(incoming.payload, reason)]

@@ -126,17 +126,16 @@ async def run_demo(nats_url: str, console: Console, timeout_s: float = 900.0) ->
             apply_event(progress, message.subject, message.data)
             updated.set()
 
-    subscriptions = [
-        await js.subscribe(subject, cb=follow, ordered_consumer=True,
-                           config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
+    subscriptions = []
+    try:
         for subject in (
             catalog.PROPOSAL_COMPLETED.subject,
             catalog.PROPOSAL_FAILED.subject,
             catalog.DELIBERATION_COMPLETED.subject,
             catalog.DELIBERATION_FAILED.subject,
-        )
-    ]
-    try:
+        ):
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+            subscriptions.append(await js.subscribe(subject, cb=follow, ordered_consumer=True, config=config))
         await js.publish(
             catalog.PLAN_APPROVED.subject, msgspec.json.encode(approval), headers={MSG_ID: event_id}
         )

@@ -34,24 +34,30 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+def _run_until_signalled(main) -> None:
+    """Run `main`, cancelling it on Ctrl-C, SIGTERM or a closed terminal, so its cleanup always runs."""
+
+    async def guarded() -> None:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(guarded())
 
 
 async def _up(data_dir: Path) -> None:
     from services.embedded.stack import EmbeddedStack
 
     stack = EmbeddedStack(data_dir, report=lambda line: console.print(f"[dim]{line}[/]"))
-    with console.status("starting the embedded mesh..."):
-        endpoints = await stack.start()
-    _print_endpoints(endpoints)
-    console.print(f"[green]Mesh is up.[/] Logs in {stack.logs_dir}. Press Ctrl-C to stop.")
     try:
-        await _until_signalled()
+        with console.status("starting the embedded mesh..."):
+            endpoints = await stack.start()
+        _print_endpoints(endpoints)
+        console.print(f"[green]Mesh is up.[/] Logs in {stack.logs_dir}. Press Ctrl-C to stop.")
+        await asyncio.Event().wait()
     finally:
         with console.status("stopping..."):
             await stack.stop()
@@ -64,7 +70,7 @@ def up(data_dir: DataDir = Path(DEFAULT_DATA_DIR)) -> None:
     from services.embedded.stack import StackAlreadyRunning
 
     try:
-        asyncio.run(_up(data_dir))
+        _run_until_signalled(_up(data_dir))
     except StackAlreadyRunning as exc:
         _fail(str(exc))
 
@@ -96,7 +102,7 @@ def demo(
 ) -> None:
     """Publish a sample plan approval (2 tasks x 2 roles) and show each deliberation to its winner."""
     try:
-        asyncio.run(_demo(data_dir, timeout))
+        _run_until_signalled(_demo(data_dir, timeout))
     except TimeoutError as exc:
         _fail(f"{exc} under {data_dir / 'logs'}")
 

@@ -36,8 +36,9 @@ class Collected(msgspec.Struct, frozen=True, kw_only=True):
     # At most one of the two is set: msgspec cannot decode an untagged union of Structs.
     completed: DeliberationCompleted | None = None
     failed: DeliberationFailed | None = None
-    # The event whose handling produced the result: only its redelivery re-publishes it.
-    result_caused_by: str | None = None
+    # Stream sequence of the outcome message that completed the deliberation. Only a redelivery
+    # of that very message re-publishes the result; a stored copy of it (same event id) does not.
+    result_caused_by: int | None = None
 
     @property
     def result(self) -> DeliberationCompleted | DeliberationFailed | None:
@@ -91,12 +92,12 @@ def decide(state: Collected, now: dt.datetime) -> DeliberationCompleted | Delibe
     )
 
 
-def record(state: Collected | None, event: ProposalOutcome, event_id: str, now: dt.datetime) -> Collected:
+def record(state: Collected | None, event: ProposalOutcome, sequence: int, now: dt.datetime) -> Collected:
     """Fold the event in and, if that completes the deliberation, attach the result to it."""
     state = evolve(state, event)
     result = decide(state, now)
     if isinstance(result, DeliberationCompleted):
-        return msgspec.structs.replace(state, completed=result, result_caused_by=event_id)
+        return msgspec.structs.replace(state, completed=result, result_caused_by=sequence)
     if isinstance(result, DeliberationFailed):
-        return msgspec.structs.replace(state, failed=result, result_caused_by=event_id)
+        return msgspec.structs.replace(state, failed=result, result_caused_by=sequence)
     return state

@@ -18,24 +18,24 @@ class CollectorHandlers:
     clock: Clock
 
     async def on_proposal_completed(self, incoming: Incoming[ProposalCompleted]) -> list[Outgoing]:
-        return await self._collect(incoming.payload, incoming.envelope.event_id)
+        return await self._collect(incoming.payload, incoming.stream_sequence)
 
     async def on_proposal_failed(self, incoming: Incoming[ProposalFailed]) -> list[Outgoing]:
-        return await self._collect(incoming.payload, incoming.envelope.event_id)
+        return await self._collect(incoming.payload, incoming.stream_sequence)
 
-    async def _collect(self, event: ProposalOutcome, event_id: str) -> list[Outgoing]:
+    async def _collect(self, event: ProposalOutcome, sequence: int) -> list[Outgoing]:
         key = event.deliberation.deliberation_id
         while True:
             state, revision = await self.store.load(key)
-            updated = record(state, event, event_id, self.clock())
+            updated = record(state, event, sequence, self.clock())
             if updated != state:
                 try:
                     await self.store.save(key, updated, revision)
                 except ConcurrentUpdate:
                     continue  # another outcome of the same deliberation landed first
             break
-        # The result is stored before it is published; if we die in between, the redelivered
-        # event that caused it publishes it again, and JetStream drops the duplicate.
-        if updated.result is None or updated.result_caused_by != event_id:
+        # The result is stored before it is published. If we die in between, the message that
+        # caused it is redelivered and publishes it again; JetStream drops the duplicate.
+        if updated.result is None or updated.result_caused_by != sequence:
             return []
         return [Outgoing(updated.result, event_id=deterministic_id("deliberation.result", key))]

@@ -18,9 +18,13 @@ from services.mesh.publishing import Outgoing
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
-    """Which event started a deliberation, when, and with which council."""
+    """Which stored request started a deliberation, when, and with which council.
 
-    event_id: str
+    The request is identified by its stream sequence, not its event id: a re-published approval
+    yields a request with the same deterministic event id, but it is stored as a new message.
+    """
+
+    request_sequence: int
     started_at: dt.datetime
     council: list[str]
 
@@ -36,8 +40,8 @@ def council_for(role: Role, size: int) -> list[str]:
     return [f"{role.value.lower()}-{index}" for index in range(1, size + 1)]
 
 
-def claim_for(event_id: str, role: Role, policy: CouncilPolicy, now: dt.datetime) -> Claim:
-    return Claim(event_id=event_id, started_at=now, council=council_for(role, policy.size))
+def claim_for(request_sequence: int, role: Role, policy: CouncilPolicy, now: dt.datetime) -> Claim:
+    return Claim(request_sequence=request_sequence, started_at=now, council=council_for(role, policy.size))
 
 
 def start(request: DeliberationRequested, claim: Claim, policy: CouncilPolicy) -> list[Outgoing]:

@@ -23,13 +23,14 @@ class DispatchHandlers:
     async def on_deliberation_requested(self, incoming: Incoming[DeliberationRequested]) -> list[Outgoing]:
         request = incoming.payload
         deliberation_id = request.deliberation.deliberation_id
-        mine = claim_for(incoming.envelope.event_id, request.deliberation.role, self.policy, self.clock())
+        mine = claim_for(incoming.stream_sequence, request.deliberation.role, self.policy, self.clock())
         claim = await self.claims.create_or_get(deliberation_id, mine)
-        if claim.event_id != incoming.envelope.event_id:
+        if claim.request_sequence != incoming.stream_sequence:
             log.info(
-                "deliberation %s already started by event %s; duplicate request %s ignored",
-                deliberation_id, claim.event_id, incoming.envelope.event_id,
+                "deliberation %s was started by the request at sequence %s; the copy at %s is ignored",
+                deliberation_id, claim.request_sequence, incoming.stream_sequence,
             )
             return []
-        # A redelivery of the claiming event re-publishes the same events; JetStream de-duplicates.
+        # Only a redelivery of the claiming message gets here again. It re-publishes the same
+        # events with the same ids, which JetStream de-duplicates.
         return start(request, claim, self.policy)

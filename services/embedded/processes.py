@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger("fleet.up")
+
+PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """Runs in the child before exec: if the supervisor dies, even by SIGKILL, the child gets SIGTERM."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ManagedProcess:
@@ -46,6 +55,7 @@ class ManagedProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 env=self.env,
                 start_new_session=True,
+                preexec_fn=_terminate_with_parent if sys.platform == "linux" else None,
             )
 
     def running(self) -> bool:
@@ -111,17 +121,22 @@ class Supervised:
                 return
             if time.monotonic() - began > self.healthy_after_s:
                 consecutive = 0
-            delay = restart_delay_s(consecutive)
-            consecutive += 1
             self.restarts += 1
             self._on_event(
-                f"service {self.process.name} exited with code {code}; restart #{self.restarts} in {delay:.0f}s "
-                f"(log: {self.process.log_path})"
+                f"service {self.process.name} exited with code {code}; restarting (restart #{self.restarts}, "
+                f"log: {self.process.log_path})"
             )
-            await asyncio.sleep(delay)
-            if self._stopping:
-                return
-            await self.process.start()
+            while True:
+                delay = restart_delay_s(consecutive)
+                consecutive += 1
+                await asyncio.sleep(delay)
+                if self._stopping:
+                    return
+                try:
+                    await self.process.start()
+                    break
+                except OSError as exc:
+                    self._on_event(f"service {self.process.name} failed to start: {exc}; trying again")
 
     async def stop(self) -> None:
         self._stopping = True

@@ -28,6 +28,7 @@ async def tcp_ready(port: int) -> bool:
     except OSError:
         return False
     writer.close()
+    await writer.wait_closed()
     return True
 
 

@@ -43,6 +43,8 @@ class Incoming[P: Event]:
 
 
 type Handler = Callable[[Incoming], Awaitable[Sequence[Outgoing]]]
+# What to publish when a decodable message is given up on, so that nothing downstream waits for it.
+type GiveUp = Callable[[Incoming, str], Sequence[Outgoing]]
 
 
 def decode_incoming(
@@ -101,12 +103,14 @@ class DurableConsumer:
         routes: Mapping[str, Handler],
         publisher: EventPublisher,
         clock: Clock = utc_now,
+        give_up: Mapping[str, GiveUp] | None = None,
     ) -> None:
         missing = set(spec.filter_subjects) - set(routes)
         if missing:
             raise ValueError(f"{spec.durable}: no handler for {sorted(missing)}")
         self.spec = spec
         self._routes = dict(routes)
+        self._give_up = dict(give_up or {})
         self._publisher = publisher
         self._clock = clock
 
@@ -137,13 +141,6 @@ class DurableConsumer:
             headers=headers,
             body=raw.data,
         )
-        if deliveries > self.spec.max_deliveries:
-            # Earlier deliveries ended without an ack or nak: the process died or hung.
-            await self._dead_letter(
-                message, letter, f"gave up after {deliveries - 1} deliveries without an outcome "
-                "(the handler crashed or exceeded its ack deadline)"
-            )
-            return
         try:
             incoming = decode_incoming(
                 raw.subject,
@@ -154,19 +151,28 @@ class DurableConsumer:
                 deliveries=deliveries,
             )
         except ContractViolation as exc:
-            await self._dead_letter(message, letter, str(exc))
+            await self._reject(message, letter, str(exc), None)
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever cannot be decoded is rejected, never retried
+            await self._reject(message, letter, f"undecodable message: {type(exc).__name__}: {exc}", None)
+            return
+        if deliveries > self.spec.max_deliveries:
+            # Earlier deliveries ended without an ack or nak: the process died while handling it.
+            reason = f"gave up after {deliveries - 1} deliveries that ended without an outcome (the service died)"
+            await self._reject(message, letter, reason, incoming)
             return
         try:
             async with self._keep_alive(message):
-                outgoing = await self._routes[raw.subject](incoming)
+                async with asyncio.timeout(self.spec.handler_timeout_s):
+                    outgoing = await self._routes[raw.subject](incoming)
                 for event in outgoing:
                     await self._publisher.publish(event, cause=Cause.of(incoming.envelope))
         except ContractViolation as exc:
-            await self._dead_letter(message, letter, str(exc))
+            await self._reject(message, letter, str(exc), incoming)
         except Exception as exc:  # noqa: BLE001 - every other failure is retried, then dead-lettered
-            error = f"{type(exc).__name__}: {exc}"
+            error = _describe(exc, self.spec.handler_timeout_s)
             if deliveries >= self.spec.max_deliveries:
-                await self._dead_letter(message, letter, f"failed {deliveries} times; last error: {error}")
+                await self._reject(message, letter, f"failed {deliveries} times; last error: {error}", incoming)
                 return
             delay = retry_delay_s(deliveries)
             log.warning(
@@ -178,12 +184,16 @@ class DurableConsumer:
         else:
             await message.ack()
 
-    async def _dead_letter(self, message: NatsMessage, letter: DeadLetter, reason: str) -> None:
+    async def _reject(self, message: NatsMessage, letter: DeadLetter, reason: str, incoming: Incoming | None) -> None:
+        """Publish what giving up implies, then the dead letter, then ack: in that order, so nothing is lost."""
         log.error(
             "%s seq=%s dead-lettered: %s",
             self.spec.durable, letter.stream_sequence, reason,
             extra={"correlation_id": letter.headers.get(MSG_ID, "")},
         )
+        if incoming is not None and (give_up := self._give_up.get(letter.subject)) is not None:
+            for event in give_up(incoming, reason):
+                await self._publisher.publish(event, cause=Cause.of(incoming.envelope))
         outgoing, cause = dead_letter_event(letter, reason)
         await self._publisher.publish(outgoing, cause=cause)
         await message.ack()
@@ -195,7 +205,10 @@ class DurableConsumer:
         async def beat() -> None:
             while True:
                 await asyncio.sleep(self.spec.ack_wait_s / 3)
-                await message.in_progress()
+                try:
+                    await message.in_progress()
+                except Exception as exc:  # noqa: BLE001 - a missed beat must not fail the handler
+                    log.warning("%s: in_progress() failed: %s", self.spec.durable, exc)
 
         task = asyncio.create_task(beat())
         try:
@@ -204,3 +217,9 @@ class DurableConsumer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _describe(exc: Exception, timeout_s: float) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return f"handler did not finish within {timeout_s:g}s"
+    return f"{type(exc).__name__}: {exc}"

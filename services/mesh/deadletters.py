@@ -8,6 +8,9 @@ from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, deterministi
 from contracts.events import MessageRejected
 from services.mesh.publishing import Cause, Outgoing
 
+# Base64 in JSON grows a body by a third; 512 KiB inline keeps a dead letter under NATS's 1 MiB payload.
+MAX_INLINE_BODY = 512 * 1024
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -33,10 +36,11 @@ def dead_letter_event(letter: DeadLetter, reason: str) -> tuple[Outgoing, Cause 
         reason=reason,
         original_subject=letter.subject,
         original_headers=letter.headers,
-        original_body=letter.body,
+        original_body=letter.body if len(letter.body) <= MAX_INLINE_BODY else b"",
         stream=letter.stream,
         stream_sequence=letter.stream_sequence,
         deliveries=letter.deliveries,
+        original_body_omitted=len(letter.body) > MAX_INLINE_BODY,
     )
     event_id = deterministic_id("dead-letter", letter.consumer, letter.stream, str(letter.stream_sequence))
     return Outgoing(payload=payload, event_id=event_id), _cause_of(letter)

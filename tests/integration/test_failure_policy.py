@@ -1,14 +1,19 @@
-"""A handler that keeps failing is retried with backoff, then dead-lettered with its last error."""
+"""Failing, hanging and oversized messages: retried with backoff, then dead-lettered with the reason."""
+
+import asyncio
+import datetime as dt
 
 import pytest
 
 from contracts import catalog
 from contracts.envelope import MSG_ID
-from contracts.events import PlanApproved, Role
+from contracts.events import AgentProfile, DeliberationRef, PlanApproved, PlannedTask, ProposalRequested, Role
+from services.agents.handlers import on_proposal_request_given_up
 from services.mesh.consuming import DurableConsumer
 from services.mesh.runtime import Binding
+from services.planning.app import wire as planning_wire
 from streams.apply import apply_consumer
-from streams.definitions import PLANNING, ConsumerSpec
+from streams.definitions import AGENT, PLANNING, ConsumerSpec
 from tests.support import body_of, decode, running_service, wait_for
 
 pytestmark = pytest.mark.integration
@@ -41,3 +46,74 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_never_dropped(js,
     assert decode(letter).reason == "failed 3 times; last error: RuntimeError: graph store unreachable"
     assert decode(letter).deliveries == 3
     await js.delete_consumer(PLANNING.name, spec.durable)
+
+
+async def test_a_handler_that_hangs_is_cut_off_at_its_deadline_then_dead_lettered(js, nats_url, unique):
+    spec = ConsumerSpec(
+        durable=f"test-hung-{unique}", stream=PLANNING.name, filter_subjects=(catalog.PLAN_APPROVED.subject,),
+        service="planning", ack_wait_s=5.0, max_deliveries=2, handler_timeout_s=0.5,
+    )
+    await apply_consumer(js, spec)
+    plan = PlanApproved(story_id="s", plan_id=f"p-{unique}", approved_by="a", roles=[Role.DEV], tasks=[])
+
+    async def on_plan_approved(incoming):
+        if incoming.payload.plan_id == plan.plan_id:
+            await asyncio.sleep(60)
+        return []
+
+    async def wire(mesh):
+        return [Binding(DurableConsumer(spec, {catalog.PLAN_APPROVED.subject: on_plan_approved}, mesh.publisher))]
+
+    async with running_service("planning", nats_url, wire):
+        await js.publish(catalog.PLAN_APPROVED.subject, body_of(plan), headers={MSG_ID: f"hung-{unique}"})
+        [letter] = await wait_for(
+            js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1, timeout_s=30
+        )
+    assert decode(letter).reason == "failed 2 times; last error: handler did not finish within 0.5s"
+    await js.delete_consumer(PLANNING.name, spec.durable)
+
+
+async def test_an_agent_request_given_up_on_still_gets_a_typed_failure_so_no_deliberation_waits(js, nats_url, unique):
+    spec = ConsumerSpec(
+        durable=f"test-agents-{unique}", stream=AGENT.name, filter_subjects=(catalog.PROPOSAL_REQUESTED.subject,),
+        service="agents", ack_wait_s=5.0, max_deliveries=2,
+    )
+    await apply_consumer(js, spec)
+    request = ProposalRequested(
+        deliberation=DeliberationRef(deliberation_id=f"d-{unique}", story_id="s", plan_id="p", task_id="t",
+                                     role=Role.QA),
+        agent=AgentProfile(agent_id="qa-2", role=Role.QA, temperature=0.7, max_tokens=8),
+        council=["qa-1", "qa-2", "qa-3"], task=PlannedTask(task_id="t", title="x"), started_at=dt.datetime.now(dt.UTC),
+    )
+
+    async def on_proposal_requested(incoming):
+        raise RuntimeError("actor died")
+
+    async def wire(mesh):
+        subject = catalog.PROPOSAL_REQUESTED.subject
+        consumer = DurableConsumer(spec, {subject: on_proposal_requested}, mesh.publisher,
+                                   give_up={subject: on_proposal_request_given_up})
+        return [Binding(consumer)]
+
+    async with running_service("agents", nats_url, wire):
+        await js.publish(catalog.PROPOSAL_REQUESTED.subject, body_of(request), headers={MSG_ID: f"ask-{unique}"})
+        [failed] = await wait_for(js, catalog.PROPOSAL_FAILED.subject,
+                                  lambda m: decode(m).deliberation.deliberation_id == f"d-{unique}", 1, timeout_s=30)
+        await wait_for(js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1)
+    assert decode(failed).agent_id == "qa-2" and decode(failed).error_class == "AgentGaveUp"
+    assert decode(failed).message == "failed 2 times; last error: RuntimeError: actor died"
+    await js.delete_consumer(AGENT.name, spec.durable)
+
+
+async def test_a_message_too_large_to_inline_is_dead_lettered_with_a_pointer_to_the_original(js, nats_url, unique):
+    huge = b"not json " * 90_000
+    async with running_service("planning", nats_url, planning_wire):
+        ack = await js.publish(catalog.PLAN_APPROVED.subject, huge, headers={MSG_ID: f"huge-{unique}"})
+        [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
+                                  lambda m: decode(m).original_headers.get(MSG_ID) == f"huge-{unique}", 1)
+    rejected = decode(letter)
+    assert rejected.original_body_omitted and rejected.original_body == b""
+    assert (rejected.stream, rejected.stream_sequence) == (PLANNING.name, ack.seq)
+    assert "not valid JSON" in rejected.reason
+    original = await js.get_msg(PLANNING.name, ack.seq)
+    assert original.data == huge

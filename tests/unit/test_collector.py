@@ -35,7 +35,7 @@ def failure(agent_id: str) -> ProposalFailed:
 def fold(*events):
     state = None
     for index, event in enumerate(events):
-        state = record(state, event, f"e-{index}", LATER)
+        state = record(state, event, 100 + index, LATER)
     return state
 
 
@@ -55,7 +55,7 @@ def test_the_last_answer_completes_with_the_first_proposal_as_provisional_winner
     assert result.selection == PROVISIONAL_SELECTION
     assert result.failed_agents == ["dev-2"]
     assert result.duration_ms == 4000
-    assert state.result_caused_by == "e-2"
+    assert state.result_caused_by == 102
 
 
 def test_a_redelivered_outcome_is_counted_once():
@@ -66,7 +66,7 @@ def test_a_redelivered_outcome_is_counted_once():
 
 def test_an_outcome_arriving_after_the_result_changes_nothing():
     done = fold(proposal("dev-1"), proposal("dev-2"), proposal("dev-3"))
-    assert record(done, proposal("dev-2", "a revised plan"), "e-9", LATER) == done
+    assert record(done, proposal("dev-2", "a revised plan"), 999, LATER) == done
 
 
 def test_a_council_where_nobody_proposed_fails_with_every_error_named():

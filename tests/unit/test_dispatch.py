@@ -22,7 +22,7 @@ def test_a_council_has_the_configured_number_of_agents_named_after_the_role():
 
 def test_starting_asks_each_council_member_once_and_announces_the_start():
     policy = CouncilPolicy(size=3, temperature=0.5, max_tokens=100)
-    events = start(REQUEST, claim_for("e-1", Role.DEVOPS, policy, NOW), policy)
+    events = start(REQUEST, claim_for(7, Role.DEVOPS, policy, NOW), policy)
     assert catalog.spec_for_payload(events[0].payload) is catalog.DELIBERATION_STARTED
     asks = [e.payload for e in events[1:]]
     assert all(isinstance(a, ProposalRequested) for a in asks)
@@ -34,6 +34,6 @@ def test_starting_asks_each_council_member_once_and_announces_the_start():
 
 def test_starting_again_from_the_same_claim_yields_identical_events_and_ids():
     policy = CouncilPolicy()
-    claim = claim_for("e-1", Role.DEVOPS, policy, NOW)
+    claim = claim_for(7, Role.DEVOPS, policy, NOW)
     assert start(REQUEST, claim, policy) == start(REQUEST, claim, policy)
     assert len({e.event_id for e in start(REQUEST, claim, policy)}) == 4

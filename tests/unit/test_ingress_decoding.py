@@ -60,7 +60,7 @@ def test_a_legacy_approval_without_any_header_is_accepted_upcast_and_given_a_sta
         (VALID, {}, "missing required header Nats-Msg-Id"),
         (VALID, {MSG_ID: "m", SCHEMA_VERSION: "7"}, "Fleet-Schema-Version='7' is not supported"),
         (VALID, {MSG_ID: "m", EVENT_TYPE: "plan.rejected"}, "does not match 'plan.approved'"),
-        (VALID, {MSG_ID: "m", OCCURRED_AT: "yesterday"}, "not an ISO-8601 time"),
+        (VALID, {MSG_ID: "m", OCCURRED_AT: "yesterday"}, "not a valid ISO-8601 time"),
     ],
 )
 def test_a_malformed_approval_is_rejected_with_a_precise_reason(body, headers, reason):

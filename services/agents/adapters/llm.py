@@ -47,7 +47,7 @@ class _Usage(msgspec.Struct):
 class _ChatResponse(msgspec.Struct):
     choices: list[_Choice]
     model: str = ""
-    usage: _Usage = msgspec.field(default_factory=_Usage)
+    usage: _Usage | None = None
 
 
 _response_decoder = msgspec.json.Decoder(_ChatResponse)
@@ -64,11 +64,12 @@ def parse_completion(body: bytes, *, requested_model: str, latency_ms: int) -> C
     content = (response.choices[0].message.content or "").strip()
     if not content:
         raise LlmBadResponse("chat completion content is empty")
+    usage = response.usage or _Usage()
     return Completion(
         content=content,
         model=response.model or requested_model,
-        prompt_tokens=response.usage.prompt_tokens,
-        completion_tokens=response.usage.completion_tokens,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
         latency_ms=latency_ms,
     )
 
