@@ -1,6 +1,7 @@
 """Failing, hanging and oversized messages: retried with backoff, then dead-lettered with the reason."""
 
 import asyncio
+import contextlib
 import datetime as dt
 
 import pytest
@@ -19,13 +20,20 @@ from tests.support import body_of, decode, running_service, wait_for
 pytestmark = pytest.mark.integration
 
 
+@contextlib.asynccontextmanager
+async def scratch_durable(js, name: str, stream: str, subject: str, service: str, **policy):
+    """A durable of this test's own, with a policy small enough to exhaust in seconds."""
+    spec = ConsumerSpec(durable=name, stream=stream, filter_subjects=(subject,), service=service,
+                        ack_wait_s=5.0, **policy)
+    await apply_consumer(js, spec)
+    try:
+        yield spec
+    finally:
+        await js.delete_consumer(stream, name)
+
+
 async def test_a_failing_handler_is_retried_then_dead_lettered_never_dropped(js, nats_url, unique):
     attempts = []
-    spec = ConsumerSpec(
-        durable=f"test-flaky-{unique}", stream=PLANNING.name, filter_subjects=(catalog.PLAN_APPROVED.subject,),
-        service="planning", ack_wait_s=5.0, max_deliveries=3,
-    )
-    await apply_consumer(js, spec)
     plan = PlanApproved(story_id="s", plan_id=f"p-{unique}", approved_by="a", roles=[Role.DEV], tasks=[])
 
     async def on_plan_approved(incoming):
@@ -34,26 +42,24 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_never_dropped(js,
             raise RuntimeError("graph store unreachable")
         return []
 
-    async def wire(mesh):
-        return [Binding(DurableConsumer(spec, {catalog.PLAN_APPROVED.subject: on_plan_approved}, mesh.publisher))]
+    subject = catalog.PLAN_APPROVED.subject
+    async with scratch_durable(js, f"test-flaky-{unique}", PLANNING.name, subject, "planning",
+                               max_deliveries=3) as spec:
 
-    async with running_service("planning", nats_url, wire):
-        await js.publish(catalog.PLAN_APPROVED.subject, body_of(plan), headers={MSG_ID: f"flaky-{unique}"})
-        [letter] = await wait_for(
-            js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1, timeout_s=30
-        )
+        async def wire(mesh):
+            return [Binding(DurableConsumer(spec, {subject: on_plan_approved}, mesh.publisher))]
+
+        async with running_service("planning", nats_url, wire):
+            await js.publish(subject, body_of(plan), headers={MSG_ID: f"flaky-{unique}"})
+            [letter] = await wait_for(
+                js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1, timeout_s=30
+            )
     assert attempts == [1, 2, 3]
     assert decode(letter).reason == "failed 3 times; last error: RuntimeError: graph store unreachable"
     assert decode(letter).deliveries == 3
-    await js.delete_consumer(PLANNING.name, spec.durable)
 
 
 async def test_a_handler_that_hangs_is_cut_off_at_its_deadline_then_dead_lettered(js, nats_url, unique):
-    spec = ConsumerSpec(
-        durable=f"test-hung-{unique}", stream=PLANNING.name, filter_subjects=(catalog.PLAN_APPROVED.subject,),
-        service="planning", ack_wait_s=5.0, max_deliveries=2, handler_timeout_s=0.5,
-    )
-    await apply_consumer(js, spec)
     plan = PlanApproved(story_id="s", plan_id=f"p-{unique}", approved_by="a", roles=[Role.DEV], tasks=[])
 
     async def on_plan_approved(incoming):
@@ -61,24 +67,22 @@ async def test_a_handler_that_hangs_is_cut_off_at_its_deadline_then_dead_lettere
             await asyncio.sleep(60)
         return []
 
-    async def wire(mesh):
-        return [Binding(DurableConsumer(spec, {catalog.PLAN_APPROVED.subject: on_plan_approved}, mesh.publisher))]
+    subject = catalog.PLAN_APPROVED.subject
+    async with scratch_durable(js, f"test-hung-{unique}", PLANNING.name, subject, "planning",
+                               max_deliveries=2, handler_timeout_s=0.5) as spec:
 
-    async with running_service("planning", nats_url, wire):
-        await js.publish(catalog.PLAN_APPROVED.subject, body_of(plan), headers={MSG_ID: f"hung-{unique}"})
-        [letter] = await wait_for(
-            js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1, timeout_s=30
-        )
+        async def wire(mesh):
+            return [Binding(DurableConsumer(spec, {subject: on_plan_approved}, mesh.publisher))]
+
+        async with running_service("planning", nats_url, wire):
+            await js.publish(subject, body_of(plan), headers={MSG_ID: f"hung-{unique}"})
+            [letter] = await wait_for(
+                js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1, timeout_s=30
+            )
     assert decode(letter).reason == "failed 2 times; last error: handler did not finish within 0.5s"
-    await js.delete_consumer(PLANNING.name, spec.durable)
 
 
 async def test_an_agent_request_given_up_on_still_gets_a_typed_failure_so_no_deliberation_waits(js, nats_url, unique):
-    spec = ConsumerSpec(
-        durable=f"test-agents-{unique}", stream=AGENT.name, filter_subjects=(catalog.PROPOSAL_REQUESTED.subject,),
-        service="agents", ack_wait_s=5.0, max_deliveries=2,
-    )
-    await apply_consumer(js, spec)
     request = ProposalRequested(
         deliberation=DeliberationRef(deliberation_id=f"d-{unique}", story_id="s", plan_id="p", task_id="t",
                                      role=Role.QA),
@@ -89,20 +93,22 @@ async def test_an_agent_request_given_up_on_still_gets_a_typed_failure_so_no_del
     async def on_proposal_requested(incoming):
         raise RuntimeError("actor died")
 
-    async def wire(mesh):
-        subject = catalog.PROPOSAL_REQUESTED.subject
-        consumer = DurableConsumer(spec, {subject: on_proposal_requested}, mesh.publisher,
-                                   give_up={subject: on_proposal_request_given_up})
-        return [Binding(consumer)]
+    subject = catalog.PROPOSAL_REQUESTED.subject
+    async with scratch_durable(js, f"test-agents-{unique}", AGENT.name, subject, "agents", max_deliveries=2) as spec:
 
-    async with running_service("agents", nats_url, wire):
-        await js.publish(catalog.PROPOSAL_REQUESTED.subject, body_of(request), headers={MSG_ID: f"ask-{unique}"})
-        [failed] = await wait_for(js, catalog.PROPOSAL_FAILED.subject,
-                                  lambda m: decode(m).deliberation.deliberation_id == f"d-{unique}", 1, timeout_s=30)
-        await wait_for(js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1)
+        async def wire(mesh):
+            consumer = DurableConsumer(spec, {subject: on_proposal_requested}, mesh.publisher,
+                                       give_up={subject: on_proposal_request_given_up})
+            return [Binding(consumer)]
+
+        async with running_service("agents", nats_url, wire):
+            await js.publish(subject, body_of(request), headers={MSG_ID: f"ask-{unique}"})
+            [failed] = await wait_for(js, catalog.PROPOSAL_FAILED.subject,
+                                      lambda m: decode(m).deliberation.deliberation_id == f"d-{unique}", 1,
+                                      timeout_s=30)
+            await wait_for(js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1)
     assert decode(failed).agent_id == "qa-2" and decode(failed).error_class == "AgentGaveUp"
     assert decode(failed).message == "failed 2 times; last error: RuntimeError: actor died"
-    await js.delete_consumer(AGENT.name, spec.durable)
 
 
 async def test_a_message_too_large_to_inline_is_dead_lettered_with_a_pointer_to_the_original(js, nats_url, unique):
