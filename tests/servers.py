@@ -44,3 +44,15 @@ def nats_container():
     with DockerContainer("nats:2.10-alpine").with_command("-js").with_exposed_ports(4222) as container:
         wait_for_logs(container, "Server is ready")
         yield {"nats_url": f"nats://{container.get_container_host_ip()}:{container.get_exposed_port(4222)}"}
+
+
+@contextlib.contextmanager
+def falkordb_container():
+    """Redis with the FalkorDB module in a container (used only where a Docker engine is present)."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    with DockerContainer("falkordb/falkordb:latest").with_exposed_ports(6379) as container:
+        wait_for_logs(container, "Ready to accept connections")
+        address = f"{container.get_container_host_ip()}:{container.get_exposed_port(6379)}"
+        yield {"valkey_url": f"redis://{address}", "graph_uri": f"falkor://{address}"}

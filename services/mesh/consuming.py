@@ -120,7 +120,9 @@ class DurableConsumer:
             self.spec.filter_subjects[0],
             stream=JStream(self.spec.stream, declare=False),
             durable=self.spec.durable,
-            pull_sub=PullSub(batch_size=max(max_workers, 1), timeout=1.0),
+            # A short fetch timeout loses a race in nats-py on a busy loop (a bare asyncio.TimeoutError
+            # that FastStream 0.7.8 logs as an error before restarting its fetch loop); 5 s makes it rare.
+            pull_sub=PullSub(batch_size=max(max_workers, 1), timeout=5.0),
             ack_policy=AckPolicy.MANUAL,
             max_workers=max_workers,
         )

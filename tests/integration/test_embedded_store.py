@@ -21,8 +21,8 @@ async def test_it_serves_key_value_with_atomic_transactions(redis_endpoints, uni
 
 
 async def test_it_runs_idempotent_cypher_merges(redis_endpoints, unique):
-    port = int(redis_endpoints["graph_uri"].rsplit(":", 1)[1])
-    pool = BlockingConnectionPool(host="127.0.0.1", port=port, max_connections=4)
+    host, port = redis_endpoints["graph_uri"].removeprefix("falkor://").rsplit(":", 1)
+    pool = BlockingConnectionPool(host=host, port=int(port), max_connections=4)
     graph = FalkorDB(connection_pool=pool).select_graph(f"fleet-{unique}")
     merge = "MERGE (s:Story {id: $story}) MERGE (p:PlanVersion {id: $plan}) MERGE (s)-[:HAS_PLAN]->(p)"
     for _ in range(2):
