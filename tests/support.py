@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import msgspec
 from nats.js import JetStreamContext
@@ -66,7 +67,7 @@ async def wait_until_idle(js: JetStreamContext, stream: str, durables: list[str]
 @contextlib.asynccontextmanager
 async def running_service(service: str, nats_url: str, wire: Wiring, **settings) -> AsyncIterator[None]:
     """A real service, in this process, wired exactly as `fleet service` wires it."""
-    config = Settings(data_dir=".", nats_url=nats_url, **settings)
+    config = Settings(data_dir=Path("."), nats_url=nats_url, **settings)
     broker = new_broker(service, config)
     await bind_durables(broker, service, config, wire)
     await broker.start()

@@ -159,8 +159,12 @@ class DurableConsumer:
             await self._reject(message, letter, f"undecodable message: {type(exc).__name__}: {exc}", None)
             return
         if deliveries > self.spec.max_deliveries:
-            # Earlier deliveries ended without an ack or nak: the process died while handling it.
-            reason = f"gave up after {deliveries - 1} deliveries that ended without an outcome (the service died)"
+            # Earlier deliveries ended without an ack or nak: the service died, or lost NATS while
+            # recording the outcome. Either way the server redelivered, and the limit is reached.
+            reason = (
+                f"gave up after {deliveries - 1} deliveries that ended without an acknowledgement "
+                "(the service died or lost its NATS connection while handling it)"
+            )
             await self._reject(message, letter, reason, incoming)
             return
         try:
