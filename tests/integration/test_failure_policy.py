@@ -5,6 +5,7 @@ import contextlib
 import datetime as dt
 
 import pytest
+from nats.js.api import DeliverPolicy
 
 from contracts import catalog
 from contracts.envelope import MSG_ID
@@ -13,7 +14,7 @@ from services.agents.handlers import on_proposal_request_given_up
 from services.mesh.consuming import DurableConsumer
 from services.mesh.runtime import Binding
 from services.planning.app import wire as planning_wire
-from streams.apply import apply_consumer
+from streams.apply import consumer_config
 from streams.definitions import AGENT, PLANNING, ConsumerSpec
 from tests.support import body_of, decode, running_service, wait_for
 
@@ -22,10 +23,15 @@ pytestmark = pytest.mark.integration
 
 @contextlib.asynccontextmanager
 async def scratch_durable(js, name: str, stream: str, subject: str, service: str, **policy):
-    """A durable of this test's own, with a policy small enough to exhaust in seconds."""
-    spec = ConsumerSpec(durable=name, stream=stream, filter_subjects=(subject,), service=service,
-                        ack_wait_s=5.0, **policy)
-    await apply_consumer(js, spec)
+    """A durable of this test's own, with a policy small enough to exhaust in seconds.
+
+    It starts at new messages, so it never sees what earlier tests left in the shared stream.
+    """
+    policy = {"ack_wait_s": 5.0, **policy}
+    spec = ConsumerSpec(durable=name, stream=stream, filter_subjects=(subject,), service=service, **policy)
+    config = consumer_config(spec)
+    config.deliver_policy = DeliverPolicy.NEW
+    await js.add_consumer(stream, config)
     try:
         yield spec
     finally:
@@ -123,3 +129,43 @@ async def test_a_message_too_large_to_inline_is_dead_lettered_with_a_pointer_to_
     assert "not valid JSON" in rejected.reason
     original = await js.get_msg(PLANNING.name, ack.seq)
     assert original.data == huge
+
+
+async def test_a_message_whose_service_keeps_dying_is_given_up_once_it_exceeds_its_deliveries(js, nats_url, unique):
+    request = ProposalRequested(
+        deliberation=DeliberationRef(deliberation_id=f"d-{unique}", story_id="s", plan_id="p", task_id="t",
+                                     role=Role.DEV),
+        agent=AgentProfile(agent_id="dev-1", role=Role.DEV, temperature=0.7, max_tokens=8),
+        council=["dev-1"], task=PlannedTask(task_id="t", title="x"), started_at=dt.datetime.now(dt.UTC),
+    )
+    handled = []
+
+    async def on_proposal_requested(incoming):
+        handled.append(incoming)
+        return []
+
+    subject = catalog.PROPOSAL_REQUESTED.subject
+    async with scratch_durable(js, f"test-dying-{unique}", AGENT.name, subject, "agents",
+                               max_deliveries=2, ack_wait_s=1.0) as spec:
+        await js.publish(subject, body_of(request), headers={MSG_ID: f"dying-{unique}"})
+        # Two services take the message and die before acknowledging it.
+        dying = await js.pull_subscribe_bind(spec.durable, spec.stream)
+        for _ in range(2):
+            [taken] = await dying.fetch(1, timeout=5)
+            await asyncio.sleep(spec.ack_wait_s + 0.5)
+        await dying.unsubscribe()
+
+        async def wire(mesh):
+            consumer = DurableConsumer(spec, {subject: on_proposal_requested}, mesh.publisher,
+                                       give_up={subject: on_proposal_request_given_up})
+            return [Binding(consumer)]
+
+        async with running_service("agents", nats_url, wire):
+            [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
+                                      lambda m: decode(m).consumer == spec.durable, 1, timeout_s=30)
+            [failed] = await wait_for(js, catalog.PROPOSAL_FAILED.subject,
+                                      lambda m: decode(m).deliberation.deliberation_id == f"d-{unique}", 1)
+    assert handled == [], "a message past its delivery limit must not be handled again"
+    assert decode(letter).deliveries == 3
+    assert decode(letter).reason.startswith("gave up after 2 deliveries that ended without an acknowledgement")
+    assert decode(failed).error_class == "AgentGaveUp"
