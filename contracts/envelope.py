@@ -22,19 +22,6 @@ AGGREGATE_TYPE = "Fleet-Aggregate-Type"
 AGGREGATE_ID = "Fleet-Aggregate-Id"
 TRACEPARENT = "traceparent"
 
-ENVELOPE_HEADERS = (
-    MSG_ID,
-    EVENT_TYPE,
-    SCHEMA_VERSION,
-    OCCURRED_AT,
-    PRODUCER,
-    CORRELATION_ID,
-    CAUSATION_ID,
-    AGGREGATE_TYPE,
-    AGGREGATE_ID,
-    TRACEPARENT,
-)
-
 # Deterministic ids are UUIDv5 in this namespace, so every service derives the same id
 # for the same fact and JetStream de-duplication (Nats-Msg-Id) does the rest.
 FLEET_NAMESPACE = uuid.UUID("6f1c2d1e-5b7a-4f7e-9a55-2a1f0c3e9b10")

