@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import nats
 import pytest
@@ -16,12 +17,27 @@ from services.embedded.stack import EmbeddedStack, StackAlreadyRunning, is_runni
 pytestmark = pytest.mark.e2e
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def live_members(pgid: int) -> list[int]:
+    """Processes of the group that still run. Zombies are left out: a container's PID 1 may never reap them."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        state, process_group = fields[0], int(fields[2])
+        if process_group == pgid and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
+async def survivors(groups: list[int], within_s: float = 10.0) -> dict[int, list[int]]:
+    deadline = time.monotonic() + within_s
+    while True:
+        left = {pgid: pids for pgid in groups if (pids := live_members(pgid))}
+        if not left or time.monotonic() > deadline:
+            return left
+        await asyncio.sleep(0.2)
 
 
 async def test_the_stack_restarts_dead_services_keeps_its_log_and_leaves_nothing_behind(tmp_path):
@@ -51,8 +67,7 @@ async def test_the_stack_restarts_dead_services_keeps_its_log_and_leaves_nothing
     finally:
         await stack.stop()
 
-    await asyncio.sleep(0.5)
-    assert not [pgid for pgid in groups if group_alive(pgid)], "processes survived the stop"
+    assert not await survivors(groups), "processes survived the stop"
     assert not (data_dir / "endpoints.json").exists()
     assert not is_running(data_dir)
 
