@@ -15,6 +15,7 @@ DISPATCH = "dispatch"
 AGENTS = "agents"
 COLLECTOR = "collector"
 ANY_SERVICE = "any service"
+OPERATOR = "fleet council (operator)"
 
 SUBJECT_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
 
@@ -63,6 +64,27 @@ LEGACY_PLAN_APPROVED = EventSpec(
     summary="Pre-envelope plan approval, no tasks. Accepted and upcast to v1.",
     legacy=True,
 )
+COUNCIL_CREATED = EventSpec(
+    subject="config.council.created.v1",
+    event_type="council.created",
+    version=1,
+    payload=ev.CouncilCreated,
+    aggregate_type="council",
+    producers=(OPERATOR, PLANNING),
+    consumers=(PLANNING,),
+    summary="A role's council: its agents (persona, temperature, seed, model) and protocol. "
+    "Planning seeds the five defaults when no council was ever created.",
+)
+COUNCIL_DELETED = EventSpec(
+    subject="config.council.deleted.v1",
+    event_type="council.deleted",
+    version=1,
+    payload=ev.CouncilDeleted,
+    aggregate_type="council",
+    producers=(OPERATOR,),
+    consumers=(PLANNING,),
+    summary="A role's council is gone; approvals naming the role are dead-lettered until one is created.",
+)
 DELIBERATION_REQUESTED = EventSpec(
     subject="orchestration.deliberation.requested.v1",
     event_type="deliberation.requested",
@@ -71,7 +93,7 @@ DELIBERATION_REQUESTED = EventSpec(
     aggregate_type="deliberation",
     producers=(PLANNING,),
     consumers=(DISPATCH,),
-    summary="One deliberation is due for a (plan, task, role). Its id is deterministic.",
+    summary="One deliberation is due for a (plan, task, role), with the council and architect of that moment.",
 )
 DELIBERATION_STARTED = EventSpec(
     subject="orchestration.deliberation.started.v1",
@@ -80,38 +102,78 @@ DELIBERATION_STARTED = EventSpec(
     payload=ev.DeliberationStarted,
     aggregate_type="deliberation",
     producers=(DISPATCH,),
+    consumers=(COLLECTOR,),
+    summary="Dispatch claimed the deliberation; the collector runs it from here.",
+)
+DELIBERATION_ADVANCED = EventSpec(
+    subject="orchestration.deliberation.advanced.v1",
+    event_type="deliberation.advanced",
+    version=1,
+    payload=ev.DeliberationAdvanced,
+    aggregate_type="deliberation",
+    producers=(COLLECTOR,),
     consumers=(),
-    summary="Dispatch chose the council and asked each agent for a proposal.",
+    summary="A phase (propose, critique, revise, judge, select) began, with its turns and deadline.",
 )
-PROPOSAL_REQUESTED = EventSpec(
-    subject="agent.proposal.requested.v1",
-    event_type="proposal.requested",
+DEADLINE_PASSED = EventSpec(
+    subject="orchestration.deliberation.deadline_passed.v1",
+    event_type="deliberation.deadline_passed",
     version=1,
-    payload=ev.ProposalRequested,
+    payload=ev.DeadlinePassed,
     aggregate_type="deliberation",
-    producers=(DISPATCH,),
+    producers=(COLLECTOR,),
+    consumers=(COLLECTOR,),
+    summary="A phase's deadline. Scheduled with JetStream message scheduling, so it survives restarts.",
+)
+DELIBERATION_SCORED = EventSpec(
+    subject="orchestration.deliberation.scored.v1",
+    event_type="deliberation.scored",
+    version=1,
+    payload=ev.DeliberationScored,
+    aggregate_type="deliberation",
+    producers=(COLLECTOR,),
+    consumers=(),
+    summary="Every final proposal's judge scores per criterion and deterministic checks.",
+)
+DECISION_MADE = EventSpec(
+    subject="orchestration.decision.made.v1",
+    event_type="decision.made",
+    version=1,
+    payload=ev.DecisionMade,
+    aggregate_type="deliberation",
+    producers=(COLLECTOR,),
+    consumers=(),
+    summary="The architect's choice among the top candidates, with the ranking and the rationale.",
+)
+TURN_REQUESTED = EventSpec(
+    subject="agent.turn.requested.v1",
+    event_type="turn.requested",
+    version=1,
+    payload=ev.TurnRequested,
+    aggregate_type="deliberation",
+    producers=(COLLECTOR,),
     consumers=(AGENTS,),
-    summary="One agent of the council is asked for a proposal.",
+    summary="An agent is asked to propose, critique, revise, judge or select.",
 )
-PROPOSAL_COMPLETED = EventSpec(
-    subject="agent.proposal.completed.v1",
-    event_type="proposal.completed",
+TURN_COMPLETED = EventSpec(
+    subject="agent.turn.completed.v1",
+    event_type="turn.completed",
     version=1,
-    payload=ev.ProposalCompleted,
+    payload=ev.TurnCompleted,
     aggregate_type="deliberation",
     producers=(AGENTS,),
     consumers=(COLLECTOR,),
-    summary="An agent's proposal, as the LLM wrote it, with model, temperature and tokens.",
+    summary="What the agent wrote, with model, temperature, seed and tokens; verdict or choice when structured.",
 )
-PROPOSAL_FAILED = EventSpec(
-    subject="agent.proposal.failed.v1",
-    event_type="proposal.failed",
+TURN_FAILED = EventSpec(
+    subject="agent.turn.failed.v1",
+    event_type="turn.failed",
     version=1,
-    payload=ev.ProposalFailed,
+    payload=ev.TurnFailed,
     aggregate_type="deliberation",
     producers=(AGENTS,),
     consumers=(COLLECTOR,),
-    summary="An agent could not propose: the typed LLM or runtime error, never a stand-in text.",
+    summary="A turn failed: the typed LLM or runtime error, never a stand-in text.",
 )
 DELIBERATION_COMPLETED = EventSpec(
     subject="orchestration.deliberation.completed.v1",
@@ -121,7 +183,7 @@ DELIBERATION_COMPLETED = EventSpec(
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
     consumers=(),
-    summary="The one result of a deliberation: winner, ranking, duration.",
+    summary="The one result of a deliberation: winner, score, ranking, rationale, duration.",
 )
 DELIBERATION_FAILED = EventSpec(
     subject="orchestration.deliberation.failed.v1",
@@ -131,7 +193,7 @@ DELIBERATION_FAILED = EventSpec(
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
     consumers=(),
-    summary="The one result of a deliberation that produced no proposal, with the reason.",
+    summary="The one result of a deliberation that could not complete, with the phase and the precise reason.",
 )
 MESSAGE_REJECTED = EventSpec(
     subject="deadletter.message.rejected.v1",
@@ -147,11 +209,17 @@ MESSAGE_REJECTED = EventSpec(
 EVENTS: tuple[EventSpec, ...] = (
     PLAN_APPROVED,
     LEGACY_PLAN_APPROVED,
+    COUNCIL_CREATED,
+    COUNCIL_DELETED,
     DELIBERATION_REQUESTED,
     DELIBERATION_STARTED,
-    PROPOSAL_REQUESTED,
-    PROPOSAL_COMPLETED,
-    PROPOSAL_FAILED,
+    DELIBERATION_ADVANCED,
+    DEADLINE_PASSED,
+    TURN_REQUESTED,
+    TURN_COMPLETED,
+    TURN_FAILED,
+    DELIBERATION_SCORED,
+    DECISION_MADE,
     DELIBERATION_COMPLETED,
     DELIBERATION_FAILED,
     MESSAGE_REJECTED,

@@ -21,6 +21,10 @@ CAUSATION_ID = "Fleet-Causation-Id"
 AGGREGATE_TYPE = "Fleet-Aggregate-Type"
 AGGREGATE_ID = "Fleet-Aggregate-Id"
 TRACEPARENT = "traceparent"
+# Set by JetStream on a message its scheduler produced; names the schedule it came from.
+SCHEDULER = "Nats-Scheduler"
+SCHEDULE = "Nats-Schedule"
+SCHEDULE_TARGET = "Nats-Schedule-Target"
 
 # Deterministic ids are UUIDv5 in this namespace, so every service derives the same id
 # for the same fact and JetStream de-duplication (Nats-Msg-Id) does the rest.

@@ -1,5 +1,9 @@
-"""The one error type for input that breaks a contract: it is dead-lettered, never retried."""
+"""Errors that dead-letter a message at once: retrying could never make it succeed."""
 
 
-class ContractViolation(ValueError):
-    """A message that can never be processed as sent. The text is the dead-letter reason."""
+class Rejected(ValueError):
+    """A message that will never be processed as sent. The text is the dead-letter reason."""
+
+
+class ContractViolation(Rejected):
+    """Input that breaks its contract: undecodable, invalid, or on an unknown subject."""

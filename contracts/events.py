@@ -63,7 +63,66 @@ class LegacyPlanApproved(Event, frozen=True, kw_only=True):
     timestamp: str | int | float | None = None
 
 
+# --- config (councils: event-sourced configuration) ---------------------------------------
+
+
+class AgentProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """One council member. Temperature, seed and persona are what make its voice differ from its peers'."""
+
+    agent_id: NonEmpty
+    role: Role
+    persona: Text
+    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
+    seed: int
+    # None: the model the agents service is configured with.
+    model: str | None = None
+
+
+class Protocol(msgspec.Struct, frozen=True, kw_only=True):
+    """How a council deliberates."""
+
+    critique_rounds: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1
+    # Fewer proposals than this, and the deliberation fails.
+    quorum: Annotated[int, msgspec.Meta(ge=1)] = 2
+    # How many of the best-scored proposals the architect chooses from.
+    top_k: Annotated[int, msgspec.Meta(ge=1)] = 3
+    # Every phase must be over this long after it started; unanswered turns then count as failed.
+    phase_deadline_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+
+
+class Council(msgspec.Struct, frozen=True, kw_only=True):
+    role: Role
+    agents: Annotated[list[AgentProfile], msgspec.Meta(min_length=1, max_length=16)]
+    protocol: Protocol = Protocol()
+
+
+class CouncilCreated(Event, frozen=True, kw_only=True):
+    """config.council.created.v1: a role gets a council; it deliberates every task for that role."""
+
+    council: Council
+    created_by: NonEmpty
+
+    def aggregate_id(self) -> str:
+        return self.council.role.value
+
+
+class CouncilDeleted(Event, frozen=True, kw_only=True):
+    role: Role
+    deleted_by: NonEmpty
+
+    def aggregate_id(self) -> str:
+        return self.role.value
+
+
 # --- orchestration (the deliberation aggregate) --------------------------------------
+
+
+class Phase(enum.StrEnum):
+    PROPOSE = "propose"
+    CRITIQUE = "critique"
+    REVISE = "revise"
+    JUDGE = "judge"
+    SELECT = "select"
 
 
 class DeliberationRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,29 +135,102 @@ class DeliberationRef(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
 
 
-class DeliberationRequested(Event, frozen=True, kw_only=True):
-    deliberation: DeliberationRef
+class Brief(msgspec.Struct, frozen=True, kw_only=True):
+    """What a council deliberates on, and how proposals will be judged."""
+
     task: PlannedTask
-    approved_by: str
-    rubric: dict[str, str] = {}
+    rubric: dict[str, str]
     constraints: list[str] = []
+
+
+class DeliberationRequested(Event, frozen=True, kw_only=True):
+    """One deliberation is due; the council and the architect are fixed here, as they were at approval."""
+
+    deliberation: DeliberationRef
+    brief: Brief
+    approved_by: str
+    council: Council
+    architect: AgentProfile
 
 
 class DeliberationStarted(Event, frozen=True, kw_only=True):
     deliberation: DeliberationRef
-    council: list[str]
+    brief: Brief
+    council: Council
+    architect: AgentProfile
     started_at: dt.datetime
 
 
-class RankedProposal(msgspec.Struct, frozen=True, kw_only=True):
+class DeliberationAdvanced(Event, frozen=True, kw_only=True):
+    """A phase began: these turns are asked for, and must be answered by `deadline_at`."""
+
+    deliberation_id: str
+    phase: Phase
+    round: int
+    turns: list[str]
+    deadline_at: dt.datetime
+
+
+class DeadlinePassed(Event, frozen=True, kw_only=True):
+    """Published by the JetStream scheduler at a phase's deadline; ignored when the phase is over."""
+
+    deliberation_id: str
+    phase: Phase
+    round: int
+    deadline_at: dt.datetime
+
+
+class CheckResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A deterministic check of a proposal: `passed` is a fact about the text, not an opinion."""
+
+    check: str
+    passed: bool
+    detail: str = ""
+
+
+class ProposalScore(msgspec.Struct, frozen=True, kw_only=True):
     agent_id: str
-    # None means "not scored": the walking skeleton selects provisionally, without a rubric score.
-    score: float | None = None
+    # Per rubric criterion, 0-10, from the LLM judge. Empty when the judge failed.
+    criteria: dict[str, int]
+    justification: str
+    checks: list[CheckResult]
+    # Mean of `criteria`; None when the judge gave no valid verdict.
+    score: float | None
+    # False when a deterministic check failed: such a proposal can never win.
+    qualified: bool
+    scoring_error: str | None = None
+
+
+class DeliberationScored(Event, frozen=True, kw_only=True):
+    deliberation_id: str
+    scores: list[ProposalScore]
+
+
+class RankedProposal(msgspec.Struct, frozen=True, kw_only=True):
+    rank: int
+    agent_id: str
+    score: float | None
+    qualified: bool
+
+
+class DecisionMade(Event, frozen=True, kw_only=True):
+    """orchestration.decision.made.v1: who won, from which candidates, and why."""
+
+    deliberation_id: str
+    winner_id: str
+    candidates: list[str]
+    ranking: list[RankedProposal]
+    rationale: Text
+    # The architect's agent id, or "ranking" when the architect could not decide and the top score won.
+    decided_by: str
+    architect_error: str | None = None
 
 
 class Winner(msgspec.Struct, frozen=True, kw_only=True):
     agent_id: str
     content: str
+    score: float | None
+    revisions: int
 
 
 class DeliberationCompleted(Event, frozen=True, kw_only=True):
@@ -109,8 +241,9 @@ class DeliberationCompleted(Event, frozen=True, kw_only=True):
     role: Role
     winner: Winner
     ranking: list[RankedProposal]
+    rationale: str
+    decided_by: str
     duration_ms: int
-    selection: str
     failed_agents: list[str] = []
 
 
@@ -120,48 +253,87 @@ class DeliberationFailed(Event, frozen=True, kw_only=True):
     plan_id: str
     task_id: str
     role: Role
+    phase: Phase
     reason: str
     duration_ms: int
 
 
-# --- agent (proposal work done by the Ray actors) -------------------------------------
+# --- agent (turns taken by the Ray actors) ------------------------------------------------
 
 
-class AgentProfile(msgspec.Struct, frozen=True, kw_only=True):
+class Turn(msgspec.Struct, frozen=True, kw_only=True):
+    """One piece of work in a deliberation. `author_id` is whose proposal it is about."""
+
+    phase: Phase
+    round: int
     agent_id: str
-    role: Role
-    temperature: float
-    max_tokens: int
+    author_id: str
+
+    @property
+    def key(self) -> str:
+        """Unique within a deliberation: outcomes are de-duplicated by it."""
+        return f"{self.phase}/{self.round}/{self.agent_id}/{self.author_id}"
 
 
-class ProposalRequested(Event, frozen=True, kw_only=True):
-    deliberation: DeliberationRef
-    agent: AgentProfile
-    council: list[str]
-    task: PlannedTask
-    rubric: dict[str, str] = {}
-    constraints: list[str] = []
-    started_at: dt.datetime
-
-
-class ProposalCompleted(Event, frozen=True, kw_only=True):
-    deliberation: DeliberationRef
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     agent_id: str
-    council: list[str]
-    started_at: dt.datetime
     content: str
+    score: float
+
+
+class TurnInput(msgspec.Struct, frozen=True, kw_only=True):
+    """What the turn works on, beyond the brief: a proposal, its critique, or the candidates."""
+
+    proposal: str = ""
+    critique: str = ""
+    candidates: list[Candidate] = []
+
+
+class TurnRequested(Event, frozen=True, kw_only=True):
+    deliberation: DeliberationRef
+    turn: Turn
+    agent: AgentProfile
+    brief: Brief
+    input: TurnInput = TurnInput()
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """The LLM judge's structured output for one proposal."""
+
+    criteria: dict[str, int]
+    justification: str
+
+
+class Choice(msgspec.Struct, frozen=True, kw_only=True):
+    """The architect's structured output: the winner and why."""
+
+    winner_id: str
+    rationale: str
+
+
+class TurnCompleted(Event, frozen=True, kw_only=True):
+    deliberation: DeliberationRef
+    turn: Turn
+    agent: AgentProfile
+    # The proposal, critique or revision; for judge and select turns the raw structured answer.
+    content: Text
+    verdict: Verdict | None = None
+    choice: Choice | None = None
     model: str
     temperature: float
+    seed: int
     prompt_tokens: int
     completion_tokens: int
     latency_ms: int
+    attempts: int = 1
 
 
-class ProposalFailed(Event, frozen=True, kw_only=True):
+class TurnFailed(Event, frozen=True, kw_only=True):
+    """A turn that produced nothing usable: the typed error, never a stand-in text."""
+
     deliberation: DeliberationRef
-    agent_id: str
-    council: list[str]
-    started_at: dt.datetime
+    turn: Turn
+    agent: AgentProfile
     error_class: str
     message: str
 

@@ -33,6 +33,7 @@ def stream_config(spec: StreamSpec) -> api.StreamConfig:
         duplicate_window=spec.duplicate_window_s,
         num_replicas=spec.replicas,
         allow_direct=True,
+        allow_msg_schedules=spec.schedules or None,
     )
 
 

@@ -21,6 +21,8 @@ class StreamSpec:
     # Event logs keep everything (no max_age, no max_msgs) so a read model can be rebuilt from 0.
     max_bytes: int = -1
     replicas: int = 1
+    # Holds JetStream message schedules (deadlines) besides events.
+    schedules: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ class BucketSpec:
         return f"KV_{self.bucket}"
 
 
+CONFIG = StreamSpec(
+    name="CONFIG",
+    subjects=("config.>",),
+    description="Configuration as events: councils created and deleted.",
+)
 PLANNING = StreamSpec(
     name="PLANNING",
     subjects=("planning.>",),
@@ -63,7 +70,8 @@ PLANNING = StreamSpec(
 ORCHESTRATION = StreamSpec(
     name="ORCHESTRATION",
     subjects=("orchestration.>",),
-    description="The deliberation aggregate: requested, started, completed, failed.",
+    description="The deliberation aggregate, from request to result, and the schedules of its phase deadlines.",
+    schedules=True,
 )
 AGENT = StreamSpec(
     name="AGENT",
@@ -76,7 +84,7 @@ DEAD_LETTERS = StreamSpec(
     description="Messages a service rejected, each with its reason and original headers and body.",
 )
 
-STREAMS: tuple[StreamSpec, ...] = (PLANNING, ORCHESTRATION, AGENT, DEAD_LETTERS)
+STREAMS: tuple[StreamSpec, ...] = (CONFIG, PLANNING, ORCHESTRATION, AGENT, DEAD_LETTERS)
 
 PLANNING_APPROVALS = ConsumerSpec(
     durable="planning-plan-approvals",
@@ -90,31 +98,39 @@ DISPATCH_REQUESTS = ConsumerSpec(
     filter_subjects=(catalog.DELIBERATION_REQUESTED.subject,),
     service=catalog.DISPATCH,
 )
-AGENTS_PROPOSALS = ConsumerSpec(
-    durable="agents-proposal-requests",
+AGENTS_TURNS = ConsumerSpec(
+    durable="agents-turn-requests",
     stream=AGENT.name,
-    filter_subjects=(catalog.PROPOSAL_REQUESTED.subject,),
+    filter_subjects=(catalog.TURN_REQUESTED.subject,),
     service=catalog.AGENTS,
     # The consumer heartbeats in_progress() while an LLM call runs. A fetched request may also wait
     # in the worker queue for one whole call before its handler starts, so the ack wait is longer.
     ack_wait_s=150.0,
-    # Above the LLM timeout (60 s by default, at most 120 s): a slow LLM is a typed LlmTimeout
-    # outcome; only a hung Ray call reaches this deadline.
+    # Above the LLM timeout (60 s by default, at most 60 s with a structured retry): a slow LLM is a
+    # typed LlmTimeout outcome; only a hung Ray call reaches this deadline.
     handler_timeout_s=130.0,
+    # How many turn requests may be out at once: the start of backpressure toward the actors.
     max_ack_pending=256,
 )
-COLLECTOR_OUTCOMES = ConsumerSpec(
-    durable="collector-proposal-outcomes",
+COLLECTOR_DELIBERATIONS_IN = ConsumerSpec(
+    durable="collector-deliberation-events",
+    stream=ORCHESTRATION.name,
+    filter_subjects=(catalog.DELIBERATION_STARTED.subject, catalog.DEADLINE_PASSED.subject),
+    service=catalog.COLLECTOR,
+)
+COLLECTOR_TURNS = ConsumerSpec(
+    durable="collector-turn-outcomes",
     stream=AGENT.name,
-    filter_subjects=(catalog.PROPOSAL_COMPLETED.subject, catalog.PROPOSAL_FAILED.subject),
+    filter_subjects=(catalog.TURN_COMPLETED.subject, catalog.TURN_FAILED.subject),
     service=catalog.COLLECTOR,
 )
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     PLANNING_APPROVALS,
     DISPATCH_REQUESTS,
-    AGENTS_PROPOSALS,
-    COLLECTOR_OUTCOMES,
+    AGENTS_TURNS,
+    COLLECTOR_DELIBERATIONS_IN,
+    COLLECTOR_TURNS,
 )
 
 DISPATCH_CLAIMS = BucketSpec(
@@ -123,7 +139,7 @@ DISPATCH_CLAIMS = BucketSpec(
 )
 COLLECTOR_DELIBERATIONS = BucketSpec(
     bucket="COLLECTOR_DELIBERATIONS",
-    description="Proposal outcomes gathered per deliberation, updated by compare-and-set.",
+    description="The state of each deliberation, folded from its events, updated by compare-and-set.",
 )
 
 BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS)

@@ -9,11 +9,12 @@ import ray
 from contracts import catalog
 from services.agents.adapters.llm import LlmConfig
 from services.agents.adapters.ray_agents import NAMESPACE, AgentPool
-from services.agents.handlers import AgentHandlers, on_proposal_request_given_up
+from services.agents.domain import ResponseFormat
+from services.agents.handlers import STRUCTURED_ATTEMPTS, AgentHandlers, on_turn_request_given_up
 from services.mesh.consuming import DurableConsumer
 from services.mesh.runtime import Binding, Mesh
 from services.mesh.settings import SettingsError
-from streams.definitions import AGENTS_PROPOSALS
+from streams.definitions import AGENTS_TURNS
 
 # Room between the LLM timeout and the handler deadline, so a slow LLM is a typed LlmTimeout outcome.
 DEADLINE_MARGIN_S = 10.0
@@ -35,11 +36,13 @@ def connect_ray(address: str | None) -> None:
 
 async def wire(mesh: Mesh) -> list[Binding]:
     settings = mesh.settings
-    if settings.llm_timeout_s > AGENTS_PROPOSALS.handler_timeout_s - DEADLINE_MARGIN_S:
+    longest_s = (AGENTS_TURNS.handler_timeout_s - DEADLINE_MARGIN_S) / STRUCTURED_ATTEMPTS
+    if settings.llm_timeout_s > longest_s:
         raise SettingsError(
-            f"FLEET_LLM_TIMEOUT_S={settings.llm_timeout_s:g} must be at most "
-            f"{AGENTS_PROPOSALS.handler_timeout_s - DEADLINE_MARGIN_S:g} (the agents' handler deadline "
-            f"in streams/definitions.py is {AGENTS_PROPOSALS.handler_timeout_s:g}s)"
+            f"FLEET_LLM_TIMEOUT_S={settings.llm_timeout_s:g} must be at most {longest_s:g}: a judge or "
+            f"architect turn may call the LLM {STRUCTURED_ATTEMPTS} times within the agents' handler deadline "
+            f"of {AGENTS_TURNS.handler_timeout_s:g}s "
+            f"in streams/definitions.py is {AGENTS_TURNS.handler_timeout_s:g}s)"
         )
     connect_ray(settings.ray_address)
     config = LlmConfig(
@@ -48,12 +51,17 @@ async def wire(mesh: Mesh) -> list[Binding]:
         api_key=settings.llm_api_key,
     )
     pool = AgentPool(config, max_concurrency=settings.agent_concurrency)
-    handlers = AgentHandlers(pool=pool, model=settings.llm_model)
-    subject = catalog.PROPOSAL_REQUESTED.subject
+    handlers = AgentHandlers(
+        pool=pool,
+        model=settings.llm_model,
+        max_tokens=settings.llm_max_tokens,
+        response_format=ResponseFormat(settings.llm_response_format),
+    )
+    subject = catalog.TURN_REQUESTED.subject
     consumer = DurableConsumer(
-        AGENTS_PROPOSALS,
-        {subject: handlers.on_proposal_requested},
+        AGENTS_TURNS,
+        {subject: handlers.on_turn_requested},
         mesh.publisher,
-        give_up={subject: on_proposal_request_given_up},
+        give_up={subject: on_turn_request_given_up},
     )
     return [Binding(consumer, max_workers=settings.agent_concurrency)]

@@ -4,25 +4,56 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contracts.events import ProposalRequested
+import msgspec
+
+from contracts.events import TurnRequested
 from services.agents.adapters.ray_agents import AgentPool
-from services.agents.domain import chat_request, given_up, outcome
+from services.agents.domain import (
+    LlmFailure,
+    ResponseFormat,
+    StructuredOutputInvalid,
+    answer_type,
+    chat_request,
+    given_up,
+    outcome,
+    parse_structured,
+)
 from services.mesh.consuming import Incoming
 from services.mesh.publishing import Outgoing
+
+STRUCTURED_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
 class AgentHandlers:
     pool: AgentPool
     model: str
+    max_tokens: int
+    response_format: ResponseFormat
 
-    async def on_proposal_requested(self, incoming: Incoming[ProposalRequested]) -> list[Outgoing]:
+    async def on_turn_requested(self, incoming: Incoming[TurnRequested]) -> list[Outgoing]:
         # LLM errors come back as typed failures. Ray errors (a dead actor, a lost node) raise, so
         # the request is retried while Ray restarts the actor, and given up on after the last try.
         request = incoming.payload
-        answer = await self.pool.propose(request.agent.agent_id, chat_request(request, self.model))
-        return [outcome(request, answer)]
+        chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format)
+        if answer_type(request) is None:
+            return [outcome(request, await self.pool.complete(request.agent.agent_id, chat))]
+        problems = []
+        for attempt in range(1, STRUCTURED_ATTEMPTS + 1):
+            # A retry with the same seed would repeat the same answer.
+            retry = msgspec.structs.replace(chat, seed=(chat.seed or 0) + attempt - 1)
+            answer = await self.pool.complete(request.agent.agent_id, retry)
+            if isinstance(answer, LlmFailure):
+                return [outcome(request, answer, attempts=attempt)]
+            try:
+                structured = parse_structured(request, answer.content)
+            except StructuredOutputInvalid as exc:
+                problems.append(f"attempt {attempt}: {exc}")
+                continue
+            return [outcome(request, answer, structured=structured, attempts=attempt)]
+        failure = LlmFailure(error_class=StructuredOutputInvalid.__name__, message="; ".join(problems))
+        return [outcome(request, failure, attempts=STRUCTURED_ATTEMPTS)]
 
 
-def on_proposal_request_given_up(incoming: Incoming[ProposalRequested], reason: str) -> list[Outgoing]:
+def on_turn_request_given_up(incoming: Incoming[TurnRequested], reason: str) -> list[Outgoing]:
     return [given_up(incoming.payload, reason)]

@@ -20,13 +20,25 @@ from rich.table import Table
 from contracts import catalog
 from contracts.envelope import CORRELATION_ID, MSG_ID
 from contracts.events import (
+    DecisionMade,
+    DeliberationAdvanced,
     DeliberationCompleted,
     DeliberationFailed,
     PlanApproved,
     PlannedTask,
-    ProposalCompleted,
-    ProposalFailed,
     Role,
+    TurnCompleted,
+    TurnFailed,
+)
+from services.planning.domain import deliberation_id
+
+FOLLOWED = (
+    catalog.DELIBERATION_ADVANCED,
+    catalog.TURN_COMPLETED,
+    catalog.TURN_FAILED,
+    catalog.DECISION_MADE,
+    catalog.DELIBERATION_COMPLETED,
+    catalog.DELIBERATION_FAILED,
 )
 
 
@@ -43,13 +55,12 @@ def sample_approval() -> PlanApproved:
                 title="Add rate limiting to the public REST API",
                 description="Limit each API key to 100 requests per minute and return HTTP 429 beyond that.",
             ),
-            PlannedTask(
-                task_id="sessions",
-                title="Move user sessions from memory to Valkey",
-                description="Sessions must survive restarts and expire after 30 minutes of inactivity.",
-            ),
         ],
-        rubric={"correctness": "the proposal solves the task as stated", "clarity": "steps are concrete"},
+        rubric={
+            "correctness": "the proposal solves the task as stated",
+            "risks": "it names what can go wrong and how to catch it",
+            "clarity": "its steps are concrete",
+        },
     )
 
 
@@ -57,56 +68,62 @@ def sample_approval() -> PlanApproved:
 class Row:
     task_id: str
     role: str
-    council_size: int = 3
-    proposals: int = 0
+    phase: str = "requested"
+    turns: int = 0
+    answered: int = 0
     failures: int = 0
+    decision: DecisionMade | None = None
     result: DeliberationCompleted | DeliberationFailed | None = None
 
 
 @dataclass
 class Progress:
-    rows: dict[tuple[str, str], Row] = field(default_factory=dict)
+    rows: dict[str, Row] = field(default_factory=dict)
     began: float = field(default_factory=time.monotonic)
-
-    def row(self, task_id: str, role: str) -> Row:
-        return self.rows.setdefault((task_id, role), Row(task_id, role))
 
     def done(self) -> bool:
         return bool(self.rows) and all(r.result is not None for r in self.rows.values())
 
     def table(self) -> Table:
         table = Table(title=f"Deliberations ({time.monotonic() - self.began:.0f}s)")
-        for column in ("task", "role", "proposals", "failed", "status", "duration"):
+        for column in ("task", "role", "phase", "answered", "failed turns", "status", "duration"):
             table.add_column(column)
         for row in self.rows.values():
             if isinstance(row.result, DeliberationCompleted):
-                status, duration = f"[green]completed[/] winner {row.result.winner.agent_id}", row.result.duration_ms
+                winner = row.result.winner
+                status = f"[green]completed[/] winner {winner.agent_id} ({_score(winner.score)})"
+                duration = row.result.duration_ms
             elif isinstance(row.result, DeliberationFailed):
-                status, duration = "[red]failed[/]", row.result.duration_ms
+                status, duration = f"[red]failed[/] in {row.result.phase}", row.result.duration_ms
             else:
                 status, duration = "[yellow]in progress[/]", None
             table.add_row(
-                row.task_id, row.role, f"{row.proposals}/{row.council_size}", str(row.failures), status,
+                row.task_id, row.role, row.phase, f"{row.answered}/{row.turns}", str(row.failures), status,
                 f"{duration / 1000:.1f}s" if duration is not None else "",
             )
         return table
 
 
-def _decode(subject: str, data: bytes):
-    return catalog.spec_for_subject(subject).decoder.decode(data)
+def _score(score: float | None) -> str:
+    return "unscored" if score is None else f"{score:.1f}/10"
 
 
 def apply_event(progress: Progress, subject: str, data: bytes) -> None:
-    event = _decode(subject, data)
-    if isinstance(event, ProposalCompleted | ProposalFailed):
-        row = progress.row(event.deliberation.task_id, event.deliberation.role.value)
-        row.council_size = len(event.council)
-        if isinstance(event, ProposalCompleted):
-            row.proposals += 1
-        else:
-            row.failures += 1
+    event = catalog.spec_for_subject(subject).decoder.decode(data)
+    row = progress.rows.get(event.aggregate_id())
+    if row is None:
+        return
+    if isinstance(event, DeliberationAdvanced):
+        row.phase = event.phase.value if event.round == 0 else f"{event.phase.value} (round {event.round})"
+        row.turns, row.answered = len(event.turns), 0
+    elif isinstance(event, TurnCompleted | TurnFailed):
+        row.answered += 1
+        row.failures += isinstance(event, TurnFailed)
+    elif isinstance(event, DecisionMade):
+        row.decision = event
     elif isinstance(event, DeliberationCompleted | DeliberationFailed):
-        progress.row(event.task_id, event.role.value).result = event
+        row.phase = "done"
+        row.result = event
 
 
 async def run_demo(nats_url: str, console: Console, timeout_s: float = 900.0) -> Progress:
@@ -116,7 +133,8 @@ async def run_demo(nats_url: str, console: Console, timeout_s: float = 900.0) ->
     progress = Progress()
     for task in approval.tasks:
         for role in approval.roles:
-            progress.row(task.task_id, role.value)
+            key = deliberation_id(approval.story_id, approval.plan_id, task.task_id, role)
+            progress.rows[key] = Row(task.task_id, role.value)
     updated = asyncio.Event()
     client = await nats.connect(nats_url)
     js = client.jetstream()
@@ -128,12 +146,7 @@ async def run_demo(nats_url: str, console: Console, timeout_s: float = 900.0) ->
 
     subscriptions = []
     try:
-        for subject in (
-            catalog.PROPOSAL_COMPLETED.subject,
-            catalog.PROPOSAL_FAILED.subject,
-            catalog.DELIBERATION_COMPLETED.subject,
-            catalog.DELIBERATION_FAILED.subject,
-        ):
+        for subject in (spec.subject for spec in FOLLOWED):
             config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
             subscriptions.append(await js.subscribe(subject, cb=follow, ordered_consumer=True, config=config))
         await js.publish(
@@ -163,12 +176,23 @@ async def run_demo(nats_url: str, console: Console, timeout_s: float = 900.0) ->
 def print_winners(progress: Progress, console: Console) -> None:
     for row in progress.rows.values():
         result = row.result
+        title = f"{row.task_id} / {row.role}"
         if isinstance(result, DeliberationCompleted):
+            ranking = Table("rank", "agent", "score", "qualified", box=None)
+            for ranked in result.ranking:
+                qualified = "yes" if ranked.qualified else "no"
+                ranking.add_row(str(ranked.rank), ranked.agent_id, _score(ranked.score), qualified)
+            winner = result.winner
             body = Group(
-                Markdown(result.winner.content),
-                f"[dim]ranking: {', '.join(r.agent_id for r in result.ranking)} | {result.selection} | "
-                f"{result.duration_ms / 1000:.1f}s[/]",
+                Markdown(winner.content),
+                "",
+                ranking,
+                "",
+                f"[bold]Decided by {result.decided_by}:[/] {result.rationale}",
+                f"[dim]{winner.revisions} revision(s) | {result.duration_ms / 1000:.1f}s"
+                + (f" | failed agents: {', '.join(result.failed_agents)}" if result.failed_agents else "")
+                + "[/]",
             )
-            console.print(Panel(body, title=f"{row.task_id} / {row.role}: winner {result.winner.agent_id}"))
+            console.print(Panel(body, title=f"{title}: winner {winner.agent_id}, score {_score(winner.score)}"))
         elif isinstance(result, DeliberationFailed):
-            console.print(Panel(f"[red]{result.reason}[/]", title=f"{row.task_id} / {row.role}: failed"))
+            console.print(Panel(f"[red]{result.reason}[/]", title=f"{title}: failed in {result.phase}"))

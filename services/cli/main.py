@@ -21,6 +21,8 @@ streams_app = typer.Typer(help="Streams, durable consumers and KV buckets declar
 contracts_app = typer.Typer(help="Event contracts declared in contracts/.")
 app.add_typer(streams_app, name="streams")
 app.add_typer(contracts_app, name="contracts")
+council_app = typer.Typer(help="Councils: the agents that deliberate for each role (events on the CONFIG stream).")
+app.add_typer(council_app, name="council")
 console = Console()
 
 DataDir = Annotated[
@@ -100,7 +102,7 @@ def demo(
     data_dir: DataDir = Path(DEFAULT_DATA_DIR),
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 900.0,
 ) -> None:
-    """Publish a sample plan approval (2 tasks x 2 roles) and show each deliberation to its winner."""
+    """Publish a sample plan approval (1 task x 2 roles) and show each deliberation, phase by phase, to its winner."""
     try:
         _run_until_signalled(_demo(data_dir, timeout))
     except TimeoutError as exc:
@@ -168,6 +170,92 @@ def contracts_export(
         (out / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
     (out / "catalog.md").write_text(catalog_markdown())
     console.print(f"wrote {len(json_schemas())} schemas and catalog.md to {out}")
+
+
+RoleOption = Annotated[str, typer.Option("--role", help="DEV, QA, ARCHITECT, DEVOPS or DATA.", case_sensitive=False)]
+
+
+def _role(raw: str):
+    from contracts.events import Role
+
+    try:
+        return Role(raw.upper())
+    except ValueError:
+        _fail(f"unknown role {raw!r}; choose one of {', '.join(r.value for r in Role)}")
+
+
+def _council_command(main) -> None:
+    from services.cli.councils import CouncilCommandError
+
+    try:
+        asyncio.run(main)
+    except (CouncilCommandError, SettingsError) as exc:
+        _fail(str(exc))
+
+
+@council_app.command("create")
+def council_create(
+    role: RoleOption,
+    agents: Annotated[int, typer.Option(min=1, max=16, help="How many agents.")] = 3,
+    model: Annotated[str | None, typer.Option(help="LLM model; default: the agents service's model.")] = None,
+    rounds: Annotated[int, typer.Option(min=0, max=5, help="Critique and revision rounds.")] = 1,
+    quorum: Annotated[int | None, typer.Option(min=1, help="Proposals needed to go on; default: a majority.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="How many best-scored proposals the architect chooses from.")] = 3,
+    deadline: Annotated[float, typer.Option(min=1, help="Seconds each phase may take.")] = 300.0,
+    by: Annotated[str, typer.Option(help="Who is creating it, for the record.")] = "operator",
+) -> None:
+    """Give a role a council. Each agent gets its own persona, temperature and seed."""
+    from services.cli.councils import create_council
+    from services.councils.domain import new_council
+
+    try:
+        council = new_council(
+            _role(role), agents, model=model, critique_rounds=rounds, quorum=quorum, top_k=top_k,
+            phase_deadline_s=deadline,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    _council_command(create_council(council, by))
+    members = ", ".join(a.agent_id for a in council.agents)
+    console.print(f"[green]created[/] the {council.role.value} council: {members}")
+
+
+@council_app.command("list")
+def council_list() -> None:
+    """Show every council in force, its agents and its protocol."""
+    from services.cli.councils import list_councils
+
+    found = {}
+
+    async def read() -> None:
+        found.update(await list_councils())
+
+    _council_command(read())
+    if not found:
+        console.print("no councils; the planning service seeds the defaults on its first start")
+        return
+    table = Table("role", "agent", "persona", "temperature", "seed", "model", "protocol")
+    for council in found.values():
+        p = council.protocol
+        protocol = f"rounds {p.critique_rounds}, quorum {p.quorum}, top {p.top_k}, {p.phase_deadline_s:g}s/phase"
+        for index, agent in enumerate(council.agents):
+            table.add_row(
+                council.role.value if index == 0 else "", agent.agent_id, agent.persona.split(":")[0],
+                f"{agent.temperature:g}", str(agent.seed), agent.model or "(default)", protocol if index == 0 else "",
+            )
+    console.print(table)
+
+
+@council_app.command("delete")
+def council_delete(
+    role: RoleOption, by: Annotated[str, typer.Option(help="Who is deleting it, for the record.")] = "operator"
+) -> None:
+    """Remove a role's council; approvals naming the role are dead-lettered until a new one exists."""
+    from services.cli.councils import delete_council
+
+    chosen = _role(role)
+    _council_command(delete_council(chosen, by))
+    console.print(f"[yellow]deleted[/] the {chosen.value} council")
 
 
 @app.command()

@@ -1,1 +1,1 @@
-"""Collector: gathers proposal outcomes per deliberation and emits its one result."""
+"""Collector: runs each deliberation as an event-sourced aggregate, phase by phase, to its one result."""

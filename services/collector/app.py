@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from contracts import catalog
-from services.collector.domain import Collected
-from services.collector.handlers import CollectorHandlers
+from services.collector.handlers import CollectorHandlers, Record
 from services.mesh.consuming import DurableConsumer
 from services.mesh.kv import VersionedStore
-from services.mesh.publishing import utc_now
+from services.mesh.publishing import cancel_schedule, utc_now
 from services.mesh.runtime import Binding, Mesh
-from streams.definitions import COLLECTOR_DELIBERATIONS, COLLECTOR_OUTCOMES
+from streams.definitions import COLLECTOR_DELIBERATIONS, COLLECTOR_DELIBERATIONS_IN, COLLECTOR_TURNS
 
 SERVICE = catalog.COLLECTOR
 
 
 async def wire(mesh: Mesh) -> list[Binding]:
-    handlers = CollectorHandlers(store=VersionedStore(mesh.js, COLLECTOR_DELIBERATIONS, Collected), clock=utc_now)
-    routes = {
-        catalog.PROPOSAL_COMPLETED.subject: handlers.on_proposal_completed,
-        catalog.PROPOSAL_FAILED.subject: handlers.on_proposal_failed,
+    handlers = CollectorHandlers(
+        store=VersionedStore(mesh.js, COLLECTOR_DELIBERATIONS, Record),
+        cancel_schedule=partial(cancel_schedule, mesh.js, catalog.DEADLINE_PASSED.subject),
+        clock=utc_now,
+    )
+    lifecycle = {
+        catalog.DELIBERATION_STARTED.subject: handlers.on_deliberation_started,
+        catalog.DEADLINE_PASSED.subject: handlers.on_deadline_passed,
     }
-    return [Binding(DurableConsumer(COLLECTOR_OUTCOMES, routes, mesh.publisher), max_workers=4)]
+    outcomes = {
+        catalog.TURN_COMPLETED.subject: handlers.on_turn_completed,
+        catalog.TURN_FAILED.subject: handlers.on_turn_failed,
+    }
+    return [
+        Binding(DurableConsumer(COLLECTOR_DELIBERATIONS_IN, lifecycle, mesh.publisher), max_workers=4),
+        Binding(DurableConsumer(COLLECTOR_TURNS, outcomes, mesh.publisher), max_workers=4),
+    ]

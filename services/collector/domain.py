@@ -1,103 +1,369 @@
-"""The collector's state machine: fold outcomes, decide the result. Pure: no I/O."""
+"""The deliberation aggregate: state folded from its events, and the commands each step implies. Pure: no I/O.
+
+Phases run propose -> (critique -> revise) x rounds -> judge -> select. Each phase opens with its
+turn requests and a deadline; it closes when every turn answered or the deadline passed.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import msgspec
 
+from contracts.envelope import deterministic_id
 from contracts.events import (
+    AgentProfile,
+    Brief,
+    Candidate,
+    Choice,
+    Council,
+    DeadlinePassed,
+    DecisionMade,
+    DeliberationAdvanced,
     DeliberationCompleted,
     DeliberationFailed,
     DeliberationRef,
-    ProposalCompleted,
-    ProposalFailed,
+    DeliberationScored,
+    DeliberationStarted,
+    Phase,
+    ProposalScore,
     RankedProposal,
+    Turn,
+    TurnCompleted,
+    TurnFailed,
+    TurnInput,
+    TurnRequested,
+    Verdict,
     Winner,
 )
+from services.collector.scoring import eligible, rank, score_all
+from services.mesh.publishing import Outgoing
 
-# The walking skeleton has no scoring yet: it keeps the first proposal that completed and says so.
-PROVISIONAL_SELECTION = "provisional: first completed proposal, not scored"
-
-
-class Outcome(msgspec.Struct, frozen=True, kw_only=True):
-    agent_id: str
-    content: str | None = None
-    error: str | None = None
+DECIDED_BY_RANKING = "ranking"
 
 
-class Collected(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the collector knows of one deliberation, in arrival order."""
+class TurnState(msgspec.Struct, frozen=True, kw_only=True):
+    turn: Turn
+    status: Literal["pending", "completed", "failed"] = "pending"
+    content: str = ""
+    verdict: Verdict | None = None
+    choice: Choice | None = None
+    error: str = ""
 
-    deliberation: DeliberationRef
-    council: list[str]
+
+class Deliberation(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the collector knows of one deliberation."""
+
+    ref: DeliberationRef
+    brief: Brief
+    council: Council
+    architect: AgentProfile
     started_at: dt.datetime
-    outcomes: list[Outcome] = []
+    phase: Phase = Phase.PROPOSE
+    round: int = 0
+    deadline_at: dt.datetime | None = None
+    # Every turn ever asked for, by Turn.key: outcomes are recorded once per key.
+    turns: dict[str, TurnState] = {}
+    # Each author's proposal, then each revision of it.
+    drafts: dict[str, list[str]] = {}
+    scores: list[ProposalScore] = []
+    ranking: list[RankedProposal] = []
     # At most one of the two is set: msgspec cannot decode an untagged union of Structs.
     completed: DeliberationCompleted | None = None
     failed: DeliberationFailed | None = None
-    # Stream sequence of the outcome message that completed the deliberation. Only a redelivery
-    # of that very message re-publishes the result; a stored copy of it (same event id) does not.
-    result_caused_by: int | None = None
 
     @property
-    def result(self) -> DeliberationCompleted | DeliberationFailed | None:
-        return self.completed or self.failed
+    def finished(self) -> bool:
+        return self.completed is not None or self.failed is not None
+
+    def current_turns(self) -> list[TurnState]:
+        return [t for t in self.turns.values() if t.turn.phase == self.phase and t.turn.round == self.round]
+
+    def authors(self) -> list[str]:
+        """Agents with a proposal, in council order."""
+        return [a.agent_id for a in self.council.agents if a.agent_id in self.drafts]
+
+    def profile(self, agent_id: str) -> AgentProfile:
+        if agent_id == self.architect.agent_id:
+            return self.architect
+        return next(a for a in self.council.agents if a.agent_id == agent_id)
 
 
-type ProposalOutcome = ProposalCompleted | ProposalFailed
+type DeliberationEvent = DeliberationStarted | TurnCompleted | TurnFailed | DeadlinePassed
+type Step = tuple[Deliberation, list[Outgoing]]
 
 
-def _as_outcome(event: ProposalOutcome) -> Outcome:
-    if isinstance(event, ProposalCompleted):
-        return Outcome(agent_id=event.agent_id, content=event.content)
-    return Outcome(agent_id=event.agent_id, error=f"{event.error_class}: {event.message}")
-
-
-def evolve(state: Collected | None, event: ProposalOutcome) -> Collected:
-    """Record an outcome once per agent; a repeat changes nothing."""
+def step(state: Deliberation | None, event: DeliberationEvent, now: dt.datetime) -> Step:
+    """Apply one event; return the new state and what to publish. Repeats and stale events change nothing."""
+    if isinstance(event, DeliberationStarted):
+        return begin(event, now) if state is None else (state, [])
     if state is None:
-        state = Collected(deliberation=event.deliberation, council=event.council, started_at=event.started_at)
-    if event.agent_id in {o.agent_id for o in state.outcomes}:
-        return state
-    return msgspec.structs.replace(state, outcomes=[*state.outcomes, _as_outcome(event)])
+        raise LookupError(f"no deliberation {event.aggregate_id()} has started; its start may not be processed yet")
+    if state.finished:
+        return state, []
+    if isinstance(event, DeadlinePassed):
+        return on_deadline(state, event, now)
+    return on_outcome(state, event, now)
 
 
-def decide(state: Collected, now: dt.datetime) -> DeliberationCompleted | DeliberationFailed | None:
-    """The result, once every council member has answered; None while some are outstanding."""
-    if state.result is not None or len(state.outcomes) < len(state.council):
-        return None
-    ref = state.deliberation
-    ids = {
+def begin(started: DeliberationStarted, now: dt.datetime) -> Step:
+    state = Deliberation(
+        ref=started.deliberation,
+        brief=started.brief,
+        council=started.council,
+        architect=started.architect,
+        started_at=started.started_at,
+    )
+    turns = [
+        (Turn(phase=Phase.PROPOSE, round=0, agent_id=a.agent_id, author_id=a.agent_id), a, TurnInput())
+        for a in started.council.agents
+    ]
+    return open_phase(state, Phase.PROPOSE, 0, turns, now)
+
+
+def on_outcome(state: Deliberation, event: TurnCompleted | TurnFailed, now: dt.datetime) -> Step:
+    key = event.turn.key
+    known = state.turns.get(key)
+    if known is None or known.status != "pending":
+        return state, []  # a repeat, or an answer that came after its phase's deadline
+    if isinstance(event, TurnCompleted):
+        recorded = msgspec.structs.replace(
+            known, status="completed", content=event.content, verdict=event.verdict, choice=event.choice
+        )
+    else:
+        recorded = msgspec.structs.replace(known, status="failed", error=f"{event.error_class}: {event.message}")
+    state = with_turn(state, recorded)
+    if any(t.status == "pending" for t in state.current_turns()):
+        return state, []
+    return close_phase(state, now)
+
+
+def on_deadline(state: Deliberation, deadline: DeadlinePassed, now: dt.datetime) -> Step:
+    if (deadline.phase, deadline.round) != (state.phase, state.round):
+        return state, []  # the phase closed before its deadline
+    seconds = state.council.protocol.phase_deadline_s
+    for pending in [t for t in state.current_turns() if t.status == "pending"]:
+        state = with_turn(
+            state,
+            msgspec.structs.replace(pending, status="failed", error=f"DeadlinePassed: no answer within {seconds:g}s"),
+        )
+    return close_phase(state, now)
+
+
+def with_turn(state: Deliberation, turn: TurnState) -> Deliberation:
+    drafts = state.drafts
+    phase = turn.turn.phase
+    if turn.status == "completed" and phase in (Phase.PROPOSE, Phase.REVISE):
+        author = turn.turn.author_id
+        drafts = {**drafts, author: [*drafts.get(author, []), turn.content]}
+    return msgspec.structs.replace(state, turns={**state.turns, turn.turn.key: turn}, drafts=drafts)
+
+
+# --- phases ------------------------------------------------------------------------------
+
+type TurnPlan = tuple[Turn, AgentProfile, TurnInput]
+
+
+def open_phase(state: Deliberation, phase: Phase, round_: int, plans: list[TurnPlan], now: dt.datetime) -> Step:
+    deadline_at = now + dt.timedelta(seconds=state.council.protocol.phase_deadline_s)
+    deliberation_id = state.ref.deliberation_id
+    turns = dict(state.turns)
+    outgoing = [
+        Outgoing(
+            DeliberationAdvanced(
+                deliberation_id=deliberation_id,
+                phase=phase,
+                round=round_,
+                turns=[turn.key for turn, _, _ in plans],
+                deadline_at=deadline_at,
+            ),
+            event_id=deterministic_id("deliberation.advanced", deliberation_id, phase, str(round_)),
+        )
+    ]
+    for turn, agent, turn_input in plans:
+        turns[turn.key] = TurnState(turn=turn)
+        request = TurnRequested(deliberation=state.ref, turn=turn, agent=agent, brief=state.brief, input=turn_input)
+        outgoing.append(Outgoing(request, event_id=deterministic_id("turn.requested", deliberation_id, turn.key)))
+    outgoing.append(
+        Outgoing(
+            DeadlinePassed(deliberation_id=deliberation_id, phase=phase, round=round_, deadline_at=deadline_at),
+            event_id=deterministic_id("deliberation.deadline", deliberation_id, phase, str(round_)),
+            deliver_at=deadline_at,
+        )
+    )
+    state = msgspec.structs.replace(state, phase=phase, round=round_, deadline_at=deadline_at, turns=turns)
+    return state, outgoing
+
+
+def close_phase(state: Deliberation, now: dt.datetime) -> Step:
+    match state.phase:
+        case Phase.PROPOSE:
+            return after_proposals(state, now)
+        case Phase.CRITIQUE:
+            return after_critiques(state, now)
+        case Phase.REVISE:
+            return critique_or_judge(state, state.round + 1, now)
+        case Phase.JUDGE:
+            return after_judging(state, now)
+        case Phase.SELECT:
+            return after_selection(state, now)
+
+
+def after_proposals(state: Deliberation, now: dt.datetime) -> Step:
+    proposed, quorum, size = len(state.authors()), state.council.protocol.quorum, len(state.council.agents)
+    if proposed < quorum:
+        reasons = "; ".join(f"{t.turn.agent_id}: {t.error}" for t in state.current_turns() if t.status == "failed")
+        return fail(state, f"quorum not met: {proposed} of {size} agents proposed, {quorum} needed ({reasons})", now)
+    return critique_or_judge(state, 1, now)
+
+
+def critique_or_judge(state: Deliberation, round_: int, now: dt.datetime) -> Step:
+    """Critique round `round_` if one is due and there are peers to review; else judge."""
+    authors = state.authors()
+    if round_ > state.council.protocol.critique_rounds or len(authors) < 2:
+        return open_judging(state, now)
+    # Agent i reviews agent i+1, round the circle, among the agents that proposed.
+    plans = [
+        (
+            Turn(phase=Phase.CRITIQUE, round=round_, agent_id=critic, author_id=author),
+            state.profile(critic),
+            TurnInput(proposal=state.drafts[author][-1]),
+        )
+        for critic, author in zip(authors, authors[1:] + authors[:1], strict=True)
+    ]
+    return open_phase(state, Phase.CRITIQUE, round_, plans, now)
+
+
+def after_critiques(state: Deliberation, now: dt.datetime) -> Step:
+    """Each author whose proposal was critiqued revises it; without a critique it stands as it is."""
+    plans = [
+        (
+            Turn(phase=Phase.REVISE, round=state.round, agent_id=t.turn.author_id, author_id=t.turn.author_id),
+            state.profile(t.turn.author_id),
+            TurnInput(proposal=state.drafts[t.turn.author_id][-1], critique=t.content),
+        )
+        for t in state.current_turns()
+        if t.status == "completed"
+    ]
+    if not plans:
+        return critique_or_judge(state, state.round + 1, now)
+    return open_phase(state, Phase.REVISE, state.round, plans, now)
+
+
+def open_judging(state: Deliberation, now: dt.datetime) -> Step:
+    # The judge is the architect at temperature 0: the same proposal should get the same verdict.
+    judge = msgspec.structs.replace(state.architect, temperature=0.0)
+    plans = [
+        (
+            Turn(phase=Phase.JUDGE, round=0, agent_id=judge.agent_id, author_id=author),
+            judge,
+            TurnInput(proposal=state.drafts[author][-1]),
+        )
+        for author in state.authors()
+    ]
+    return open_phase(state, Phase.JUDGE, 0, plans, now)
+
+
+def after_judging(state: Deliberation, now: dt.datetime) -> Step:
+    judged = {t.turn.author_id: t for t in state.current_turns()}
+    finals = {author: state.drafts[author][-1] for author in state.authors()}
+    verdicts = {a: t.verdict for a, t in judged.items() if t.status == "completed" and t.verdict is not None}
+    errors = {a: t.error or "the judge gave no verdict" for a, t in judged.items() if a not in verdicts}
+    scores = score_all(finals, verdicts, errors)
+    ranking = rank(scores)
+    state = msgspec.structs.replace(state, scores=scores, ranking=ranking)
+    deliberation_id = state.ref.deliberation_id
+    scored = Outgoing(
+        DeliberationScored(deliberation_id=deliberation_id, scores=scores),
+        event_id=deterministic_id("deliberation.scored", deliberation_id),
+    )
+    candidates = eligible(ranking, state.council.protocol.top_k)
+    if not candidates:
+        reasons = "; ".join(_unfit(s) for s in scores)
+        state, outgoing = fail(state, f"no proposal was both scored and qualified ({reasons})", now)
+        return state, [scored, *outgoing]
+    plan = (
+        Turn(phase=Phase.SELECT, round=0, agent_id=state.architect.agent_id, author_id=""),
+        state.architect,
+        TurnInput(
+            candidates=[
+                Candidate(agent_id=c.agent_id, content=finals[c.agent_id], score=c.score or 0.0) for c in candidates
+            ]
+        ),
+    )
+    state, outgoing = open_phase(state, Phase.SELECT, 0, [plan], now)
+    return state, [scored, *outgoing]
+
+
+def _unfit(score: ProposalScore) -> str:
+    if not score.qualified:
+        failed = ", ".join(f"{c.check}: {c.detail}" for c in score.checks if not c.passed)
+        return f"{score.agent_id} disqualified ({failed})"
+    return f"{score.agent_id} not scored ({score.scoring_error})"
+
+
+def after_selection(state: Deliberation, now: dt.datetime) -> Step:
+    (selection,) = state.current_turns()
+    candidates = [c.agent_id for c in eligible(state.ranking, state.council.protocol.top_k)]
+    choice = selection.choice if selection.status == "completed" else None
+    if choice is not None and choice.winner_id in candidates:
+        winner_id, rationale, decided_by, error = choice.winner_id, choice.rationale, state.architect.agent_id, None
+    else:
+        error = selection.error or (
+            f"the architect chose {choice.winner_id!r}, who is not a candidate" if choice else "no choice"
+        )
+        winner_id, decided_by = candidates[0], DECIDED_BY_RANKING
+        rationale = f"The architect could not decide ({error}); the highest-scored candidate wins."
+    deliberation_id = state.ref.deliberation_id
+    decision = DecisionMade(
+        deliberation_id=deliberation_id,
+        winner_id=winner_id,
+        candidates=candidates,
+        ranking=state.ranking,
+        rationale=rationale,
+        decided_by=decided_by,
+        architect_error=error,
+    )
+    score = next(s.score for s in state.scores if s.agent_id == winner_id)
+    completed = DeliberationCompleted(
+        **_ids(state.ref),
+        winner=Winner(
+            agent_id=winner_id,
+            content=state.drafts[winner_id][-1],
+            score=score,
+            revisions=len(state.drafts[winner_id]) - 1,
+        ),
+        ranking=state.ranking,
+        rationale=rationale,
+        decided_by=decided_by,
+        duration_ms=_duration_ms(state, now),
+        failed_agents=[a.agent_id for a in state.council.agents if a.agent_id not in state.drafts],
+    )
+    state = msgspec.structs.replace(state, completed=completed)
+    return state, [
+        Outgoing(decision, event_id=deterministic_id("decision.made", deliberation_id)),
+        Outgoing(completed, event_id=deterministic_id("deliberation.result", deliberation_id)),
+    ]
+
+
+def fail(state: Deliberation, reason: str, now: dt.datetime) -> Step:
+    failed = DeliberationFailed(
+        **_ids(state.ref), phase=state.phase, reason=reason, duration_ms=_duration_ms(state, now)
+    )
+    state = msgspec.structs.replace(state, failed=failed)
+    return state, [Outgoing(failed, event_id=deterministic_id("deliberation.result", state.ref.deliberation_id))]
+
+
+def _ids(ref: DeliberationRef) -> dict:
+    return {
         "deliberation_id": ref.deliberation_id,
         "story_id": ref.story_id,
         "plan_id": ref.plan_id,
         "task_id": ref.task_id,
         "role": ref.role,
     }
-    duration_ms = max(int((now - state.started_at).total_seconds() * 1000), 0)
-    proposals = [o for o in state.outcomes if o.content]
-    failures = [o for o in state.outcomes if not o.content]
-    if not proposals:
-        reasons = "; ".join(f"{o.agent_id}: {o.error}" for o in failures)
-        return DeliberationFailed(**ids, reason=f"no agent produced a proposal ({reasons})", duration_ms=duration_ms)
-    first = proposals[0]
-    return DeliberationCompleted(
-        **ids,
-        winner=Winner(agent_id=first.agent_id, content=first.content or ""),
-        ranking=[RankedProposal(agent_id=o.agent_id) for o in proposals],
-        duration_ms=duration_ms,
-        selection=PROVISIONAL_SELECTION,
-        failed_agents=[o.agent_id for o in failures],
-    )
 
 
-def record(state: Collected | None, event: ProposalOutcome, sequence: int, now: dt.datetime) -> Collected:
-    """Fold the event in and, if that completes the deliberation, attach the result to it."""
-    state = evolve(state, event)
-    result = decide(state, now)
-    if isinstance(result, DeliberationCompleted):
-        return msgspec.structs.replace(state, completed=result, result_caused_by=sequence)
-    if isinstance(result, DeliberationFailed):
-        return msgspec.structs.replace(state, failed=result, result_caused_by=sequence)
-    return state
+def _duration_ms(state: Deliberation, now: dt.datetime) -> int:
+    return max(int((now - state.started_at).total_seconds() * 1000), 0)

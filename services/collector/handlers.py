@@ -1,41 +1,79 @@
-"""The collector's handlers: one per outcome event."""
+"""The collector's handlers: every deliberation event goes through the aggregate's `step`."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from contracts.envelope import deterministic_id
-from contracts.events import ProposalCompleted, ProposalFailed
-from services.collector.domain import Collected, ProposalOutcome, record
+import msgspec
+
+from contracts.events import DeadlinePassed, DeliberationStarted, TurnCompleted, TurnFailed
+from services.collector.domain import Deliberation, DeliberationEvent, step
 from services.mesh.consuming import Incoming
 from services.mesh.kv import ConcurrentUpdate, VersionedStore
+from services.mesh.outbox import Parcel, pack, unpack
 from services.mesh.publishing import Clock, Outgoing
+from streams.definitions import stream_for_subject
+
+log = logging.getLogger("fleet.collector")
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """The stored aggregate, with what each message that changed it must publish.
+
+    Outboxes are kept per causing message (`<stream>:<sequence>`): if the service dies after saving
+    but before publishing, the redelivered message finds its own outbox even when other messages
+    changed the deliberation since.
+    """
+
+    deliberation: Deliberation
+    outboxes: dict[str, list[Parcel]] = {}
+
+
+type CancelSchedule = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class CollectorHandlers:
-    store: VersionedStore[Collected]
+    store: VersionedStore[Record]
+    cancel_schedule: CancelSchedule
     clock: Clock
 
-    async def on_proposal_completed(self, incoming: Incoming[ProposalCompleted]) -> list[Outgoing]:
-        return await self._collect(incoming.payload, incoming.stream_sequence)
+    async def on_deliberation_started(self, incoming: Incoming[DeliberationStarted]) -> list[Outgoing]:
+        return await self._apply(incoming)
 
-    async def on_proposal_failed(self, incoming: Incoming[ProposalFailed]) -> list[Outgoing]:
-        return await self._collect(incoming.payload, incoming.stream_sequence)
+    async def on_deadline_passed(self, incoming: Incoming[DeadlinePassed]) -> list[Outgoing]:
+        return await self._apply(incoming)
 
-    async def _collect(self, event: ProposalOutcome, sequence: int) -> list[Outgoing]:
-        key = event.deliberation.deliberation_id
+    async def on_turn_completed(self, incoming: Incoming[TurnCompleted]) -> list[Outgoing]:
+        return await self._apply(incoming)
+
+    async def on_turn_failed(self, incoming: Incoming[TurnFailed]) -> list[Outgoing]:
+        return await self._apply(incoming)
+
+    async def _apply(self, incoming: Incoming[DeliberationEvent]) -> list[Outgoing]:
+        key = incoming.payload.aggregate_id()
+        cause = f"{stream_for_subject(incoming.subject).name}:{incoming.stream_sequence}"
         while True:
-            state, revision = await self.store.load(key)
-            updated = record(state, event, sequence, self.clock())
-            if updated != state:
-                try:
-                    await self.store.save(key, updated, revision)
-                except ConcurrentUpdate:
-                    continue  # another outcome of the same deliberation landed first
+            record, revision = await self.store.load(key)
+            state = record.deliberation if record else None
+            updated, outgoing = step(state, incoming.payload, self.clock())
+            if updated == state:
+                # Nothing new, unless this is a redelivery of a message that changed the state.
+                stored = record.outboxes.get(cause, []) if record else []
+                return [unpack(parcel) for parcel in stored]
+            outboxes = dict(record.outboxes) if record else {}
+            if outgoing:
+                outboxes[cause] = [pack(o) for o in outgoing]
+            try:
+                await self.store.save(key, Record(deliberation=updated, outboxes=outboxes), revision)
+            except ConcurrentUpdate:
+                continue  # another event of the same deliberation landed first
             break
-        # The result is stored before it is published. If we die in between, the message that
-        # caused it is redelivered and publishes it again; JetStream drops the duplicate.
-        if updated.result is None or updated.result_caused_by != sequence:
-            return []
-        return [Outgoing(updated.result, event_id=deterministic_id("deliberation.result", key))]
+        if updated.finished:
+            # The pending deadline can never matter now; remove it so the log shows no stale timer.
+            await self.cancel_schedule(key)
+            result = updated.completed or updated.failed
+            log.info("deliberation %s finished: %s", key, type(result).__name__)
+        return outgoing

@@ -1,1 +1,1 @@
-"""Dispatch: starts each requested deliberation once, asking every agent of the role's council."""
+"""Dispatch: starts each requested deliberation exactly once."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts import catalog
-from services.dispatch.domain import Claim, CouncilPolicy
+from services.dispatch.domain import Claim
 from services.dispatch.handlers import DispatchHandlers
 from services.mesh.consuming import DurableConsumer
 from services.mesh.kv import VersionedStore
@@ -15,15 +15,6 @@ SERVICE = catalog.DISPATCH
 
 
 async def wire(mesh: Mesh) -> list[Binding]:
-    settings = mesh.settings
-    handlers = DispatchHandlers(
-        claims=VersionedStore(mesh.js, DISPATCH_CLAIMS, Claim),
-        policy=CouncilPolicy(
-            size=settings.council_size,
-            temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
-        ),
-        clock=utc_now,
-    )
+    handlers = DispatchHandlers(claims=VersionedStore(mesh.js, DISPATCH_CLAIMS, Claim), clock=utc_now)
     routes = {catalog.DELIBERATION_REQUESTED.subject: handlers.on_deliberation_requested}
     return [Binding(DurableConsumer(DISPATCH_REQUESTS, routes, mesh.publisher), max_workers=4)]

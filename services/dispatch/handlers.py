@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from contracts.events import DeliberationRequested
-from services.dispatch.domain import Claim, CouncilPolicy, claim_for, start
+from services.dispatch.domain import Claim, start
 from services.mesh.consuming import Incoming
 from services.mesh.kv import VersionedStore
 from services.mesh.publishing import Clock, Outgoing
@@ -17,13 +17,12 @@ log = logging.getLogger("fleet.dispatch")
 @dataclass(frozen=True)
 class DispatchHandlers:
     claims: VersionedStore[Claim]
-    policy: CouncilPolicy
     clock: Clock
 
     async def on_deliberation_requested(self, incoming: Incoming[DeliberationRequested]) -> list[Outgoing]:
         request = incoming.payload
         deliberation_id = request.deliberation.deliberation_id
-        mine = claim_for(incoming.stream_sequence, request.deliberation.role, self.policy, self.clock())
+        mine = Claim(request_sequence=incoming.stream_sequence, started_at=self.clock())
         claim = await self.claims.create_or_get(deliberation_id, mine)
         if claim.request_sequence != incoming.stream_sequence:
             log.info(
@@ -32,5 +31,5 @@ class DispatchHandlers:
             )
             return []
         # Only a redelivery of the claiming message gets here again. It re-publishes the same
-        # events with the same ids, which JetStream de-duplicates.
-        return start(request, claim, self.policy)
+        # event with the same id, which JetStream de-duplicates.
+        return [start(request, claim)]

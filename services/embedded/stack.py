@@ -175,6 +175,7 @@ class EmbeddedStack:
         if "FLEET_LLM_BASE_URL" not in self._env:
             env.setdefault("FLEET_LLM_MAX_TOKENS", EMBEDDED_LLM_MAX_TOKENS)
             env.setdefault("FLEET_AGENT_CONCURRENCY", EMBEDDED_AGENT_CONCURRENCY)
+            env.setdefault("FLEET_LLM_RESPONSE_FORMAT", "json_object")
         env.update(self._service_env)
         return env
 

@@ -22,8 +22,8 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 
 from contracts import catalog
-from contracts.envelope import MSG_ID, Envelope, deterministic_id, from_headers
-from contracts.errors import ContractViolation
+from contracts.envelope import MSG_ID, SCHEDULER, Envelope, deterministic_id, from_headers
+from contracts.errors import ContractViolation, Rejected
 from contracts.events import Event
 from contracts.upcast import upcast
 from services.mesh.deadletters import DeadLetter, dead_letter_event
@@ -67,9 +67,12 @@ def decode_incoming(
         raise ContractViolation(f"invalid {spec.subject} payload: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ContractViolation(f"{spec.subject} body is not valid JSON: {exc}") from None
-    # Legacy publishers send no Nats-Msg-Id; the body itself identifies the fact.
+    # Legacy publishers send no Nats-Msg-Id, and the JetStream scheduler drops it from the messages
+    # it produces; the body itself identifies the fact.
     fallback_id = (
-        deterministic_id("legacy", subject, hashlib.sha256(body).hexdigest()) if spec.legacy else None
+        deterministic_id("legacy" if spec.legacy else SCHEDULER, subject, hashlib.sha256(body).hexdigest())
+        if spec.legacy or SCHEDULER in headers
+        else None
     )
     envelope = from_headers(
         headers,
@@ -173,7 +176,7 @@ class DurableConsumer:
                     outgoing = await self._routes[raw.subject](incoming)
                 for event in outgoing:
                     await self._publisher.publish(event, cause=Cause.of(incoming.envelope))
-        except ContractViolation as exc:
+        except Rejected as exc:
             await self._reject(message, letter, str(exc), incoming)
         except Exception as exc:  # noqa: BLE001 - every other failure is retried, then dead-lettered
             error = _describe(exc, self.spec.handler_timeout_s)

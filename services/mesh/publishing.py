@@ -7,10 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from contracts import catalog
-from contracts.envelope import Envelope, child_traceparent, new_traceparent, to_headers
+from contracts.envelope import (
+    SCHEDULE,
+    SCHEDULE_TARGET,
+    Envelope,
+    child_traceparent,
+    new_traceparent,
+    to_headers,
+)
 from contracts.events import Event
 from streams.definitions import stream_for_subject
 
@@ -36,10 +44,28 @@ class Cause:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """An event a handler decided to emit. `event_id` must be derived from the fact it records."""
+    """An event a handler decided to emit. `event_id` must be derived from the fact it records.
+
+    With `deliver_at`, the event is handed to the JetStream scheduler instead, which stores it on
+    its subject at that time. An aggregate has one schedule: a later one replaces it.
+    """
 
     payload: Event
     event_id: str
+    deliver_at: dt.datetime | None = None
+
+
+def schedule_subject(target_subject: str, aggregate_id: str) -> str:
+    """Where the schedule of an aggregate is kept, in the same stream as its target."""
+    return f"{target_subject.split('.', 1)[0]}.schedule.{aggregate_id}"
+
+
+def schedule_at(moment: dt.datetime) -> str:
+    """The scheduler's `@at` takes whole seconds; round up so nothing fires early."""
+    utc = moment.astimezone(dt.UTC)
+    if utc.microsecond:
+        utc = utc.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return "@at " + utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def envelope_for(
@@ -71,9 +97,20 @@ class EventPublisher:
     async def publish(self, outgoing: Outgoing, *, cause: Cause | None = None) -> PubAck:
         spec = catalog.spec_for_payload(outgoing.payload)
         envelope = envelope_for(outgoing, producer=self._producer, cause=cause, now=self._clock())
+        headers, subject = to_headers(envelope), spec.subject
+        if outgoing.deliver_at is not None:
+            headers |= {SCHEDULE: schedule_at(outgoing.deliver_at), SCHEDULE_TARGET: spec.subject}
+            subject = schedule_subject(spec.subject, envelope.aggregate_id)
         return await self._broker.publish(
             catalog.encode(outgoing.payload),
-            spec.subject,
-            headers=to_headers(envelope),
+            subject,
+            headers=headers,
             stream=stream_for_subject(spec.subject).name,
         )
+
+
+async def cancel_schedule(js: JetStreamContext, target_subject: str, aggregate_id: str) -> None:
+    """Remove the aggregate's pending schedule, if any."""
+    await js.purge_stream(
+        stream_for_subject(target_subject).name, subject=schedule_subject(target_subject, aggregate_id)
+    )

@@ -36,9 +36,9 @@ class Settings:
     llm_model: str = "SmolLM2-135M-Instruct"
     llm_api_key: str | None = field(default=None, repr=False)
     ray_address: str | None = None
-    council_size: int = 3
-    llm_temperature: float = 0.7
     llm_max_tokens: int = 2048
+    # "json_schema" (OpenAI, vLLM) or "json_object" (llama.cpp's Python server): how to ask for JSON.
+    llm_response_format: str = "json_schema"
     llm_timeout_s: float = 60.0
     agent_concurrency: int = 16
 
@@ -72,6 +72,16 @@ def _number[T: (int, float)](env: Mapping[str, str], name: str, kind: type[T], d
     return value
 
 
+RESPONSE_FORMATS = ("json_schema", "json_object")
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(name, default)
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+    return value
+
+
 def _api_key(env: Mapping[str, str]) -> str | None:
     if key_file := env.get("FLEET_LLM_API_KEY_FILE"):
         return Path(key_file).read_text().strip()
@@ -98,9 +108,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         llm_model=resolved["llm_model"] or Settings.llm_model,
         llm_api_key=_api_key(env),
         ray_address=resolved["ray_address"],
-        council_size=_number(env, "FLEET_COUNCIL_SIZE", int, Settings.council_size),
-        llm_temperature=_number(env, "FLEET_LLM_TEMPERATURE", float, Settings.llm_temperature),
         llm_max_tokens=_number(env, "FLEET_LLM_MAX_TOKENS", int, Settings.llm_max_tokens),
+        llm_response_format=_choice(env, "FLEET_LLM_RESPONSE_FORMAT", RESPONSE_FORMATS, Settings.llm_response_format),
         llm_timeout_s=_number(env, "FLEET_LLM_TIMEOUT_S", float, Settings.llm_timeout_s),
         agent_concurrency=_number(env, "FLEET_AGENT_CONCURRENCY", int, Settings.agent_concurrency),
     )

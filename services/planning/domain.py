@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections import Counter
 
 from contracts.envelope import deterministic_id
-from contracts.errors import ContractViolation
-from contracts.events import DeliberationRef, DeliberationRequested, PlanApproved, Role
+from contracts.errors import ContractViolation, Rejected
+from contracts.events import Brief, Council, DeliberationRef, DeliberationRequested, PlanApproved, Role
 from contracts.upcast import plan_as_task
+from services.councils.domain import architect_of
+
+# Used when an approval brings no rubric: every proposal is still judged against something explicit.
+DEFAULT_RUBRIC = {
+    "correctness": "The proposal solves the task as stated, without errors.",
+    "completeness": "It covers the key steps, the risks and how to verify the result.",
+    "clarity": "It is concrete and easy to act on.",
+}
 
 
 def deliberation_id(story_id: str, plan_id: str, task_id: str, role: Role) -> str:
@@ -27,11 +35,30 @@ def problems_with(approval: PlanApproved) -> list[str]:
     return problems
 
 
-def request_deliberations(approval: PlanApproved) -> list[DeliberationRequested]:
-    """One request per (task, role); a plan with no tasks is deliberated as a whole."""
+def missing_councils(roles: list[Role], councils: dict[Role, Council]) -> str | None:
+    """Why these roles cannot deliberate now, or None when they can."""
+    missing = [role.value for role in roles if role not in councils]
+    if missing:
+        return (
+            f"no council for role {', '.join(missing)}; create one with "
+            f"`fleet council create --role {missing[0]}`"
+        )
+    if architect_of(councils) is None:
+        return "no ARCHITECT council to judge proposals and select winners; create one with " \
+            "`fleet council create --role ARCHITECT`"
+    return None
+
+
+def request_deliberations(approval: PlanApproved, councils: dict[Role, Council]) -> list[DeliberationRequested]:
+    """One request per (task, role), with the council of that role; a plan with no tasks is deliberated whole."""
     if problems := problems_with(approval):
         raise ContractViolation("invalid plan approval: " + "; ".join(problems))
+    if reason := missing_councils(approval.roles, councils):
+        raise Rejected(reason)
+    architect = architect_of(councils)
+    assert architect is not None
     tasks = approval.tasks or [plan_as_task(approval.story_id, approval.plan_id)]
+    rubric = dict(approval.rubric) or DEFAULT_RUBRIC
     return [
         DeliberationRequested(
             deliberation=DeliberationRef(
@@ -41,10 +68,10 @@ def request_deliberations(approval: PlanApproved) -> list[DeliberationRequested]
                 task_id=task.task_id,
                 role=role,
             ),
-            task=task,
+            brief=Brief(task=task, rubric=rubric, constraints=list(approval.constraints)),
             approved_by=approval.approved_by,
-            rubric=dict(approval.rubric),
-            constraints=list(approval.constraints),
+            council=councils[role],
+            architect=architect,
         )
         for task in tasks
         for role in approval.roles

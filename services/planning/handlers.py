@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from contracts.envelope import deterministic_id
 from contracts.events import PlanApproved
+from services.councils.directory import CouncilDirectory
 from services.mesh.consuming import Incoming
 from services.mesh.publishing import Outgoing
 from services.planning.domain import request_deliberations
 
 
-async def on_plan_approved(incoming: Incoming[PlanApproved]) -> list[Outgoing]:
-    return [
-        Outgoing(request, event_id=deterministic_id("deliberation.requested", request.aggregate_id()))
-        for request in request_deliberations(incoming.payload)
-    ]
+@dataclass(frozen=True)
+class PlanningHandlers:
+    councils: CouncilDirectory
+
+    async def on_plan_approved(self, incoming: Incoming[PlanApproved]) -> list[Outgoing]:
+        councils = await self.councils.councils()
+        return [
+            Outgoing(request, event_id=deterministic_id("deliberation.requested", request.aggregate_id()))
+            for request in request_deliberations(incoming.payload, councils)
+        ]

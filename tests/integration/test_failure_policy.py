@@ -2,15 +2,24 @@
 
 import asyncio
 import contextlib
-import datetime as dt
 
 import pytest
 from nats.js.api import DeliverPolicy
 
 from contracts import catalog
 from contracts.envelope import MSG_ID
-from contracts.events import AgentProfile, DeliberationRef, PlanApproved, PlannedTask, ProposalRequested, Role
-from services.agents.handlers import on_proposal_request_given_up
+from contracts.events import (
+    Brief,
+    DeliberationRef,
+    Phase,
+    PlanApproved,
+    PlannedTask,
+    Role,
+    Turn,
+    TurnRequested,
+)
+from services.agents.handlers import on_turn_request_given_up
+from services.councils.domain import agent_profiles
 from services.mesh.consuming import DurableConsumer
 from services.mesh.runtime import Binding
 from services.planning.app import wire as planning_wire
@@ -76,32 +85,37 @@ async def test_a_handler_that_hangs_is_cut_off_at_its_deadline_then_dead_lettere
     assert letter.reason == "failed 2 times; last error: handler did not finish within 0.5s"
 
 
-async def test_an_agent_request_given_up_on_still_gets_a_typed_failure_so_no_deliberation_waits(js, nats_url, unique):
-    request = ProposalRequested(
-        deliberation=DeliberationRef(deliberation_id=f"d-{unique}", story_id="s", plan_id="p", task_id="t",
-                                     role=Role.QA),
-        agent=AgentProfile(agent_id="qa-2", role=Role.QA, temperature=0.7, max_tokens=8),
-        council=["qa-1", "qa-2", "qa-3"], task=PlannedTask(task_id="t", title="x"), started_at=dt.datetime.now(dt.UTC),
+def turn_request(unique: str, role: Role, agent_index: int) -> TurnRequested:
+    agent = agent_profiles(role, 3)[agent_index]
+    return TurnRequested(
+        deliberation=DeliberationRef(deliberation_id=f"d-{unique}", story_id="s", plan_id="p", task_id="t", role=role),
+        turn=Turn(phase=Phase.PROPOSE, round=0, agent_id=agent.agent_id, author_id=agent.agent_id),
+        agent=agent,
+        brief=Brief(task=PlannedTask(task_id="t", title="x"), rubric={"correctness": "works"}),
     )
 
-    async def on_proposal_requested(incoming):
+
+async def test_an_agent_request_given_up_on_still_gets_a_typed_failure_so_no_deliberation_waits(js, nats_url, unique):
+    request = turn_request(unique, Role.QA, agent_index=1)
+
+    async def on_turn_requested(incoming):
         raise RuntimeError("actor died")
 
-    subject = catalog.PROPOSAL_REQUESTED.subject
+    subject = catalog.TURN_REQUESTED.subject
     async with scratch_durable(js, f"test-agents-{unique}", AGENT.name, subject, "agents", max_deliveries=2) as spec:
 
         async def wire(mesh):
-            consumer = DurableConsumer(spec, {subject: on_proposal_requested}, mesh.publisher,
-                                       give_up={subject: on_proposal_request_given_up})
+            consumer = DurableConsumer(spec, {subject: on_turn_requested}, mesh.publisher,
+                                       give_up={subject: on_turn_request_given_up})
             return [Binding(consumer)]
 
         async with running_service("agents", nats_url, wire):
             await js.publish(subject, body_of(request), headers={MSG_ID: f"ask-{unique}"})
-            [failed] = await wait_for(js, catalog.PROPOSAL_FAILED.subject,
+            [failed] = await wait_for(js, catalog.TURN_FAILED.subject,
                                       lambda m: decode(m).deliberation.deliberation_id == f"d-{unique}", 1,
                                       timeout_s=30)
             await wait_for(js, catalog.MESSAGE_REJECTED.subject, lambda m: decode(m).consumer == spec.durable, 1)
-    assert decode(failed).agent_id == "qa-2" and decode(failed).error_class == "AgentGaveUp"
+    assert decode(failed).turn.agent_id == "qa-2" and decode(failed).error_class == "AgentGaveUp"
     assert decode(failed).message == "failed 2 times; last error: RuntimeError: actor died"
 
 
@@ -120,19 +134,14 @@ async def test_a_message_too_large_to_inline_is_dead_lettered_with_a_pointer_to_
 
 
 async def test_a_message_whose_service_keeps_dying_is_given_up_once_it_exceeds_its_deliveries(js, nats_url, unique):
-    request = ProposalRequested(
-        deliberation=DeliberationRef(deliberation_id=f"d-{unique}", story_id="s", plan_id="p", task_id="t",
-                                     role=Role.DEV),
-        agent=AgentProfile(agent_id="dev-1", role=Role.DEV, temperature=0.7, max_tokens=8),
-        council=["dev-1"], task=PlannedTask(task_id="t", title="x"), started_at=dt.datetime.now(dt.UTC),
-    )
+    request = turn_request(unique, Role.DEV, agent_index=0)
     handled = []
 
-    async def on_proposal_requested(incoming):
+    async def on_turn_requested(incoming):
         handled.append(incoming)
         return []
 
-    subject = catalog.PROPOSAL_REQUESTED.subject
+    subject = catalog.TURN_REQUESTED.subject
     async with scratch_durable(js, f"test-dying-{unique}", AGENT.name, subject, "agents",
                                max_deliveries=2, ack_wait_s=1.0) as spec:
         await js.publish(subject, body_of(request), headers={MSG_ID: f"dying-{unique}"})
@@ -144,14 +153,14 @@ async def test_a_message_whose_service_keeps_dying_is_given_up_once_it_exceeds_i
         await dying.unsubscribe()
 
         async def wire(mesh):
-            consumer = DurableConsumer(spec, {subject: on_proposal_requested}, mesh.publisher,
-                                       give_up={subject: on_proposal_request_given_up})
+            consumer = DurableConsumer(spec, {subject: on_turn_requested}, mesh.publisher,
+                                       give_up={subject: on_turn_request_given_up})
             return [Binding(consumer)]
 
         async with running_service("agents", nats_url, wire):
             [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
                                       lambda m: decode(m).consumer == spec.durable, 1, timeout_s=30)
-            [failed] = await wait_for(js, catalog.PROPOSAL_FAILED.subject,
+            [failed] = await wait_for(js, catalog.TURN_FAILED.subject,
                                       lambda m: decode(m).deliberation.deliberation_id == f"d-{unique}", 1)
     assert handled == [], "a message past its delivery limit must not be handled again"
     assert decode(letter).deliveries == 3

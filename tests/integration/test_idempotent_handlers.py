@@ -1,36 +1,44 @@
 """Dispatch and collector on real JetStream KV: a redelivery repeats the decision, a stored copy does not.
 
 A re-published approval yields requests and outcomes with the same deterministic event ids, but they
-are new messages in the stream. Once JetStream's duplicate window has passed, only the decision
-records in KV stand between such a copy and a second deliberation or a second result.
+are new messages in the stream. Once JetStream's duplicate window has passed, only the state in KV
+stands between such a copy and a second deliberation, a second phase or a second result.
 """
 
 import asyncio
 import datetime as dt
+from functools import partial
 
 import pytest
 
 from contracts import catalog
 from contracts.envelope import MSG_ID, from_headers
 from contracts.events import (
-    DeliberationCompleted,
+    Brief,
+    DeliberationAdvanced,
     DeliberationRef,
     DeliberationRequested,
+    DeliberationStarted,
+    Phase,
     PlannedTask,
-    ProposalCompleted,
     Role,
+    TurnCompleted,
+    TurnRequested,
 )
-from services.collector.domain import Collected
-from services.collector.handlers import CollectorHandlers
-from services.dispatch.domain import Claim, CouncilPolicy
+from services.collector.handlers import CollectorHandlers, Record
+from services.councils.domain import new_council
+from services.dispatch.domain import Claim
 from services.dispatch.handlers import DispatchHandlers
 from services.mesh.consuming import Incoming
 from services.mesh.kv import VersionedStore
-from services.mesh.publishing import utc_now
+from services.mesh.publishing import cancel_schedule, utc_now
 from streams.definitions import COLLECTOR_DELIBERATIONS, DISPATCH_CLAIMS
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
+COUNCIL = new_council(Role.DEV, 3)
+ARCHITECT = new_council(Role.ARCHITECT, 1).agents[0]
+BRIEF = Brief(task=PlannedTask(task_id="t", title="x"), rubric={"correctness": "works"})
 
 
 def incoming(payload, sequence: int, event_id: str) -> Incoming:
@@ -44,47 +52,77 @@ def ref(unique: str) -> DeliberationRef:
     return DeliberationRef(deliberation_id=f"d-{unique}", story_id="s", plan_id="p", task_id="t", role=Role.DEV)
 
 
-def outcome(unique: str, agent_id: str) -> ProposalCompleted:
-    return ProposalCompleted(
-        deliberation=ref(unique), agent_id=agent_id, council=["dev-1", "dev-2", "dev-3"], started_at=NOW,
-        content=f"plan of {agent_id}", model="m", temperature=0.7, prompt_tokens=1, completion_tokens=1, latency_ms=1,
+def started(unique: str) -> DeliberationStarted:
+    return DeliberationStarted(deliberation=ref(unique), brief=BRIEF, council=COUNCIL, architect=ARCHITECT,
+                               started_at=NOW)
+
+
+def proposal(request: TurnRequested) -> TurnCompleted:
+    return TurnCompleted(
+        deliberation=request.deliberation, turn=request.turn, agent=request.agent,
+        content=f"plan of {request.turn.agent_id}", model="m", temperature=request.agent.temperature,
+        seed=request.agent.seed, prompt_tokens=1, completion_tokens=1, latency_ms=1,
     )
 
 
 @pytest.fixture
 def dispatch(js):
-    return DispatchHandlers(claims=VersionedStore(js, DISPATCH_CLAIMS, Claim), policy=CouncilPolicy(), clock=utc_now)
+    return DispatchHandlers(claims=VersionedStore(js, DISPATCH_CLAIMS, Claim), clock=utc_now)
 
 
 @pytest.fixture
 def collector(js):
-    return CollectorHandlers(store=VersionedStore(js, COLLECTOR_DELIBERATIONS, Collected), clock=utc_now)
+    return CollectorHandlers(
+        store=VersionedStore(js, COLLECTOR_DELIBERATIONS, Record),
+        cancel_schedule=partial(cancel_schedule, js, catalog.DEADLINE_PASSED.subject),
+        clock=utc_now,
+    )
+
+
+async def start(collector, unique: str) -> list[TurnRequested]:
+    out = await collector.on_deliberation_started(incoming(started(unique), 1, f"start-{unique}"))
+    return [o.payload for o in out if isinstance(o.payload, TurnRequested)]
+
+
+def phases(outgoing) -> list[Phase]:
+    return [o.payload.phase for o in outgoing if isinstance(o.payload, DeliberationAdvanced)]
 
 
 async def test_dispatch_repeats_the_start_for_a_redelivery_and_ignores_a_stored_copy(dispatch, unique):
-    request = DeliberationRequested(deliberation=ref(unique), task=PlannedTask(task_id="t", title="x"), approved_by="a")
+    request = DeliberationRequested(deliberation=ref(unique), brief=BRIEF, approved_by="a", council=COUNCIL,
+                                    architect=ARCHITECT)
     first = await dispatch.on_deliberation_requested(incoming(request, 10, "req"))
     redelivered = await dispatch.on_deliberation_requested(incoming(request, 10, "req"))
     copy = await dispatch.on_deliberation_requested(incoming(request, 11, "req"))
-    assert len(first) == 4 and redelivered == first
+    assert len(first) == 1 and redelivered == first
     assert copy == []
 
 
 async def test_the_collector_republishes_for_a_redelivery_only(collector, unique):
-    assert await collector.on_proposal_completed(incoming(outcome(unique, "dev-1"), 1, "o1")) == []
-    assert await collector.on_proposal_completed(incoming(outcome(unique, "dev-2"), 2, "o2")) == []
-    [result] = await collector.on_proposal_completed(incoming(outcome(unique, "dev-3"), 3, "o3"))
-    assert isinstance(result.payload, DeliberationCompleted)
-    assert await collector.on_proposal_completed(incoming(outcome(unique, "dev-3"), 3, "o3")) == [result]
-    assert await collector.on_proposal_completed(incoming(outcome(unique, "dev-3"), 9, "o3")) == []
-    assert await collector.on_proposal_completed(incoming(outcome(unique, "dev-1"), 10, "o1")) == []
+    asked = await start(collector, unique)
+    assert await collector.on_turn_completed(incoming(proposal(asked[0]), 1, "o1")) == []
+    assert await collector.on_turn_completed(incoming(proposal(asked[1]), 2, "o2")) == []
+    closing = await collector.on_turn_completed(incoming(proposal(asked[2]), 3, "o3"))
+    assert phases(closing) == [Phase.CRITIQUE]
+    assert await collector.on_turn_completed(incoming(proposal(asked[2]), 3, "o3")) == closing
+    assert await collector.on_turn_completed(incoming(proposal(asked[2]), 9, "o3")) == []
+    assert await collector.on_turn_completed(incoming(proposal(asked[0]), 10, "o1")) == []
 
 
-async def test_concurrent_outcomes_of_one_deliberation_yield_exactly_one_result(collector, unique):
+async def test_a_redelivery_finds_its_own_events_after_later_messages_changed_the_deliberation(collector, unique):
+    asked = await start(collector, unique)
+    redelivered_start = await collector.on_deliberation_started(incoming(started(unique), 1, f"start-{unique}"))
+    for seq, request in enumerate(asked, start=1):
+        await collector.on_turn_completed(incoming(proposal(request), seq, f"o{seq}"))
+    again = await collector.on_deliberation_started(incoming(started(unique), 1, f"start-{unique}"))
+    assert phases(again) == phases(redelivered_start) == [Phase.PROPOSE]
+    assert [o.event_id for o in again] == [o.event_id for o in redelivered_start]
+
+
+async def test_concurrent_outcomes_of_one_deliberation_close_the_phase_exactly_once(collector, unique):
+    asked = await start(collector, unique)
     answers = await asyncio.gather(*(
-        collector.on_proposal_completed(incoming(outcome(unique, agent), seq, f"o{seq}"))
-        for seq, agent in enumerate(["dev-1", "dev-2", "dev-3"], start=1)
+        collector.on_turn_completed(incoming(proposal(request), seq, f"o{seq}"))
+        for seq, request in enumerate(asked, start=1)
     ))
-    results = [event for answer in answers for event in answer]
-    assert len(results) == 1
-    assert {r.agent_id for r in results[0].payload.ranking} == {"dev-1", "dev-2", "dev-3"}
+    assert [phase for answer in answers for phase in phases(answer)] == [Phase.CRITIQUE]

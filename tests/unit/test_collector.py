@@ -1,81 +1,270 @@
-"""The collector folds outcomes and emits one result when the whole council has answered."""
+"""The deliberation aggregate as pure functions: given these events, expect this state and these commands."""
 
 import datetime as dt
 
+import msgspec
+import pytest
+
 from contracts.events import (
+    Brief,
+    Choice,
+    DeadlinePassed,
+    DecisionMade,
+    DeliberationAdvanced,
     DeliberationCompleted,
     DeliberationFailed,
     DeliberationRef,
-    ProposalCompleted,
-    ProposalFailed,
+    DeliberationScored,
+    DeliberationStarted,
+    Phase,
+    PlannedTask,
     Role,
+    Turn,
+    TurnCompleted,
+    TurnFailed,
+    TurnRequested,
+    Verdict,
 )
-from services.collector.domain import PROVISIONAL_SELECTION, decide, evolve, record
+from services.collector.domain import DECIDED_BY_RANKING, Deliberation, step
+from services.collector.scoring import check_original, check_python_parses, rank, score_all
+from services.councils.domain import architect_of, default_councils, new_council
 
-STARTED = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-LATER = STARTED + dt.timedelta(seconds=4)
+T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 REF = DeliberationRef(deliberation_id="d-1", story_id="s", plan_id="p", task_id="t", role=Role.DEV)
-COUNCIL = ["dev-1", "dev-2", "dev-3"]
+RUBRIC = {"correctness": "works", "clarity": "clear"}
+ARCHITECT = architect_of({c.role: c for c in default_councils()})
 
 
-def proposal(agent_id: str, content: str = "a plan") -> ProposalCompleted:
-    return ProposalCompleted(
-        deliberation=REF, agent_id=agent_id, council=COUNCIL, started_at=STARTED, content=f"{content} by {agent_id}",
-        model="m", temperature=0.7, prompt_tokens=1, completion_tokens=1, latency_ms=1,
+def started(council=None) -> DeliberationStarted:
+    return DeliberationStarted(
+        deliberation=REF,
+        brief=Brief(task=PlannedTask(task_id="t", title="Add caching"), rubric=RUBRIC),
+        council=council or new_council(Role.DEV, 3, phase_deadline_s=60),
+        architect=ARCHITECT,
+        started_at=T0,
     )
 
 
-def failure(agent_id: str) -> ProposalFailed:
-    return ProposalFailed(
-        deliberation=REF, agent_id=agent_id, council=COUNCIL, started_at=STARTED,
-        error_class="LlmTimeout", message="no answer within 60s",
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def requests(outgoing) -> list[TurnRequested]:
+    return [o.payload for o in outgoing if isinstance(o.payload, TurnRequested)]
+
+
+def of_type(outgoing, kind):
+    return [o.payload for o in outgoing if isinstance(o.payload, kind)]
+
+
+def answer(request: TurnRequested, content: str = "", **structured) -> TurnCompleted:
+    return TurnCompleted(
+        deliberation=REF, turn=request.turn, agent=request.agent, content=content or f"text of {request.turn.key}",
+        model="m", temperature=request.agent.temperature, seed=request.agent.seed, prompt_tokens=1,
+        completion_tokens=1, latency_ms=1, **structured,
     )
 
 
-def fold(*events):
-    state = None
-    for index, event in enumerate(events):
-        state = record(state, event, 100 + index, LATER)
-    return state
+def failure(request: TurnRequested, error_class: str = "LlmTimeout") -> TurnFailed:
+    return TurnFailed(deliberation=REF, turn=request.turn, agent=request.agent, error_class=error_class, message="slow")
 
 
-def test_no_result_while_some_council_members_have_not_answered():
-    state = fold(proposal("dev-1"), failure("dev-2"))
-    assert state.result is None
-    assert decide(state, LATER) is None
+def run(state, events, now=T0):
+    outgoing = []
+    for event in events:
+        state, out = step(state, event, now)
+        outgoing += out
+    return state, outgoing
 
 
-def test_the_last_answer_completes_with_the_first_proposal_as_provisional_winner():
-    state = fold(failure("dev-2"), proposal("dev-3"), proposal("dev-1"))
-    result = state.result
-    assert isinstance(result, DeliberationCompleted)
-    assert result.winner.agent_id == "dev-3" and result.winner.content == "a plan by dev-3"
-    assert [r.agent_id for r in result.ranking] == ["dev-3", "dev-1"]
-    assert all(r.score is None for r in result.ranking)
-    assert result.selection == PROVISIONAL_SELECTION
-    assert result.failed_agents == ["dev-2"]
-    assert result.duration_ms == 4000
-    assert state.result_caused_by == 102
+def verdict(*scores: int) -> Verdict:
+    return Verdict(criteria=dict(zip(RUBRIC, scores, strict=True)), justification="because")
 
 
-def test_a_redelivered_outcome_is_counted_once():
-    state = fold(proposal("dev-1"), proposal("dev-1"), proposal("dev-1"))
-    assert len(state.outcomes) == 1
-    assert state.result is None
+def answer_proposals(state, outgoing, contents=("Plan A: cache reads.", "Plan B: a write-through cache.",
+                                                "Plan C: memoize the hot path.")):
+    asked = requests(outgoing)
+    return run(state, [answer(r, c) for r, c in zip(asked, contents, strict=True)])
 
 
-def test_an_outcome_arriving_after_the_result_changes_nothing():
-    done = fold(proposal("dev-1"), proposal("dev-2"), proposal("dev-3"))
-    assert record(done, proposal("dev-2", "a revised plan"), 999, LATER) == done
+def to_judging(contents=None):
+    """Through propose, one critique round and revise, to the start of judging."""
+    state, out = step(None, started(), T0)
+    state, out = answer_proposals(state, out, *([contents] if contents else []))
+    state, out = run(state, [answer(r) for r in requests(out)])  # critiques
+    state, out = run(state, [answer(r, f"Revised by {r.turn.author_id}: {r.input.proposal}") for r in requests(out)])
+    return state, out
 
 
-def test_a_council_where_nobody_proposed_fails_with_every_error_named():
-    result = fold(failure("dev-1"), failure("dev-2"), failure("dev-3")).result
-    assert isinstance(result, DeliberationFailed)
-    for agent_id in COUNCIL:
-        assert f"{agent_id}: LlmTimeout: no answer within 60s" in result.reason
+def test_a_start_asks_every_agent_to_propose_with_its_own_persona_temperature_and_seed_under_a_deadline():
+    state, out = step(None, started(), T0)
+    asked = requests(out)
+    assert [r.turn.agent_id for r in asked] == ["dev-1", "dev-2", "dev-3"]
+    assert {r.turn.phase for r in asked} == {Phase.PROPOSE}
+    assert len({(r.agent.persona, r.agent.temperature, r.agent.seed) for r in asked}) == 3
+    (advanced,) = of_type(out, DeliberationAdvanced)
+    (deadline,) = [o for o in out if isinstance(o.payload, DeadlinePassed)]
+    assert advanced.deadline_at == at(60) == deadline.deliver_at
+    assert state.phase == Phase.PROPOSE
 
 
-def test_the_first_outcome_establishes_the_deliberation_and_its_council():
-    state = evolve(None, failure("dev-1"))
-    assert state.deliberation == REF and state.council == COUNCIL and state.started_at == STARTED
+def test_peers_critique_round_the_circle_once_every_proposal_is_in():
+    state, out = step(None, started(), T0)
+    state, out = answer_proposals(state, out)
+    critiques = requests(out)
+    assert [(r.turn.agent_id, r.turn.author_id) for r in critiques] == [
+        ("dev-1", "dev-2"), ("dev-2", "dev-3"), ("dev-3", "dev-1")
+    ]
+    assert critiques[0].input.proposal == "Plan B: a write-through cache."
+    assert state.phase == Phase.CRITIQUE and state.round == 1
+
+
+def test_each_author_revises_with_the_critique_it_received_and_every_version_is_kept():
+    state, out = step(None, started(), T0)
+    state, out = answer_proposals(state, out)
+    state, out = run(state, [answer(r, f"critique of {r.turn.author_id}") for r in requests(out)])
+    revisions = requests(out)
+    assert {r.turn.phase for r in revisions} == {Phase.REVISE}
+    by_author = {r.turn.author_id: r for r in revisions}
+    assert by_author["dev-2"].input.critique == "critique of dev-2"
+    assert by_author["dev-2"].input.proposal == "Plan B: a write-through cache."
+    state, out = run(state, [answer(r, f"v2 of {r.turn.author_id}") for r in revisions])
+    assert state.drafts["dev-2"] == ["Plan B: a write-through cache.", "v2 of dev-2"]
+    judged = requests(out)
+    assert {r.turn.phase for r in judged} == {Phase.JUDGE}
+    assert [r.input.proposal for r in judged] == ["v2 of dev-1", "v2 of dev-2", "v2 of dev-3"]
+    assert {r.agent.temperature for r in judged} == {0.0}
+
+
+def test_scores_rank_the_proposals_and_the_architect_chooses_among_the_top_k():
+    state, out = to_judging()
+    verdicts = {"dev-1": verdict(5, 5), "dev-2": verdict(9, 8), "dev-3": verdict(7, 7)}
+    state, out = run(state, [answer(r, verdict=verdicts[r.turn.author_id]) for r in requests(out)])
+    (scored,) = of_type(out, DeliberationScored)
+    assert [s.score for s in scored.scores] == [5.0, 8.5, 7.0]
+    assert [r.agent_id for r in state.ranking] == ["dev-2", "dev-3", "dev-1"]
+    (select,) = requests(out)
+    assert select.turn.phase == Phase.SELECT and select.agent == ARCHITECT
+    assert [c.agent_id for c in select.input.candidates] == ["dev-2", "dev-3", "dev-1"]
+
+    state, out = step(state, answer(select, choice=Choice(winner_id="dev-3", rationale="Simpler to run.")), at(100))
+    (decision,) = of_type(out, DecisionMade)
+    (completed,) = of_type(out, DeliberationCompleted)
+    assert (decision.winner_id, decision.decided_by, decision.rationale) == ("dev-3", ARCHITECT.agent_id, "Simpler to run.")
+    assert completed.winner.agent_id == "dev-3" and completed.winner.score == 7.0 and completed.winner.revisions == 1
+    assert [r.agent_id for r in completed.ranking] == ["dev-2", "dev-3", "dev-1"]
+    assert completed.duration_ms == 100_000
+    assert state.finished
+
+
+def test_an_architect_that_cannot_decide_leaves_the_top_score_to_win_and_says_so():
+    state, out = to_judging()
+    state, out = run(state, [answer(r, verdict=verdict(6, 6)) for r in requests(out)])
+    (select,) = requests(out)
+    state, out = step(state, failure(select, "StructuredOutputInvalid"), T0)
+    (decision,) = of_type(out, DecisionMade)
+    assert decision.decided_by == DECIDED_BY_RANKING and decision.winner_id == "dev-1"
+    assert "StructuredOutputInvalid" in decision.rationale and decision.architect_error
+
+
+def test_a_failed_agent_leaves_a_quorum_that_goes_on_without_it():
+    state, out = step(None, started(), T0)
+    asked = requests(out)
+    state, out = run(state, [answer(asked[0]), failure(asked[1]), answer(asked[2])])
+    critiques = requests(out)
+    assert [(r.turn.agent_id, r.turn.author_id) for r in critiques] == [("dev-1", "dev-3"), ("dev-3", "dev-1")]
+
+
+def test_below_quorum_the_deliberation_fails_with_every_reason():
+    state, out = step(None, started(), T0)
+    asked = requests(out)
+    state, out = run(state, [answer(asked[0]), failure(asked[1], "LlmConnectionRefused"), failure(asked[2])])
+    (failed,) = of_type(out, DeliberationFailed)
+    assert failed.phase == Phase.PROPOSE
+    assert "1 of 3 agents proposed, 2 needed" in failed.reason
+    assert "dev-2: LlmConnectionRefused" in failed.reason and "dev-3: LlmTimeout" in failed.reason
+
+
+def test_a_deadline_fails_the_turns_still_out_and_closes_the_phase():
+    state, out = step(None, started(), T0)
+    asked = requests(out)
+    state, _ = run(state, [answer(asked[0]), answer(asked[1])])
+    deadline = DeadlinePassed(deliberation_id="d-1", phase=Phase.PROPOSE, round=0, deadline_at=at(60))
+    state, out = step(state, deadline, at(60))
+    assert state.turns[asked[2].turn.key].error.startswith("DeadlinePassed")
+    assert state.phase == Phase.CRITIQUE
+    late, out = step(state, answer(asked[2]), at(61))
+    assert late == state and out == []
+
+
+def test_a_deadline_of_a_phase_already_over_changes_nothing():
+    state, out = step(None, started(), T0)
+    state, out = answer_proposals(state, out)
+    stale = DeadlinePassed(deliberation_id="d-1", phase=Phase.PROPOSE, round=0, deadline_at=at(60))
+    assert step(state, stale, at(60)) == (state, [])
+
+
+def test_a_repeated_answer_is_counted_once():
+    state, out = step(None, started(), T0)
+    first = answer(requests(out)[0])
+    state, _ = step(state, first, T0)
+    assert step(state, first, T0) == (state, [])
+    assert step(state, msgspec.structs.replace(first, content="another text"), T0) == (state, [])
+
+
+def test_a_repeated_start_changes_nothing():
+    state, _ = step(None, started(), T0)
+    assert step(state, started(), at(5)) == (state, [])
+
+
+def test_an_answer_for_a_deliberation_that_never_started_is_an_error_to_retry():
+    turn = Turn(phase=Phase.PROPOSE, round=0, agent_id="dev-1", author_id="dev-1")
+    fake = TurnRequested(deliberation=REF, turn=turn, agent=ARCHITECT, brief=started().brief)
+    with pytest.raises(LookupError):
+        step(None, answer(fake), T0)
+
+
+def test_without_critique_rounds_proposals_go_straight_to_the_judge():
+    state, out = step(None, started(new_council(Role.DEV, 3, critique_rounds=0)), T0)
+    state, out = answer_proposals(state, out)
+    assert {r.turn.phase for r in requests(out)} == {Phase.JUDGE}
+
+
+def test_a_proposal_that_copies_a_peer_is_disqualified_and_cannot_win():
+    same = "Use a write-through cache in Valkey with a 5 minute TTL and invalidate on writes."
+    state, out = step(None, started(new_council(Role.DEV, 3, critique_rounds=0)), T0)
+    state, out = answer_proposals(state, out, (same, same + " ", "Memoize the hot path in process."))
+    state, out = run(state, [answer(r, verdict=verdict(9, 9)) for r in requests(out)])
+    (scored,) = of_type(out, DeliberationScored)
+    assert [s.qualified for s in scored.scores] == [True, False, True]
+    (select,) = requests(out)
+    assert [c.agent_id for c in select.input.candidates] == ["dev-1", "dev-3"]
+
+
+def test_when_no_proposal_can_be_scored_the_deliberation_fails_and_invents_nothing():
+    state, out = step(None, started(new_council(Role.DEV, 2, critique_rounds=0)), T0)
+    state, out = answer_proposals(state, out, ("Plan A.", "Plan B is different."))
+    state, out = run(state, [failure(r, "StructuredOutputInvalid") for r in requests(out)])
+    (failed,) = of_type(out, DeliberationFailed)
+    assert failed.phase == Phase.JUDGE and "not scored (StructuredOutputInvalid: slow)" in failed.reason
+    assert isinstance(state, Deliberation) and state.completed is None
+
+
+def test_python_code_that_does_not_parse_halves_the_judges_score():
+    broken = "Do this:\n```python\ndef f(:\n    pass\n```\n"
+    working = "Do this:\n```python\ndef f():\n    return 1\n```\n"
+    scores = score_all({"a": broken, "b": working}, {"a": verdict(8, 8), "b": verdict(8, 8)}, {})
+    assert [s.score for s in scores] == [4.0, 8.0]
+    assert check_python_parses(broken).passed is False and "line 1" in check_python_parses(broken).detail
+    assert check_python_parses("no code here") is None
+
+
+def test_a_copy_is_told_apart_from_a_different_proposal():
+    assert not check_original("Cache reads in Valkey.", {"a": "cache reads in   valkey."}).passed
+    assert check_original("Cache reads in Valkey.", {"a": "Rewrite the service in Rust."}).passed
+
+
+def test_ranking_puts_scored_qualified_proposals_first_and_keeps_council_order_on_ties():
+    scores = score_all({"a": "x one", "b": "y two", "c": "z three"}, {"a": verdict(5, 5), "c": verdict(5, 5)},
+                       {"b": "LlmTimeout: slow"})
+    assert [r.agent_id for r in rank(scores)] == ["a", "c", "b"]

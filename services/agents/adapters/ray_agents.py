@@ -17,7 +17,7 @@ class AgentActor:
         self.agent_id = agent_id
         self._client = LlmClient(config)
 
-    async def propose(self, request: ChatRequest) -> Completion | LlmFailure:
+    async def complete(self, request: ChatRequest) -> Completion | LlmFailure:
         try:
             return await self._client.complete(request)
         except LlmError as exc:
@@ -49,9 +49,9 @@ class AgentPool:
             )
         return self._actors[agent_id]
 
-    async def propose(self, agent_id: str, request: ChatRequest) -> Completion | LlmFailure:
+    async def complete(self, agent_id: str, request: ChatRequest) -> Completion | LlmFailure:
         try:
-            return await self._actor(agent_id).propose.remote(request)
+            return await self._actor(agent_id).complete.remote(request)
         except ray.exceptions.RayActorError:
             # The cached handle points at a dead actor: look it up again next time.
             self._actors.pop(agent_id, None)

@@ -1,0 +1,54 @@
+"""`fleet council`: councils are events on the CONFIG stream; these commands read and append them."""
+
+from __future__ import annotations
+
+from contracts.events import Council, Role
+from services.councils.directory import CouncilDirectory, created, deleted
+from services.mesh.publishing import EventPublisher
+from services.mesh.runtime import new_broker
+from services.mesh.settings import load_settings
+
+OPERATOR = "fleet-cli"
+
+
+class CouncilCommandError(RuntimeError):
+    pass
+
+
+async def _session():
+    settings = load_settings()
+    broker = new_broker(OPERATOR, settings)
+    client = await broker.connect()
+    return broker, CouncilDirectory(client.jetstream()), EventPublisher(broker, producer=OPERATOR)
+
+
+async def list_councils() -> dict[Role, Council]:
+    broker, directory, _ = await _session()
+    try:
+        return await directory.councils()
+    finally:
+        await broker.stop()
+
+
+async def create_council(council: Council, by: str) -> None:
+    broker, directory, publisher = await _session()
+    try:
+        existing = (await directory.councils()).get(council.role)
+        if existing is not None:
+            raise CouncilCommandError(
+                f"{council.role.value} already has a council of {len(existing.agents)}; "
+                f"delete it first with `fleet council delete --role {council.role.value}`"
+            )
+        await publisher.publish(created(council, by, revision=await directory.revision()))
+    finally:
+        await broker.stop()
+
+
+async def delete_council(role: Role, by: str) -> None:
+    broker, directory, publisher = await _session()
+    try:
+        if role not in await directory.councils():
+            raise CouncilCommandError(f"{role.value} has no council")
+        await publisher.publish(deleted(role, by, revision=await directory.revision()))
+    finally:
+        await broker.stop()
