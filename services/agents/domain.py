@@ -95,6 +95,7 @@ def verdict_type(rubric: dict[str, str]) -> type[msgspec.Struct]:
     return msgspec.defstruct(
         "JudgeAnswer",
         [("criteria", criteria), ("justification", Annotated[str, msgspec.Meta(max_length=JUSTIFICATION_MAX_CHARS)])],
+        forbid_unknown_fields=True,
     )
 
 
@@ -106,6 +107,7 @@ def choice_type(candidates: list[str]) -> type[msgspec.Struct]:
             ("winner_id", Literal[tuple(candidates)]),  # type: ignore[valid-type]
             ("rationale", Annotated[str, msgspec.Meta(min_length=1, max_length=RATIONALE_MAX_CHARS)]),
         ],
+        forbid_unknown_fields=True,
     )
 
 

@@ -22,6 +22,7 @@ from services.mesh.consuming import Incoming
 from services.mesh.publishing import Outgoing
 
 STRUCTURED_ATTEMPTS = 2
+RETRY_TEMPERATURE = 0.7
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,10 @@ class AgentHandlers:
             return [outcome(request, await self.pool.complete(request.agent.agent_id, chat))]
         problems = []
         for attempt in range(1, STRUCTURED_ATTEMPTS + 1):
-            # A retry with the same seed would repeat the same answer.
-            retry = msgspec.structs.replace(chat, seed=(chat.seed or 0) + attempt - 1)
+            # A retry with the same seed, or at temperature 0, would repeat the same answer.
+            retry = chat if attempt == 1 else msgspec.structs.replace(
+                chat, seed=(chat.seed or 0) + attempt - 1, temperature=max(chat.temperature, RETRY_TEMPERATURE)
+            )
             answer = await self.pool.complete(request.agent.agent_id, retry)
             if isinstance(answer, LlmFailure):
                 return [outcome(request, answer, attempts=attempt)]

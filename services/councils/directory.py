@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -15,6 +17,8 @@ from services.mesh.publishing import EventPublisher, Outgoing
 from streams.definitions import CONFIG
 
 COUNCIL_SUBJECTS = "config.council.>"
+
+log = logging.getLogger("fleet.councils")
 
 
 class CouncilDirectory:
@@ -38,9 +42,13 @@ class CouncilDirectory:
                 )
             except NotFoundError:
                 return
-            spec = catalog.spec_for_subject(message.subject)
-            self._events.append(spec.decoder.decode(message.data or b""))
             self._next_sequence = message.seq + 1
+            try:
+                spec = catalog.spec_for_subject(message.subject)
+                self._events.append(spec.decoder.decode(message.data or b""))
+            except (KeyError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+                # One bad event must not stop every approval; it is skipped, loudly.
+                log.error("council event at CONFIG sequence %s is skipped: %s", message.seq, exc)
 
     async def councils(self) -> dict[Role, Council]:
         await self._catch_up()

@@ -189,6 +189,10 @@ class EmbeddedStack:
             self.services[name] = supervised
             self._report(f"service {name} started (pid {process.pid}, log {process.log_path})")
 
+    @property
+    def servers(self) -> list[ManagedProcess]:
+        return list(self._servers)
+
     def process_ids(self) -> list[int]:
         """The pid of each child; each leads its own process group."""
         children = self._servers + [s.process for s in self.services.values()]

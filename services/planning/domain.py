@@ -58,7 +58,7 @@ def request_deliberations(approval: PlanApproved, councils: dict[Role, Council])
     architect = architect_of(councils)
     assert architect is not None
     tasks = approval.tasks or [plan_as_task(approval.story_id, approval.plan_id)]
-    rubric = dict(approval.rubric) or DEFAULT_RUBRIC
+    rubric = dict(approval.rubric or DEFAULT_RUBRIC)
     return [
         DeliberationRequested(
             deliberation=DeliberationRef(

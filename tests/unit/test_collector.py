@@ -150,7 +150,8 @@ def test_scores_rank_the_proposals_and_the_architect_chooses_among_the_top_k():
     state, out = step(state, answer(select, choice=Choice(winner_id="dev-3", rationale="Simpler to run.")), at(100))
     (decision,) = of_type(out, DecisionMade)
     (completed,) = of_type(out, DeliberationCompleted)
-    assert (decision.winner_id, decision.decided_by, decision.rationale) == ("dev-3", ARCHITECT.agent_id, "Simpler to run.")
+    assert (decision.winner_id, decision.decided_by) == ("dev-3", ARCHITECT.agent_id)
+    assert decision.rationale == "Simpler to run."
     assert completed.winner.agent_id == "dev-3" and completed.winner.score == 7.0 and completed.winner.revisions == 1
     assert [r.agent_id for r in completed.ranking] == ["dev-2", "dev-3", "dev-1"]
     assert completed.duration_ms == 100_000

@@ -1,6 +1,8 @@
 """The contract rules: round trips, subject names, stream coverage, producers for consumers."""
 
 import datetime as dt
+import json
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -9,28 +11,52 @@ from contracts import catalog
 from contracts.envelope import Envelope, from_headers, to_headers
 from contracts.events import (
     AgentProfile,
+    Brief,
+    Candidate,
+    CheckResult,
+    Choice,
+    CouncilCreated,
+    CouncilDeleted,
+    DeadlinePassed,
+    DecisionMade,
+    DeliberationAdvanced,
     DeliberationCompleted,
     DeliberationFailed,
     DeliberationRef,
     DeliberationRequested,
+    DeliberationScored,
     DeliberationStarted,
     LegacyPlanApproved,
     MessageRejected,
+    Phase,
     PlanApproved,
     PlannedTask,
-    ProposalCompleted,
-    ProposalFailed,
-    ProposalRequested,
+    ProposalScore,
     RankedProposal,
     Role,
+    Turn,
+    TurnCompleted,
+    TurnFailed,
+    TurnInput,
+    TurnRequested,
+    Verdict,
     Winner,
 )
 from contracts.export import catalog_markdown, json_schemas
+from services.councils.domain import new_council
 from streams.definitions import CONSUMERS, STREAMS, stream_for_subject, subject_matches
 
 NOW = dt.datetime(2026, 11, 22, 10, 30, tzinfo=dt.UTC)
 REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA)
 TASK = PlannedTask(task_id="t-1", title="Write tests", description="for the parser")
+BRIEF = Brief(task=TASK, rubric={"correctness": "works"}, constraints=["python 3.12"])
+COUNCIL = new_council(Role.QA, 3, model="qwen-7b")
+QA_1 = COUNCIL.agents[0]
+ARCHITECT = AgentProfile(agent_id="architect-1", role=Role.ARCHITECT, persona="The pragmatist.", temperature=0.3,
+                         seed=1000)
+CRITIQUE = Turn(phase=Phase.CRITIQUE, round=0, agent_id="qa-1", author_id="qa-2")
+RANKING = [RankedProposal(rank=1, agent_id="qa-2", score=8.0, qualified=True),
+           RankedProposal(rank=2, agent_id="qa-1", score=None, qualified=False)]
 
 EXAMPLES = {
     catalog.PLAN_APPROVED.subject: PlanApproved(
@@ -40,28 +66,54 @@ EXAMPLES = {
     catalog.LEGACY_PLAN_APPROVED.subject: LegacyPlanApproved(
         story_id="s-1", plan_id="p-1", approved_by="alice", roles=[Role.DEV], timestamp="2025-01-01T00:00:00Z"
     ),
-    catalog.DELIBERATION_REQUESTED.subject: DeliberationRequested(deliberation=REF, task=TASK, approved_by="alice"),
-    catalog.DELIBERATION_STARTED.subject: DeliberationStarted(deliberation=REF, council=["qa-1"], started_at=NOW),
-    catalog.PROPOSAL_REQUESTED.subject: ProposalRequested(
-        deliberation=REF, agent=AgentProfile(agent_id="qa-1", role=Role.QA, temperature=0.7, max_tokens=64),
-        council=["qa-1"], task=TASK, started_at=NOW,
+    catalog.COUNCIL_CREATED.subject: CouncilCreated(council=COUNCIL, created_by="alice"),
+    catalog.COUNCIL_DELETED.subject: CouncilDeleted(role=Role.QA, deleted_by="alice"),
+    catalog.DELIBERATION_REQUESTED.subject: DeliberationRequested(
+        deliberation=REF, brief=BRIEF, approved_by="alice", council=COUNCIL, architect=ARCHITECT,
     ),
-    catalog.PROPOSAL_COMPLETED.subject: ProposalCompleted(
-        deliberation=REF, agent_id="qa-1", council=["qa-1"], started_at=NOW, content="Test the edges.",
-        model="m", temperature=0.7, prompt_tokens=10, completion_tokens=5, latency_ms=120,
+    catalog.DELIBERATION_STARTED.subject: DeliberationStarted(
+        deliberation=REF, brief=BRIEF, council=COUNCIL, architect=ARCHITECT, started_at=NOW,
     ),
-    catalog.PROPOSAL_FAILED.subject: ProposalFailed(
-        deliberation=REF, agent_id="qa-1", council=["qa-1"], started_at=NOW,
-        error_class="LlmTimeout", message="no answer within 60s",
+    catalog.DELIBERATION_ADVANCED.subject: DeliberationAdvanced(
+        deliberation_id="d-1", phase=Phase.CRITIQUE, round=0, turns=[CRITIQUE.key], deadline_at=NOW,
+    ),
+    catalog.DEADLINE_PASSED.subject: DeadlinePassed(
+        deliberation_id="d-1", phase=Phase.CRITIQUE, round=0, deadline_at=NOW,
+    ),
+    catalog.TURN_REQUESTED.subject: TurnRequested(
+        deliberation=REF, turn=CRITIQUE, agent=QA_1, brief=BRIEF,
+        input=TurnInput(proposal="Test the edges.", candidates=[Candidate(agent_id="qa-2", content="x", score=8.0)]),
+    ),
+    catalog.TURN_COMPLETED.subject: TurnCompleted(
+        deliberation=REF, turn=CRITIQUE, agent=QA_1, content='{"criteria": {"correctness": 8}}',
+        verdict=Verdict(criteria={"correctness": 8}, justification="works"),
+        choice=Choice(winner_id="qa-2", rationale="simplest"), model="m", temperature=0.3, seed=1000,
+        prompt_tokens=10, completion_tokens=5, latency_ms=120, attempts=2,
+    ),
+    catalog.TURN_FAILED.subject: TurnFailed(
+        deliberation=REF, turn=CRITIQUE, agent=QA_1, error_class="LlmTimeout", message="no answer within 60s",
+    ),
+    catalog.DELIBERATION_SCORED.subject: DeliberationScored(
+        deliberation_id="d-1",
+        scores=[
+            ProposalScore(agent_id="qa-2", criteria={"correctness": 8}, justification="works",
+                          checks=[CheckResult(check="python parses", passed=True)], score=8.0, qualified=True),
+            ProposalScore(agent_id="qa-1", criteria={}, justification="", checks=[], score=None, qualified=False,
+                          scoring_error="StructuredOutputInvalid: not JSON"),
+        ],
+    ),
+    catalog.DECISION_MADE.subject: DecisionMade(
+        deliberation_id="d-1", winner_id="qa-2", candidates=["qa-2"], ranking=RANKING, rationale="simplest",
+        decided_by="architect-1", architect_error=None,
     ),
     catalog.DELIBERATION_COMPLETED.subject: DeliberationCompleted(
         deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA,
-        winner=Winner(agent_id="qa-1", content="Test the edges."), ranking=[RankedProposal(agent_id="qa-1")],
-        duration_ms=900, selection="provisional",
+        winner=Winner(agent_id="qa-2", content="Test the edges.", score=8.0, revisions=1), ranking=RANKING,
+        rationale="simplest", decided_by="architect-1", duration_ms=900, failed_agents=["qa-3"],
     ),
     catalog.DELIBERATION_FAILED.subject: DeliberationFailed(
-        deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA,
-        reason="no agent produced a proposal", duration_ms=900,
+        deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA, phase=Phase.PROPOSE,
+        reason="1 proposal, quorum is 2", duration_ms=900,
     ),
     catalog.MESSAGE_REJECTED.subject: MessageRejected(
         service="planning", consumer="planning-plan-approvals", reason="bad",
@@ -80,6 +132,18 @@ def test_every_event_in_the_catalog_has_an_example_here():
 def test_every_event_round_trips_through_its_wire_encoding(spec):
     example = EXAMPLES[spec.subject]
     assert spec.decoder.decode(catalog.encode(example)) == example
+
+
+AGGREGATE_IDS = {"plan": "p-1", "council": "QA", "deliberation": "d-1", "message": "PLANNING:7"}
+
+
+@pytest.mark.parametrize("spec", catalog.EVENTS, ids=lambda s: s.subject)
+def test_every_event_names_the_aggregate_it_belongs_to(spec):
+    assert EXAMPLES[spec.subject].aggregate_id() == AGGREGATE_IDS[spec.aggregate_type]
+
+
+def test_a_turn_is_keyed_by_phase_round_agent_and_author():
+    assert CRITIQUE.key == "critique/0/qa-1/qa-2"
 
 
 @pytest.mark.parametrize("spec", [s for s in catalog.EVENTS if not s.legacy], ids=lambda s: s.subject)
@@ -120,10 +184,18 @@ def test_every_consumed_subject_has_a_producer_or_is_ingress():
             assert stream_for_subject(subject).name == consumer.stream
 
 
-def test_catalog_consumers_are_exactly_the_durables_declared_in_streams():
+# Planning folds the council log on demand with direct gets (services/councils/directory.py), not a durable.
+READ_WITHOUT_A_DURABLE = {
+    (catalog.PLANNING, catalog.COUNCIL_CREATED.subject),
+    (catalog.PLANNING, catalog.COUNCIL_DELETED.subject),
+}
+
+
+def test_catalog_consumers_are_exactly_the_durables_declared_in_streams_and_the_council_log_readers():
     declared = {(c.service, s) for c in CONSUMERS for s in c.filter_subjects}
     catalogued = {(service, spec.subject) for spec in catalog.EVENTS for service in spec.consumers}
-    assert declared == catalogued
+    assert declared == catalogued - READ_WITHOUT_A_DURABLE
+    assert catalogued >= READ_WITHOUT_A_DURABLE
 
 
 def test_the_ingress_contract_keeps_its_exact_fields():
@@ -161,10 +233,9 @@ def test_the_envelope_survives_a_trip_through_headers():
 
 
 def test_the_checked_in_catalog_and_schemas_match_the_code():
-    import json
-    from pathlib import Path
-
     folder = Path(__file__).parents[2] / "docs" / "contracts"
+    on_disk = {path.name for path in folder.glob("*.schema.json")}
+    assert on_disk == set(json_schemas()), "run `just contracts`, and delete the schemas of events that are gone"
     assert (folder / "catalog.md").read_text() == catalog_markdown(), "run `just contracts`"
     for name, schema in json_schemas().items():
         assert json.loads((folder / name).read_text()) == schema, f"{name} is stale: run `just contracts`"

@@ -1,40 +1,43 @@
-"""Dispatch asks every member of the role's council, the same way on every redelivery."""
+"""Dispatch starts each deliberation once, with what was fixed at the request, the same way on every redelivery."""
 
 import datetime as dt
 
+import msgspec
+
 from contracts import catalog
-from contracts.events import DeliberationRef, DeliberationRequested, PlannedTask, ProposalRequested, Role
-from services.dispatch.domain import CouncilPolicy, claim_for, council_for, start
+from contracts.events import Brief, DeliberationRef, DeliberationRequested, DeliberationStarted, PlannedTask, Role
+from services.councils.domain import architect_of, default_councils, new_council
+from services.dispatch.domain import Claim, start
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 REQUEST = DeliberationRequested(
     deliberation=DeliberationRef(deliberation_id="d-1", story_id="s", plan_id="p", task_id="t", role=Role.DEVOPS),
-    task=PlannedTask(task_id="t", title="Ship it"),
+    brief=Brief(task=PlannedTask(task_id="t", title="Ship it"), rubric={"safety": "no downtime"}),
     approved_by="alice",
-    rubric={"safety": "no downtime"},
+    council=new_council(Role.DEVOPS, 5, critique_rounds=2),
+    architect=architect_of({c.role: c for c in default_councils()}),
 )
 
 
-def test_a_council_has_the_configured_number_of_agents_named_after_the_role():
-    assert council_for(Role.DEVOPS, 3) == ["devops-1", "devops-2", "devops-3"]
-    assert council_for(Role.QA, 5)[-1] == "qa-5"
+def test_starting_carries_the_brief_council_and_architect_of_the_request_and_the_claims_time():
+    started = start(REQUEST, Claim(request_sequence=7, started_at=NOW)).payload
+    assert catalog.spec_for_payload(started) is catalog.DELIBERATION_STARTED
+    assert started == DeliberationStarted(
+        deliberation=REQUEST.deliberation, brief=REQUEST.brief, council=REQUEST.council,
+        architect=REQUEST.architect, started_at=NOW,
+    )
 
 
-def test_starting_asks_each_council_member_once_and_announces_the_start():
-    policy = CouncilPolicy(size=3, temperature=0.5, max_tokens=100)
-    events = start(REQUEST, claim_for(7, Role.DEVOPS, policy, NOW), policy)
-    assert catalog.spec_for_payload(events[0].payload) is catalog.DELIBERATION_STARTED
-    asks = [e.payload for e in events[1:]]
-    assert all(isinstance(a, ProposalRequested) for a in asks)
-    assert [a.agent.agent_id for a in asks] == ["devops-1", "devops-2", "devops-3"]
-    assert all(a.council == ["devops-1", "devops-2", "devops-3"] for a in asks)
-    assert all(a.agent.temperature == 0.5 and a.agent.max_tokens == 100 for a in asks)
-    assert all(a.rubric == {"safety": "no downtime"} and a.started_at == NOW for a in asks)
+def test_a_redelivery_of_the_claiming_request_starts_it_identically():
+    claim = Claim(request_sequence=7, started_at=NOW)
+    assert start(REQUEST, claim) == start(REQUEST, claim)
 
 
-def test_event_ids_name_the_deliberation_and_agent_never_when_or_by_which_message_it_started():
-    policy = CouncilPolicy()
-    early = start(REQUEST, claim_for(7, Role.DEVOPS, policy, NOW), policy)
-    late = start(REQUEST, claim_for(9, Role.DEVOPS, policy, NOW + dt.timedelta(hours=2)), policy)
-    assert [e.event_id for e in early] == [e.event_id for e in late]
-    assert len({e.event_id for e in early}) == 4
+def test_the_start_event_id_names_the_deliberation_never_when_or_by_which_message_it_started():
+    early = start(REQUEST, Claim(request_sequence=7, started_at=NOW))
+    late = start(REQUEST, Claim(request_sequence=9, started_at=NOW + dt.timedelta(hours=2)))
+    other = msgspec.structs.replace(
+        REQUEST, deliberation=msgspec.structs.replace(REQUEST.deliberation, deliberation_id="d-2")
+    )
+    assert early.event_id == late.event_id
+    assert start(other, Claim(request_sequence=7, started_at=NOW)).event_id != early.event_id

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from contracts import catalog
-from contracts.envelope import CORRELATION_ID, EVENT_TYPE, MSG_ID, OCCURRED_AT, SCHEMA_VERSION
-from contracts.errors import ContractViolation
-from contracts.events import PlanApproved, Role
+from contracts.envelope import CORRELATION_ID, EVENT_TYPE, MSG_ID, OCCURRED_AT, SCHEDULER, SCHEMA_VERSION
+from contracts.errors import ContractViolation, Rejected
+from contracts.events import DeadlinePassed, Phase, PlanApproved, Role
 from services.mesh.consuming import decode_incoming
 
 RECEIVED = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
@@ -71,3 +71,26 @@ def test_a_malformed_approval_is_rejected_with_a_precise_reason(body, headers, r
 def test_a_subject_without_a_contract_is_rejected():
     with pytest.raises(ContractViolation, match="no event is published on subject 'planning.plan.exploded.v1'"):
         decode("planning.plan.exploded.v1", VALID)
+
+
+def test_a_contract_violation_is_a_rejection_so_it_is_dead_lettered_at_once():
+    with pytest.raises(Rejected):
+        decode(catalog.PLAN_APPROVED.subject, b"not json")
+
+
+def deadline(in_round: int) -> bytes:
+    passed = DeadlinePassed(deliberation_id="d-1", phase=Phase.CRITIQUE, round=in_round, deadline_at=RECEIVED)
+    return catalog.encode(passed)
+
+
+def test_a_deadline_fired_by_the_scheduler_without_a_message_id_is_identified_by_its_body():
+    fired = {SCHEDULER: "orchestration.schedule.d-1"}
+    first = decode(catalog.DEADLINE_PASSED.subject, deadline(0), fired)
+    assert first.envelope.event_id == decode(catalog.DEADLINE_PASSED.subject, deadline(0), fired).envelope.event_id
+    assert first.envelope.event_id != decode(catalog.DEADLINE_PASSED.subject, deadline(1), fired).envelope.event_id
+    assert first.envelope.aggregate_id == "d-1"
+
+
+def test_only_a_legacy_or_scheduled_message_may_come_without_a_message_id():
+    with pytest.raises(ContractViolation, match="missing required header Nats-Msg-Id"):
+        decode(catalog.DEADLINE_PASSED.subject, deadline(0), {})

@@ -1,11 +1,14 @@
-"""Planning turns an approval into one deliberation request per (task, role)."""
+"""Planning turns an approval into one deliberation request per (task, role), each with its role's council."""
 
 import pytest
 
-from contracts.errors import ContractViolation
+from contracts.errors import ContractViolation, Rejected
 from contracts.events import LegacyPlanApproved, PlanApproved, PlannedTask, Role
 from contracts.upcast import upcast
-from services.planning.domain import deliberation_id, request_deliberations
+from services.councils.domain import default_councils, new_council
+from services.planning.domain import DEFAULT_RUBRIC, deliberation_id, missing_councils, request_deliberations
+
+COUNCILS = {council.role: council for council in default_councils()}
 
 
 def approval(**changes) -> PlanApproved:
@@ -16,16 +19,28 @@ def approval(**changes) -> PlanApproved:
     return PlanApproved(**{**fields, **changes})
 
 
+def without(*roles: Role) -> dict:
+    return {role: council for role, council in COUNCILS.items() if role not in roles}
+
+
 def test_an_approval_requests_one_deliberation_per_task_and_role():
-    requests = request_deliberations(approval())
+    requests = request_deliberations(approval(), COUNCILS)
     keys = {(r.deliberation.task_id, r.deliberation.role) for r in requests}
     assert keys == {("t-1", Role.DEV), ("t-1", Role.QA), ("t-2", Role.DEV), ("t-2", Role.QA)}
     assert len(requests) == 4
 
 
+def test_each_request_carries_its_roles_council_and_the_architect_as_they_are_at_approval():
+    councils = {**COUNCILS, Role.DEV: new_council(Role.DEV, 5)}
+    requests = request_deliberations(approval(), councils)
+    assert all(r.council == councils[r.deliberation.role] for r in requests)
+    assert {len(r.council.agents) for r in requests if r.deliberation.role == Role.DEV} == {5}
+    assert all(r.architect == COUNCILS[Role.ARCHITECT].agents[0] for r in requests)
+
+
 def test_the_same_approval_always_names_the_same_deliberations():
-    first = [r.deliberation.deliberation_id for r in request_deliberations(approval())]
-    again = [r.deliberation.deliberation_id for r in request_deliberations(approval(approved_by="bob"))]
+    first = [r.deliberation.deliberation_id for r in request_deliberations(approval(), COUNCILS)]
+    again = [r.deliberation.deliberation_id for r in request_deliberations(approval(approved_by="bob"), COUNCILS)]
     assert first == again
     assert len(set(first)) == 4
 
@@ -37,10 +52,10 @@ def test_deliberation_ids_differ_by_story_plan_task_and_role():
 
 
 def test_a_plan_without_tasks_is_deliberated_as_a_whole():
-    requests = request_deliberations(approval(tasks=[], roles=[Role.ARCHITECT]))
+    requests = request_deliberations(approval(tasks=[], roles=[Role.ARCHITECT]), COUNCILS)
     assert len(requests) == 1
-    assert requests[0].task.task_id == "p-1"
-    assert "p-1" in requests[0].task.title
+    assert requests[0].brief.task.task_id == "p-1"
+    assert "p-1" in requests[0].brief.task.title
 
 
 def test_the_legacy_format_is_upcast_to_v1_with_the_plan_as_its_topic():
@@ -52,8 +67,13 @@ def test_the_legacy_format_is_upcast_to_v1_with_the_plan_as_its_topic():
 
 
 def test_rubric_and_constraints_reach_every_request():
-    requests = request_deliberations(approval(rubric={"clarity": "plain"}, constraints=["no downtime"]))
-    assert all(r.rubric == {"clarity": "plain"} and r.constraints == ["no downtime"] for r in requests)
+    requests = request_deliberations(approval(rubric={"clarity": "plain"}, constraints=["no downtime"]), COUNCILS)
+    assert all(r.brief.rubric == {"clarity": "plain"} and r.brief.constraints == ["no downtime"] for r in requests)
+
+
+def test_an_approval_without_a_rubric_is_judged_on_the_default_one():
+    requests = request_deliberations(approval(), COUNCILS)
+    assert all(r.brief.rubric == DEFAULT_RUBRIC for r in requests)
 
 
 @pytest.mark.parametrize(
@@ -64,6 +84,24 @@ def test_rubric_and_constraints_reach_every_request():
          "task_id listed more than once: t"),
     ],
 )
-def test_an_approval_that_repeats_itself_is_rejected_with_the_reason(changes, reason):
+def test_an_approval_that_repeats_itself_is_a_contract_violation_with_the_reason(changes, reason):
     with pytest.raises(ContractViolation, match=reason):
-        request_deliberations(approval(**changes))
+        request_deliberations(approval(**changes), COUNCILS)
+
+
+def test_a_role_without_a_council_is_rejected_with_how_to_create_one():
+    reason = "no council for role QA; create one with `fleet council create --role QA`"
+    with pytest.raises(Rejected, match=reason) as rejected:
+        request_deliberations(approval(), without(Role.QA))
+    assert not isinstance(rejected.value, ContractViolation)
+
+
+def test_without_an_architect_council_no_deliberation_can_be_judged():
+    reason = missing_councils([Role.DEV], without(Role.ARCHITECT))
+    assert reason is not None and reason.startswith("no ARCHITECT council to judge proposals")
+    with pytest.raises(Rejected, match="no ARCHITECT council"):
+        request_deliberations(approval(roles=[Role.DEV]), without(Role.ARCHITECT))
+
+
+def test_roles_with_councils_and_an_architect_are_not_missing_anything():
+    assert missing_councils(list(Role), COUNCILS) is None

@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from services.mesh.settings import SettingsError, load_settings
+from services.agents.domain import ResponseFormat
+from services.mesh.settings import RESPONSE_FORMATS, SettingsError, load_settings
+
+NATS = {"FLEET_NATS_URL": "nats://x:1"}
 
 
 def test_without_nats_the_error_says_how_to_get_one(tmp_path):
@@ -22,12 +25,30 @@ def test_the_environment_wins_over_the_endpoints_file(tmp_path):
 def test_the_api_key_is_read_from_a_file_and_never_shown(tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text("sk-secret\n")
-    settings = load_settings({"FLEET_NATS_URL": "nats://x:1", "FLEET_LLM_API_KEY_FILE": str(key_file)})
+    settings = load_settings({**NATS, "FLEET_LLM_API_KEY_FILE": str(key_file)})
     assert settings.llm_api_key == "sk-secret"
     assert "sk-secret" not in repr(settings)
 
 
-@pytest.mark.parametrize(("name", "value"), [("FLEET_COUNCIL_SIZE", "three"), ("FLEET_LLM_TIMEOUT_S", "-1")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("FLEET_LLM_MAX_TOKENS", "many"), ("FLEET_AGENT_CONCURRENCY", "0"), ("FLEET_LLM_TIMEOUT_S", "-1")],
+)
 def test_a_malformed_number_names_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
-        load_settings({"FLEET_NATS_URL": "nats://x:1", name: value})
+        load_settings({**NATS, name: value})
+
+
+def test_json_is_asked_for_the_openai_and_vllm_way_unless_told_otherwise():
+    assert load_settings(NATS).llm_response_format == "json_schema"
+    assert load_settings({**NATS, "FLEET_LLM_RESPONSE_FORMAT": "json_object"}).llm_response_format == "json_object"
+
+
+def test_an_unknown_response_format_is_refused_with_the_allowed_ones():
+    reason = "FLEET_LLM_RESPONSE_FORMAT='grammar' must be one of json_schema, json_object"
+    with pytest.raises(SettingsError, match=reason):
+        load_settings({**NATS, "FLEET_LLM_RESPONSE_FORMAT": "grammar"})
+
+
+def test_the_allowed_response_formats_are_exactly_the_dialects_agents_speak():
+    assert set(RESPONSE_FORMATS) == {dialect.value for dialect in ResponseFormat}

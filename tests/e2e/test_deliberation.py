@@ -1,0 +1,209 @@
+"""Whole deliberations on the embedded mesh, each service its own process, the LLM a real llama.cpp server."""
+
+import os
+import signal
+import uuid
+
+import msgspec
+import nats
+import pytest
+
+from contracts import catalog
+from contracts.envelope import MSG_ID
+from contracts.events import (
+    CouncilCreated,
+    CouncilDeleted,
+    DeliberationCompleted,
+    DeliberationFailed,
+    Phase,
+    PlanApproved,
+    PlannedTask,
+    Role,
+)
+from services.councils.domain import new_council
+from services.embedded.stack import EmbeddedStack
+from services.planning.domain import deliberation_id
+from tests.support import body_of, decode, read_stream, wait_for, wait_until_idle
+
+pytestmark = pytest.mark.e2e
+
+RESULT_TIMEOUT_S = 300.0
+PHASES = [Phase.PROPOSE, Phase.CRITIQUE, Phase.REVISE, Phase.JUDGE, Phase.SELECT]
+
+
+@pytest.fixture(scope="module")
+async def mesh(tmp_path_factory):
+    stack = EmbeddedStack(
+        tmp_path_factory.mktemp("fleet"),
+        report=lambda line: print(line),
+        # Short answers keep the suite quick on 2 cores; the model and the path are the real ones.
+        service_env={"FLEET_LLM_MAX_TOKENS": "48"},
+    )
+    endpoints = await stack.start()
+    yield stack, endpoints
+    await stack.stop()
+
+
+@pytest.fixture
+async def js(mesh):
+    _, endpoints = mesh
+    client = await nats.connect(endpoints["nats_url"])
+    yield client.jetstream()
+    await client.drain()
+
+
+def approval_for(role: Role) -> PlanApproved:
+    suffix = uuid.uuid4().hex[:8]
+    return PlanApproved(
+        story_id=f"story-{suffix}", plan_id=f"plan-{suffix}", approved_by="e2e", roles=[role],
+        tasks=[PlannedTask(task_id="login", title="Add login throttling", description="Lock out after 5 failures.")],
+    )
+
+
+def id_of(approval: PlanApproved) -> str:
+    return deliberation_id(approval.story_id, approval.plan_id, "login", approval.roles[0])
+
+
+def of(deliberation: str):
+    return lambda message: decode(message).aggregate_id() == deliberation
+
+
+async def approve(js, approval: PlanApproved) -> str:
+    await js.publish(catalog.PLAN_APPROVED.subject, body_of(approval), headers={MSG_ID: f"{approval.plan_id}-1"})
+    return id_of(approval)
+
+
+async def result_of(js, deliberation: str):
+    [message] = await wait_for(js, "orchestration.deliberation.*.v1",
+                               lambda m: m.subject.endswith((".completed.v1", ".failed.v1")) and of(deliberation)(m),
+                               1, timeout_s=RESULT_TIMEOUT_S)
+    return decode(message)
+
+
+async def events_of(js, subject: str, deliberation: str) -> list:
+    return [decode(m) for m in await read_stream(js, subject) if of(deliberation)(m)]
+
+
+@pytest.fixture(scope="module")
+async def dev_approval(mesh) -> PlanApproved:
+    return approval_for(Role.DEV)
+
+
+async def test_a_council_proposes_critiques_revises_is_judged_and_the_architect_decides(js, dev_approval):
+    deliberation = await approve(js, dev_approval)
+    result = await result_of(js, deliberation)
+    assert isinstance(result, DeliberationCompleted), result
+
+    orchestration = [(m.subject, decode(m)) for m in await read_stream(js, "orchestration.*.*.v1")
+                     if of(deliberation)(m)]
+    assert [subject.split(".")[2] for subject, _ in orchestration] == [
+        "requested", "started", "advanced", "advanced", "advanced", "advanced", "scored", "advanced", "made",
+        "completed",
+    ]
+    assert [e.phase for s, e in orchestration if s == catalog.DELIBERATION_ADVANCED.subject] == PHASES
+
+    asked = await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)
+    assert [sum(r.turn.phase == phase for r in asked) for phase in PHASES] == [3, 3, 3, 3, 1]
+    proposals = [t for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)
+                 if t.turn.phase == Phase.PROPOSE]
+    assert {p.model for p in proposals} == {"SmolLM2-135M-Instruct"}
+    assert len({(p.agent.persona, p.temperature, p.seed) for p in proposals}) == 3
+
+    [scored] = await events_of(js, catalog.DELIBERATION_SCORED.subject, deliberation)
+    [decision] = await events_of(js, catalog.DECISION_MADE.subject, deliberation)
+    score_of = {s.agent_id: s.score for s in scored.scores}
+    ranked_scores = [score_of[r.agent_id] for r in result.ranking if r.qualified and r.score is not None]
+    assert ranked_scores == sorted(ranked_scores, reverse=True)
+    assert decision.winner_id == result.winner.agent_id and decision.winner_id in decision.candidates
+    assert decision.rationale.strip() and result.rationale == decision.rationale
+    assert result.winner.score == score_of[result.winner.agent_id]
+    revisions = [t for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)
+                 if t.turn.phase == Phase.REVISE and t.turn.author_id == result.winner.agent_id]
+    assert result.winner.content == (revisions[0].content if revisions else result.winner.content)
+
+
+async def test_a_duplicate_approval_starts_no_second_deliberation(js, dev_approval):
+    deliberation = id_of(dev_approval)
+    await result_of(js, deliberation)
+    # The same approval under a new message id is stored and planned again; the deterministic
+    # deliberation id and the dispatch claim make it start nothing.
+    again = {MSG_ID: f"{dev_approval.plan_id}-2"}
+    await js.publish(catalog.PLAN_APPROVED.subject, body_of(dev_approval), headers=again)
+    await wait_until_idle(js, "PLANNING", ["planning-plan-approvals"])
+    await wait_until_idle(js, "ORCHESTRATION", ["dispatch-deliberation-requests", "collector-deliberation-events"])
+    assert len(await events_of(js, catalog.DELIBERATION_STARTED.subject, deliberation)) == 1
+    assert len(await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)) == 13
+
+
+async def test_a_malformed_approval_is_dead_lettered_with_its_reason_and_the_mesh_keeps_working(js):
+    suffix = uuid.uuid4().hex[:8]
+    malformed = msgspec.json.encode({"story_id": "s", "plan_id": "p", "approved_by": "x", "roles": ["CHEF"]})
+    await js.publish(catalog.PLAN_APPROVED.subject, malformed, headers={MSG_ID: f"malformed-{suffix}"})
+    [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
+                              lambda m: decode(m).original_headers.get(MSG_ID) == f"malformed-{suffix}", 1)
+    assert "Invalid enum value 'CHEF' - at `$.roles[0]`" in decode(letter).reason
+    assert decode(letter).original_body == malformed
+
+
+async def test_a_role_without_a_council_is_dead_lettered_with_that_reason(js):
+    await js.publish(catalog.COUNCIL_DELETED.subject, body_of(CouncilDeleted(role=Role.DEVOPS, deleted_by="e2e")),
+                     headers={MSG_ID: "e2e-delete-devops"})
+    approval = approval_for(Role.DEVOPS)
+    await approve(js, approval)
+    [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
+                              lambda m: decode(m).original_headers.get(MSG_ID) == f"{approval.plan_id}-1", 1)
+    assert decode(letter).reason.startswith("no council for role DEVOPS")
+
+
+async def test_a_failing_agent_leaves_a_quorum_that_completes_without_it(js):
+    council = new_council(Role.DATA, 3)
+    # A persona longer than the model's context: the server refuses every request of this agent.
+    unanswerable = msgspec.structs.replace(council.agents[1], persona="word " * 5000)
+    council = msgspec.structs.replace(council, agents=[council.agents[0], unanswerable, council.agents[2]])
+    await js.publish(catalog.COUNCIL_CREATED.subject, body_of(CouncilCreated(council=council, created_by="e2e")),
+                     headers={MSG_ID: "e2e-data-council"})
+    deliberation = await approve(js, approval_for(Role.DATA))
+    result = await result_of(js, deliberation)
+    assert isinstance(result, DeliberationCompleted), result
+    assert result.failed_agents == ["data-2"]
+    failures = await events_of(js, catalog.TURN_FAILED.subject, deliberation)
+    print("failed turns:", [(f.turn.key, f.error_class, f.message[:200]) for f in failures])
+    [failure] = [f for f in failures if f.turn.agent_id == "data-2"]
+    assert failure.turn.phase == Phase.PROPOSE and failure.error_class == "LlmHttpError"
+    assert "context" in failure.message
+    critiques = [r.turn for r in await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)
+                 if r.turn.phase == Phase.CRITIQUE]
+    assert {(c.agent_id, c.author_id) for c in critiques} == {("data-1", "data-3"), ("data-3", "data-1")}
+
+
+async def test_the_collector_killed_mid_deliberation_carries_on_and_counts_a_repeated_answer_once(js, mesh):
+    stack, _ = mesh
+    deliberation = await approve(js, approval_for(Role.QA))
+    [first] = await wait_for(js, catalog.TURN_COMPLETED.subject, of(deliberation), 1, timeout_s=120)
+    collector = stack.services["collector"]
+    restarts = collector.restarts
+    os.kill(collector.process.pid, signal.SIGKILL)
+    # The same answer stored again: what a redelivery looks like once the duplicate window has passed.
+    await js.publish(first.subject, first.data, headers={**first.headers, MSG_ID: "e2e-repeated-answer"})
+
+    result = await result_of(js, deliberation)
+    assert isinstance(result, DeliberationCompleted), result
+    assert collector.restarts == restarts + 1
+    advanced = await events_of(js, catalog.DELIBERATION_ADVANCED.subject, deliberation)
+    assert [a.phase for a in advanced] == PHASES
+    asked = await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)
+    assert sum(r.turn.phase == Phase.JUDGE for r in asked) == 3
+    assert len(await events_of(js, catalog.DELIBERATION_COMPLETED.subject, deliberation)) == 1
+
+
+async def test_the_llm_server_killed_mid_deliberation_ends_it_as_failed_with_the_reason(js, mesh):
+    # Last in this module: the mesh has no LLM afterwards.
+    stack, _ = mesh
+    deliberation = await approve(js, approval_for(Role.ARCHITECT))
+    await wait_for(js, catalog.DELIBERATION_STARTED.subject, of(deliberation), 1)
+    [llm] = [server for server in stack.servers if server.name == "llama.cpp"]
+    os.killpg(llm.pid, signal.SIGKILL)
+    result = await result_of(js, deliberation)
+    assert isinstance(result, DeliberationFailed), result
+    assert "LlmConnectionRefused" in result.reason
+    assert result.duration_ms < 60_000, "it ended on the typed errors, not on a phase deadline"
