@@ -166,7 +166,11 @@ def contracts_export(
     from contracts.export import catalog_markdown, json_schemas
 
     out.mkdir(parents=True, exist_ok=True)
-    for name, schema in json_schemas().items():
+    schemas = json_schemas()
+    for stale in {p.name for p in out.glob("*.schema.json")} - set(schemas):
+        (out / stale).unlink()
+        console.print(f"removed {stale}: no such event any more")
+    for name, schema in schemas.items():
         (out / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
     (out / "catalog.md").write_text(catalog_markdown())
     console.print(f"wrote {len(json_schemas())} schemas and catalog.md to {out}")
