@@ -40,6 +40,10 @@ async def mesh(tmp_path_factory):
         service_env={"FLEET_LLM_MAX_TOKENS": "48"},
     )
     endpoints = await stack.start()
+    # Planning seeds the default councils on its first start, unless some council exists by then.
+    client = await nats.connect(endpoints["nats_url"])
+    await wait_for(client.jetstream(), catalog.COUNCIL_CREATED.subject, lambda m: True, len(Role), timeout_s=60)
+    await client.close()
     yield stack, endpoints
     await stack.stop()
 
