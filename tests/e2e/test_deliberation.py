@@ -121,9 +121,9 @@ async def test_a_council_proposes_critiques_revises_is_judged_and_the_architect_
     assert decision.winner_id == result.winner.agent_id and decision.winner_id in decision.candidates
     assert decision.rationale.strip() and result.rationale == decision.rationale
     assert result.winner.score == score_of[result.winner.agent_id]
-    revisions = [t for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)
-                 if t.turn.phase == Phase.REVISE and t.turn.author_id == result.winner.agent_id]
-    assert result.winner.content == (revisions[0].content if revisions else result.winner.content)
+    drafts = [t.content for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)
+              if t.turn.phase in (Phase.PROPOSE, Phase.REVISE) and t.turn.author_id == result.winner.agent_id]
+    assert result.winner.content == drafts[-1] and result.winner.revisions == len(drafts) - 1
 
 
 async def test_a_duplicate_approval_starts_no_second_deliberation(js, dev_approval):
