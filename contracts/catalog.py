@@ -14,6 +14,7 @@ PLANNING = "planning"
 DISPATCH = "dispatch"
 AGENTS = "agents"
 COLLECTOR = "collector"
+PROJECTION = "projection"
 ANY_SERVICE = "any service"
 OPERATOR = "fleet council (operator)"
 
@@ -50,7 +51,7 @@ PLAN_APPROVED = EventSpec(
     payload=ev.PlanApproved,
     aggregate_type="plan",
     producers=(UPSTREAM,),
-    consumers=(PLANNING,),
+    consumers=(PLANNING, PROJECTION),
     summary="Upstream approved a plan: deliberate every task for every listed role.",
 )
 LEGACY_PLAN_APPROVED = EventSpec(
@@ -60,7 +61,7 @@ LEGACY_PLAN_APPROVED = EventSpec(
     payload=ev.LegacyPlanApproved,
     aggregate_type="plan",
     producers=(UPSTREAM,),
-    consumers=(PLANNING,),
+    consumers=(PLANNING, PROJECTION),
     summary="Pre-envelope plan approval, no tasks. Accepted and upcast to v1.",
     legacy=True,
 )
@@ -71,7 +72,7 @@ COUNCIL_CREATED = EventSpec(
     payload=ev.CouncilCreated,
     aggregate_type="council",
     producers=(OPERATOR, PLANNING),
-    consumers=(PLANNING,),
+    consumers=(PLANNING, PROJECTION),
     summary="A role's council: its agents (persona, temperature, seed, model) and protocol. "
     "Planning seeds the five defaults when no council was ever created.",
 )
@@ -82,7 +83,7 @@ COUNCIL_DELETED = EventSpec(
     payload=ev.CouncilDeleted,
     aggregate_type="council",
     producers=(OPERATOR,),
-    consumers=(PLANNING,),
+    consumers=(PLANNING, PROJECTION),
     summary="A role's council is gone; approvals naming the role are dead-lettered until one is created.",
 )
 DELIBERATION_REQUESTED = EventSpec(
@@ -92,7 +93,7 @@ DELIBERATION_REQUESTED = EventSpec(
     payload=ev.DeliberationRequested,
     aggregate_type="deliberation",
     producers=(PLANNING,),
-    consumers=(DISPATCH,),
+    consumers=(DISPATCH, PROJECTION),
     summary="One deliberation is due for a (plan, task, role), with the council and architect of that moment.",
 )
 DELIBERATION_STARTED = EventSpec(
@@ -102,7 +103,7 @@ DELIBERATION_STARTED = EventSpec(
     payload=ev.DeliberationStarted,
     aggregate_type="deliberation",
     producers=(DISPATCH,),
-    consumers=(COLLECTOR,),
+    consumers=(COLLECTOR, PROJECTION),
     summary="Dispatch claimed the deliberation; the collector runs it from here.",
 )
 DELIBERATION_ADVANCED = EventSpec(
@@ -112,7 +113,7 @@ DELIBERATION_ADVANCED = EventSpec(
     payload=ev.DeliberationAdvanced,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(),
+    consumers=(PROJECTION,),
     summary="A phase (propose, critique, revise, judge, select) began, with its turns and deadline.",
 )
 DEADLINE_PASSED = EventSpec(
@@ -122,7 +123,7 @@ DEADLINE_PASSED = EventSpec(
     payload=ev.DeadlinePassed,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(COLLECTOR,),
+    consumers=(COLLECTOR, PROJECTION),
     summary="A phase's deadline. Scheduled with JetStream message scheduling, so it survives restarts.",
 )
 DELIBERATION_SCORED = EventSpec(
@@ -132,7 +133,7 @@ DELIBERATION_SCORED = EventSpec(
     payload=ev.DeliberationScored,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(),
+    consumers=(PROJECTION,),
     summary="Every final proposal's judge scores per criterion and deterministic checks.",
 )
 DECISION_MADE = EventSpec(
@@ -142,7 +143,7 @@ DECISION_MADE = EventSpec(
     payload=ev.DecisionMade,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(),
+    consumers=(PROJECTION,),
     summary="The architect's choice among the top candidates, with the ranking and the rationale.",
 )
 TURN_REQUESTED = EventSpec(
@@ -152,7 +153,7 @@ TURN_REQUESTED = EventSpec(
     payload=ev.TurnRequested,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(AGENTS,),
+    consumers=(AGENTS, PROJECTION),
     summary="An agent is asked to propose, critique, revise, judge or select.",
 )
 TURN_COMPLETED = EventSpec(
@@ -162,7 +163,7 @@ TURN_COMPLETED = EventSpec(
     payload=ev.TurnCompleted,
     aggregate_type="deliberation",
     producers=(AGENTS,),
-    consumers=(COLLECTOR,),
+    consumers=(COLLECTOR, PROJECTION),
     summary="What the agent wrote, with model, temperature, seed and tokens; verdict or choice when structured.",
 )
 TURN_FAILED = EventSpec(
@@ -172,7 +173,7 @@ TURN_FAILED = EventSpec(
     payload=ev.TurnFailed,
     aggregate_type="deliberation",
     producers=(AGENTS,),
-    consumers=(COLLECTOR,),
+    consumers=(COLLECTOR, PROJECTION),
     summary="A turn failed: the typed LLM or runtime error, never a stand-in text.",
 )
 DELIBERATION_COMPLETED = EventSpec(
@@ -182,7 +183,7 @@ DELIBERATION_COMPLETED = EventSpec(
     payload=ev.DeliberationCompleted,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(),
+    consumers=(PROJECTION,),
     summary="The one result of a deliberation: winner, score, ranking, rationale, duration.",
 )
 DELIBERATION_FAILED = EventSpec(
@@ -192,7 +193,7 @@ DELIBERATION_FAILED = EventSpec(
     payload=ev.DeliberationFailed,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(),
+    consumers=(PROJECTION,),
     summary="The one result of a deliberation that could not complete, with the phase and the precise reason.",
 )
 MESSAGE_REJECTED = EventSpec(
@@ -202,7 +203,7 @@ MESSAGE_REJECTED = EventSpec(
     payload=ev.MessageRejected,
     aggregate_type="message",
     producers=(ANY_SERVICE,),
-    consumers=(),
+    consumers=(PROJECTION,),
     summary="A message a service rejected, kept whole (subject, headers, body) with the reason.",
 )
 

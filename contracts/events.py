@@ -256,6 +256,8 @@ class DeliberationFailed(Event, frozen=True, kw_only=True):
     phase: Phase
     reason: str
     duration_ms: int
+    # True when the phase ended at its deadline with turns unanswered: the read models say TIMED_OUT.
+    timed_out: bool = False
 
 
 # --- agent (turns taken by the Ray actors) ------------------------------------------------
@@ -326,6 +328,10 @@ class TurnCompleted(Event, frozen=True, kw_only=True):
     completion_tokens: int
     latency_ms: int
     attempts: int = 1
+    # The hash of the read-model context the agent was given (propose and revise turns), so a
+    # deliberation can be explained later; None with `context_error` when the context was unavailable.
+    context_hash: str | None = None
+    context_error: str | None = None
 
 
 class TurnFailed(Event, frozen=True, kw_only=True):

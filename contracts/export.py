@@ -6,6 +6,7 @@ import msgspec
 
 from contracts import envelope
 from contracts.catalog import EVENTS, EventSpec
+from contracts.queries import QUERIES, STATUS_HEADER
 
 
 def schema_name(spec: EventSpec) -> str:
@@ -65,4 +66,18 @@ def catalog_markdown() -> str:
         )
     lines += ["", "## Descriptions", ""]
     lines += [f"- `{spec.subject}`: {spec.summary} Schema: `{schema_name(spec)}`." for spec in EVENTS]
+    lines += [
+        "",
+        "## Queries (NATS request/reply)",
+        "",
+        "Answered by the projection service from the read models, on core NATS (not stored in a stream). "
+        f"Each reply carries `{STATUS_HEADER}`: `200` with the reply type, or `400`/`404`/`500` with "
+        "`QueryError` (`status`, `error`). JSON bodies.",
+        "",
+        "| Subject | Request fields | Reply | What it answers |",
+        "|---|---|---|---|",
+    ]
+    for query in QUERIES:
+        fields = ", ".join(f"`{f.name}`" for f in msgspec.structs.fields(query.request))
+        lines.append(f"| `{query.subject}` | {fields} | `{query.reply.__name__}` | {query.summary} |")
     return "\n".join(lines) + "\n"

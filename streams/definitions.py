@@ -145,6 +145,27 @@ COLLECTOR_DELIBERATIONS = BucketSpec(
 BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS)
 
 
+@dataclass(frozen=True)
+class ProjectionSpec:
+    """A read model the projection service folds from whole streams.
+
+    It has no durable: its position in each stream is the checkpoint stored with its own writes, so a
+    store dropped or rebuilt from zero knows where it stands, and the log is read with ordered consumers.
+    """
+
+    name: str
+    streams: tuple[StreamSpec, ...]
+    service: str = catalog.PROJECTION
+    # Events applied in one atomic write when the projection is behind.
+    batch_size: int = 500
+
+
+GRAPH_PROJECTION = ProjectionSpec(name="graph", streams=(CONFIG, PLANNING, ORCHESTRATION, AGENT))
+KV_PROJECTION = ProjectionSpec(name="kv", streams=STREAMS)
+
+PROJECTIONS: tuple[ProjectionSpec, ...] = (GRAPH_PROJECTION, KV_PROJECTION)
+
+
 def stream_for_subject(subject: str) -> StreamSpec:
     """The one stream that stores `subject`."""
     matches = [s for s in STREAMS if any(subject_matches(p, subject) for p in s.subjects)]

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts import catalog
-from services.mesh.runtime import Wiring, bind_durables, new_broker
+from services.mesh.runtime import Wiring, bind_durables, new_broker, start_background, stop_background
 from services.mesh.settings import Settings
 
 
@@ -69,11 +69,13 @@ async def running_service(service: str, nats_url: str, wire: Wiring, **settings)
     """A real service, in this process, wired exactly as `fleet service` wires it."""
     config = Settings(data_dir=Path("."), nats_url=nats_url, **settings)
     broker = new_broker(service, config)
-    await bind_durables(broker, service, config, wire)
+    background = await bind_durables(broker, service, config, wire)
     await broker.start()
+    tasks = start_background(background)
     try:
         yield
     finally:
+        await stop_background(tasks, background)
         await broker.stop()
 
 

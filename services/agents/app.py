@@ -7,6 +7,7 @@ import os
 import ray
 
 from contracts import catalog
+from services.agents.adapters.context import read_model_context
 from services.agents.adapters.llm import LlmConfig
 from services.agents.adapters.ray_agents import NAMESPACE, AgentPool
 from services.agents.domain import ResponseFormat
@@ -56,6 +57,7 @@ async def wire(mesh: Mesh) -> list[Binding]:
         model=settings.llm_model,
         max_tokens=settings.llm_max_tokens,
         response_format=ResponseFormat(settings.llm_response_format),
+        context=read_model_context(mesh.client, settings.context_timeout_s),
     )
     subject = catalog.TURN_REQUESTED.subject
     consumer = DurableConsumer(

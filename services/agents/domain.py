@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -19,6 +20,7 @@ from contracts.events import (
     Verdict,
 )
 from services.mesh.publishing import Outgoing
+from services.mesh.redaction import redact
 
 ROLE_FOCUS = {
     Role.DEV: "clean, maintainable, tested code",
@@ -193,8 +195,10 @@ def _brief(request: TurnRequested) -> list[str]:
     return lines
 
 
-def user_prompt(request: TurnRequested) -> str:
+def user_prompt(request: TurnRequested, context: str = "") -> str:
     lines, given = _brief(request), request.input
+    if context:
+        lines = ["What the project has recorded around this task:", context, "", *lines]
     match request.turn.phase:
         case Phase.PROPOSE:
             lines.append("Write your proposal: the approach, the key steps, and the main risks.")
@@ -230,11 +234,16 @@ def max_tokens_for(phase: Phase, budget: int) -> int:
     return budget
 
 
-def chat_request(request: TurnRequested, *, model: str, max_tokens: int, dialect: ResponseFormat) -> ChatRequest:
+def chat_request(
+    request: TurnRequested, *, model: str, max_tokens: int, dialect: ResponseFormat, context: str = ""
+) -> ChatRequest:
     kind = answer_type(request)
+    # Upstream task texts may carry credentials; nothing secret reaches the LLM.
+    messages = [ChatMessage("system", redact(system_prompt(request))),
+                ChatMessage("user", redact(user_prompt(request, context)))]
     return ChatRequest(
         model=request.agent.model or model,
-        messages=[ChatMessage("system", system_prompt(request)), ChatMessage("user", user_prompt(request))],
+        messages=messages,
         temperature=request.agent.temperature,
         max_tokens=max_tokens_for(request.turn.phase, max_tokens),
         seed=request.agent.seed,
@@ -245,9 +254,21 @@ def chat_request(request: TurnRequested, *, model: str, max_tokens: int, dialect
 # --- outcomes ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class GivenContext:
+    """The context a turn was written with, or why it had none."""
+
+    text: str = ""
+    context_hash: str | None = None
+    error: str | None = None
+
+
+NO_CONTEXT = GivenContext()
+
+
 def outcome(
     request: TurnRequested, answer: Completion | LlmFailure, *, structured: Verdict | Choice | None = None,
-    attempts: int = 1,
+    attempts: int = 1, context: GivenContext = NO_CONTEXT,
 ) -> Outgoing:
     """The one outcome event of a turn; its id is the same whatever the outcome."""
     common = {"deliberation": request.deliberation, "turn": request.turn, "agent": request.agent}
@@ -264,6 +285,8 @@ def outcome(
             completion_tokens=answer.completion_tokens,
             latency_ms=answer.latency_ms,
             attempts=attempts,
+            context_hash=context.context_hash,
+            context_error=context.error,
         )
     else:
         event = TurnFailed(**common, error_class=answer.error_class, message=answer.message)

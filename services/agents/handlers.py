@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -9,6 +10,8 @@ import msgspec
 from contracts.events import TurnRequested
 from services.agents.adapters.ray_agents import AgentPool
 from services.agents.domain import (
+    NO_CONTEXT,
+    GivenContext,
     LlmFailure,
     ResponseFormat,
     StructuredOutputInvalid,
@@ -25,20 +28,32 @@ STRUCTURED_ATTEMPTS = 2
 RETRY_TEMPERATURE = 0.7
 
 
+# Asks the read models for the context of a turn; judge and select turns are never asked for one.
+type ContextSource = Callable[[TurnRequested], Awaitable[GivenContext]]
+
+
+async def no_context(request: TurnRequested) -> GivenContext:
+    return NO_CONTEXT
+
+
 @dataclass(frozen=True)
 class AgentHandlers:
     pool: AgentPool
     model: str
     max_tokens: int
     response_format: ResponseFormat
+    context: ContextSource = no_context
 
     async def on_turn_requested(self, incoming: Incoming[TurnRequested]) -> list[Outgoing]:
         # LLM errors come back as typed failures. Ray errors (a dead actor, a lost node) raise, so
         # the request is retried while Ray restarts the actor, and given up on after the last try.
         request = incoming.payload
-        chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format)
         if answer_type(request) is None:
-            return [outcome(request, await self.pool.complete(request.agent.agent_id, chat))]
+            given = await self.context(request)
+            chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format,
+                                context=given.text)
+            return [outcome(request, await self.pool.complete(request.agent.agent_id, chat), context=given)]
+        chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format)
         problems = []
         for attempt in range(1, STRUCTURED_ATTEMPTS + 1):
             # A retry with the same seed, or at temperature 0, would repeat the same answer.

@@ -28,7 +28,7 @@ console = Console()
 DataDir = Annotated[
     Path, typer.Option("--data-dir", envvar="FLEET_DATA_DIR", help="Where the embedded servers keep their data.")
 ]
-SERVICE_NAMES = ("planning", "dispatch", "agents", "collector")
+SERVICE_NAMES = ("planning", "dispatch", "agents", "collector", "projection")
 
 
 def _fail(message: str) -> None:

@@ -41,6 +41,8 @@ from services.collector.scoring import eligible, rank, score_all
 from services.mesh.publishing import Outgoing
 
 DECIDED_BY_RANKING = "ranking"
+# How a turn left unanswered at its phase deadline is recorded; a failure caused by it is a timeout.
+DEADLINE_ERROR = "DeadlinePassed"
 
 
 class TurnState(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,7 +148,7 @@ def on_deadline(state: Deliberation, deadline: DeadlinePassed, now: dt.datetime)
     for pending in [t for t in state.current_turns() if t.status == "pending"]:
         state = with_turn(
             state,
-            msgspec.structs.replace(pending, status="failed", error=f"DeadlinePassed: no answer within {seconds:g}s"),
+            msgspec.structs.replace(pending, status="failed", error=f"{DEADLINE_ERROR}: no answer within {seconds:g}s"),
         )
     return close_phase(state, now)
 
@@ -348,8 +350,9 @@ def after_selection(state: Deliberation, now: dt.datetime) -> Step:
 
 
 def fail(state: Deliberation, reason: str, now: dt.datetime) -> Step:
+    timed_out = any(t.status == "failed" and t.error.startswith(DEADLINE_ERROR) for t in state.current_turns())
     failed = DeliberationFailed(
-        **_ids(state.ref), phase=state.phase, reason=reason, duration_ms=_duration_ms(state, now)
+        **_ids(state.ref), phase=state.phase, reason=reason, duration_ms=_duration_ms(state, now), timed_out=timed_out
     )
     state = msgspec.structs.replace(state, failed=failed)
     return state, [Outgoing(failed, event_id=deterministic_id("deliberation.result", state.ref.deliberation_id))]

@@ -18,7 +18,7 @@ from services.embedded.servers import ServerPlan, llm_plan, nats_plan, ray_plan,
 from services.mesh.settings import ENDPOINT_VARIABLES, ENDPOINTS_FILE
 from streams.apply import Change, apply_all
 
-SERVICES = ("planning", "dispatch", "agents", "collector")
+SERVICES = ("planning", "dispatch", "agents", "collector", "projection")
 LOCK_FILE = "fleet.lock"
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
 EMBEDDED_LLM_MAX_TOKENS = "256"

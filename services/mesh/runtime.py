@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -9,10 +10,12 @@ from dataclasses import dataclass
 
 from faststream import FastStream
 from faststream.nats import NatsBroker
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.mesh.consuming import DurableConsumer
 from services.mesh.publishing import EventPublisher
+from services.mesh.redaction import RedactingFilter
 from services.mesh.settings import Settings
 from streams.apply import verify_consumer
 
@@ -24,6 +27,7 @@ class Mesh:
     service: str
     settings: Settings
     broker: NatsBroker
+    client: Client
     js: JetStreamContext
     publisher: EventPublisher
 
@@ -34,7 +38,20 @@ class Binding:
     max_workers: int = 1
 
 
-Wiring = Callable[[Mesh], Awaitable[Sequence[Binding]]]
+@dataclass(frozen=True)
+class Background:
+    """Work that runs beside the consumers for the life of the service, such as following a stream.
+
+    If it ever ends with an error, the process exits, so the supervisor (fleet up, Kubernetes)
+    restarts it and it carries on from what the log and the stores say.
+    """
+
+    name: str
+    run: Callable[[], Awaitable[None]]
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+Wiring = Callable[[Mesh], Awaitable[Sequence[Binding | Background]]]
 
 
 def configure_logging(service: str) -> None:
@@ -42,6 +59,8 @@ def configure_logging(service: str) -> None:
         level=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
 def new_broker(service: str, settings: Settings) -> NatsBroker:
@@ -55,15 +74,48 @@ def new_broker(service: str, settings: Settings) -> NatsBroker:
     )
 
 
-async def bind_durables(broker: NatsBroker, service: str, settings: Settings, wire: Wiring) -> Mesh:
-    """Connect, wire the handlers, and bind each to its existing durable. Call before broker.start()."""
+async def bind_durables(broker: NatsBroker, service: str, settings: Settings, wire: Wiring) -> list[Background]:
+    """Connect, wire the handlers, and bind each to its existing durable. Call before broker.start().
+
+    Returns the background work to start once the broker runs.
+    """
     client = await broker.connect()
     js = client.jetstream()
-    mesh = Mesh(service, settings, broker, js, EventPublisher(broker, producer=service))
-    for binding in await wire(mesh):
-        await verify_consumer(js, binding.consumer.spec)
-        binding.consumer.register(broker, max_workers=binding.max_workers)
-    return mesh
+    mesh = Mesh(service, settings, broker, client, js, EventPublisher(broker, producer=service))
+    background = []
+    for item in await wire(mesh):
+        if isinstance(item, Background):
+            background.append(item)
+            continue
+        await verify_consumer(js, item.consumer.spec)
+        item.consumer.register(broker, max_workers=item.max_workers)
+    return background
+
+
+def start_background(items: Sequence[Background]) -> list[asyncio.Task]:
+    def exit_on_failure(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logging.getLogger("fleet.runtime").critical(
+                "%s stopped: %r; exiting so the supervisor restarts the service", task.get_name(), task.exception(),
+                exc_info=task.exception(),
+            )
+            os._exit(70)
+
+    tasks = []
+    for item in items:
+        task = asyncio.create_task(item.run(), name=item.name)
+        task.add_done_callback(exit_on_failure)
+        tasks.append(task)
+    return tasks
+
+
+async def stop_background(tasks: Sequence[asyncio.Task], items: Sequence[Background]) -> None:
+    for task in tasks:
+        task.cancel()  # a cancelled task does not count as failed, so this exits nothing
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for item in items:
+        if item.close is not None:
+            await item.close()
 
 
 def build_app(service: str, settings: Settings, wire: Wiring) -> FastStream:
@@ -71,8 +123,19 @@ def build_app(service: str, settings: Settings, wire: Wiring) -> FastStream:
     broker = new_broker(service, settings)
     app = FastStream(broker, logger=logging.getLogger(f"fleet.{service}"))
 
+    background: list[Background] = []
+    tasks: list[asyncio.Task] = []
+
     @app.on_startup
     async def start_service() -> None:
-        await bind_durables(broker, service, settings, wire)
+        background.extend(await bind_durables(broker, service, settings, wire))
+
+    @app.after_startup
+    async def start_background_work() -> None:
+        tasks.extend(start_background(background))
+
+    @app.on_shutdown
+    async def stop_background_work() -> None:
+        await stop_background(tasks, background)
 
     return app

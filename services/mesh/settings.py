@@ -41,6 +41,19 @@ class Settings:
     llm_response_format: str = "json_schema"
     llm_timeout_s: float = 60.0
     agent_concurrency: int = 16
+    # Read models: graph names and key prefixes start with these, so several fleets can share a server.
+    graph_name: str = "fleet"
+    kv_prefix: str = "fleet"
+    # Neo4j only (FLEET_GRAPH_URI=neo4j://... or bolt://...).
+    graph_user: str = "neo4j"
+    graph_password: str | None = field(default=None, repr=False)
+    # How long an agent waits for its context before writing without one.
+    context_timeout_s: float = 3.0
+
+    def require_read_models(self) -> tuple[str, str]:
+        if not self.graph_uri or not self.valkey_url:
+            raise SettingsError("no read-model stores: set FLEET_GRAPH_URI and FLEET_VALKEY_URL, or run `fleet up`")
+        return self.graph_uri, self.valkey_url
 
     def require_llm(self) -> str:
         if not self.llm_base_url:
@@ -82,10 +95,11 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     return value
 
 
-def _api_key(env: Mapping[str, str]) -> str | None:
-    if key_file := env.get("FLEET_LLM_API_KEY_FILE"):
-        return Path(key_file).read_text().strip()
-    return env.get("FLEET_LLM_API_KEY")
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """`NAME_FILE` (a mounted Secret) wins over `NAME`; neither is ever logged."""
+    if path := env.get(f"{name}_FILE"):
+        return Path(path).read_text().strip()
+    return env.get(name)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -106,10 +120,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         graph_uri=resolved["graph_uri"],
         llm_base_url=resolved["llm_base_url"],
         llm_model=resolved["llm_model"] or Settings.llm_model,
-        llm_api_key=_api_key(env),
+        llm_api_key=_secret(env, "FLEET_LLM_API_KEY"),
         ray_address=resolved["ray_address"],
         llm_max_tokens=_number(env, "FLEET_LLM_MAX_TOKENS", int, Settings.llm_max_tokens),
         llm_response_format=_choice(env, "FLEET_LLM_RESPONSE_FORMAT", RESPONSE_FORMATS, Settings.llm_response_format),
         llm_timeout_s=_number(env, "FLEET_LLM_TIMEOUT_S", float, Settings.llm_timeout_s),
         agent_concurrency=_number(env, "FLEET_AGENT_CONCURRENCY", int, Settings.agent_concurrency),
+        graph_name=env.get("FLEET_GRAPH_NAME", Settings.graph_name),
+        kv_prefix=env.get("FLEET_KV_PREFIX", Settings.kv_prefix),
+        graph_user=env.get("FLEET_GRAPH_USER", Settings.graph_user),
+        graph_password=_secret(env, "FLEET_GRAPH_PASSWORD"),
+        context_timeout_s=_number(env, "FLEET_CONTEXT_TIMEOUT_S", float, Settings.context_timeout_s),
     )

@@ -44,7 +44,7 @@ from contracts.events import (
 )
 from contracts.export import catalog_markdown, json_schemas
 from services.councils.domain import new_council
-from streams.definitions import CONSUMERS, STREAMS, stream_for_subject, subject_matches
+from streams.definitions import CONSUMERS, PROJECTIONS, STREAMS, stream_for_subject, subject_matches
 
 NOW = dt.datetime(2026, 11, 22, 10, 30, tzinfo=dt.UTC)
 REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA)
@@ -184,14 +184,20 @@ def test_every_consumed_subject_has_a_producer_or_is_ingress():
             assert stream_for_subject(subject).name == consumer.stream
 
 
-# Planning folds the council log on demand with direct gets (services/councils/directory.py), not a durable.
+# Planning folds the council log on demand with direct gets (services/councils/directory.py), and the
+# projections read whole streams from their own checkpoints with ordered consumers: neither uses a durable.
 READ_WITHOUT_A_DURABLE = {
     (catalog.PLANNING, catalog.COUNCIL_CREATED.subject),
     (catalog.PLANNING, catalog.COUNCIL_DELETED.subject),
+} | {
+    (projection.service, spec.subject)
+    for projection in PROJECTIONS
+    for spec in catalog.EVENTS
+    if stream_for_subject(spec.subject) in projection.streams
 }
 
 
-def test_catalog_consumers_are_exactly_the_durables_declared_in_streams_and_the_council_log_readers():
+def test_catalog_consumers_are_exactly_the_durables_the_council_log_readers_and_the_projections():
     declared = {(c.service, s) for c in CONSUMERS for s in c.filter_subjects}
     catalogued = {(service, spec.subject) for spec in catalog.EVENTS for service in spec.consumers}
     assert declared == catalogued - READ_WITHOUT_A_DURABLE

@@ -1,0 +1,84 @@
+"""The graph read model on FalkorDB, the embedded default: one graph key per namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from falkordb.asyncio import FalkorDB
+from redis.exceptions import ResponseError
+
+from services.projection import cypher
+from services.projection.stores import canonical_hash
+from services.projection.vocabulary import GraphWrite, Label
+
+FIRST_GENERATION = "g1"
+
+
+class FalkorGraphStore:
+    kind = "graph"
+    supports_swap = True
+
+    def __init__(self, uri: str, base: str = "fleet") -> None:
+        self._db = FalkorDB.from_url(uri)
+        self._base = base
+        # The pointer to the active graph lives beside the graphs, in the same server.
+        self._pointer = f"{base}:graph:active"
+
+    def fresh_namespace(self, generation: str) -> str:
+        return f"{self._base}_{generation}"
+
+    async def active_namespace(self) -> str:
+        await self._db.connection.set(self._pointer, self.fresh_namespace(FIRST_GENERATION), nx=True)
+        return await self._db.connection.get(self._pointer)
+
+    async def prepare(self, namespace: str) -> None:
+        graph = self._db.select_graph(namespace)
+        for label in Label:
+            try:
+                # Creates the graph itself on first use.
+                await graph.query(f"CREATE INDEX FOR (n:{label}) ON (n.id)")
+            except ResponseError as exc:
+                if "already indexed" not in str(exc):
+                    raise
+
+    async def checkpoint(self, namespace: str, stream: str) -> int:
+        if namespace not in await self._db.list_graphs():
+            return 0
+        rows = (await self._db.select_graph(namespace).ro_query(cypher.CHECKPOINT_QUERY, {"stream": stream})).result_set
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[GraphWrite]) -> bool:
+        # One GRAPH.QUERY is atomic in FalkorDB: the writes and the checkpoint land together or not at all.
+        text, params = cypher.batch_statement(writes, stream, sequence)
+        result = await self._db.select_graph(namespace).query(text, params)
+        return result.properties_set > 0 or result.nodes_created > 0
+
+    async def switch_to(self, namespace: str) -> str | None:
+        return await self._db.connection.set(self._pointer, namespace, get=True)
+
+    async def drop(self, namespace: str) -> None:
+        if namespace in await self._db.list_graphs():
+            await self._db.select_graph(namespace).delete()
+
+    async def content_hash(self, namespace: str) -> str:
+        return canonical_hash(await self.content(namespace))
+
+    async def content(self, namespace: str) -> list[dict]:
+        if namespace not in await self._db.list_graphs():
+            return []
+        graph = self._db.select_graph(namespace)
+        nodes = (await graph.ro_query(cypher.CONTENT_NODES_QUERY)).result_set
+        edges = (await graph.ro_query(cypher.CONTENT_EDGES_QUERY)).result_set
+        return [{"node": row[0], "id": row[1], "props": dict(row[2])} for row in nodes] + [
+            {"edge": row[2], "from": [row[0], row[1]], "to": [row[3], row[4]], "props": dict(row[5])} for row in edges
+        ]
+
+    async def read(self, query: str, params: dict | None = None) -> list[list]:
+        """A read-only query on the active graph."""
+        namespace = await self.active_namespace()
+        if namespace not in await self._db.list_graphs():
+            return []
+        return (await self._db.select_graph(namespace).ro_query(query, params or {})).result_set
+
+    async def close(self) -> None:
+        await self._db.aclose()

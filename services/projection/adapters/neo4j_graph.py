@@ -1,0 +1,75 @@
+"""The graph read model on Neo4j, through the official async driver. Same Cypher as FalkorDB.
+
+Neo4j Community has one user database, so namespaces are not separate graphs here: the store has a
+single namespace, and a rebuild replaces it in place (see `supports_swap`). With Enterprise, point
+FLEET_GRAPH_NAME at a database per deployment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from neo4j import AsyncGraphDatabase
+
+from services.projection import cypher
+from services.projection.stores import canonical_hash
+from services.projection.vocabulary import GraphWrite, Label
+
+
+class Neo4jGraphStore:
+    kind = "graph"
+    supports_swap = False
+
+    def __init__(self, uri: str, user: str, password: str, database: str = "neo4j") -> None:
+        self._driver = AsyncGraphDatabase.driver(uri, auth=(user, password))
+        self._database = database
+
+    def fresh_namespace(self, generation: str) -> str:
+        return self._database
+
+    async def active_namespace(self) -> str:
+        return self._database
+
+    async def prepare(self, namespace: str) -> None:
+        for label in Label:
+            await self._driver.execute_query(
+                f"CREATE CONSTRAINT {label.value.lower()}_id IF NOT EXISTS FOR (n:{label}) REQUIRE n.id IS UNIQUE",
+                database_=namespace,
+            )
+
+    async def checkpoint(self, namespace: str, stream: str) -> int:
+        records, _, _ = await self._driver.execute_query(cypher.CHECKPOINT_QUERY, {"stream": stream},
+                                                         database_=namespace)
+        return int(records[0][0]) if records and records[0][0] is not None else 0
+
+    async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[GraphWrite]) -> bool:
+        # execute_query runs the statement in one transaction, with retries on transient errors.
+        text, params = cypher.batch_statement(writes, stream, sequence)
+        _, summary, _ = await self._driver.execute_query(text, params, database_=namespace)
+        return summary.counters.properties_set > 0
+
+    async def switch_to(self, namespace: str) -> str | None:
+        return None
+
+    async def drop(self, namespace: str) -> None:
+        await self._driver.execute_query("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS",
+                                         database_=namespace)
+
+    async def content_hash(self, namespace: str) -> str:
+        return canonical_hash(await self.content(namespace))
+
+    async def content(self, namespace: str) -> list[dict]:
+        nodes, _, _ = await self._driver.execute_query(cypher.CONTENT_NODES_QUERY, database_=namespace)
+        edges, _, _ = await self._driver.execute_query(cypher.CONTENT_EDGES_QUERY, database_=namespace)
+        return [{"node": r["label"], "id": r["id"], "props": dict(r["props"])} for r in nodes] + [
+            {"edge": r["rel"], "from": [r["source_label"], r["source"]], "to": [r["target_label"], r["target"]],
+             "props": dict(r["props"])}
+            for r in edges
+        ]
+
+    async def read(self, query: str, params: dict | None = None) -> list[list]:
+        records, _, _ = await self._driver.execute_query(query, params or {}, database_=self._database)
+        return [list(record.values()) for record in records]
+
+    async def close(self) -> None:
+        await self._driver.close()

@@ -1,0 +1,112 @@
+"""The key-value read model on Valkey (or any Redis-compatible server): one key prefix per namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import valkey.asyncio as valkey
+from valkey.exceptions import WatchError
+
+from services.projection.kv_model import AddToCounter, AddToIndex, AddToSet, KvWrite, SetFields
+from services.projection.stores import canonical_hash
+
+FIRST_GENERATION = "g1"
+CHECKPOINT = "checkpoint"
+
+
+class ValkeyStore:
+    kind = "kv"
+    supports_swap = True
+
+    def __init__(self, url: str, base: str = "fleet") -> None:
+        self._client = valkey.from_url(url, decode_responses=True)
+        self._base = base
+        self._pointer = f"{base}:kv:active"
+
+    def fresh_namespace(self, generation: str) -> str:
+        return f"{self._base}:kv:{generation}"
+
+    async def active_namespace(self) -> str:
+        await self._client.set(self._pointer, self.fresh_namespace(FIRST_GENERATION), nx=True)
+        return await self._client.get(self._pointer)
+
+    async def prepare(self, namespace: str) -> None:
+        """Nothing to declare: keys come into being with their first write."""
+
+    async def checkpoint(self, namespace: str, stream: str) -> int:
+        return int(await self._client.get(f"{namespace}:{CHECKPOINT}:{stream}") or 0)
+
+    async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[KvWrite]) -> bool:
+        checkpoint = f"{namespace}:{CHECKPOINT}:{stream}"
+        async with self._client.pipeline(transaction=True) as pipe:
+            try:
+                # WATCH + MULTI/EXEC: the writes and the checkpoint commit together, and not at all if
+                # another writer moved the checkpoint in between.
+                await pipe.watch(checkpoint)
+                if int(await pipe.get(checkpoint) or 0) >= sequence:
+                    return False
+                pipe.multi()
+                for write in writes:
+                    _queue(pipe, namespace, write)
+                pipe.set(checkpoint, sequence)
+                await pipe.execute()
+            except WatchError:
+                return False
+        return True
+
+    async def switch_to(self, namespace: str) -> str | None:
+        return await self._client.set(self._pointer, namespace, get=True)
+
+    async def drop(self, namespace: str) -> None:
+        batch = []
+        async for key in self._client.scan_iter(match=f"{namespace}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await self._client.unlink(*batch)
+                batch = []
+        if batch:
+            await self._client.unlink(*batch)
+
+    async def content_hash(self, namespace: str) -> str:
+        return canonical_hash(await self.content(namespace))
+
+    async def content(self, namespace: str) -> list[dict]:
+        items = []
+        async for key in self._client.scan_iter(match=f"{namespace}:*", count=1000):
+            relative = key[len(namespace) + 1:]
+            if relative.startswith(f"{CHECKPOINT}:"):
+                continue
+            kind = await self._client.type(key)
+            if kind == "hash":
+                value = await self._client.hgetall(key)
+            elif kind == "zset":
+                value = await self._client.zrange(key, 0, -1, withscores=True)
+            elif kind == "set":
+                value = sorted(await self._client.smembers(key))
+            else:
+                value = await self._client.get(key)
+            items.append({"key": relative, "type": kind, "value": value})
+        return items
+
+    @property
+    def client(self) -> valkey.Valkey:
+        return self._client
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _queue(pipe, namespace: str, write: KvWrite) -> None:
+    key = f"{namespace}:{write.key}"
+    match write:
+        case SetFields(fields=fields):
+            if fields:
+                pipe.hset(key, mapping=fields)
+        case AddToCounter(field=field, amount=amount):
+            pipe.hincrby(key, field, amount)
+        case AddToIndex(member=member, score=score, capped=capped):
+            pipe.zadd(key, {member: score})
+            if capped is not None:
+                pipe.zremrangebyrank(key, 0, -capped - 1)
+        case AddToSet(member=member):
+            pipe.sadd(key, member)

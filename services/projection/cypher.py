@@ -1,0 +1,82 @@
+"""The Cypher both graph adapters run: one statement per batch, guarded by the stream checkpoint.
+
+Only the subset Neo4j and FalkorDB share: MERGE, SET +=, UNWIND, WITH DISTINCT, coalesce. The schema
+DDL is the one thing each adapter writes in its own dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from services.projection.vocabulary import EDGES, GraphWrite, Label, NodeWrite, Property
+
+type EdgeKind = tuple[Label, str, Label]
+
+
+def _present(props: dict[str, Property | None]) -> dict[str, Property]:
+    return {key: value for key, value in props.items() if value is not None}
+
+
+def coalesce_writes(
+    writes: Iterable[GraphWrite],
+) -> tuple[dict[Label, dict[str, dict]], dict[EdgeKind, dict[tuple[str, str], dict]]]:
+    """One row per node and per edge, later writes overriding earlier ones property by property.
+
+    A batch must mean what its events mean one after the other; within a single statement the two
+    engines may apply several rows for the same node in any order, so the rows are merged here.
+    """
+    nodes: dict[Label, dict[str, dict]] = {}
+    edges: dict[EdgeKind, dict[tuple[str, str], dict]] = {}
+    for write in writes:
+        if isinstance(write, NodeWrite):
+            nodes.setdefault(write.label, {}).setdefault(write.id, {}).update(_present(write.props))
+        else:
+            # An edge's endpoints exist before it: a stub node, if nothing filled it yet.
+            nodes.setdefault(write.source, {}).setdefault(write.source_id, {})
+            nodes.setdefault(write.target, {}).setdefault(write.target_id, {})
+            kind = (write.source, write.rel.value, write.target)
+            edges.setdefault(kind, {}).setdefault((write.source_id, write.target_id), {}).update(_present(write.props))
+    return nodes, edges
+
+
+NODE_ORDER = [label for label in Label if label is not Label.CHECKPOINT]
+EDGE_ORDER = [(source, rel.value, target) for rel, pairs in EDGES.items() for source, target in pairs]
+
+
+def batch_statement(writes: Iterable[GraphWrite], stream: str, sequence: int) -> tuple[str, dict]:
+    """One statement: every node, then every edge, then the checkpoint; skipped whole if already applied."""
+    nodes, edges = coalesce_writes(writes)
+    clauses = [
+        f"MERGE (cp:{Label.CHECKPOINT} {{id: $stream}})",
+        "WITH cp WHERE coalesce(cp.sequence, 0) < $sequence",
+    ]
+    params: dict = {"stream": stream, "sequence": sequence}
+    for index, label in enumerate(label for label in NODE_ORDER if nodes.get(label)):
+        name = f"n{index}"
+        params[name] = [{"id": key, "props": props} for key, props in sorted(nodes[label].items())]
+        clauses += [f"UNWIND ${name} AS row MERGE (n:{label} {{id: row.id}}) SET n += row.props", "WITH DISTINCT cp"]
+    for index, kind in enumerate(kind for kind in EDGE_ORDER if edges.get(kind)):
+        source, rel, target = kind
+        name = f"e{index}"
+        params[name] = [
+            {"source": s, "target": t, "props": props} for (s, t), props in sorted(edges[kind].items())
+        ]
+        clauses += [
+            f"UNWIND ${name} AS row MATCH (a:{source} {{id: row.source}}) MATCH (b:{target} {{id: row.target}}) "
+            f"MERGE (a)-[r:{rel}]->(b) SET r += row.props",
+            "WITH DISTINCT cp",
+        ]
+    clauses.append("SET cp.sequence = $sequence")
+    return "\n".join(clauses), params
+
+
+CHECKPOINT_QUERY = f"MATCH (cp:{Label.CHECKPOINT} {{id: $stream}}) RETURN cp.sequence"
+
+# Everything but checkpoints, in a canonical order: what "the same graph" means.
+CONTENT_NODES_QUERY = (
+    f"MATCH (n) WHERE NOT n:{Label.CHECKPOINT} RETURN labels(n)[0] AS label, n.id AS id, properties(n) AS props"
+)
+CONTENT_EDGES_QUERY = (
+    "MATCH (a)-[r]->(b) RETURN labels(a)[0] AS source_label, a.id AS source, type(r) AS rel, "
+    "labels(b)[0] AS target_label, b.id AS target, properties(r) AS props"
+)

@@ -1,0 +1,205 @@
+"""What each event writes into the graph: pure functions from an event to MERGEs.
+
+A property is written by one kind of event only, and every kind of event comes from one stream, so
+the final graph does not depend on how the streams interleave: a rebuild gives the same graph.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from contracts import events as ev
+from contracts.envelope import Envelope, format_time
+from services.projection.vocabulary import (
+    EdgeWrite,
+    GraphWrite,
+    Label,
+    NodeWrite,
+    Rel,
+    critique_key,
+    plan_key,
+    proposal_key,
+    revision_key,
+    task_key,
+)
+
+
+def _plan_approved(event: ev.PlanApproved, envelope: Envelope) -> list[GraphWrite]:
+    plan = plan_key(event.story_id, event.plan_id)
+    writes: list[GraphWrite] = [
+        NodeWrite(Label.STORY, event.story_id, {"story_id": event.story_id}),
+        NodeWrite(Label.PLAN_VERSION, plan, {
+            "story_id": event.story_id, "plan_id": event.plan_id, "approved_by": event.approved_by,
+            "approved_at": format_time(envelope.occurred_at), "roles": [r.value for r in event.roles],
+            "constraints": list(event.constraints), "task_count": len(event.tasks),
+        }),
+        NodeWrite(Label.ACTOR, event.approved_by, {"name": event.approved_by}),
+        EdgeWrite(Label.STORY, event.story_id, Rel.HAS_PLAN, Label.PLAN_VERSION, plan),
+        EdgeWrite(Label.ACTOR, event.approved_by, Rel.APPROVED, Label.PLAN_VERSION, plan,
+                  {"at": format_time(envelope.occurred_at)}),
+    ]
+    for position, task in enumerate(event.tasks):
+        key = task_key(event.story_id, event.plan_id, task.task_id)
+        writes += [
+            NodeWrite(Label.TASK, key, {
+                "task_id": task.task_id, "story_id": event.story_id, "plan_id": event.plan_id,
+                "title": task.title, "description": task.description, "position": position,
+            }),
+            EdgeWrite(Label.PLAN_VERSION, plan, Rel.HAS_TASK, Label.TASK, key),
+        ]
+    return writes
+
+
+def _council_created(event: ev.CouncilCreated, envelope: Envelope) -> list[GraphWrite]:
+    council, role = event.council, event.council.role.value
+    protocol = council.protocol
+    writes: list[GraphWrite] = [
+        NodeWrite(Label.COUNCIL, role, {
+            "role": role, "active": True, "members": [a.agent_id for a in council.agents],
+            "critique_rounds": protocol.critique_rounds, "quorum": protocol.quorum, "top_k": protocol.top_k,
+            "phase_deadline_s": protocol.phase_deadline_s, "configured_by": event.created_by,
+            "configured_at": format_time(envelope.occurred_at),
+        }),
+    ]
+    for agent in council.agents:
+        writes += [
+            NodeWrite(Label.AGENT, agent.agent_id, {
+                "agent_id": agent.agent_id, "role": agent.role.value, "persona": agent.persona,
+                "temperature": agent.temperature, "seed": agent.seed, "model": agent.model,
+            }),
+            EdgeWrite(Label.COUNCIL, role, Rel.HAS_MEMBER, Label.AGENT, agent.agent_id),
+        ]
+    return writes
+
+
+def _council_deleted(event: ev.CouncilDeleted, envelope: Envelope) -> list[GraphWrite]:
+    return [NodeWrite(Label.COUNCIL, event.role.value, {
+        "role": event.role.value, "active": False, "members": [], "configured_by": event.deleted_by,
+        "configured_at": format_time(envelope.occurred_at),
+    })]
+
+
+def _deliberation_requested(event: ev.DeliberationRequested, envelope: Envelope) -> list[GraphWrite]:
+    ref = event.deliberation
+    task = task_key(ref.story_id, ref.plan_id, ref.task_id)
+    return [
+        NodeWrite(Label.DELIBERATION, ref.deliberation_id, {
+            "deliberation_id": ref.deliberation_id, "story_id": ref.story_id, "plan_id": ref.plan_id,
+            "task_id": ref.task_id, "role": ref.role.value, "requested_at": format_time(envelope.occurred_at),
+            "architect_id": event.architect.agent_id, "status": "PENDING", "approved_by": event.approved_by,
+        }),
+        EdgeWrite(Label.TASK, task, Rel.DELIBERATED_IN, Label.DELIBERATION, ref.deliberation_id),
+        EdgeWrite(Label.DELIBERATION, ref.deliberation_id, Rel.HELD_BY, Label.COUNCIL, ref.role.value),
+    ]
+
+
+def _deliberation_started(event: ev.DeliberationStarted, envelope: Envelope) -> list[GraphWrite]:
+    return [NodeWrite(Label.DELIBERATION, event.deliberation.deliberation_id, {
+        "status": "IN_PROGRESS", "started_at": format_time(event.started_at),
+    })]
+
+
+def _deliberation_advanced(event: ev.DeliberationAdvanced, envelope: Envelope) -> list[GraphWrite]:
+    return [NodeWrite(Label.DELIBERATION, event.deliberation_id, {"phase": event.phase.value, "round": event.round})]
+
+
+def _deliberation_scored(event: ev.DeliberationScored, envelope: Envelope) -> list[GraphWrite]:
+    return [
+        NodeWrite(Label.PROPOSAL, proposal_key(event.deliberation_id, score.agent_id), {
+            "score": score.score, "qualified": score.qualified, "justification": score.justification,
+            "criteria": json.dumps(score.criteria, sort_keys=True), "scoring_error": score.scoring_error,
+            "failed_checks": [c.check for c in score.checks if not c.passed],
+        })
+        for score in event.scores
+    ]
+
+
+def _decision_made(event: ev.DecisionMade, envelope: Envelope) -> list[GraphWrite]:
+    winner = proposal_key(event.deliberation_id, event.winner_id)
+    writes: list[GraphWrite] = [
+        NodeWrite(Label.DECISION, event.deliberation_id, {
+            "deliberation_id": event.deliberation_id, "winner_id": event.winner_id, "rationale": event.rationale,
+            "decided_by": event.decided_by, "candidates": list(event.candidates),
+            "architect_error": event.architect_error, "decided_at": format_time(envelope.occurred_at),
+        }),
+        EdgeWrite(Label.DELIBERATION, event.deliberation_id, Rel.DECIDED, Label.DECISION, event.deliberation_id),
+        EdgeWrite(Label.DECISION, event.deliberation_id, Rel.CHOSE, Label.PROPOSAL, winner),
+    ]
+    writes += [
+        NodeWrite(Label.PROPOSAL, proposal_key(event.deliberation_id, ranked.agent_id), {"rank": ranked.rank})
+        for ranked in event.ranking
+    ]
+    return writes
+
+
+def _deliberation_completed(event: ev.DeliberationCompleted, envelope: Envelope) -> list[GraphWrite]:
+    return [NodeWrite(Label.DELIBERATION, event.deliberation_id, {
+        "status": "COMPLETED", "winner_id": event.winner.agent_id, "winner_score": event.winner.score,
+        "duration_ms": event.duration_ms, "finished_at": format_time(envelope.occurred_at),
+        "failed_agents": list(event.failed_agents),
+    })]
+
+
+def _deliberation_failed(event: ev.DeliberationFailed, envelope: Envelope) -> list[GraphWrite]:
+    return [NodeWrite(Label.DELIBERATION, event.deliberation_id, {
+        "status": "TIMED_OUT" if event.timed_out else "FAILED", "failed_phase": event.phase.value,
+        "reason": event.reason, "duration_ms": event.duration_ms, "finished_at": format_time(envelope.occurred_at),
+    })]
+
+
+def _turn_completed(event: ev.TurnCompleted, envelope: Envelope) -> list[GraphWrite]:
+    deliberation, turn = event.deliberation.deliberation_id, event.turn
+    common = {
+        "content": event.content, "model": event.model, "temperature": event.temperature, "seed": event.seed,
+        "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+        "latency_ms": event.latency_ms, "context_hash": event.context_hash,
+        "written_at": format_time(envelope.occurred_at),
+    }
+    proposal = proposal_key(deliberation, turn.author_id)
+    match turn.phase:
+        case ev.Phase.PROPOSE:
+            return [
+                NodeWrite(Label.PROPOSAL, proposal, {"author_id": turn.author_id, "deliberation_id": deliberation,
+                                                     **common}),
+                EdgeWrite(Label.DELIBERATION, deliberation, Rel.HAS_PROPOSAL, Label.PROPOSAL, proposal),
+                EdgeWrite(Label.AGENT, turn.agent_id, Rel.AUTHORED, Label.PROPOSAL, proposal),
+            ]
+        case ev.Phase.REVISE:
+            revision = revision_key(deliberation, turn.author_id, turn.round)
+            return [
+                NodeWrite(Label.REVISION, revision, {"author_id": turn.author_id, "round": turn.round, **common}),
+                EdgeWrite(Label.PROPOSAL, proposal, Rel.REVISED_AS, Label.REVISION, revision, {"round": turn.round}),
+                EdgeWrite(Label.AGENT, turn.agent_id, Rel.AUTHORED, Label.REVISION, revision),
+            ]
+        case ev.Phase.CRITIQUE:
+            critique = critique_key(deliberation, turn.agent_id, turn.author_id, turn.round)
+            return [
+                NodeWrite(Label.CRITIQUE, critique, {"critic_id": turn.agent_id, "round": turn.round, **common}),
+                EdgeWrite(Label.CRITIQUE, critique, Rel.CRITIQUES, Label.PROPOSAL, proposal),
+                EdgeWrite(Label.AGENT, turn.agent_id, Rel.AUTHORED, Label.CRITIQUE, critique),
+            ]
+        case _:
+            # Judge and select answers reach the graph through deliberation.scored and decision.made.
+            return []
+
+
+PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[GraphWrite]]] = {
+    ev.PlanApproved: _plan_approved,
+    ev.CouncilCreated: _council_created,
+    ev.CouncilDeleted: _council_deleted,
+    ev.DeliberationRequested: _deliberation_requested,
+    ev.DeliberationStarted: _deliberation_started,
+    ev.DeliberationAdvanced: _deliberation_advanced,
+    ev.DeliberationScored: _deliberation_scored,
+    ev.DecisionMade: _decision_made,
+    ev.DeliberationCompleted: _deliberation_completed,
+    ev.DeliberationFailed: _deliberation_failed,
+    ev.TurnCompleted: _turn_completed,
+}
+
+
+def graph_writes(event: ev.Event, envelope: Envelope) -> list[GraphWrite]:
+    """The MERGEs one (upcast) event makes; events the graph does not show make none."""
+    projector = PROJECTORS.get(type(event))
+    return projector(event, envelope) if projector else []

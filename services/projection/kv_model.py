@@ -1,0 +1,187 @@
+"""What each event writes into the key-value read model: pure functions from an event to commands.
+
+Keys are relative to the projection's namespace (the store prefixes them). Each hash field is written
+by events of one stream only, counters only ever add, and the activity feed is ordered by event time,
+so the final content does not depend on how the streams interleave: a rebuild gives the same model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from contracts import events as ev
+from contracts.envelope import Envelope, format_time
+
+ACTIVITY_KEY = "activity"
+ACTIVITY_KEPT = 200
+DELIBERATIONS_KEY = "deliberations"
+
+
+def deliberation_key(deliberation_id: str) -> str:
+    return f"deliberation:{deliberation_id}"
+
+
+def story_deliberations_key(story_id: str) -> str:
+    return f"story:{story_id}:deliberations"
+
+
+def council_stats_key(role: str) -> str:
+    return f"council:{role}:stats"
+
+
+@dataclass(frozen=True)
+class SetFields:
+    key: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class AddToCounter:
+    key: str
+    field: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class AddToIndex:
+    """A sorted-set member: `capped` keeps only the highest-scored that many."""
+
+    key: str
+    member: str
+    score: float
+    capped: int | None = None
+
+
+@dataclass(frozen=True)
+class AddToSet:
+    key: str
+    member: str
+
+
+type KvWrite = SetFields | AddToCounter | AddToIndex | AddToSet
+
+
+class Status:
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ALL = (PENDING, IN_PROGRESS, COMPLETED, FAILED, TIMED_OUT)
+
+
+def _fields(**values) -> dict[str, str]:
+    return {
+        name: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def _deliberation(key_id: str, **values) -> SetFields:
+    return SetFields(deliberation_key(key_id), _fields(**values))
+
+
+def _requested(event: ev.DeliberationRequested, envelope: Envelope) -> list[KvWrite]:
+    ref = event.deliberation
+    return [
+        _deliberation(
+            ref.deliberation_id, deliberation_id=ref.deliberation_id, story_id=ref.story_id, plan_id=ref.plan_id,
+            task_id=ref.task_id, role=ref.role.value, title=event.brief.task.title, status=Status.PENDING,
+            requested_at=format_time(envelope.occurred_at), agents=[a.agent_id for a in event.council.agents],
+        ),
+        AddToIndex(DELIBERATIONS_KEY, ref.deliberation_id, envelope.occurred_at.timestamp()),
+        AddToSet(story_deliberations_key(ref.story_id), ref.deliberation_id),
+    ]
+
+
+def _started(event: ev.DeliberationStarted, envelope: Envelope) -> list[KvWrite]:
+    return [_deliberation(event.deliberation.deliberation_id, status=Status.IN_PROGRESS,
+                          started_at=format_time(event.started_at))]
+
+
+def _advanced(event: ev.DeliberationAdvanced, envelope: Envelope) -> list[KvWrite]:
+    return [_deliberation(
+        event.deliberation_id, phase=event.phase.value, round=event.round,
+        **{f"phase_started:{event.phase.value}:{event.round}": format_time(envelope.occurred_at)},
+    )]
+
+
+def _decided(event: ev.DecisionMade, envelope: Envelope) -> list[KvWrite]:
+    return [_deliberation(
+        event.deliberation_id, decided_by=event.decided_by, rationale=event.rationale,
+        architect_error=event.architect_error,
+        ranking=[{"rank": r.rank, "agent_id": r.agent_id, "score": r.score, "qualified": r.qualified}
+                 for r in event.ranking],
+    )]
+
+
+def _completed(event: ev.DeliberationCompleted, envelope: Envelope) -> list[KvWrite]:
+    stats = council_stats_key(event.role.value)
+    return [
+        _deliberation(
+            event.deliberation_id, status=Status.COMPLETED, winner_id=event.winner.agent_id,
+            winner_score=event.winner.score, winner_content=event.winner.content,
+            winner_revisions=event.winner.revisions, duration_ms=event.duration_ms,
+            finished_at=format_time(envelope.occurred_at), failed_agents=list(event.failed_agents),
+        ),
+        AddToCounter(stats, "completed", 1),
+        AddToCounter(stats, "duration_ms_total", event.duration_ms),
+        AddToCounter(stats, f"wins:{event.winner.agent_id}", 1),
+    ]
+
+
+def _failed(event: ev.DeliberationFailed, envelope: Envelope) -> list[KvWrite]:
+    status = Status.TIMED_OUT if event.timed_out else Status.FAILED
+    stats = council_stats_key(event.role.value)
+    return [
+        _deliberation(event.deliberation_id, status=status, reason=event.reason, failed_phase=event.phase.value,
+                      duration_ms=event.duration_ms, finished_at=format_time(envelope.occurred_at)),
+        AddToCounter(stats, status.lower(), 1),
+        AddToCounter(stats, "duration_ms_total", event.duration_ms),
+    ]
+
+
+def _turn_completed(event: ev.TurnCompleted, envelope: Envelope) -> list[KvWrite]:
+    stats = council_stats_key(event.deliberation.role.value)
+    return [
+        AddToCounter(stats, "turns_completed", 1),
+        AddToCounter(stats, "prompt_tokens", event.prompt_tokens),
+        AddToCounter(stats, "completion_tokens", event.completion_tokens),
+        AddToCounter(stats, "llm_latency_ms_total", event.latency_ms),
+    ]
+
+
+def _turn_failed(event: ev.TurnFailed, envelope: Envelope) -> list[KvWrite]:
+    stats = council_stats_key(event.deliberation.role.value)
+    return [AddToCounter(stats, "turns_failed", 1), AddToCounter(stats, f"errors:{event.error_class}", 1)]
+
+
+PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] = {
+    ev.DeliberationRequested: _requested,
+    ev.DeliberationStarted: _started,
+    ev.DeliberationAdvanced: _advanced,
+    ev.DecisionMade: _decided,
+    ev.DeliberationCompleted: _completed,
+    ev.DeliberationFailed: _failed,
+    ev.TurnCompleted: _turn_completed,
+    ev.TurnFailed: _turn_failed,
+}
+
+
+def activity_entry(event: ev.Event, envelope: Envelope) -> AddToIndex:
+    """One line of the monitoring feed; unique per event, so replays add nothing."""
+    entry = {
+        "event_id": envelope.event_id, "at": format_time(envelope.occurred_at),
+        "type": f"{envelope.event_type}.v{envelope.schema_version}", "aggregate_id": envelope.aggregate_id,
+        "correlation_id": envelope.correlation_id, "producer": envelope.producer,
+    }
+    return AddToIndex(ACTIVITY_KEY, json.dumps(entry, sort_keys=True), envelope.occurred_at.timestamp(),
+                      capped=ACTIVITY_KEPT)
+
+
+def kv_writes(event: ev.Event, envelope: Envelope) -> list[KvWrite]:
+    projector = PROJECTORS.get(type(event))
+    return [*(projector(event, envelope) if projector else []), activity_entry(event, envelope)]

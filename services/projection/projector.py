@@ -1,0 +1,246 @@
+"""Folding streams into a read model: read from the checkpoint, apply in batches, store the checkpoint.
+
+The same code serves the live projection service and `fleet projections rebuild`; they differ only
+in where they write (the active namespace or a fresh one) and in when they stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from contracts import catalog
+from contracts.envelope import SCHEDULE as SCHEDULE_HEADER
+from contracts.envelope import Envelope
+from contracts.errors import ContractViolation
+from contracts.events import Event
+from services.mesh.consuming import decode_incoming
+from services.mesh.deadletters import DeadLetter
+from services.projection.stores import ReadModelStore
+from streams.definitions import ProjectionSpec, StreamSpec
+
+log = logging.getLogger("fleet.projection")
+
+type ToWrites[W] = Callable[[Event, Envelope], list[W]]
+# Called for a stored message that breaks its contract: the live service dead-letters it.
+type Reject = Callable[[DeadLetter, str], Awaitable[None]]
+
+# A write that fails for another reason than an unreachable store is tried this often, then the
+# event is dead-lettered and the projection moves past it.
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Folded[W]:
+    writes: list[W]
+    last_sequence: int
+    rejected: list[tuple[DeadLetter, str]]
+    applied_events: int
+
+
+def letter_for(message: Msg, projection: str) -> DeadLetter:
+    meta = message.metadata
+    return DeadLetter(
+        service=catalog.PROJECTION, consumer=f"projection-{projection}", stream=meta.stream,
+        stream_sequence=meta.sequence.stream, deliveries=1, subject=message.subject,
+        headers=dict(message.headers or {}), body=message.data,
+    )
+
+
+def fold[W](messages: Sequence[Msg], to_writes: ToWrites[W], projection: str) -> Folded[W]:
+    """The writes a batch of stored messages makes, and the messages that break their contract.
+
+    Schedules are skipped: they are timers held in the stream, not events. Ingress that breaks its
+    contract is skipped too, since the planning service owns rejecting it and has dead-lettered it.
+    """
+    writes: list[W] = []
+    rejected: list[tuple[DeadLetter, str]] = []
+    applied = 0
+    for message in messages:
+        headers = message.headers or {}
+        if SCHEDULE_HEADER in headers:
+            continue
+        meta = message.metadata
+        try:
+            incoming = decode_incoming(
+                message.subject, headers, message.data, received_at=meta.timestamp,
+                stream_sequence=meta.sequence.stream, deliveries=1,
+            )
+        except ContractViolation as exc:
+            if _is_ingress(message.subject):
+                log.info("%s seq=%s skipped: %s (planning dead-letters ingress)", meta.stream,
+                         meta.sequence.stream, exc)
+            else:
+                rejected.append((letter_for(message, projection), str(exc)))
+            continue
+        writes += to_writes(incoming.payload, incoming.envelope)
+        applied += 1
+    return Folded(writes, messages[-1].metadata.sequence.stream if messages else 0, rejected, applied)
+
+
+def _is_ingress(subject: str) -> bool:
+    try:
+        return catalog.spec_for_subject(subject).is_ingress
+    except KeyError:
+        return False
+
+
+@contextlib.asynccontextmanager
+async def stream_reader(js: JetStreamContext, stream: StreamSpec, start: int) -> AsyncIterator[StreamReader]:
+    """An ordered consumer from `start`: no durable, no acks; it re-creates itself on any gap."""
+    subject = stream.subjects[0] if len(stream.subjects) == 1 else ">"
+    subscription = await js.subscribe(
+        subject, stream=stream.name, ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        config=ConsumerConfig(opt_start_seq=max(start, 1)), inactive_threshold=60.0,
+    )
+    try:
+        yield StreamReader(subscription)
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+
+
+class StreamReader:
+    def __init__(self, subscription) -> None:
+        self._subscription = subscription
+        self.caught_up = False
+
+    async def next_batch(self, limit: int, wait_s: float) -> list[Msg]:
+        """Up to `limit` messages: waits `wait_s` for the first, then takes what has already arrived."""
+        batch: list[Msg] = []
+        try:
+            batch.append(await self._subscription.next_msg(timeout=wait_s))
+            while len(batch) < limit and batch[-1].metadata.num_pending > 0:
+                batch.append(await self._subscription.next_msg(timeout=wait_s))
+        except TimeoutError:
+            pass
+        self.caught_up = not batch or batch[-1].metadata.num_pending == 0
+        return batch
+
+
+@dataclass
+class Progress:
+    stream: str
+    applied: int = 0
+    last_sequence: int = 0
+    target: int = 0
+    rejected: int = 0
+
+
+class Projector[W]:
+    """Applies one stream to one store, batch by batch, each batch with its checkpoint."""
+
+    def __init__(
+        self, spec: ProjectionSpec, store: ReadModelStore[W], to_writes: ToWrites[W], reject: Reject | None = None,
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self._to_writes = to_writes
+        self._reject = reject
+        self._retry_delay_s = retry_delay_s
+
+    async def apply(self, namespace: str, stream: str, batch: Sequence[Msg], progress: Progress) -> None:
+        folded = fold(batch, self._to_writes, self.spec.name)
+        for letter, reason in folded.rejected:
+            log.error("%s seq=%s cannot be projected: %s", stream, letter.stream_sequence, reason)
+            if self._reject is not None:
+                await self._reject(letter, reason)
+        try:
+            await self._write(namespace, stream, folded.last_sequence, folded.writes)
+        except ProjectionWriteFailed:
+            if len(batch) == 1:
+                raise
+            # Find the one event that cannot be written: apply the batch one event at a time.
+            for message in batch:
+                await self._apply_one(namespace, stream, message)
+        progress.applied += folded.applied_events
+        progress.rejected += len(folded.rejected)
+        progress.last_sequence = folded.last_sequence
+
+    async def _apply_one(self, namespace: str, stream: str, message: Msg) -> None:
+        folded = fold([message], self._to_writes, self.spec.name)
+        try:
+            await self._write(namespace, stream, folded.last_sequence, folded.writes)
+        except ProjectionWriteFailed as exc:
+            letter = letter_for(message, self.spec.name)
+            log.error("%s seq=%s dead-lettered: %s", stream, letter.stream_sequence, exc)
+            if self._reject is not None:
+                await self._reject(letter, str(exc))
+            await self._write(namespace, stream, folded.last_sequence, [])
+
+    async def _write(self, namespace: str, stream: str, sequence: int, writes: list[W]) -> None:
+        """Retry while the store is unreachable (an outage blocks, it never skips); give up on other errors."""
+        attempts = 0
+        while True:
+            try:
+                await self.store.apply(namespace, stream, sequence, writes)
+                return
+            except Exception as exc:  # noqa: BLE001 - classified below
+                unreachable = _is_unreachable(exc)
+                attempts += 0 if unreachable else 1
+                if attempts >= MAX_ATTEMPTS:
+                    raise ProjectionWriteFailed(f"{type(exc).__name__}: {exc}") from exc
+                delay = min(self._retry_delay_s * 2 ** min(attempts, 5), 30.0)
+                log.warning("%s %s write up to seq %s failed (%s), retrying in %.1fs: %s", self.spec.name,
+                            stream, sequence, "store unreachable" if unreachable else f"attempt {attempts}",
+                            delay, exc)
+                await asyncio.sleep(delay)
+
+    async def catch_up(
+        self, js: JetStreamContext, namespace: str, stream: StreamSpec, on_progress: Callable[[Progress], None],
+    ) -> Progress:
+        """Apply everything stored so far, then return (a rebuild)."""
+        progress = Progress(stream=stream.name, target=(await js.stream_info(stream.name)).state.last_seq)
+        progress.last_sequence = await self.store.checkpoint(namespace, stream.name)
+        if progress.last_sequence >= progress.target:
+            return progress
+        async with stream_reader(js, stream, progress.last_sequence + 1) as reader:
+            while True:
+                batch = await reader.next_batch(self.spec.batch_size, wait_s=2.0)
+                if batch:
+                    await self.apply(namespace, stream.name, batch, progress)
+                    on_progress(progress)
+                if reader.caught_up or progress.last_sequence >= progress.target:
+                    return progress
+
+    async def follow(self, js: JetStreamContext, stream: StreamSpec) -> None:
+        """Apply the stream as it grows, forever; move to the new namespace when a rebuild switches."""
+        while True:
+            namespace = await self.store.active_namespace()
+            await self.store.prepare(namespace)
+            progress = Progress(stream=stream.name, last_sequence=await self.store.checkpoint(namespace, stream.name))
+            log.info("%s projection follows %s from seq %s into %s", self.spec.name, stream.name,
+                     progress.last_sequence + 1, namespace)
+            async with stream_reader(js, stream, progress.last_sequence + 1) as reader:
+                while True:
+                    batch = await reader.next_batch(self.spec.batch_size, wait_s=1.0)
+                    if await self.store.active_namespace() != namespace:
+                        log.info("%s projection: namespace switched from %s", self.spec.name, namespace)
+                        break
+                    if batch:
+                        await self.apply(namespace, stream.name, batch, progress)
+
+
+class ProjectionWriteFailed(RuntimeError):
+    pass
+
+
+def _is_unreachable(exc: Exception) -> bool:
+    """Connection trouble, whichever client raised it: wait for the store, never skip an event."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectionError", "TimeoutError", "ServiceUnavailable", "SessionExpired", "OSError",
+                         "BusyLoadingError"})
+
+
+def elapsed_rate(progress: Sequence[Progress], began: float) -> float:
+    applied = sum(p.applied for p in progress)
+    return applied / max(time.monotonic() - began, 1e-6)

@@ -1,0 +1,57 @@
+"""What the projector needs of a read-model store, whatever the engine behind it.
+
+A store keeps several namespaces (a graph, a key prefix) and a pointer to the active one. The live
+projector writes to the active one; a rebuild fills a fresh one, then moves the pointer, so readers
+never see a half-built model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class ReadModelStore[W](Protocol):
+    kind: str  # "graph" or "kv"
+    # False: one namespace only, so a rebuild empties and refills it in place.
+    supports_swap: bool
+
+    async def active_namespace(self) -> str:
+        """The namespace readers and the live projector use; the first call creates one."""
+
+    def fresh_namespace(self, generation: str) -> str:
+        """A namespace for a rebuild, not yet in use."""
+
+    async def prepare(self, namespace: str) -> None:
+        """Create indexes and constraints (idempotent)."""
+
+    async def checkpoint(self, namespace: str, stream: str) -> int:
+        """The last stream sequence applied to `namespace`, 0 when none."""
+
+    async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[W]) -> bool:
+        """Apply the writes and store `sequence` as the stream's checkpoint, in one atomic step.
+
+        Does nothing and returns False when the checkpoint is already at or past `sequence`.
+        """
+
+    async def switch_to(self, namespace: str) -> str | None:
+        """Point readers at `namespace`; returns the namespace it replaced."""
+
+    async def drop(self, namespace: str) -> None: ...
+
+    async def content_hash(self, namespace: str) -> str:
+        """A hash of everything but the checkpoints: equal hashes, equal read models."""
+
+    async def close(self) -> None: ...
+
+
+def canonical_hash(items: Sequence[object]) -> str:
+    """SHA-256 of the sorted, canonical JSON of the items."""
+    lines = sorted(json.dumps(item, sort_keys=True, default=str) for item in items)
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

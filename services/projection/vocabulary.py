@@ -1,0 +1,109 @@
+"""The one vocabulary of the graph read model: labels, relationship types, and the writes made of them.
+
+Every node has a string `id`, unique within its label; writers and readers use these names and no
+others. docs/read-models.md documents them, and a unit test keeps that page in step with this module.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+type Scalar = str | int | float | bool
+type Property = Scalar | list[str]
+
+
+class Label(enum.StrEnum):
+    STORY = "Story"
+    PLAN_VERSION = "PlanVersion"
+    TASK = "Task"
+    DELIBERATION = "Deliberation"
+    PROPOSAL = "Proposal"
+    REVISION = "Revision"
+    CRITIQUE = "Critique"
+    DECISION = "Decision"
+    COUNCIL = "Council"
+    AGENT = "Agent"
+    ACTOR = "Actor"
+    # Where the projection stands in each stream; not part of the domain model.
+    CHECKPOINT = "Checkpoint"
+
+
+class Rel(enum.StrEnum):
+    HAS_PLAN = "HAS_PLAN"  # Story -> PlanVersion
+    APPROVED = "APPROVED"  # Actor -> PlanVersion
+    HAS_TASK = "HAS_TASK"  # PlanVersion -> Task
+    DELIBERATED_IN = "DELIBERATED_IN"  # Task -> Deliberation
+    HELD_BY = "HELD_BY"  # Deliberation -> Council
+    HAS_PROPOSAL = "HAS_PROPOSAL"  # Deliberation -> Proposal
+    REVISED_AS = "REVISED_AS"  # Proposal -> Revision
+    CRITIQUES = "CRITIQUES"  # Critique -> Proposal
+    AUTHORED = "AUTHORED"  # Agent -> Proposal | Revision | Critique
+    DECIDED = "DECIDED"  # Deliberation -> Decision
+    CHOSE = "CHOSE"  # Decision -> Proposal
+    HAS_MEMBER = "HAS_MEMBER"  # Council -> Agent (ever a member; Council.members lists the current ones)
+
+
+# Which labels each relationship joins: the only edges the projection writes.
+EDGES: dict[Rel, tuple[tuple[Label, Label], ...]] = {
+    Rel.HAS_PLAN: ((Label.STORY, Label.PLAN_VERSION),),
+    Rel.APPROVED: ((Label.ACTOR, Label.PLAN_VERSION),),
+    Rel.HAS_TASK: ((Label.PLAN_VERSION, Label.TASK),),
+    Rel.DELIBERATED_IN: ((Label.TASK, Label.DELIBERATION),),
+    Rel.HELD_BY: ((Label.DELIBERATION, Label.COUNCIL),),
+    Rel.HAS_PROPOSAL: ((Label.DELIBERATION, Label.PROPOSAL),),
+    Rel.REVISED_AS: ((Label.PROPOSAL, Label.REVISION),),
+    Rel.CRITIQUES: ((Label.CRITIQUE, Label.PROPOSAL),),
+    Rel.AUTHORED: ((Label.AGENT, Label.PROPOSAL), (Label.AGENT, Label.REVISION), (Label.AGENT, Label.CRITIQUE)),
+    Rel.DECIDED: ((Label.DELIBERATION, Label.DECISION),),
+    Rel.CHOSE: ((Label.DECISION, Label.PROPOSAL),),
+    Rel.HAS_MEMBER: ((Label.COUNCIL, Label.AGENT),),
+}
+
+
+def plan_key(story_id: str, plan_id: str) -> str:
+    return f"{story_id}/{plan_id}"
+
+
+def task_key(story_id: str, plan_id: str, task_id: str) -> str:
+    return f"{story_id}/{plan_id}/{task_id}"
+
+
+def proposal_key(deliberation_id: str, author_id: str) -> str:
+    return f"{deliberation_id}/{author_id}"
+
+
+def revision_key(deliberation_id: str, author_id: str, round_: int) -> str:
+    return f"{deliberation_id}/{author_id}/r{round_}"
+
+
+def critique_key(deliberation_id: str, critic_id: str, author_id: str, round_: int) -> str:
+    return f"{deliberation_id}/{critic_id}->{author_id}/r{round_}"
+
+
+@dataclass(frozen=True)
+class NodeWrite:
+    """MERGE the node by id, then set these properties (None values are left out, never written)."""
+
+    label: Label
+    id: str
+    props: dict[str, Property] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EdgeWrite:
+    """MERGE both endpoints by id (a stub, if the event that fills it has not arrived yet), then the edge."""
+
+    source: Label
+    source_id: str
+    rel: Rel
+    target: Label
+    target_id: str
+    props: dict[str, Property] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.source, self.target) not in EDGES[self.rel]:
+            raise ValueError(f"{self.rel} does not join {self.source} to {self.target}")
+
+
+type GraphWrite = NodeWrite | EdgeWrite

@@ -1,0 +1,216 @@
+"""The read models on real servers: nats-server, and redis-server with the FalkorDB module."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import msgspec
+import pytest
+
+from contracts import catalog
+from contracts.envelope import MSG_ID
+from contracts.events import (
+    AgentProfile,
+    Brief,
+    Council,
+    DecisionMade,
+    DeliberationCompleted,
+    DeliberationRef,
+    DeliberationRequested,
+    DeliberationStarted,
+    Phase,
+    PlanApproved,
+    PlannedTask,
+    RankedProposal,
+    Role,
+    Turn,
+    TurnCompleted,
+    Winner,
+)
+from services.mesh.settings import Settings
+from services.projection.app import projectors
+from services.projection.kv_model import council_stats_key
+from services.projection.projector import Progress, stream_reader
+from services.projection.reads import ReadModels
+from services.projection.rebuild import rebuild
+from streams.definitions import AGENT, ORCHESTRATION, PLANNING
+
+pytestmark = pytest.mark.integration
+
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+async def stores(nats_url, redis_endpoints, unique):
+    """Both projections on their own graph name and key prefix, so tests never see each other's models."""
+    settings = Settings(
+        data_dir=".", nats_url=nats_url, valkey_url=redis_endpoints["valkey_url"],
+        graph_uri=redis_endpoints["graph_uri"], graph_name=f"t{unique}", kv_prefix=f"t{unique}",
+    )
+    graph, kv = projectors(settings)
+    yield graph, kv
+    for projector in (graph, kv):
+        await projector.store.drop(await projector.store.active_namespace())
+        await projector.store.close()
+
+
+def agent(agent_id: str) -> AgentProfile:
+    return AgentProfile(agent_id=agent_id, role=Role.DEV, persona="p", temperature=0.3, seed=1)
+
+
+def story_events(suffix: str):
+    """A plan approval, and one whole deliberation of its task, as the services would publish them."""
+    story, plan, deliberation = f"story-{suffix}", f"plan-{suffix}", f"d-{suffix}"
+    task = PlannedTask(task_id="login", title="Add login throttling", description="password=hunter2 in prod")
+    ref = DeliberationRef(deliberation_id=deliberation, story_id=story, plan_id=plan, task_id="login", role=Role.DEV)
+    council = Council(role=Role.DEV, agents=[agent("dev-1"), agent("dev-2")])
+    turn = Turn(phase=Phase.PROPOSE, round=0, agent_id="dev-1", author_id="dev-1")
+    approval = PlanApproved(story_id=story, plan_id=plan, approved_by="alice", roles=[Role.DEV], tasks=[task])
+    requested = DeliberationRequested(deliberation=ref, brief=Brief(task=task, rubric={}), approved_by="alice",
+                                      council=council, architect=agent("architect-1"))
+    started = DeliberationStarted(deliberation=ref, brief=Brief(task=task, rubric={}), council=council,
+                                  architect=agent("architect-1"), started_at=NOW)
+    proposal = TurnCompleted(deliberation=ref, turn=turn, agent=agent("dev-1"), content="Use a sliding window.",
+                             model="m", temperature=0.3, seed=1, prompt_tokens=10, completion_tokens=5, latency_ms=7)
+    ranking = [RankedProposal(rank=1, agent_id="dev-1", score=8.0, qualified=True)]
+    decision = DecisionMade(deliberation_id=deliberation, winner_id="dev-1", candidates=["dev-1"], ranking=ranking,
+                            rationale="Simplest.", decided_by="architect-1")
+    completed = DeliberationCompleted(
+        deliberation_id=deliberation, story_id=story, plan_id=plan, task_id="login", role=Role.DEV,
+        winner=Winner(agent_id="dev-1", content="Use a sliding window.", score=8.0, revisions=0),
+        ranking=ranking, rationale="Simplest.", decided_by="architect-1", duration_ms=1234,
+    )
+    return {"approval": approval, "requested": requested, "started": started, "proposal": proposal,
+            "decision": decision, "completed": completed}
+
+
+async def publish(js, event, event_id: str) -> None:
+    spec = catalog.spec_for_payload(event)
+    await js.publish(spec.subject, msgspec.json.encode(event), headers={MSG_ID: event_id})
+
+
+async def catch_up(js, projector, *streams) -> list[Progress]:
+    namespace = await projector.store.active_namespace()
+    await projector.store.prepare(namespace)
+    return [await projector.catch_up(js, namespace, stream, lambda p: None) for stream in streams]
+
+
+async def test_an_edge_whose_endpoint_arrives_later_is_kept_and_filled_in(js, stores, unique):
+    graph, kv = stores
+    events = story_events(unique)
+    # The agent's proposal and the decision are projected before the deliberation and the plan exist.
+    await publish(js, events["proposal"], f"{unique}-proposal")
+    await publish(js, events["requested"], f"{unique}-requested")
+    await publish(js, events["decision"], f"{unique}-decision")
+    await publish(js, events["completed"], f"{unique}-completed")
+    await catch_up(js, graph, AGENT, ORCHESTRATION)
+    await publish(js, events["approval"], f"{unique}-approval")
+    await catch_up(js, graph, PLANNING)
+
+    story = await ReadModels(graph.store, kv.store).story(f"story-{unique}")
+
+    assert story is not None
+    [plan] = story.plans
+    assert plan.approved_by == "alice"
+    [task] = plan.tasks
+    assert task.title == "Add login throttling"
+    [decision] = task.deliberations
+    assert (decision.deliberation_id, decision.status, decision.winner_id) == (f"d-{unique}", "COMPLETED", "dev-1")
+    assert decision.rationale == "Simplest."
+    chosen = await graph.store.read(
+        "MATCH (:Decision {id: $d})-[:CHOSE]->(p:Proposal)<-[:AUTHORED]-(a:Agent) RETURN p.content, a.id",
+        {"d": f"d-{unique}"},
+    )
+    assert chosen == [["Use a sliding window.", "dev-1"]]
+
+
+async def test_a_replayed_stream_duplicates_nothing(js, stores, unique):
+    graph, kv = stores
+    events = story_events(unique)
+    for name, event in events.items():
+        await publish(js, event, f"{unique}-{name}")
+    await catch_up(js, graph, PLANNING, ORCHESTRATION, AGENT)
+    await catch_up(js, kv, PLANNING, ORCHESTRATION, AGENT)
+    before = {p.spec.name: await p.store.content_hash(await p.store.active_namespace()) for p in stores}
+
+    # Every message again, from sequence 1, as after a lost checkpoint acknowledgement.
+    for projector in stores:
+        namespace = await projector.store.active_namespace()
+        for stream in (PLANNING, ORCHESTRATION, AGENT):
+            async with stream_reader(js, stream, 1) as reader:
+                while batch := await reader.next_batch(500, wait_s=0.5):
+                    await projector.apply(namespace, stream.name, batch, Progress(stream.name))
+                    if reader.caught_up:
+                        break
+
+    after = {p.spec.name: await p.store.content_hash(await p.store.active_namespace()) for p in stores}
+    assert after == before
+    stats = await kv.store.client.hgetall(f"{await kv.store.active_namespace()}:{council_stats_key('DEV')}")
+    assert int(stats["turns_completed"]) >= 1
+
+
+async def test_a_rebuild_twice_gives_the_same_hash_as_the_live_model(js, stores, unique):
+    graph, kv = stores
+    for name, event in story_events(unique).items():
+        await publish(js, event, f"{unique}-{name}")
+    for projector in stores:
+        await catch_up(js, projector, *projector.spec.streams)
+    live = {p.spec.name: await p.store.content_hash(await p.store.active_namespace()) for p in stores}
+
+    first = [await rebuild(js, p, generation=f"{unique}a", grace_s=0) for p in stores]
+    second = [await rebuild(js, p, generation=f"{unique}b", grace_s=0) for p in stores]
+
+    assert {r.projection: r.content_hash for r in first} == live
+    assert {r.projection: r.content_hash for r in second} == live
+    for result in second:
+        assert result.namespace == await next(p for p in stores if p.spec.name == result.projection).store.active_namespace()
+        assert result.events > 0
+
+
+async def test_a_killed_projector_resumes_from_its_checkpoint_and_counts_each_event_once(js, stores, unique):
+    _, kv = stores
+    events = story_events(unique)
+    follower = asyncio.create_task(kv.follow(js, AGENT))
+    turns = 6
+    for index in range(turns // 2):
+        proposal = msgspec.structs.replace(events["proposal"], turn=Turn(
+            phase=Phase.PROPOSE, round=0, agent_id=f"dev-{index}", author_id=f"dev-{index}"))
+        await publish(js, msgspec.structs.replace(proposal, deliberation=msgspec.structs.replace(
+            proposal.deliberation, role=Role.DATA)), f"{unique}-turn-{index}")
+    await asyncio.sleep(1.5)
+    follower.cancel()  # killed mid-stream: nothing in memory survives
+    for index in range(turns // 2, turns):
+        proposal = msgspec.structs.replace(events["proposal"], turn=Turn(
+            phase=Phase.PROPOSE, round=0, agent_id=f"dev-{index}", author_id=f"dev-{index}"))
+        await publish(js, msgspec.structs.replace(proposal, deliberation=msgspec.structs.replace(
+            proposal.deliberation, role=Role.DATA)), f"{unique}-turn-{index}")
+
+    await catch_up(js, kv, AGENT)
+
+    namespace = await kv.store.active_namespace()
+    stats = await kv.store.client.hgetall(f"{namespace}:{council_stats_key('DATA')}")
+    agent_stream = await js.stream_info(AGENT.name)
+    assert await kv.store.checkpoint(namespace, AGENT.name) == agent_stream.state.last_seq
+    all_data_turns = [m for m in await _agent_turns(js) if b'"role":"DATA"' in m.data]
+    assert int(stats["turns_completed"]) == len(all_data_turns)
+
+
+async def _agent_turns(js):
+    from tests.support import read_stream
+
+    return await read_stream(js, catalog.TURN_COMPLETED.subject)
+
+
+async def test_a_v0_plan_approval_is_upcast_into_a_plan_with_one_task(js, stores, unique):
+    graph, kv = stores
+    legacy = {"story_id": f"story-{unique}", "plan_id": f"plan-{unique}", "approved_by": "bob", "roles": ["QA"]}
+    await js.publish(catalog.LEGACY_PLAN_APPROVED.subject, msgspec.json.encode(legacy))
+    await catch_up(js, graph, PLANNING)
+
+    story = await ReadModels(graph.store, kv.store).story(f"story-{unique}")
+
+    assert story is not None
+    [plan] = story.plans
+    assert plan.approved_by == "bob"
+    assert [t.task_id for t in plan.tasks] == [f"plan-{unique}"]
