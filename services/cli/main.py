@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +24,12 @@ app.add_typer(streams_app, name="streams")
 app.add_typer(contracts_app, name="contracts")
 council_app = typer.Typer(help="Councils: the agents that deliberate for each role (events on the CONFIG stream).")
 app.add_typer(council_app, name="council")
+deliberation_app = typer.Typer(help="Deliberations, as the read models show them (asked of the projection service).")
+app.add_typer(deliberation_app, name="deliberation")
+story_app = typer.Typer(help="Stories, as the graph read model shows them.")
+app.add_typer(story_app, name="story")
+projections_app = typer.Typer(help="The read models (graph and key-value), folded from the event log.")
+app.add_typer(projections_app, name="projections")
 console = Console()
 
 DataDir = Annotated[
@@ -260,6 +267,90 @@ def council_delete(
     chosen = _role(role)
     _council_command(delete_council(chosen, by))
     console.print(f"[yellow]deleted[/] the {chosen.value} council")
+
+
+def _ask(spec, request):
+    from services.cli.read_models import query
+    from services.mesh.queries import QueryFailed
+
+    try:
+        return asyncio.run(query(spec, request))
+    except (QueryFailed, SettingsError) as exc:
+        _fail(str(exc))
+
+
+@deliberation_app.command("show")
+def deliberation_show(
+    deliberation_id: Annotated[str, typer.Argument(help="The deliberation id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Status, phase, ranking, winner, rationale and timings of one deliberation."""
+    from contracts.queries import SHOW_DELIBERATION, ShowDeliberation
+    from services.cli.read_models import print_deliberation
+
+    view = _ask(SHOW_DELIBERATION, ShowDeliberation(deliberation_id=deliberation_id))
+    if as_json:
+        print(msgspec.json.encode(view).decode())
+    else:
+        print_deliberation(view, console)
+
+
+@deliberation_app.command("list")
+def deliberation_list(
+    story: Annotated[str | None, typer.Option("--story", help="Only this story's deliberations.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="PENDING, IN_PROGRESS, COMPLETED, FAILED or TIMED_OUT.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Deliberations, newest first."""
+    from contracts.queries import LIST_DELIBERATIONS, ListDeliberations
+    from services.cli.read_models import print_deliberations
+    from services.projection.kv_model import Status
+
+    if status is not None and status.upper() not in Status.ALL:
+        _fail(f"unknown status {status!r}; choose one of {', '.join(Status.ALL)}")
+    found = _ask(LIST_DELIBERATIONS, ListDeliberations(story_id=story, status=status, limit=limit))
+    if as_json:
+        print(msgspec.json.encode(found).decode())
+    else:
+        print_deliberations(found, console)
+
+
+@story_app.command("show")
+def story_show(
+    story_id: Annotated[str, typer.Argument(help="The story id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """A story as a tree: plans, tasks, and each task's deliberations and decisions."""
+    from contracts.queries import SHOW_STORY, ShowStory
+    from services.cli.read_models import story_tree
+
+    view = _ask(SHOW_STORY, ShowStory(story_id=story_id))
+    if as_json:
+        print(msgspec.json.encode(view).decode())
+    else:
+        console.print(story_tree(view))
+
+
+PROJECTION_CHOICES = {"graph": ["graph"], "kv": ["kv"], "all": ["graph", "kv"]}
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    which: Annotated[str, typer.Argument(help="graph, kv or all.")] = "all",
+) -> None:
+    """Rebuild read models from sequence 0 into a fresh namespace, then switch readers to it. The mesh keeps running."""
+    from services.cli.read_models import print_rebuilds, rebuild_projections
+
+    if which not in PROJECTION_CHOICES:
+        _fail(f"unknown read model {which!r}; choose graph, kv or all")
+    try:
+        results = asyncio.run(rebuild_projections(PROJECTION_CHOICES[which], console))
+    except SettingsError as exc:
+        _fail(str(exc))
+    print_rebuilds(results, console)
 
 
 @app.command()

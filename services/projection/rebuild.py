@@ -27,6 +27,8 @@ class RebuildResult:
     replaced: str | None
     content_hash: str
     seconds: float
+    # The hash of the model it replaced, taken just before the switch: equal unless the log grew meanwhile.
+    replaced_hash: str | None = None
     progress: list[Progress] = field(default_factory=list)
 
     @property
@@ -61,15 +63,17 @@ async def rebuild(
             more = await projector.catch_up(js, namespace, stream, on_progress)
             stream_progress.applied += more.applied
             stream_progress.last_sequence = more.last_sequence
+        replaced_hash = await store.content_hash(current)
         replaced = await store.switch_to(namespace)
         if replaced and replaced != namespace:
             await asyncio.sleep(grace_s)
             await store.drop(replaced)
     else:
-        replaced = None
+        replaced, replaced_hash = None, None
     return RebuildResult(
         projection=projector.spec.name, namespace=namespace, replaced=replaced,
         content_hash=await store.content_hash(namespace), seconds=time.monotonic() - began, progress=progress,
+        replaced_hash=replaced_hash,
     )
 
 

@@ -1,8 +1,11 @@
 """Whole deliberations on the embedded mesh, each service its own process, the LLM a real llama.cpp server."""
 
+import asyncio
 import os
 import signal
+import time
 import uuid
+from pathlib import Path
 
 import msgspec
 import nats
@@ -20,9 +23,14 @@ from contracts.events import (
     PlannedTask,
     Role,
 )
+from contracts.queries import SHOW_DELIBERATION, SHOW_STORY, ShowDeliberation, ShowStory
 from services.councils.domain import new_council
 from services.embedded.stack import EmbeddedStack
+from services.mesh.queries import ask
+from services.mesh.settings import Settings
 from services.planning.domain import deliberation_id
+from services.projection.app import projectors
+from services.projection.rebuild import rebuild
 from tests.support import body_of, decode, read_stream, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.e2e
@@ -137,6 +145,57 @@ async def test_a_duplicate_approval_starts_no_second_deliberation(js, dev_approv
     await wait_until_idle(js, "ORCHESTRATION", ["dispatch-deliberation-requests", "collector-deliberation-events"])
     assert len(await events_of(js, catalog.DELIBERATION_STARTED.subject, deliberation)) == 1
     assert len(await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)) == 13
+
+
+async def stable_hash(store, settle_s: float = 1.0, timeout_s: float = 60.0) -> str:
+    """The live model's hash once the projector has stopped changing it."""
+    deadline = time.monotonic() + timeout_s
+    previous = None
+    while time.monotonic() < deadline:
+        current = await store.content_hash(await store.active_namespace())
+        if current == previous:
+            return current
+        previous = current
+        await asyncio.sleep(settle_s)
+    raise AssertionError(f"the {store.kind} read model kept changing for {timeout_s}s")
+
+
+async def test_the_read_models_show_the_story_and_its_decision_and_a_rebuild_reproduces_them(js, mesh, dev_approval):
+    _, endpoints = mesh
+    deliberation = id_of(dev_approval)
+    result = await result_of(js, deliberation)
+    client = await nats.connect(endpoints["nats_url"])
+    try:
+        deadline = time.monotonic() + 30
+        while (view := await ask(client, SHOW_DELIBERATION, ShowDeliberation(deliberation_id=deliberation))).status \
+                != "COMPLETED" and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        story = await ask(client, SHOW_STORY, ShowStory(story_id=dev_approval.story_id))
+    finally:
+        await client.close()
+
+    assert (view.status, view.winner_id, view.rationale) == ("COMPLETED", result.winner.agent_id, result.rationale)
+    assert [r.agent_id for r in view.ranking] == [r.agent_id for r in result.ranking]
+    assert [p.split(":")[0] for p in view.phases_started] == [p.value for p in PHASES]
+    [plan] = story.plans
+    [task] = plan.tasks
+    [decided] = task.deliberations
+    assert (plan.approved_by, task.task_id) == ("e2e", "login")
+    assert (decided.winner_id, decided.rationale, decided.status) == (
+        result.winner.agent_id, result.rationale, "COMPLETED")
+    written = [t for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)
+               if t.turn.phase in (Phase.PROPOSE, Phase.REVISE)]
+    assert all(t.context_hash and t.context_error is None for t in written)
+
+    settings = Settings(data_dir=Path("."), nats_url=endpoints["nats_url"], valkey_url=endpoints["valkey_url"],
+                        graph_uri=endpoints["graph_uri"])
+    for projector in projectors(settings):
+        live = await stable_hash(projector.store)
+        first = await rebuild(js, projector, grace_s=1.0)
+        second = await rebuild(js, projector, grace_s=1.0)
+        assert first.replaced_hash == live
+        assert first.content_hash == live and second.content_hash == live
+        await projector.store.close()
 
 
 async def test_a_malformed_approval_is_dead_lettered_with_its_reason_and_the_mesh_keeps_working(js):

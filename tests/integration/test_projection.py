@@ -163,8 +163,8 @@ async def test_a_rebuild_twice_gives_the_same_hash_as_the_live_model(js, stores,
 
     assert {r.projection: r.content_hash for r in first} == live
     assert {r.projection: r.content_hash for r in second} == live
-    for result in second:
-        assert result.namespace == await next(p for p in stores if p.spec.name == result.projection).store.active_namespace()
+    for projector, result in zip(stores, second, strict=True):
+        assert result.namespace == await projector.store.active_namespace()
         assert result.events > 0
 
 

@@ -1,0 +1,148 @@
+"""`fleet deliberation`, `fleet story` and `fleet projections`: the read models, asked and rebuilt."""
+
+from __future__ import annotations
+
+import time
+
+import nats
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from contracts import queries
+from contracts.queries import DeliberationList, DeliberationView, StoryView
+from services.mesh.queries import ask
+from services.mesh.settings import load_settings
+from services.projection.app import projectors
+from services.projection.projector import Progress
+from services.projection.rebuild import RebuildResult, rebuild
+
+STATUS_COLOURS = {"COMPLETED": "green", "FAILED": "red", "TIMED_OUT": "red", "IN_PROGRESS": "yellow"}
+
+
+async def query(spec: queries.QuerySpec, request):
+    client = await nats.connect(load_settings().nats_url, max_reconnect_attempts=2)
+    try:
+        return await ask(client, spec, request)
+    finally:
+        await client.close()
+
+
+def _status(status: str | None) -> str:
+    colour = STATUS_COLOURS.get(status or "", "dim")
+    return f"[{colour}]{status}[/]"
+
+
+def print_deliberation(view: DeliberationView, console: Console) -> None:
+    console.print(f"[bold]{view.deliberation_id}[/]  {_status(view.status)}"
+                  + (f"  phase {view.phase} (round {view.round})" if view.phase else ""))
+    console.print(f"story {view.story_id} / plan {view.plan_id} / task {view.task_id}: {view.title}")
+    console.print(f"council {view.role}: {', '.join(view.agents)}")
+    if view.winner_id:
+        console.print(f"[green]winner[/] {view.winner_id} (score {_score(view.winner_score)}, "
+                      f"{view.winner_revisions} revision(s)), decided by {view.decided_by}")
+    if view.rationale:
+        console.print(f"rationale: {view.rationale}")
+    if view.architect_error:
+        console.print(f"[yellow]architect error:[/] {view.architect_error}")
+    if view.reason:
+        console.print(f"[red]reason ({view.failed_phase}):[/] {view.reason}")
+    if view.ranking:
+        table = Table("rank", "agent", "score", "qualified")
+        for ranked in view.ranking:
+            table.add_row(str(ranked.rank), ranked.agent_id, _score(ranked.score), "yes" if ranked.qualified else "no")
+        console.print(table)
+    timings = Table("moment", "at")
+    for label, value in (("requested", view.requested_at), ("started", view.started_at)):
+        if value:
+            timings.add_row(label, value)
+    for phase, at in view.phases_started.items():
+        timings.add_row(f"phase {phase}", at)
+    if view.finished_at:
+        timings.add_row("finished", f"{view.finished_at} ({(view.duration_ms or 0) / 1000:.1f}s)")
+    console.print(timings)
+    if view.winner_content:
+        console.print("[bold]winning proposal[/]")
+        console.print(view.winner_content)
+
+
+def _score(score: float | None) -> str:
+    return "-" if score is None else f"{score:.1f}"
+
+
+def print_deliberations(found: DeliberationList, console: Console) -> None:
+    if not found.deliberations:
+        console.print("no deliberations match")
+        return
+    table = Table("deliberation", "story", "task", "role", "status", "phase", "winner", "duration")
+    for d in found.deliberations:
+        table.add_row(d.deliberation_id, d.story_id, d.task_id, d.role, _status(d.status), d.phase or "",
+                      d.winner_id or "", f"{d.duration_ms / 1000:.1f}s" if d.duration_ms is not None else "")
+    console.print(table)
+
+
+def story_tree(story: StoryView) -> Tree:
+    tree = Tree(f"[bold]story {story.story_id}[/]")
+    for plan in story.plans:
+        branch = tree.add(f"plan {plan.plan_id}, approved by {plan.approved_by} at {plan.approved_at}")
+        for task in plan.tasks:
+            leaf = branch.add(f"task {task.task_id}: {task.title}")
+            if not task.deliberations:
+                leaf.add("[dim]no deliberation yet[/]")
+            for d in task.deliberations:
+                line = f"{d.role} {_status(d.status)} {d.deliberation_id}"
+                if d.winner_id:
+                    line += f": [green]{d.winner_id}[/] won (score {_score(d.winner_score)}, decided by {d.decided_by})"
+                node = leaf.add(line)
+                if d.rationale:
+                    node.add(f"[italic]{d.rationale}[/]")
+    return tree
+
+
+class ProgressPrinter:
+    """A line per stream at most once a second, and at each stream's end: position, events and rate."""
+
+    def __init__(self, projection: str, console: Console) -> None:
+        self._projection = projection
+        self._console = console
+        self._began = time.monotonic()
+        self._last = 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now - self._last < 1.0 and progress.last_sequence < progress.target:
+            return
+        self._last = now
+        rate = progress.applied / max(now - self._began, 1e-6)
+        self._console.print(
+            f"  {self._projection} {progress.stream}: seq {progress.last_sequence}/{progress.target}, "
+            f"{progress.applied} events ({rate:,.0f}/s)"
+        )
+
+
+async def rebuild_projections(names: list[str], console: Console) -> list[RebuildResult]:
+    """Rebuild each named projection from sequence 0, printing progress and the rate as it goes."""
+    settings = load_settings()
+    chosen = [p for p in projectors(settings) if p.spec.name in names]
+    client = await nats.connect(settings.nats_url, max_reconnect_attempts=2)
+    results = []
+    try:
+        for projector in chosen:
+            console.print(f"rebuilding the {projector.spec.name} read model from sequence 0...")
+            printer = ProgressPrinter(projector.spec.name, console)
+            results.append(await rebuild(client.jetstream(), projector, on_progress=printer))
+            await projector.store.close()
+    finally:
+        await client.close()
+    return results
+
+
+def print_rebuilds(results: list[RebuildResult], console: Console) -> None:
+    table = Table("read model", "namespace", "replaced", "events", "seconds", "events/s", "content hash",
+                  "same as replaced")
+    for r in results:
+        same = "-" if r.replaced_hash is None else ("[green]yes[/]" if r.replaced_hash == r.content_hash else
+                                                   "[yellow]no[/] (the log grew, or the old model was stale)")
+        table.add_row(r.projection, r.namespace, r.replaced or "-", str(r.events), f"{r.seconds:.2f}",
+                      f"{r.rate:,.0f}", r.content_hash[:16], same)
+    console.print(table)
