@@ -79,6 +79,7 @@ class Row:
 @dataclass
 class Progress:
     rows: dict[str, Row] = field(default_factory=dict)
+    story_id: str = ""
     began: float = field(default_factory=time.monotonic)
 
     def done(self) -> bool:
@@ -130,7 +131,7 @@ async def run_demo(nats_url: str, console: Console, timeout_s: float = 900.0) ->
     """Publish a sample approval and follow its causal chain until every deliberation has a result."""
     approval = sample_approval()
     event_id = str(uuid.uuid4())
-    progress = Progress()
+    progress = Progress(story_id=approval.story_id)
     for task in approval.tasks:
         for role in approval.roles:
             key = deliberation_id(approval.story_id, approval.plan_id, task.task_id, role)
@@ -196,3 +197,35 @@ def print_winners(progress: Progress, console: Console) -> None:
             console.print(Panel(body, title=f"{title}: winner {winner.agent_id}, score {_score(winner.score)}"))
         elif isinstance(result, DeliberationFailed):
             console.print(Panel(f"[red]{result.reason}[/]", title=f"{title}: failed in {result.phase}"))
+
+
+FINISHED = ("COMPLETED", "FAILED", "TIMED_OUT")
+
+
+async def print_story(nats_url: str, story_id: str, console: Console, timeout_s: float = 30.0) -> None:
+    """The story as the graph read model shows it, once the projection has caught up with the results."""
+    from contracts.queries import SHOW_STORY, ShowStory
+    from services.cli.read_models import story_tree
+    from services.mesh.queries import QueryFailed, ask
+
+    client = await nats.connect(nats_url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                story = await ask(client, SHOW_STORY, ShowStory(story_id=story_id))
+            except QueryFailed as exc:
+                story, problem = None, str(exc)
+            else:
+                decided = [d.status in FINISHED for p in story.plans for t in p.tasks for d in t.deliberations]
+                if decided and all(decided):
+                    break
+                problem = "the read model has not caught up with every result"
+            if time.monotonic() > deadline:
+                console.print(f"[yellow]story {story_id} not shown:[/] {problem}")
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await client.close()
+    console.print(story_tree(story))
+    console.print(f"[dim]Again any time: fleet story show {story_id}[/]")

@@ -85,7 +85,7 @@ def up(data_dir: DataDir = Path(DEFAULT_DATA_DIR)) -> None:
 
 
 async def _demo(data_dir: Path, timeout_s: float) -> None:
-    from services.cli.demo import print_winners, run_demo
+    from services.cli.demo import print_story, print_winners, run_demo
     from services.embedded.stack import EmbeddedStack, is_running
 
     stack = None
@@ -98,6 +98,7 @@ async def _demo(data_dir: Path, timeout_s: float) -> None:
     try:
         progress = await run_demo(endpoints["nats_url"], console, timeout_s=timeout_s)
         print_winners(progress, console)
+        await print_story(endpoints["nats_url"], progress.story_id, console)
     finally:
         if stack is not None:
             with console.status("stopping the embedded mesh..."):

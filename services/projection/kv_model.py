@@ -38,10 +38,16 @@ class SetFields:
 
 
 @dataclass(frozen=True)
-class AddToCounter:
+class CountOnce:
+    """Add to counters in a hash, once per fact: a copy of the event stored again adds nothing.
+
+    `fact` names what is counted (a deliberation's result, a turn's outcome), not the message, since a
+    copy stored past the duplicate window is a new message with the same fact.
+    """
+
     key: str
-    field: str
-    amount: int
+    amounts: dict[str, int]
+    fact: str
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class AddToSet:
     member: str
 
 
-type KvWrite = SetFields | AddToCounter | AddToIndex | AddToSet
+type KvWrite = SetFields | CountOnce | AddToIndex | AddToSet
 
 
 class Status:
@@ -127,9 +133,8 @@ def _completed(event: ev.DeliberationCompleted, envelope: Envelope) -> list[KvWr
             winner_revisions=event.winner.revisions, duration_ms=event.duration_ms,
             finished_at=format_time(envelope.occurred_at), failed_agents=list(event.failed_agents),
         ),
-        AddToCounter(stats, "completed", 1),
-        AddToCounter(stats, "duration_ms_total", event.duration_ms),
-        AddToCounter(stats, f"wins:{event.winner.agent_id}", 1),
+        CountOnce(stats, {"completed": 1, "duration_ms_total": event.duration_ms,
+                          f"wins:{event.winner.agent_id}": 1}, fact=f"result/{event.deliberation_id}"),
     ]
 
 
@@ -139,24 +144,28 @@ def _failed(event: ev.DeliberationFailed, envelope: Envelope) -> list[KvWrite]:
     return [
         _deliberation(event.deliberation_id, status=status, reason=event.reason, failed_phase=event.phase.value,
                       duration_ms=event.duration_ms, finished_at=format_time(envelope.occurred_at)),
-        AddToCounter(stats, status.lower(), 1),
-        AddToCounter(stats, "duration_ms_total", event.duration_ms),
+        CountOnce(stats, {status.lower(): 1, "duration_ms_total": event.duration_ms},
+                  fact=f"result/{event.deliberation_id}"),
     ]
 
 
 def _turn_completed(event: ev.TurnCompleted, envelope: Envelope) -> list[KvWrite]:
-    stats = council_stats_key(event.deliberation.role.value)
-    return [
-        AddToCounter(stats, "turns_completed", 1),
-        AddToCounter(stats, "prompt_tokens", event.prompt_tokens),
-        AddToCounter(stats, "completion_tokens", event.completion_tokens),
-        AddToCounter(stats, "llm_latency_ms_total", event.latency_ms),
-    ]
+    return [CountOnce(
+        council_stats_key(event.deliberation.role.value),
+        {"turns_completed": 1, "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+         "llm_latency_ms_total": event.latency_ms},
+        fact=_turn_fact(event),
+    )]
 
 
 def _turn_failed(event: ev.TurnFailed, envelope: Envelope) -> list[KvWrite]:
-    stats = council_stats_key(event.deliberation.role.value)
-    return [AddToCounter(stats, "turns_failed", 1), AddToCounter(stats, f"errors:{event.error_class}", 1)]
+    return [CountOnce(council_stats_key(event.deliberation.role.value),
+                      {"turns_failed": 1, f"errors:{event.error_class}": 1}, fact=_turn_fact(event))]
+
+
+def _turn_fact(event: ev.TurnCompleted | ev.TurnFailed) -> str:
+    """A turn has one outcome: whichever arrives first is counted."""
+    return f"turn/{event.deliberation.deliberation_id}/{event.turn.key}"
 
 
 PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] = {

@@ -239,13 +239,16 @@ async def test_a_failing_agent_leaves_a_quorum_that_completes_without_it(js):
     assert {(c.agent_id, c.author_id) for c in critiques} == {("data-1", "data-3"), ("data-3", "data-1")}
 
 
-async def test_the_collector_killed_mid_deliberation_carries_on_and_counts_a_repeated_answer_once(js, mesh):
-    stack, _ = mesh
+async def test_the_collector_and_projection_killed_mid_deliberation_carry_on_and_count_a_repeated_answer_once(
+    js, mesh
+):
+    stack, endpoints = mesh
     deliberation = await approve(js, approval_for(Role.QA))
     [first] = await wait_for(js, catalog.TURN_COMPLETED.subject, of(deliberation), 1, timeout_s=120)
-    collector = stack.services["collector"]
+    collector, projection = stack.services["collector"], stack.services["projection"]
     restarts = collector.restarts
     os.kill(collector.process.pid, signal.SIGKILL)
+    os.kill(projection.process.pid, signal.SIGKILL)
     # The same answer stored again: what a redelivery looks like once the duplicate window has passed.
     await js.publish(first.subject, first.data, headers={**first.headers, MSG_ID: "e2e-repeated-answer"})
 
@@ -257,6 +260,24 @@ async def test_the_collector_killed_mid_deliberation_carries_on_and_counts_a_rep
     asked = await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)
     assert sum(r.turn.phase == Phase.JUDGE for r in asked) == 3
     assert len(await events_of(js, catalog.DELIBERATION_COMPLETED.subject, deliberation)) == 1
+
+    # The restarted projector resumed from its checkpoints: its model is what a rebuild from zero gives,
+    # and the repeated answer is counted once in the council's statistics.
+    settings = Settings(data_dir=Path("."), nats_url=endpoints["nats_url"], valkey_url=endpoints["valkey_url"],
+                        graph_uri=endpoints["graph_uri"])
+    graph, kv = projectors(settings)
+    for projector in (graph, kv):
+        live = await stable_hash(projector.store)
+        rebuilt = await rebuild(js, projector, grace_s=1.0)
+        assert rebuilt.content_hash == live == rebuilt.replaced_hash
+    completed_turns = {t.turn.key for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)}
+    counted = await kv.store.client.smembers(f"{await kv.store.active_namespace()}:council:QA:stats:counted")
+    assert {f"turn/{deliberation}/{key}" for key in completed_turns} <= counted
+    assert sum(fact.startswith(f"turn/{deliberation}/") for fact in counted) == len(
+        {t.turn.key for t in await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)}
+    )
+    for projector in (graph, kv):
+        await projector.store.close()
 
 
 async def test_the_llm_server_killed_mid_deliberation_ends_it_as_failed_with_the_reason(js, mesh):

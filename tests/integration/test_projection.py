@@ -30,24 +30,44 @@ from contracts.events import (
 )
 from services.mesh.settings import Settings
 from services.projection.app import projectors
+from services.projection.graph_model import graph_writes
 from services.projection.kv_model import council_stats_key
-from services.projection.projector import Progress, stream_reader
+from services.projection.projector import Progress, Projector, stream_reader
 from services.projection.reads import ReadModels
 from services.projection.rebuild import rebuild
 from streams.definitions import AGENT, ORCHESTRATION, PLANNING
+from tests.servers import docker_available
 
 pytestmark = pytest.mark.integration
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-async def stores(nats_url, redis_endpoints, unique):
-    """Both projections on their own graph name and key prefix, so tests never see each other's models."""
-    settings = Settings(
-        data_dir=".", nats_url=nats_url, valkey_url=redis_endpoints["valkey_url"],
-        graph_uri=redis_endpoints["graph_uri"], graph_name=f"t{unique}", kv_prefix=f"t{unique}",
-    )
+@pytest.fixture(scope="module")
+def neo4j_server():
+    """Neo4j Community in a container; these tests are skipped, with the reason, where no Docker engine runs."""
+    if not docker_available():
+        pytest.skip("no Docker engine: the Neo4j graph adapter is tested in a testcontainers Neo4j only")
+    from testcontainers.community.neo4j import Neo4jContainer
+
+    with Neo4jContainer("neo4j:5-community") as container:
+        yield {"graph_uri": container.get_connection_url(), "user": container.username,
+               "password": container.password}
+
+
+@pytest.fixture(params=["falkordb", "neo4j"])
+async def stores(request, nats_url, redis_endpoints, unique):
+    """Both projections on their own graph and key prefix, so tests never see each other's models.
+
+    The graph is FalkorDB (embedded default) or Neo4j: the same Cypher runs on both.
+    """
+    graph_settings = {"graph_uri": redis_endpoints["graph_uri"], "graph_name": f"t{unique}"}
+    if request.param == "neo4j":
+        neo4j = request.getfixturevalue("neo4j_server")
+        graph_settings = {"graph_uri": neo4j["graph_uri"], "graph_name": "neo4j", "graph_user": neo4j["user"],
+                          "graph_password": neo4j["password"]}
+    settings = Settings(data_dir=".", nats_url=nats_url, valkey_url=redis_endpoints["valkey_url"],
+                        kv_prefix=f"t{unique}", **graph_settings)
     graph, kv = projectors(settings)
     yield graph, kv
     for projector in (graph, kv):
@@ -214,3 +234,29 @@ async def test_a_v0_plan_approval_is_upcast_into_a_plan_with_one_task(js, stores
     [plan] = story.plans
     assert plan.approved_by == "bob"
     assert [t.task_id for t in plan.tasks] == [f"plan-{unique}"]
+
+
+async def test_an_event_that_breaks_its_contract_is_dead_lettered_and_the_projection_moves_past_it(
+    js, stores, unique
+):
+    graph, _ = stores
+    letters = []
+
+    async def reject(letter, reason):
+        letters.append((letter, reason))
+
+    projector = Projector(graph.spec, graph.store, graph_writes, reject)
+    ack = await js.publish(catalog.DELIBERATION_STARTED.subject, b'{"deliberation": 42}',
+                           headers={MSG_ID: f"{unique}-broken"})
+    events = story_events(unique)
+    await publish(js, events["requested"], f"{unique}-requested")
+
+    await catch_up(js, projector, ORCHESTRATION)
+
+    [(letter, reason)] = [(letter, reason) for letter, reason in letters if letter.stream_sequence == ack.seq]
+    assert letter.headers[MSG_ID] == f"{unique}-broken" and letter.body == b'{"deliberation": 42}'
+    assert letter.consumer == "projection-graph" and "invalid orchestration.deliberation.started.v1" in reason
+    namespace = await graph.store.active_namespace()
+    assert await graph.store.checkpoint(namespace, ORCHESTRATION.name) > ack.seq
+    status = await graph.store.read("MATCH (d:Deliberation {id: $d}) RETURN d.status", {"d": f"d-{unique}"})
+    assert status == [["PENDING"]]

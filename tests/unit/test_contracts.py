@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import msgspec
@@ -245,3 +246,30 @@ def test_the_checked_in_catalog_and_schemas_match_the_code():
     assert (folder / "catalog.md").read_text() == catalog_markdown(), "run `just contracts`"
     for name, schema in json_schemas().items():
         assert json.loads((folder / name).read_text()) == schema, f"{name} is stale: run `just contracts`"
+
+
+def test_the_read_model_page_names_exactly_the_graph_vocabulary():
+    from services.projection.vocabulary import EDGES, Label, Rel
+
+    page = (Path(__file__).parents[2] / "docs" / "read-models.md").read_text()
+    documented_labels = set(re.findall(r"^\| `([A-Z][A-Za-z]+)` \| (?!.*→)", page, re.MULTILINE))
+    documented_rels = set(re.findall(r"^\| `([A-Z_]+)` \| [A-Za-z]+ →", page, re.MULTILINE))
+    assert documented_labels == {label.value for label in Label}
+    assert documented_rels == {rel.value for rel in Rel} == {rel.value for rel in EDGES}
+
+
+def test_every_query_has_a_subject_in_the_naming_rule_and_a_line_in_the_catalog():
+    from contracts.queries import QUERIES
+
+    markdown = catalog_markdown()
+    for query in QUERIES:
+        assert catalog.SUBJECT_PATTERN.match(query.subject) and query.subject.startswith("query.")
+        assert f"`{query.subject}`" in markdown
+        assert stream_for_subject_or_none(query.subject) is None, "queries are core NATS, never stored"
+
+
+def stream_for_subject_or_none(subject: str):
+    try:
+        return stream_for_subject(subject)
+    except LookupError:
+        return None

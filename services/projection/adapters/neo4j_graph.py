@@ -52,8 +52,10 @@ class Neo4jGraphStore:
         return None
 
     async def drop(self, namespace: str) -> None:
-        await self._driver.execute_query("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS",
-                                         database_=namespace)
+        # CALL ... IN TRANSACTIONS needs an auto-commit transaction, which only session.run gives.
+        async with self._driver.session(database=namespace) as session:
+            result = await session.run("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS")
+            await result.consume()
 
     async def content_hash(self, namespace: str) -> str:
         return canonical_hash(await self.content(namespace))

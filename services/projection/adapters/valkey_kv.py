@@ -7,11 +7,18 @@ from collections.abc import Sequence
 import valkey.asyncio as valkey
 from valkey.exceptions import WatchError
 
-from services.projection.kv_model import AddToCounter, AddToIndex, AddToSet, KvWrite, SetFields
+from services.projection.kv_model import AddToIndex, AddToSet, CountOnce, KvWrite, SetFields
 from services.projection.stores import canonical_hash
 
 FIRST_GENERATION = "g1"
 CHECKPOINT = "checkpoint"
+# KEYS: the counters hash, the set of facts already counted. ARGV: the fact, then field/amount pairs.
+COUNT_ONCE = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+  for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 0
+"""
 
 
 class ValkeyStore:
@@ -102,8 +109,9 @@ def _queue(pipe, namespace: str, write: KvWrite) -> None:
         case SetFields(fields=fields):
             if fields:
                 pipe.hset(key, mapping=fields)
-        case AddToCounter(field=field, amount=amount):
-            pipe.hincrby(key, field, amount)
+        case CountOnce(amounts=amounts, fact=fact):
+            pairs = [str(part) for name, amount in sorted(amounts.items()) for part in (name, amount)]
+            pipe.eval(COUNT_ONCE, 2, key, f"{key}:counted", fact, *pairs)
         case AddToIndex(member=member, score=score, capped=capped):
             pipe.zadd(key, {member: score})
             if capped is not None:
