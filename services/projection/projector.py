@@ -213,7 +213,23 @@ class Projector[W]:
                     return progress
 
     async def follow(self, js: JetStreamContext, stream: StreamSpec) -> None:
-        """Apply the stream as it grows, forever; move to the new namespace when a rebuild switches."""
+        """Apply the stream as it grows, forever; move to the new namespace when a rebuild switches.
+
+        A store that goes away (a restart of Valkey or the graph) is waited for; the follower then
+        starts again from the checkpoint the store holds.
+        """
+        delay = self._retry_delay_s
+        while True:
+            try:
+                await self._follow_namespace(js, stream)
+            except Exception as exc:
+                if not _is_unreachable(exc):
+                    raise
+                log.warning("%s %s: store unreachable, retrying in %.0fs: %s", self.spec.name, stream.name, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _follow_namespace(self, js: JetStreamContext, stream: StreamSpec) -> None:
         while True:
             namespace = await self.store.active_namespace()
             await self.store.prepare(namespace)

@@ -271,7 +271,7 @@ async def test_the_collector_and_projection_killed_mid_deliberation_carry_on_and
         rebuilt = await rebuild(js, projector, grace_s=1.0)
         assert rebuilt.content_hash == live == rebuilt.replaced_hash
     completed_turns = {t.turn.key for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)}
-    counted = await kv.store.client.smembers(f"{await kv.store.active_namespace()}:council:QA:stats:counted")
+    counted = set(await kv.store.client.smembers(f"{await kv.store.active_namespace()}:council:QA:stats:counted"))
     assert {f"turn/{deliberation}/{key}" for key in completed_turns} <= counted
     assert sum(fact.startswith(f"turn/{deliberation}/") for fact in counted) == len(
         {t.turn.key for t in await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)}

@@ -26,6 +26,7 @@ from services.agents.domain import (
     ROLE_FOCUS,
     STRUCTURED_MAX_TOKENS,
     Completion,
+    GivenContext,
     LlmFailure,
     ResponseFormat,
     StructuredOutputInvalid,
@@ -315,3 +316,28 @@ def test_a_completion_without_model_or_usage_is_credited_to_the_requested_model(
 def test_an_empty_or_malformed_completion_is_an_error_not_a_proposal(body, reason):
     with pytest.raises(LlmBadResponse, match=reason):
         parse_completion(body, requested_model="x", latency_ms=1)
+
+
+def test_the_read_model_context_comes_before_the_brief_in_the_user_prompt():
+    request = chat_request(ask(Phase.PROPOSE), model="m", max_tokens=100, dialect=ResponseFormat.JSON_SCHEMA,
+                           context="Decisions already made:\n- task t, DEV: dev-1 won.")
+    user = request.messages[1].content
+    assert user.index("dev-1 won.") < user.index("Task t")
+
+
+def test_no_secret_in_a_task_reaches_the_prompt():
+    leaky = msgspec.structs.replace(BRIEF, task=msgspec.structs.replace(
+        BRIEF.task, description="Connect with postgres://app:s3cr3t@db/app and api_key=AKIA0123456789ABCDEF."))
+    request = msgspec.structs.replace(ask(Phase.PROPOSE), brief=leaky)
+    sent = " ".join(m.content for m in chat_request(
+        request, model="m", max_tokens=100, dialect=ResponseFormat.JSON_SCHEMA, context="token: abc123def456").messages)
+    assert "s3cr3t" not in sent and "AKIA0123456789ABCDEF" not in sent and "abc123def456" not in sent
+    assert "postgres://app:[REDACTED]@db/app" in sent
+
+
+def test_a_turn_written_with_a_context_records_its_hash_and_one_without_says_why():
+    given = GivenContext(text="x", context_hash="ab12")
+    with_context = outcome(ask(Phase.PROPOSE), completion(), context=given).payload
+    without = outcome(ask(Phase.PROPOSE), completion(), context=GivenContext(error="503: nobody answers")).payload
+    assert (with_context.context_hash, with_context.context_error) == ("ab12", None)
+    assert (without.context_hash, without.context_error) == (None, "503: nobody answers")
