@@ -9,12 +9,12 @@ MASK = "[REDACTED]"
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # scheme://user:password@host -> the password only
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]+):([^\s@/]+)@"), rf"\1:{MASK}@"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):([^\s@/]+)@"), rf"\1:{MASK}@"),
     (re.compile(r"(?i)\b(bearer)\s+[a-z0-9._~+/=-]{8,}"), rf"\1 {MASK}"),
-    # key=value and key: value for names that mean a secret
+    # key=value and key: value for names that mean a secret ("tokens" are counts, not secrets)
     (
         re.compile(
-            r"(?i)\b([a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)[a-z0-9_.-]*)"
+            r"(?i)\b([a-z0-9_.-]*(?:password|passwd|pwd|secret|token(?!s)|api[_-]?key|access[_-]?key)[a-z0-9_.-]*)"
             r"(\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
         ),
         rf"\1\2{MASK}",

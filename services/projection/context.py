@@ -29,6 +29,9 @@ def load_scopes(path: Path = SCOPES_FILE) -> dict[Role, Scope]:
     """Every role's scope: its own table over the defaults. A bad file fails loudly at start."""
     document = tomllib.loads(path.read_text())
     default = document.get("default", {})
+    unknown_roles = set(document.get("roles", {})) - {role.value for role in Role}
+    if unknown_roles:
+        raise ValueError(f"{path}: no such role {sorted(unknown_roles)}; roles are {', '.join(Role)}")
     scopes = {}
     for role in Role:
         merged = {**default, **document.get("roles", {}).get(role.value, {})}
@@ -96,7 +99,8 @@ def _section(name: str, facts: ContextFacts, scope: Scope) -> str:
             for d in sorted(chosen, key=lambda d: (d.task_id, d.role)):
                 lines.append(f"- task {d.task_id}, {d.role}: {d.winner_id} won. {d.rationale}".rstrip())
                 if d.winner_excerpt:
-                    lines.append(f"  Winning proposal begins: {d.winner_excerpt[:EXCERPT_CHARS]}")
+                    # Redacted before it is cut: a secret cut in half would no longer look like one.
+                    lines.append(f"  Winning proposal begins: {redact(d.winner_excerpt)[:EXCERPT_CHARS]}")
             return "\n".join(lines)
         case "related_tasks":
             others = [(t, title) for t, title in facts.related_tasks if t != facts.task_id]

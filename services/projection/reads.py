@@ -42,7 +42,7 @@ def deliberation_view(fields: dict[str, str]) -> DeliberationView:
             values[name] = raw
     values["phases_started"] = dict(sorted(phases.items(), key=lambda item: item[1]))
     values.setdefault("status", "PENDING")
-    for required in ("story_id", "plan_id", "task_id", "role"):
+    for required in ("deliberation_id", "story_id", "plan_id", "task_id", "role"):
         values.setdefault(required, "")
     return msgspec.convert(values, DeliberationView)
 

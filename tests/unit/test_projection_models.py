@@ -1,0 +1,656 @@
+"""The read models as pure functions: given these events, expect these graph MERGEs, these KV writes, these views."""
+
+import datetime as dt
+import json
+import random
+
+import pytest
+
+from contracts import catalog
+from contracts.envelope import Envelope, format_time
+from contracts.events import (
+    AgentProfile,
+    Brief,
+    CheckResult,
+    CouncilCreated,
+    CouncilDeleted,
+    DecisionMade,
+    DeliberationAdvanced,
+    DeliberationCompleted,
+    DeliberationFailed,
+    DeliberationRef,
+    DeliberationRequested,
+    DeliberationScored,
+    DeliberationStarted,
+    Event,
+    Phase,
+    PlanApproved,
+    PlannedTask,
+    ProposalScore,
+    RankedProposal,
+    Role,
+    Turn,
+    TurnCompleted,
+    TurnFailed,
+    Winner,
+)
+from services.councils.domain import new_council
+from services.projection import graph_model, kv_model
+from services.projection.cypher import batch_statement, coalesce_writes
+from services.projection.graph_model import graph_writes
+from services.projection.kv_model import (
+    ACTIVITY_KEPT,
+    ACTIVITY_KEY,
+    DELIBERATIONS_KEY,
+    AddToIndex,
+    AddToSet,
+    CountOnce,
+    SetFields,
+    Status,
+    council_stats_key,
+    deliberation_key,
+    kv_writes,
+    story_deliberations_key,
+)
+from services.projection.reads import deliberation_view, story_view
+from services.projection.vocabulary import (
+    EdgeWrite,
+    Label,
+    NodeWrite,
+    Rel,
+    critique_key,
+    plan_key,
+    proposal_key,
+    revision_key,
+    task_key,
+)
+
+T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV)
+DEV_COUNCIL = new_council(Role.DEV, 3)
+ARCHITECT = AgentProfile(agent_id="architect-1", role=Role.ARCHITECT, persona="the architect", temperature=0.2,
+                         seed=7)
+BRIEF = Brief(task=PlannedTask(task_id="t-1", title="Add caching", description="Cache the reads."),
+              rubric={"correctness": "works"})
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def envelope(event: Event, occurred_at: dt.datetime = T0, event_id: str | None = None) -> Envelope:
+    spec = catalog.spec_for_payload(event)
+    event_id = event_id or f"{spec.event_type}/{event.aggregate_id()}/{occurred_at.timestamp()}"
+    return Envelope(
+        event_id=event_id, event_type=spec.event_type, schema_version=spec.version, occurred_at=occurred_at,
+        producer="test", correlation_id="c-1", causation_id="c-1", aggregate_type=spec.aggregate_type,
+        aggregate_id=event.aggregate_id(), traceparent="00-" + "0" * 32 + "-" + "0" * 16 + "-01",
+    )
+
+
+def plan_approved(story_id: str = "s-1", plan_id: str = "p-1") -> PlanApproved:
+    return PlanApproved(
+        story_id=story_id, plan_id=plan_id, approved_by="alice", roles=[Role.DEV, Role.QA],
+        tasks=[PlannedTask(task_id="t-1", title="Add caching", description="Cache the reads."),
+               PlannedTask(task_id="t-2", title="Measure it")],
+        constraints=["no new services"],
+    )
+
+
+def requested(ref: DeliberationRef = REF) -> DeliberationRequested:
+    return DeliberationRequested(deliberation=ref, brief=BRIEF, approved_by="alice", council=DEV_COUNCIL,
+                                 architect=ARCHITECT)
+
+
+def started() -> DeliberationStarted:
+    return DeliberationStarted(deliberation=REF, brief=BRIEF, council=DEV_COUNCIL, architect=ARCHITECT,
+                               started_at=at(1))
+
+
+def advanced(phase: Phase = Phase.PROPOSE, round_: int = 0) -> DeliberationAdvanced:
+    return DeliberationAdvanced(deliberation_id="d-1", phase=phase, round=round_, turns=["a"], deadline_at=at(300))
+
+
+def turn_completed(phase: Phase, agent_id: str = "dev-1", author_id: str = "dev-1", round_: int = 0,
+                   context_hash: str | None = "abc") -> TurnCompleted:
+    agent = next(a for a in DEV_COUNCIL.agents if a.agent_id == agent_id)
+    return TurnCompleted(
+        deliberation=REF, turn=Turn(phase=phase, round=round_, agent_id=agent_id, author_id=author_id),
+        agent=agent, content=f"{phase} by {agent_id} on {author_id}", model="m", temperature=agent.temperature,
+        seed=agent.seed, prompt_tokens=10, completion_tokens=20, latency_ms=30, context_hash=context_hash,
+    )
+
+
+def turn_failed() -> TurnFailed:
+    return TurnFailed(deliberation=REF, turn=Turn(phase=Phase.PROPOSE, round=0, agent_id="dev-3", author_id="dev-3"),
+                      agent=DEV_COUNCIL.agents[2], error_class="LlmTimeout", message="slow")
+
+
+def scored() -> DeliberationScored:
+    return DeliberationScored(deliberation_id="d-1", scores=[
+        ProposalScore(agent_id="dev-1", criteria={"correctness": 8}, justification="good",
+                      checks=[CheckResult(check="parses", passed=True)], score=8.0, qualified=True),
+        ProposalScore(agent_id="dev-2", criteria={}, justification="", score=None, qualified=False,
+                      checks=[CheckResult(check="parses", passed=False, detail="syntax")], scoring_error="judge"),
+    ])
+
+
+RANKING = [RankedProposal(rank=1, agent_id="dev-1", score=8.0, qualified=True),
+           RankedProposal(rank=2, agent_id="dev-2", score=None, qualified=False)]
+
+
+def decided() -> DecisionMade:
+    return DecisionMade(deliberation_id="d-1", winner_id="dev-1", candidates=["dev-1"], ranking=RANKING,
+                        rationale="simplest", decided_by="architect-1")
+
+
+def completed() -> DeliberationCompleted:
+    return DeliberationCompleted(
+        deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV,
+        winner=Winner(agent_id="dev-1", content="the proposal", score=8.0, revisions=1), ranking=RANKING,
+        rationale="simplest", decided_by="architect-1", duration_ms=4200, failed_agents=["dev-3"],
+    )
+
+
+def failed(timed_out: bool = False) -> DeliberationFailed:
+    return DeliberationFailed(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV,
+                              phase=Phase.PROPOSE, reason="quorum not reached", duration_ms=300_000,
+                              timed_out=timed_out)
+
+
+def nodes_of(writes) -> dict[tuple[Label, str], dict]:
+    return {(w.label, w.id): w.props for w in writes if isinstance(w, NodeWrite)}
+
+
+def edges_of(writes) -> set[tuple[Label, str, Rel, Label, str]]:
+    return {(w.source, w.source_id, w.rel, w.target, w.target_id) for w in writes if isinstance(w, EdgeWrite)}
+
+
+# --- cypher: coalescing a batch into rows ---------------------------------------------------------
+
+
+def test_a_node_written_twice_in_one_batch_becomes_one_row_with_the_later_properties():
+    nodes, edges = coalesce_writes([
+        NodeWrite(Label.DELIBERATION, "d-1", {"status": "PENDING", "role": "DEV"}),
+        NodeWrite(Label.DELIBERATION, "d-1", {"status": "IN_PROGRESS", "phase": "propose"}),
+    ])
+
+    assert nodes == {Label.DELIBERATION: {"d-1": {"status": "IN_PROGRESS", "role": "DEV", "phase": "propose"}}}
+    assert edges == {}
+
+
+def test_none_properties_are_dropped_and_never_erase_an_earlier_value():
+    nodes, _ = coalesce_writes([
+        NodeWrite(Label.DECISION, "d-1", {"winner_id": "dev-1", "architect_error": None}),
+        NodeWrite(Label.DECISION, "d-1", {"winner_id": None, "rationale": "simplest"}),
+    ])
+
+    assert nodes[Label.DECISION]["d-1"] == {"winner_id": "dev-1", "rationale": "simplest"}
+
+
+def test_an_edge_creates_stub_rows_for_both_endpoints():
+    nodes, edges = coalesce_writes([EdgeWrite(Label.STORY, "s-1", Rel.HAS_PLAN, Label.PLAN_VERSION, "s-1/p-1")])
+
+    assert nodes == {Label.STORY: {"s-1": {}}, Label.PLAN_VERSION: {"s-1/p-1": {}}}
+    assert edges == {(Label.STORY, "HAS_PLAN", Label.PLAN_VERSION): {("s-1", "s-1/p-1"): {}}}
+
+
+def test_a_stub_endpoint_never_erases_the_properties_of_a_node_written_before_it():
+    nodes, _ = coalesce_writes([
+        NodeWrite(Label.TASK, "s-1/p-1/t-1", {"title": "Add caching"}),
+        EdgeWrite(Label.TASK, "s-1/p-1/t-1", Rel.DELIBERATED_IN, Label.DELIBERATION, "d-1"),
+    ])
+
+    assert nodes[Label.TASK]["s-1/p-1/t-1"] == {"title": "Add caching"}
+
+
+def test_an_edge_written_twice_becomes_one_row_with_the_later_properties():
+    _, edges = coalesce_writes([
+        EdgeWrite(Label.PROPOSAL, "d-1/dev-1", Rel.REVISED_AS, Label.REVISION, "d-1/dev-1/r1", {"round": 0}),
+        EdgeWrite(Label.PROPOSAL, "d-1/dev-1", Rel.REVISED_AS, Label.REVISION, "d-1/dev-1/r1", {"round": 1}),
+    ])
+
+    assert edges == {(Label.PROPOSAL, "REVISED_AS", Label.REVISION): {("d-1/dev-1", "d-1/dev-1/r1"): {"round": 1}}}
+
+
+def test_an_edge_between_labels_its_relationship_does_not_join_is_rejected():
+    with pytest.raises(ValueError):
+        EdgeWrite(Label.STORY, "s-1", Rel.HAS_TASK, Label.TASK, "s-1/p-1/t-1")
+    with pytest.raises(ValueError):
+        EdgeWrite(Label.PROPOSAL, "d-1/dev-1", Rel.CRITIQUES, Label.CRITIQUE, "c")
+
+
+def test_the_batch_statement_is_guarded_by_the_checkpoint_and_ends_by_moving_it():
+    statement, params = batch_statement(graph_writes(plan_approved(), envelope(plan_approved())), "PLANNING", 7)
+    lines = statement.splitlines()
+
+    assert lines[0] == f"MERGE (cp:{Label.CHECKPOINT} {{id: $stream}})"
+    assert "coalesce(cp.sequence, 0) < $sequence" in lines[1]
+    assert lines[-1] == "SET cp.sequence = $sequence"
+    assert params["stream"] == "PLANNING"
+    assert params["sequence"] == 7
+
+
+def test_the_batch_statement_merges_every_node_before_any_edge():
+    writes = graph_writes(plan_approved(), envelope(plan_approved())) + graph_writes(requested(), envelope(requested()))
+    statement, _ = batch_statement(writes, "S", 1)
+    unwinds = [line for line in statement.splitlines() if line.startswith("UNWIND")]
+    kinds = ["node" if " MERGE (n:" in line else "edge" for line in unwinds]
+
+    assert kinds == sorted(kinds, key=lambda kind: kind == "edge")
+    assert kinds.count("node") == 6  # Story, PlanVersion, Task, Deliberation, Council, Actor
+    assert kinds.count("edge") == 5  # HAS_PLAN, APPROVED, HAS_TASK, DELIBERATED_IN, HELD_BY
+
+
+def test_the_batch_statement_has_a_segment_only_for_kinds_that_have_rows():
+    statement, params = batch_statement([NodeWrite(Label.STORY, "s-1", {"story_id": "s-1"})], "S", 1)
+
+    assert [line for line in statement.splitlines() if line.startswith("UNWIND")] == [
+        f"UNWIND $n0 AS row MERGE (n:{Label.STORY} {{id: row.id}}) SET n += row.props"
+    ]
+    assert params == {"stream": "S", "sequence": 1, "n0": [{"id": "s-1", "props": {"story_id": "s-1"}}]}
+
+
+def test_an_empty_batch_only_moves_the_checkpoint():
+    statement, params = batch_statement([], "S", 3)
+
+    assert "UNWIND" not in statement
+    assert statement.splitlines()[-1] == "SET cp.sequence = $sequence"
+    assert params == {"stream": "S", "sequence": 3}
+
+
+# --- graph_model: what each event writes into the graph ---------------------------------------------
+
+
+def test_an_approved_plan_writes_its_story_plan_version_approver_and_tasks():
+    event = plan_approved()
+    writes = graph_writes(event, envelope(event, at(5)))
+    plan, t1, t2 = plan_key("s-1", "p-1"), task_key("s-1", "p-1", "t-1"), task_key("s-1", "p-1", "t-2")
+    nodes = nodes_of(writes)
+
+    assert set(nodes) == {(Label.STORY, "s-1"), (Label.PLAN_VERSION, plan), (Label.ACTOR, "alice"),
+                          (Label.TASK, t1), (Label.TASK, t2)}
+    assert plan == "s-1/p-1" and t1 == "s-1/p-1/t-1"
+    assert nodes[(Label.PLAN_VERSION, plan)] == {
+        "story_id": "s-1", "plan_id": "p-1", "approved_by": "alice", "approved_at": format_time(at(5)),
+        "roles": ["DEV", "QA"], "constraints": ["no new services"], "task_count": 2,
+    }
+    assert nodes[(Label.TASK, t1)]["position"] == 0
+    assert nodes[(Label.TASK, t2)]["position"] == 1
+    assert nodes[(Label.TASK, t1)]["description"] == "Cache the reads."
+    assert edges_of(writes) == {
+        (Label.STORY, "s-1", Rel.HAS_PLAN, Label.PLAN_VERSION, plan),
+        (Label.ACTOR, "alice", Rel.APPROVED, Label.PLAN_VERSION, plan),
+        (Label.PLAN_VERSION, plan, Rel.HAS_TASK, Label.TASK, t1),
+        (Label.PLAN_VERSION, plan, Rel.HAS_TASK, Label.TASK, t2),
+    }
+
+
+def test_the_same_task_id_in_two_plans_is_two_task_nodes():
+    first, second = plan_approved(plan_id="p-1"), plan_approved(plan_id="p-2")
+    nodes = nodes_of(graph_writes(first, envelope(first)) + graph_writes(second, envelope(second)))
+
+    assert {(Label.TASK, "s-1/p-1/t-1"), (Label.TASK, "s-1/p-2/t-1")} <= set(nodes)
+
+
+def test_a_failed_deliberation_that_timed_out_has_status_timed_out():
+    timed_out, failed_plainly = failed(timed_out=True), failed(timed_out=False)
+
+    assert nodes_of(graph_writes(timed_out, envelope(timed_out)))[(Label.DELIBERATION, "d-1")]["status"] == "TIMED_OUT"
+    assert nodes_of(graph_writes(failed_plainly, envelope(failed_plainly)))[(Label.DELIBERATION, "d-1")][
+        "status"] == "FAILED"
+
+
+def test_a_propose_turn_writes_a_proposal_authored_by_its_agent():
+    event = turn_completed(Phase.PROPOSE, "dev-1", "dev-1")
+    writes = graph_writes(event, envelope(event))
+    proposal = proposal_key("d-1", "dev-1")
+
+    assert set(nodes_of(writes)) == {(Label.PROPOSAL, proposal)}
+    assert nodes_of(writes)[(Label.PROPOSAL, proposal)]["content"] == event.content
+    assert edges_of(writes) == {
+        (Label.DELIBERATION, "d-1", Rel.HAS_PROPOSAL, Label.PROPOSAL, proposal),
+        (Label.AGENT, "dev-1", Rel.AUTHORED, Label.PROPOSAL, proposal),
+    }
+
+
+def test_a_critique_turn_writes_a_critique_of_the_authors_proposal_authored_by_the_critic():
+    event = turn_completed(Phase.CRITIQUE, agent_id="dev-2", author_id="dev-1", round_=0)
+    writes = graph_writes(event, envelope(event))
+    critique = critique_key("d-1", "dev-2", "dev-1", 0)
+
+    assert set(nodes_of(writes)) == {(Label.CRITIQUE, critique)}
+    assert nodes_of(writes)[(Label.CRITIQUE, critique)]["critic_id"] == "dev-2"
+    assert edges_of(writes) == {
+        (Label.CRITIQUE, critique, Rel.CRITIQUES, Label.PROPOSAL, proposal_key("d-1", "dev-1")),
+        (Label.AGENT, "dev-2", Rel.AUTHORED, Label.CRITIQUE, critique),
+    }
+
+
+def test_a_revise_turn_writes_a_revision_of_the_authors_proposal_authored_by_its_agent():
+    event = turn_completed(Phase.REVISE, "dev-1", "dev-1", round_=1)
+    writes = graph_writes(event, envelope(event))
+    revision = revision_key("d-1", "dev-1", 1)
+
+    assert set(nodes_of(writes)) == {(Label.REVISION, revision)}
+    assert edges_of(writes) == {
+        (Label.PROPOSAL, proposal_key("d-1", "dev-1"), Rel.REVISED_AS, Label.REVISION, revision),
+        (Label.AGENT, "dev-1", Rel.AUTHORED, Label.REVISION, revision),
+    }
+
+
+@pytest.mark.parametrize("phase", [Phase.JUDGE, Phase.SELECT])
+def test_judge_and_select_turns_write_nothing_to_the_graph(phase):
+    event = turn_completed(phase)
+    assert graph_writes(event, envelope(event)) == []
+
+
+def test_events_the_graph_does_not_show_write_nothing():
+    assert graph_writes(turn_failed(), envelope(turn_failed())) == []
+
+
+def every_projected_event() -> list[Event]:
+    return [
+        plan_approved(),
+        CouncilCreated(council=DEV_COUNCIL, created_by="ops"),
+        CouncilDeleted(role=Role.QA, deleted_by="ops"),
+        requested(),
+        started(),
+        advanced(),
+        scored(),
+        decided(),
+        completed(),
+        failed(timed_out=True),
+        turn_completed(Phase.PROPOSE),
+        turn_completed(Phase.CRITIQUE, "dev-2", "dev-1"),
+        turn_completed(Phase.REVISE, round_=1, context_hash=None),
+    ]
+
+
+def test_the_examples_cover_every_event_the_graph_projects():
+    assert {type(e) for e in every_projected_event()} == set(graph_model.PROJECTORS)
+
+
+def test_every_property_written_to_the_graph_is_a_scalar_or_a_list_of_strings():
+    """Neo4j cannot store a map, nor a list of anything but one primitive type."""
+
+    def storable(value) -> bool:
+        if isinstance(value, list):
+            return all(isinstance(item, str) for item in value)
+        return isinstance(value, str | int | float | bool)
+
+    for event in every_projected_event():
+        writes = graph_writes(event, envelope(event))
+        assert writes, type(event).__name__
+        nodes, edges = coalesce_writes(writes)
+        rows = [props for by_id in nodes.values() for props in by_id.values()]
+        rows += [props for by_pair in edges.values() for props in by_pair.values()]
+        for props in rows:
+            for name, value in props.items():
+                assert storable(value), f"{type(event).__name__}.{name} = {value!r}"
+
+
+# --- order independence: the streams may interleave in any way --------------------------------------
+
+
+def stream_logs() -> dict[str, list[tuple[Event, Envelope]]]:
+    """Each stream's events in its own order, with the times they were stored."""
+    logs = {
+        "CONFIG": [CouncilCreated(council=DEV_COUNCIL, created_by="ops")],
+        "PLANNING": [plan_approved()],
+        "ORCHESTRATION": [requested(), started(), advanced(), advanced(Phase.CRITIQUE), scored(), decided(),
+                          completed()],
+        "AGENT": [turn_completed(Phase.PROPOSE, "dev-1", "dev-1"), turn_completed(Phase.PROPOSE, "dev-2", "dev-2"),
+                  turn_completed(Phase.CRITIQUE, "dev-2", "dev-1"), turn_completed(Phase.REVISE, "dev-1", "dev-1", 1)],
+    }
+    return {
+        stream: [(event, envelope(event, at(10 * index))) for index, event in enumerate(events)]
+        for stream, events in logs.items()
+    }
+
+
+def interleave(logs: dict[str, list], rng: random.Random) -> list:
+    """One interleaving of the streams that keeps each stream's own order."""
+    queues = {stream: list(events) for stream, events in logs.items()}
+    merged = []
+    while queues:
+        stream = rng.choice(sorted(queues))
+        merged.append(queues[stream].pop(0))
+        if not queues[stream]:
+            del queues[stream]
+    return merged
+
+
+def graph_after(events_in_order) -> tuple[dict, dict]:
+    return coalesce_writes(write for event, env in events_in_order for write in graph_writes(event, env))
+
+
+def test_the_interleaving_helper_keeps_each_streams_order():
+    logs = stream_logs()
+    merged = interleave(logs, random.Random(1))
+
+    for stream, events in logs.items():
+        assert [item for item in merged if item in events] == events, stream
+
+
+def test_the_graph_does_not_depend_on_how_the_streams_interleave():
+    logs = stream_logs()
+    stream_by_stream = [item for events in logs.values() for item in events]
+    reversed_streams = [item for events in reversed(logs.values()) for item in events]
+    expected = graph_after(stream_by_stream)
+
+    assert graph_after(reversed_streams) == expected
+    for seed in range(20):
+        assert graph_after(interleave(logs, random.Random(seed))) == expected, seed
+
+
+def test_the_graph_holds_the_final_state_of_each_stream_whatever_the_interleaving():
+    logs = stream_logs()
+    orchestration_last = [*logs["PLANNING"], *logs["AGENT"], *logs["CONFIG"], *logs["ORCHESTRATION"]]
+    planning_last = [*logs["ORCHESTRATION"], *logs["AGENT"], *logs["CONFIG"], *logs["PLANNING"]]
+
+    for order in (orchestration_last, planning_last):
+        nodes, edges = graph_after(order)
+        assert nodes[Label.DELIBERATION]["d-1"]["status"] == "COMPLETED"
+        assert nodes[Label.TASK]["s-1/p-1/t-1"]["title"] == "Add caching"
+        assert nodes[Label.PROPOSAL]["d-1/dev-1"]["content"] == "propose by dev-1 on dev-1"
+        assert nodes[Label.PROPOSAL]["d-1/dev-1"]["score"] == 8.0
+        assert nodes[Label.PROPOSAL]["d-1/dev-1"]["rank"] == 1
+        assert ("s-1/p-1/t-1", "d-1") in edges[(Label.TASK, "DELIBERATED_IN", Label.DELIBERATION)]
+
+
+# --- kv_model: what each event writes into the key-value store --------------------------------------
+
+
+def kind(writes, cls) -> list:
+    return [w for w in writes if isinstance(w, cls)]
+
+
+def test_a_requested_deliberation_is_pending_and_indexed_by_time_and_by_story():
+    event = requested()
+    writes = kv_writes(event, envelope(event, at(5)))
+    (fields,) = kind(writes, SetFields)
+
+    assert fields.key == deliberation_key("d-1") == "deliberation:d-1"
+    assert fields.fields["status"] == Status.PENDING
+    assert fields.fields["story_id"] == "s-1"
+    assert fields.fields["title"] == "Add caching"
+    assert fields.fields["requested_at"] == format_time(at(5))
+    assert json.loads(fields.fields["agents"]) == ["dev-1", "dev-2", "dev-3"]
+    assert AddToIndex(DELIBERATIONS_KEY, "d-1", at(5).timestamp()) in writes
+    assert AddToSet(story_deliberations_key("s-1"), "d-1") in writes
+
+
+def test_a_started_deliberation_is_in_progress():
+    event = started()
+    (fields,) = kind(kv_writes(event, envelope(event)), SetFields)
+
+    assert fields == SetFields(deliberation_key("d-1"),
+                               {"status": Status.IN_PROGRESS, "started_at": format_time(at(1))})
+
+
+def test_an_advanced_deliberation_records_its_phase_round_and_when_the_phase_began():
+    event = advanced(Phase.CRITIQUE, 1)
+    (fields,) = kind(kv_writes(event, envelope(event, at(9))), SetFields)
+
+    assert fields.fields == {"phase": "critique", "round": "1", "phase_started:critique:1": format_time(at(9))}
+
+
+def test_a_completed_deliberation_records_the_winner_and_counts_once_for_its_council():
+    event = completed()
+    writes = kv_writes(event, envelope(event, at(60)))
+    (fields,) = kind(writes, SetFields)
+    (counted,) = kind(writes, CountOnce)
+
+    assert fields.fields["status"] == Status.COMPLETED
+    assert fields.fields["winner_id"] == "dev-1"
+    assert fields.fields["duration_ms"] == "4200"
+    assert fields.fields["finished_at"] == format_time(at(60))
+    assert counted == CountOnce(council_stats_key("DEV"),
+                                {"completed": 1, "duration_ms_total": 4200, "wins:dev-1": 1}, fact="result/d-1")
+
+
+def test_a_deliberation_that_timed_out_is_timed_out_and_counted_as_timed_out():
+    event = failed(timed_out=True)
+    writes = kv_writes(event, envelope(event))
+    (fields,) = kind(writes, SetFields)
+    (counted,) = kind(writes, CountOnce)
+
+    assert fields.fields["status"] == Status.TIMED_OUT
+    assert fields.fields["failed_phase"] == "propose"
+    assert counted.amounts == {"timed_out": 1, "duration_ms_total": 300_000}
+    assert counted.fact == "result/d-1"
+
+
+def test_a_deliberation_that_failed_in_time_is_failed_and_counted_as_failed():
+    event = failed(timed_out=False)
+    writes = kv_writes(event, envelope(event))
+
+    assert kind(writes, SetFields)[0].fields["status"] == Status.FAILED
+    assert kind(writes, CountOnce)[0].amounts == {"failed": 1, "duration_ms_total": 300_000}
+
+
+def test_a_turn_completed_and_a_turn_failed_count_the_same_fact_so_only_one_is_counted():
+    completed_turn = turn_completed(Phase.PROPOSE, "dev-3", "dev-3")
+    (success,) = kind(kv_writes(completed_turn, envelope(completed_turn)), CountOnce)
+    (failure,) = kind(kv_writes(turn_failed(), envelope(turn_failed())), CountOnce)
+
+    assert success.fact == failure.fact
+    assert failure.amounts == {"turns_failed": 1, "errors:LlmTimeout": 1}
+
+
+def test_every_event_adds_exactly_one_activity_entry_capped_at_the_feed_length():
+    for event in [*every_projected_event(), turn_failed()]:
+        writes = kv_writes(event, envelope(event, at(3)))
+        feed = [w for w in writes if isinstance(w, AddToIndex) and w.key == ACTIVITY_KEY]
+
+        assert len(feed) == 1, type(event).__name__
+        assert feed[0].capped == ACTIVITY_KEPT
+        assert feed[0].score == at(3).timestamp()
+
+
+def test_the_activity_entry_is_unique_per_event_id_and_the_same_for_a_replayed_event():
+    event = started()
+    first = kv_model.activity_entry(event, envelope(event, event_id="e-1"))
+    replayed = kv_model.activity_entry(event, envelope(event, event_id="e-1"))
+    another = kv_model.activity_entry(event, envelope(event, event_id="e-2"))
+
+    assert first == replayed
+    assert first.member != another.member
+    assert json.loads(first.member)["event_id"] == "e-1"
+    assert json.loads(first.member)["type"] == "deliberation.started.v1"
+
+
+# --- reads: stored rows as replies ----------------------------------------------------------------
+
+
+def test_a_stored_deliberation_hash_is_parsed_into_its_view():
+    view = deliberation_view({
+        "deliberation_id": "d-1", "story_id": "s-1", "plan_id": "p-1", "task_id": "t-1", "role": "DEV",
+        "status": "COMPLETED", "round": "2", "duration_ms": "4200", "winner_revisions": "1", "winner_score": "7.5",
+        "agents": '["dev-1", "dev-2"]', "failed_agents": '["dev-3"]',
+        "ranking": '[{"rank": 1, "agent_id": "dev-1", "score": 7.5, "qualified": true}]',
+        "phase_started:revise:1": "2026-11-22T12:02:00.000000Z",
+        "phase_started:propose:0": "2026-11-22T12:00:00.000000Z",
+        "title": "123",
+    })
+
+    assert view.round == 2
+    assert view.duration_ms == 4200
+    assert view.winner_revisions == 1
+    assert view.winner_score == 7.5
+    assert view.agents == ["dev-1", "dev-2"]
+    assert view.failed_agents == ["dev-3"]
+    assert view.ranking[0].agent_id == "dev-1" and view.ranking[0].qualified is True
+    assert list(view.phases_started.items()) == [("propose:0", "2026-11-22T12:00:00.000000Z"),
+                                                 ("revise:1", "2026-11-22T12:02:00.000000Z")]
+    assert view.title == "123"
+
+
+def test_a_deliberation_hash_without_its_request_fields_still_reads_as_pending():
+    view = deliberation_view({"deliberation_id": "d-1", "phase": "propose", "round": "0"})
+
+    assert view.status == "PENDING"
+    assert (view.story_id, view.plan_id, view.task_id, view.role) == ("", "", "", "")
+
+
+def test_a_deliberation_written_by_the_kv_model_reads_back_as_its_view():
+    stored: dict[str, str] = {}
+    for event, moment in [(requested(), at(0)), (started(), at(1)), (advanced(), at(2)),
+                          (advanced(Phase.CRITIQUE, 1), at(3)), (decided(), at(4)), (completed(), at(5))]:
+        for write in kv_writes(event, envelope(event, moment)):
+            if isinstance(write, SetFields) and write.key == deliberation_key("d-1"):
+                stored.update(write.fields)
+
+    view = deliberation_view(stored)
+
+    assert view.status == "COMPLETED"
+    assert view.phase == "critique" and view.round == 1
+    assert view.winner_id == "dev-1" and view.winner_score == 8.0 and view.winner_content == "the proposal"
+    assert [r.agent_id for r in view.ranking] == ["dev-1", "dev-2"]
+    assert view.failed_agents == ["dev-3"]
+    assert view.phases_started == {"propose:0": format_time(at(2)), "critique:1": format_time(at(3))}
+    assert view.requested_at == format_time(at(0))
+
+
+def story_row(plan_id, approved_at, task_id=None, title=None, position=None, deliberation_id=None, role=None,
+              status=None, score=None, winner_id=None, rationale=None, decided_by=None) -> list:
+    return [plan_id, "alice", approved_at, task_id, title, position, deliberation_id, role, status, score,
+            winner_id, rationale, decided_by]
+
+
+def test_a_story_with_no_rows_is_unknown():
+    assert story_view("s-1", []) is None
+
+
+def test_a_story_is_a_tree_of_plans_by_approval_time_and_tasks_by_position():
+    rows = [
+        story_row("p-2", "2026-11-23T09:00:00.000000Z", "t-b", "Second", 1),
+        story_row("p-2", "2026-11-23T09:00:00.000000Z", "t-a", "First", 0, "d-2", "QA", "PENDING"),
+        story_row("p-2", "2026-11-23T09:00:00.000000Z", "t-a", "First", 0, "d-1", "DEV", "COMPLETED", 8.0,
+                  "dev-1", "simplest", "architect-1"),
+        story_row("p-1", "2026-11-22T09:00:00.000000Z"),
+    ]
+
+    view = story_view("s-1", rows)
+
+    assert view.story_id == "s-1"
+    assert [p.plan_id for p in view.plans] == ["p-1", "p-2"]
+    assert view.plans[0].tasks == []
+    assert [t.task_id for t in view.plans[1].tasks] == ["t-a", "t-b"]
+    first = view.plans[1].tasks[0]
+    assert [d.role for d in first.deliberations] == ["DEV", "QA"]
+    assert first.deliberations[0].winner_id == "dev-1"
+    assert first.deliberations[0].winner_score == 8.0
+    assert view.plans[1].tasks[1].deliberations == []
+
+
+def test_a_story_reads_the_same_whatever_the_order_of_its_rows():
+    rows = [
+        story_row("p-1", "2026-11-22T09:00:00.000000Z", "t-2", "Two", 1, "d-3", "QA", "PENDING"),
+        story_row("p-1", "2026-11-22T09:00:00.000000Z", "t-1", "One", 0, "d-1", "DEV", "COMPLETED"),
+        story_row("p-1", "2026-11-22T09:00:00.000000Z", "t-1", "One", 0, "d-2", "ARCHITECT", "FAILED"),
+        story_row("p-0", "2026-11-21T09:00:00.000000Z", "t-1", "Zero", 0),
+    ]
+
+    assert story_view("s-1", rows) == story_view("s-1", list(reversed(rows)))
