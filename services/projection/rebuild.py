@@ -26,6 +26,7 @@ class RebuildResult:
     namespace: str
     replaced: str | None
     content_hash: str
+    # Reading and applying the log; the hashing and the switch's grace are not counted.
     seconds: float
     # The hash of the model it replaced, taken just before the switch: equal unless the log grew meanwhile.
     replaced_hash: str | None = None
@@ -63,6 +64,7 @@ async def rebuild(
             more = await projector.catch_up(js, namespace, stream, on_progress)
             stream_progress.applied += more.applied
             stream_progress.last_sequence = more.last_sequence
+        folded_s = time.monotonic() - began
         replaced_hash = await store.content_hash(current)
         replaced = await store.switch_to(namespace)
         if replaced and replaced != namespace:
@@ -70,9 +72,10 @@ async def rebuild(
             await store.drop(replaced)
     else:
         replaced, replaced_hash = None, None
+        folded_s = time.monotonic() - began
     return RebuildResult(
         projection=projector.spec.name, namespace=namespace, replaced=replaced,
-        content_hash=await store.content_hash(namespace), seconds=time.monotonic() - began, progress=progress,
+        content_hash=await store.content_hash(namespace), seconds=folded_s, progress=progress,
         replaced_hash=replaced_hash,
     )
 

@@ -78,21 +78,21 @@ class ValkeyStore:
         return canonical_hash(await self.content(namespace))
 
     async def content(self, namespace: str) -> list[dict]:
+        keys = [key async for key in self._client.scan_iter(match=f"{namespace}:*", count=1000)
+                if not key[len(namespace) + 1:].startswith(f"{CHECKPOINT}:")]
         items = []
-        async for key in self._client.scan_iter(match=f"{namespace}:*", count=1000):
-            relative = key[len(namespace) + 1:]
-            if relative.startswith(f"{CHECKPOINT}:"):
-                continue
-            kind = await self._client.type(key)
-            if kind == "hash":
-                value = await self._client.hgetall(key)
-            elif kind == "zset":
-                value = await self._client.zrange(key, 0, -1, withscores=True)
-            elif kind == "set":
-                value = sorted(await self._client.smembers(key))
-            else:
-                value = await self._client.get(key)
-            items.append({"key": relative, "type": kind, "value": value})
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in chunk:
+                    pipe.type(key)
+                kinds = await pipe.execute()
+                for key, kind in zip(chunk, kinds, strict=True):
+                    _read_value(pipe, key, kind)
+                values = await pipe.execute()
+            for key, kind, value in zip(chunk, kinds, values, strict=True):
+                value = sorted(value) if kind == "set" else value
+                items.append({"key": key[len(namespace) + 1:], "type": kind, "value": value})
         return items
 
     @property
@@ -118,3 +118,15 @@ def _queue(pipe, namespace: str, write: KvWrite) -> None:
                 pipe.zremrangebyrank(key, 0, -capped - 1)
         case AddToSet(member=member):
             pipe.sadd(key, member)
+
+
+def _read_value(pipe, key: str, kind: str) -> None:
+    match kind:
+        case "hash":
+            pipe.hgetall(key)
+        case "zset":
+            pipe.zrange(key, 0, -1, withscores=True)
+        case "set":
+            pipe.smembers(key)
+        case _:
+            pipe.get(key)
