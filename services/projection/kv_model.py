@@ -31,6 +31,9 @@ def council_stats_key(role: str) -> str:
     return f"council:{role}:stats"
 
 
+DEAD_LETTER_STATS_KEY = "deadletters:stats"
+
+
 @dataclass(frozen=True)
 class SetFields:
     key: str
@@ -168,6 +171,12 @@ def _turn_fact(event: ev.TurnCompleted | ev.TurnFailed) -> str:
     return f"turn/{event.deliberation.deliberation_id}/{event.turn.key}"
 
 
+def _rejected(event: ev.MessageRejected, envelope: Envelope) -> list[KvWrite]:
+    return [CountOnce(DEAD_LETTER_STATS_KEY, {"total": 1, f"service:{event.service}": 1,
+                                              f"stream:{event.stream}": 1},
+                      fact=f"letter/{event.consumer}/{event.stream}/{event.stream_sequence}")]
+
+
 PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] = {
     ev.DeliberationRequested: _requested,
     ev.DeliberationStarted: _started,
@@ -177,6 +186,7 @@ PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] 
     ev.DeliberationFailed: _failed,
     ev.TurnCompleted: _turn_completed,
     ev.TurnFailed: _turn_failed,
+    ev.MessageRejected: _rejected,
 }
 
 

@@ -654,3 +654,16 @@ def test_a_story_reads_the_same_whatever_the_order_of_its_rows():
     ]
 
     assert story_view("s-1", rows) == story_view("s-1", list(reversed(rows)))
+
+
+def test_a_dead_letter_is_counted_once_by_service_and_stream():
+    from contracts.events import MessageRejected
+    from services.projection.kv_model import DEAD_LETTER_STATS_KEY
+
+    letter = MessageRejected(
+        service="planning", consumer="planning-plan-approvals", reason="invalid", original_subject="planning.x",
+        original_headers={}, original_body=b"{}", stream="PLANNING", stream_sequence=7, deliveries=1,
+    )
+    [count, _activity] = kv_model.kv_writes(letter, envelope(letter))
+    assert count == CountOnce(DEAD_LETTER_STATS_KEY, {"total": 1, "service:planning": 1, "stream:PLANNING": 1},
+                              fact="letter/planning-plan-approvals/PLANNING/7")
