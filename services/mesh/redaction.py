@@ -8,14 +8,14 @@ import re
 MASK = "[REDACTED]"
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # scheme://user:password@host -> the password only
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):([^\s@/]+)@"), rf"\1:{MASK}@"),
+    # scheme://user:password@host -> the password only; a password may itself hold "@", the host may not
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):([^\s/]+)@"), rf"\1:{MASK}@"),
     (re.compile(r"(?i)\b(bearer)\s+[a-z0-9._~+/=-]{8,}"), rf"\1 {MASK}"),
-    # key=value and key: value for names that mean a secret ("tokens" are counts, not secrets)
+    # key=value, key: value and "key": "value" for names that mean a secret ("tokens" are counts, not secrets)
     (
         re.compile(
             r"(?i)\b([a-z0-9_.-]*(?:password|passwd|pwd|secret|token(?!s)|api[_-]?key|access[_-]?key)[a-z0-9_.-]*)"
-            r"(\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+            r"([\"']?\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
         ),
         rf"\1\2{MASK}",
     ),
@@ -35,11 +35,23 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Renders each record's message, then redacts it, so no handler ever sees the secret."""
+    """Renders each record's message and traceback, then redacts them, so no handler sees the secret.
+
+    A formatter reuses `exc_text` when it is set, so the traceback is rendered here once, redacted.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+_TRACEBACKS = logging.Formatter()

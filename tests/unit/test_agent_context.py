@@ -239,6 +239,9 @@ def test_a_secret_cut_by_the_excerpt_limit_never_reaches_the_context():
     ("sk-proj-" + "Z" * 20, MASK),
     ("AKIAABCDEFGHIJKLMNOP", MASK),
     ("ghp_" + "a" * 36, MASK),
+    ('{"password": "hunter2", "user": "bob"}', f'{{"password": {MASK}, "user": "bob"}}'),
+    ("{'api_key': 'AbC123'}", f"{{'api_key': {MASK}}}"),
+    ("redis://:p@ss@cache:6379/0", f"redis://:{MASK}@cache:6379/0"),
 ])
 def test_each_secret_shape_is_masked(text, expected):
     assert redact(text) == expected
@@ -310,6 +313,20 @@ def test_a_log_record_whose_message_holds_a_secret_is_redacted(collected):
     (record,) = records
     assert record.getMessage() == f"connecting to postgres://app:{MASK}@db/x with password={MASK}"
     assert "s3cret" not in record.getMessage() and "hunter2" not in record.getMessage()
+
+
+def test_a_traceback_that_holds_a_secret_is_redacted(collected):
+    logger, records = collected
+
+    try:
+        raise ConnectionError("cannot reach redis://:hunter2@cache:6379")
+    except ConnectionError:
+        logger.exception("store unreachable")
+
+    (record,) = records
+    text = logging.Formatter().format(record)
+    assert "hunter2" not in text
+    assert f"redis://:{MASK}@cache:6379" in text
 
 
 def test_a_log_record_without_a_secret_is_passed_on_untouched(collected):
