@@ -96,7 +96,7 @@ def _section(name: str, facts: ContextFacts, scope: Scope) -> str:
             if not chosen:
                 return ""
             lines = ["Decisions already made:"]
-            for d in sorted(chosen, key=lambda d: (d.task_id, d.role)):
+            for d in sorted(chosen, key=lambda d: (d.task_id, d.role, d.deliberation_id)):
                 lines.append(f"- task {d.task_id}, {d.role}: {d.winner_id} won. {d.rationale}".rstrip())
                 if d.winner_excerpt:
                     # Redacted before it is cut: a secret cut in half would no longer look like one.

@@ -25,6 +25,9 @@ def read_model_context(client: Client, timeout_s: float) -> ContextSource:
             # agent, they must not stop a deliberation.
             log.warning("no context for %s %s: %s", request.deliberation.deliberation_id, request.turn.key, exc)
             return GivenContext(error=f"{exc.status}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a broken connection or a reply we cannot read: same rule
+            log.warning("no context for %s %s: %s", request.deliberation.deliberation_id, request.turn.key, exc)
+            return GivenContext(error=f"{type(exc).__name__}: {exc}")
         return GivenContext(text=reply.text, context_hash=reply.context_hash)
 
     return fetch
