@@ -341,6 +341,10 @@ PROJECTION_CHOICES = {"graph": ["graph"], "kv": ["kv"], "all": ["graph", "kv"]}
 @projections_app.command("rebuild")
 def projections_rebuild(
     which: Annotated[str, typer.Argument(help="graph, kv or all.")] = "all",
+    in_place: Annotated[bool, typer.Option(
+        "--in-place", help="Empty and refill the active model, the live projection paused, instead of building a "
+        "second one beside it (half the memory; readers see the model grow). Always so on Neo4j Community.",
+    )] = False,
 ) -> None:
     """Rebuild read models from sequence 0 into a fresh namespace, then switch readers to it. The mesh keeps running."""
     from services.cli.read_models import print_rebuilds, rebuild_projections
@@ -348,7 +352,7 @@ def projections_rebuild(
     if which not in PROJECTION_CHOICES:
         _fail(f"unknown read model {which!r}; choose graph, kv or all")
     try:
-        results = asyncio.run(rebuild_projections(PROJECTION_CHOICES[which], console))
+        results = asyncio.run(rebuild_projections(PROJECTION_CHOICES[which], console, in_place=in_place or None))
     except SettingsError as exc:
         _fail(str(exc))
     print_rebuilds(results, console)

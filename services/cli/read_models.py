@@ -120,7 +120,7 @@ class ProgressPrinter:
         )
 
 
-async def rebuild_projections(names: list[str], console: Console) -> list[RebuildResult]:
+async def rebuild_projections(names: list[str], console: Console, in_place: bool | None = None) -> list[RebuildResult]:
     """Rebuild each named projection from sequence 0, printing progress and the rate as it goes."""
     settings = load_settings()
     chosen = [p for p in projectors(settings) if p.spec.name in names]
@@ -128,9 +128,10 @@ async def rebuild_projections(names: list[str], console: Console) -> list[Rebuil
     results = []
     try:
         for projector in chosen:
-            console.print(f"rebuilding the {projector.spec.name} read model from sequence 0...")
+            where = "in place" if in_place or not projector.store.supports_swap else "beside the live one"
+            console.print(f"rebuilding the {projector.spec.name} read model from sequence 0, {where}...")
             printer = ProgressPrinter(projector.spec.name, console)
-            results.append(await rebuild(client.jetstream(), projector, on_progress=printer))
+            results.append(await rebuild(client.jetstream(), projector, on_progress=printer, in_place=in_place))
             await projector.store.close()
     finally:
         await client.close()

@@ -71,6 +71,7 @@ def batch_statement(writes: Iterable[GraphWrite], stream: str, sequence: int) ->
 
 
 CHECKPOINT_QUERY = f"MATCH (cp:{Label.CHECKPOINT} {{id: $stream}}) RETURN cp.sequence"
+REWIND_QUERY = f"MERGE (cp:{Label.CHECKPOINT} {{id: $stream}}) SET cp.sequence = $sequence"
 
 # Everything but checkpoints, in a canonical order: what "the same graph" means.
 CONTENT_NODES_QUERY = (

@@ -32,6 +32,8 @@ log = logging.getLogger("fleet.projection")
 type ToWrites[W] = Callable[[Event, Envelope], list[W]]
 # Called for a stored message that breaks its contract: the live service dead-letters it.
 type Reject = Callable[[DeadLetter, str], Awaitable[None]]
+# Asked before a retried write: is the namespace still the one to write to?
+type Guard = Callable[[], Awaitable[bool]]
 
 # A write that fails for another reason than an unreachable store is tried this often, then the
 # event is dead-lettered and the projection moves past it.
@@ -81,7 +83,12 @@ def fold[W](messages: Sequence[Msg], to_writes: ToWrites[W], projection: str) ->
             else:
                 rejected.append((letter_for(message, projection), str(exc)))
             continue
-        writes += to_writes(incoming.payload, incoming.envelope)
+        try:
+            writes += to_writes(incoming.payload, incoming.envelope)
+        except Exception as exc:  # noqa: BLE001 - one event the model cannot take must not stop the stream
+            log.exception("%s seq=%s: the %s model cannot take it", meta.stream, meta.sequence.stream, projection)
+            rejected.append((letter_for(message, projection), f"{type(exc).__name__}: {exc}"))
+            continue
         applied += 1
     return Folded(writes, messages[-1].metadata.sequence.stream if messages else 0, rejected, applied)
 
@@ -122,8 +129,20 @@ class StreamReader:
                 batch.append(await self._subscription.next_msg(timeout=wait_s))
         except TimeoutError:
             pass
-        self.caught_up = not batch or batch[-1].metadata.num_pending == 0
+        if batch:
+            self.caught_up = batch[-1].metadata.num_pending == 0
+        else:
+            # Nothing came in time: caught up only if the server agrees nothing is left to deliver.
+            self.caught_up = await self._nothing_pending()
         return batch
+
+    async def _nothing_pending(self) -> bool:
+        try:
+            info = await self._subscription.consumer_info()
+        except Exception as exc:  # noqa: BLE001 - an ordered consumer may be re-creating itself just now
+            log.debug("consumer info unavailable: %s", exc)
+            return False
+        return info.num_pending == 0 and (info.num_ack_pending or 0) == 0
 
 
 @dataclass
@@ -148,36 +167,51 @@ class Projector[W]:
         self._reject = reject
         self._retry_delay_s = retry_delay_s
 
-    async def apply(self, namespace: str, stream: str, batch: Sequence[Msg], progress: Progress) -> None:
+    async def apply(
+        self, namespace: str, stream: str, batch: Sequence[Msg], progress: Progress, *, still_ours: Guard | None = None,
+    ) -> None:
+        """Apply a batch with its checkpoint. `still_ours` is asked before each retry: a follower whose
+        namespace was switched or taken for a rebuild stops instead of writing into it."""
         folded = fold(batch, self._to_writes, self.spec.name)
         for letter, reason in folded.rejected:
             log.error("%s seq=%s cannot be projected: %s", stream, letter.stream_sequence, reason)
-            if self._reject is not None:
-                await self._reject(letter, reason)
+            await self._dead_letter(letter, reason)
         try:
-            await self._write(namespace, stream, folded.last_sequence, folded.writes)
-        except ProjectionWriteFailed:
+            await self._write(namespace, stream, folded.last_sequence, folded.writes, still_ours)
+        except ProjectionWriteFailed as exc:
             if len(batch) == 1:
-                raise
-            # Find the one event that cannot be written: apply the batch one event at a time.
-            for message in batch:
-                await self._apply_one(namespace, stream, message)
+                await self._skip_unwritable(namespace, stream, batch[0], exc, still_ours)
+            else:
+                # Find the event that cannot be written: apply the batch one event at a time.
+                for message in batch:
+                    await self._apply_one(namespace, stream, message, still_ours)
         progress.applied += folded.applied_events
         progress.rejected += len(folded.rejected)
         progress.last_sequence = folded.last_sequence
 
-    async def _apply_one(self, namespace: str, stream: str, message: Msg) -> None:
+    async def _apply_one(self, namespace: str, stream: str, message: Msg, still_ours: Guard | None) -> None:
         folded = fold([message], self._to_writes, self.spec.name)
         try:
-            await self._write(namespace, stream, folded.last_sequence, folded.writes)
+            await self._write(namespace, stream, folded.last_sequence, folded.writes, still_ours)
         except ProjectionWriteFailed as exc:
-            letter = letter_for(message, self.spec.name)
-            log.error("%s seq=%s dead-lettered: %s", stream, letter.stream_sequence, exc)
-            if self._reject is not None:
-                await self._reject(letter, str(exc))
-            await self._write(namespace, stream, folded.last_sequence, [])
+            await self._skip_unwritable(namespace, stream, message, exc, still_ours)
 
-    async def _write(self, namespace: str, stream: str, sequence: int, writes: list[W]) -> None:
+    async def _skip_unwritable(
+        self, namespace: str, stream: str, message: Msg, exc: ProjectionWriteFailed, still_ours: Guard | None,
+    ) -> None:
+        """Dead-letter the one event the store refuses, then move the checkpoint past it."""
+        letter = letter_for(message, self.spec.name)
+        log.error("%s seq=%s dead-lettered: %s", stream, letter.stream_sequence, exc)
+        await self._dead_letter(letter, str(exc))
+        await self._write(namespace, stream, letter.stream_sequence, [], still_ours)
+
+    async def _dead_letter(self, letter: DeadLetter, reason: str) -> None:
+        if self._reject is not None:
+            await self._reject(letter, reason)
+
+    async def _write(
+        self, namespace: str, stream: str, sequence: int, writes: list[W], still_ours: Guard | None,
+    ) -> None:
         """Retry while the store is unreachable (an outage blocks, it never skips); give up on other errors."""
         attempts = 0
         while True:
@@ -194,6 +228,8 @@ class Projector[W]:
                             stream, sequence, "store unreachable" if unreachable else f"attempt {attempts}",
                             delay, exc)
                 await asyncio.sleep(delay)
+                if still_ours is not None and not await still_ours():
+                    raise NamespaceMoved(namespace) from exc
 
     async def catch_up(
         self, js: JetStreamContext, namespace: str, stream: StreamSpec, on_progress: Callable[[Progress], None],
@@ -231,30 +267,65 @@ class Projector[W]:
 
     async def _follow_namespace(self, js: JetStreamContext, stream: StreamSpec) -> None:
         while True:
+            await self._wait_out_rebuild_in_place(stream)
             namespace = await self.store.active_namespace()
             await self.store.prepare(namespace)
             progress = Progress(stream=stream.name, last_sequence=await self.store.checkpoint(namespace, stream.name))
             log.info("%s projection follows %s from seq %s into %s", self.spec.name, stream.name,
                      progress.last_sequence + 1, namespace)
+
+            async def still_ours(namespace: str = namespace) -> bool:
+                return (await self.store.active_namespace() == namespace
+                        and await self.store.rebuild_in_place() is None)
+
             async with stream_reader(js, stream, progress.last_sequence + 1) as reader:
                 while True:
                     batch = await reader.next_batch(self.spec.batch_size, wait_s=1.0)
-                    if await self.store.active_namespace() != namespace:
-                        log.info("%s projection: namespace switched from %s", self.spec.name, namespace)
+                    if not await still_ours():
+                        log.info("%s projection: %s was switched or taken for a rebuild", self.spec.name, namespace)
                         break
-                    if batch:
-                        await self.apply(namespace, stream.name, batch, progress)
+                    if not batch:
+                        continue
+                    try:
+                        await self.apply(namespace, stream.name, batch, progress, still_ours=still_ours)
+                    except NamespaceMoved:
+                        break
+
+    async def _wait_out_rebuild_in_place(self, stream: StreamSpec) -> None:
+        waited_s = 0.0
+        while (rebuild := await self.store.rebuild_in_place()) is not None:
+            if waited_s % 30 == 0:
+                log.warning("%s %s paused: rebuild %s is refilling the model in place. If no `fleet projections "
+                            "rebuild %s` is running any more, run it again to finish.", self.spec.name,
+                            stream.name, rebuild, self.store.kind)
+            await asyncio.sleep(1.0)
+            waited_s += 1.0
 
 
 class ProjectionWriteFailed(RuntimeError):
     pass
 
 
+class NamespaceMoved(RuntimeError):
+    """The follower's namespace was switched or taken for a rebuild while it retried a write."""
+
+
 def _is_unreachable(exc: Exception) -> bool:
     """Connection trouble, whichever client raised it: wait for the store, never skip an event."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"ConnectionError", "TimeoutError", "ServiceUnavailable", "SessionExpired", "OSError",
-                         "BusyLoadingError"})
+    if names & _UNREACHABLE:
+        return True
+    # Servers that are up but cannot take writes for now: out of memory, failing to persist, a replica.
+    return "ResponseError" in names and str(exc).split(" ", 1)[0] in _UNREACHABLE_REPLIES
+
+
+_UNREACHABLE = {
+    "ConnectionError", "TimeoutError", "OSError", "BusyLoadingError", "ReadOnlyError", "OutOfMemoryError",
+    "TryAgainError", "MasterDownError", "ClusterDownError",
+    # Neo4j: a leader switch, a lock timeout, a database still starting.
+    "ServiceUnavailable", "SessionExpired", "TransientError",
+}
+_UNREACHABLE_REPLIES = {"OOM", "MISCONF", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"}
 
 
 def elapsed_rate(progress: Sequence[Progress], began: float) -> float:

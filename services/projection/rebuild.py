@@ -10,13 +10,14 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 
 from services.projection.projector import Progress, Projector
 
-# Long enough for the live projector to see the switch (it looks at least once a second) and finish
-# the batch it had begun in the old namespace, before that namespace is dropped.
+# Long enough for the live projector to see the switch or the rebuild marker (it looks at least once a
+# second) and finish the batch it had begun, before the namespace it wrote to is dropped.
 SWITCH_GRACE_S = 3.0
 
 
@@ -48,35 +49,65 @@ async def rebuild(
     on_progress: Callable[[Progress], None] = lambda progress: None,
     generation: str | None = None,
     grace_s: float = SWITCH_GRACE_S,
+    in_place: bool | None = None,
 ) -> RebuildResult:
+    """Rebuild into a fresh namespace and switch to it; in place where the store has one namespace only."""
     store = projector.store
+    in_place = not store.supports_swap if in_place is None else in_place
+    if not in_place and not store.supports_swap:
+        raise ValueError(f"the {store.kind} store has one namespace only: it can only be rebuilt in place")
+    generation = generation or f"g{time.time_ns() // 1_000_000}"
+    if in_place:
+        return await _rebuild_in_place(js, projector, on_progress, generation, grace_s)
     began = time.monotonic()
     current = await store.active_namespace()
-    # With one namespace only, it is refilled in place and readers see it grow.
-    fresh = generation or f"g{time.time_ns() // 1_000_000}"
-    namespace = store.fresh_namespace(fresh) if store.supports_swap else current
+    namespace = store.fresh_namespace(generation)
     await store.drop(namespace)
     await store.prepare(namespace)
     progress = [await projector.catch_up(js, namespace, stream, on_progress) for stream in projector.spec.streams]
-    if namespace != current:
-        # The log grew while we built: a last pass, then the switch; the live projector does the rest.
-        for stream_progress, stream in zip(progress, projector.spec.streams, strict=True):
-            more = await projector.catch_up(js, namespace, stream, on_progress)
-            stream_progress.applied += more.applied
-            stream_progress.last_sequence = more.last_sequence
-        folded_s = time.monotonic() - began
-        replaced_hash = await store.content_hash(current)
-        replaced = await store.switch_to(namespace)
-        if replaced and replaced != namespace:
-            await asyncio.sleep(grace_s)
-            await store.drop(replaced)
-    else:
-        replaced, replaced_hash = None, None
-        folded_s = time.monotonic() - began
+    # The log grew while we built: a last pass, then the switch; the live projector does the rest.
+    for stream_progress, stream in zip(progress, projector.spec.streams, strict=True):
+        more = await projector.catch_up(js, namespace, stream, on_progress)
+        stream_progress.applied += more.applied
+        stream_progress.last_sequence = more.last_sequence
+    folded_s = time.monotonic() - began
+    replaced_hash = await store.content_hash(current)
+    replaced = await store.switch_to(namespace)
+    if replaced and replaced != namespace:
+        await asyncio.sleep(grace_s)
+        await store.drop(replaced)
     return RebuildResult(
         projection=projector.spec.name, namespace=namespace, replaced=replaced,
         content_hash=await store.content_hash(namespace), seconds=folded_s, progress=progress,
         replaced_hash=replaced_hash,
+    )
+
+
+async def _rebuild_in_place(
+    js: JetStreamContext, projector: Projector, on_progress: Callable[[Progress], None], generation: str,
+    grace_s: float,
+) -> RebuildResult:
+    """Empty the active namespace and refill it, the live projector paused meanwhile.
+
+    Readers see the model grow. Should the rebuild stop half-way, the live projector resumes from the
+    checkpoints it left and finishes the job.
+    """
+    store = projector.store
+    namespace = await store.active_namespace()
+    await store.mark_rebuild_in_place(f"{generation} since {datetime.now(UTC).isoformat(timespec='seconds')}")
+    try:
+        # The live projector looks at the marker before each batch and each retry: give it time to stop.
+        await asyncio.sleep(grace_s)
+        began = time.monotonic()
+        await store.drop(namespace)
+        await store.prepare(namespace)
+        progress = [await projector.catch_up(js, namespace, stream, on_progress) for stream in projector.spec.streams]
+        folded_s = time.monotonic() - began
+    finally:
+        await store.mark_rebuild_in_place(None)
+    return RebuildResult(
+        projection=projector.spec.name, namespace=namespace, replaced=None,
+        content_hash=await store.content_hash(namespace), seconds=folded_s, progress=progress,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 class ReadModelStore[W](Protocol):
     kind: str  # "graph" or "kv"
-    # False: one namespace only, so a rebuild empties and refills it in place.
+    # False: one namespace only, so a rebuild empties and refills it in place, the live projector paused.
     supports_swap: bool
 
     async def active_namespace(self) -> str:
@@ -35,6 +35,15 @@ class ReadModelStore[W](Protocol):
 
         Does nothing and returns False when the checkpoint is already at or past `sequence`.
         """
+
+    async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
+        """Move the checkpoint back, so the events after `sequence` are applied again (writes are idempotent)."""
+
+    async def rebuild_in_place(self) -> str | None:
+        """The rebuild refilling the active namespace in place, if one holds it: the live projector waits."""
+
+    async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
+        """Take the active namespace for a rebuild in place (a name), or hand it back (None)."""
 
     async def switch_to(self, namespace: str) -> str | None:
         """Point readers at `namespace`; returns the namespace it replaced."""

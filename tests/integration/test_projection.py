@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 import msgspec
@@ -32,9 +33,10 @@ from services.mesh.settings import Settings
 from services.projection.app import projectors
 from services.projection.graph_model import graph_writes
 from services.projection.kv_model import council_stats_key
-from services.projection.projector import Progress, Projector, stream_reader
+from services.projection.projector import Progress, Projector
 from services.projection.reads import ReadModels
 from services.projection.rebuild import rebuild
+from services.projection.vocabulary import Label, NodeWrite
 from streams.definitions import AGENT, ORCHESTRATION, PLANNING
 from tests.servers import docker_available
 
@@ -154,15 +156,13 @@ async def test_a_replayed_stream_duplicates_nothing(js, stores, unique):
     await catch_up(js, kv, PLANNING, ORCHESTRATION, AGENT)
     before = {p.spec.name: await p.store.content_hash(await p.store.active_namespace()) for p in stores}
 
-    # Every message again, from sequence 1, as after a lost checkpoint acknowledgement.
+    # Every message again, from sequence 1: the checkpoints are wound back, so nothing is skipped by them.
     for projector in stores:
         namespace = await projector.store.active_namespace()
         for stream in (PLANNING, ORCHESTRATION, AGENT):
-            async with stream_reader(js, stream, 1) as reader:
-                while batch := await reader.next_batch(500, wait_s=0.5):
-                    await projector.apply(namespace, stream.name, batch, Progress(stream.name))
-                    if reader.caught_up:
-                        break
+            await projector.store.rewind(namespace, stream.name, 0)
+        replayed = await catch_up(js, projector, PLANNING, ORCHESTRATION, AGENT)
+        assert sum(p.applied for p in replayed) >= len(events)
 
     after = {p.spec.name: await p.store.content_hash(await p.store.active_namespace()) for p in stores}
     assert after == before
@@ -186,6 +186,41 @@ async def test_a_rebuild_twice_gives_the_same_hash_as_the_live_model(js, stores,
     for projector, result in zip(stores, second, strict=True):
         assert result.namespace == await projector.store.active_namespace()
         assert result.events > 0
+
+
+async def test_a_rebuild_in_place_while_the_live_projector_writes_loses_nothing(js, stores, unique):
+    events = story_events(unique)
+    for name, event in events.items():
+        await publish(js, event, f"{unique}-{name}")
+    followers = [asyncio.create_task(p.follow(js, stream)) for p in stores for stream in p.spec.streams]
+
+    async def keep_publishing(count: int) -> None:
+        for index in range(count):
+            turn = Turn(phase=Phase.PROPOSE, round=0, agent_id=f"dev-{index}", author_id=f"dev-{index}")
+            await publish(js, msgspec.structs.replace(events["proposal"], turn=turn), f"{unique}-live-{index}")
+            await asyncio.sleep(0.02)
+
+    try:
+        publishing = asyncio.create_task(keep_publishing(150))
+        await asyncio.sleep(0.5)
+        rebuilt = [await rebuild(js, p, in_place=True, grace_s=1.5) for p in stores]
+        await publishing
+        await asyncio.sleep(2.0)
+    finally:
+        for follower in followers:
+            follower.cancel()
+    for projector in stores:
+        await catch_up(js, projector, *projector.spec.streams)
+    live = {p.spec.name: await p.store.content_hash(await p.store.active_namespace()) for p in stores}
+
+    fresh = [await rebuild(js, p, generation=f"{unique}x", grace_s=0) for p in stores]
+
+    assert [r.replaced for r in rebuilt] == [None, None]
+    assert [await p.store.rebuild_in_place() for p in stores] == [None, None]
+    assert {r.projection: r.content_hash for r in fresh} == live
+    proposals = await stores[0].store.read(
+        "MATCH (:Deliberation {id: $d})-[:HAS_PROPOSAL]->(p:Proposal) RETURN count(p)", {"d": f"d-{unique}"})
+    assert proposals == [[150]]
 
 
 async def test_a_killed_projector_resumes_from_its_checkpoint_and_counts_each_event_once(js, stores, unique):
@@ -260,3 +295,68 @@ async def test_an_event_that_breaks_its_contract_is_dead_lettered_and_the_projec
     assert await graph.store.checkpoint(namespace, ORCHESTRATION.name) > ack.seq
     status = await graph.store.read("MATCH (d:Deliberation {id: $d}) RETURN d.status", {"d": f"d-{unique}"})
     assert status == [["PENDING"]]
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+async def test_an_event_the_store_refuses_is_dead_lettered_alone_and_the_rest_is_projected(
+    js, stores, unique, batch_size
+):
+    graph, _ = stores
+    letters = []
+
+    async def reject(letter, reason):
+        letters.append((letter, reason))
+
+    def unwritable_for_one_task(event, envelope):
+        writes = graph_writes(event, envelope)
+        if isinstance(event, DeliberationRequested) and event.deliberation.task_id == "poison":
+            # A map is no property value in either engine: this write fails however often it is tried.
+            writes.append(NodeWrite(Label.TASK, f"poison-{unique}", {"shape": {"nested": 1}}))
+        return writes
+
+    projector = Projector(dataclasses.replace(graph.spec, batch_size=batch_size), graph.store,
+                          unwritable_for_one_task, reject, retry_delay_s=0.001)
+    events = story_events(unique)
+    poison = msgspec.structs.replace(events["requested"], deliberation=msgspec.structs.replace(
+        events["requested"].deliberation, deliberation_id=f"poison-{unique}", task_id="poison"))
+    ack = await js.publish(catalog.DELIBERATION_REQUESTED.subject, msgspec.json.encode(poison),
+                           headers={MSG_ID: f"{unique}-poison"})
+    await publish(js, events["requested"], f"{unique}-requested")
+
+    await catch_up(js, projector, ORCHESTRATION)
+
+    [(letter, reason)] = [(letter, reason) for letter, reason in letters if letter.stream_sequence == ack.seq]
+    assert letter.headers[MSG_ID] == f"{unique}-poison" and reason
+    namespace = await graph.store.active_namespace()
+    assert await graph.store.checkpoint(namespace, ORCHESTRATION.name) > ack.seq
+    assert await graph.store.read("MATCH (d:Deliberation {id: $d}) RETURN d.status", {"d": f"d-{unique}"}) == [
+        ["PENDING"]]
+    assert await graph.store.read("MATCH (d:Deliberation {id: $d}) RETURN d.status", {"d": f"poison-{unique}"}) == []
+
+
+async def test_an_event_the_model_cannot_take_is_dead_lettered_with_the_error(js, stores, unique):
+    graph, _ = stores
+    letters = []
+
+    async def reject(letter, reason):
+        letters.append((letter, reason))
+
+    def failing_for_one_task(event, envelope):
+        if isinstance(event, DeliberationRequested) and event.deliberation.task_id == "unmodelled":
+            raise KeyError("no node for this shape")
+        return graph_writes(event, envelope)
+
+    projector = Projector(graph.spec, graph.store, failing_for_one_task, reject)
+    events = story_events(unique)
+    odd = msgspec.structs.replace(events["requested"], deliberation=msgspec.structs.replace(
+        events["requested"].deliberation, deliberation_id=f"odd-{unique}", task_id="unmodelled"))
+    ack = await js.publish(catalog.DELIBERATION_REQUESTED.subject, msgspec.json.encode(odd),
+                           headers={MSG_ID: f"{unique}-odd"})
+    await publish(js, events["requested"], f"{unique}-requested")
+
+    await catch_up(js, projector, ORCHESTRATION)
+
+    [reason] = [reason for letter, reason in letters if letter.stream_sequence == ack.seq]
+    assert reason == "KeyError: 'no node for this shape'"
+    assert await graph.store.read("MATCH (d:Deliberation {id: $d}) RETURN d.status", {"d": f"d-{unique}"}) == [
+        ["PENDING"]]

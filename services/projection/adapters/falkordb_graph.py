@@ -23,6 +23,7 @@ class FalkorGraphStore:
         self._base = base
         # The pointer to the active graph lives beside the graphs, in the same server.
         self._pointer = f"{base}:graph:active"
+        self._rebuild_marker = f"{base}:graph:rebuilding"
 
     def fresh_namespace(self, generation: str) -> str:
         return f"{self._base}_{generation}"
@@ -52,6 +53,18 @@ class FalkorGraphStore:
         text, params = cypher.batch_statement(writes, stream, sequence)
         result = await self._db.select_graph(namespace).query(text, params)
         return result.properties_set > 0 or result.nodes_created > 0
+
+    async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
+        await self._db.select_graph(namespace).query(cypher.REWIND_QUERY, {"stream": stream, "sequence": sequence})
+
+    async def rebuild_in_place(self) -> str | None:
+        return await self._db.connection.get(self._rebuild_marker)
+
+    async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
+        if rebuild is None:
+            await self._db.connection.delete(self._rebuild_marker)
+        else:
+            await self._db.connection.set(self._rebuild_marker, rebuild)
 
     async def switch_to(self, namespace: str) -> str | None:
         return await self._db.connection.set(self._pointer, namespace, get=True)

@@ -1,7 +1,8 @@
 """The graph read model on Neo4j, through the official async driver. Same Cypher as FalkorDB.
 
 Neo4j Community has one user database, so namespaces are not separate graphs here: the store has a
-single namespace, and a rebuild replaces it in place (see `supports_swap`). With Enterprise, point
+single namespace, and a rebuild refills it in place (see `supports_swap`) while the live projector
+waits. With Enterprise, point
 FLEET_GRAPH_NAME at a database per deployment.
 """
 
@@ -14,6 +15,9 @@ from neo4j import AsyncGraphDatabase
 from services.projection import cypher
 from services.projection.stores import canonical_hash
 from services.projection.vocabulary import GraphWrite, Label
+
+# The node that marks a rebuild in place: a checkpoint no stream is named after, so it survives the drop.
+REBUILD_MARKER = "_rebuild"
 
 
 class Neo4jGraphStore:
@@ -48,13 +52,36 @@ class Neo4jGraphStore:
         _, summary, _ = await self._driver.execute_query(text, params, database_=namespace)
         return summary.counters.properties_set > 0
 
+    async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
+        await self._driver.execute_query(cypher.REWIND_QUERY, {"stream": stream, "sequence": sequence},
+                                         database_=namespace)
+
+    async def rebuild_in_place(self) -> str | None:
+        records, _, _ = await self._driver.execute_query(
+            f"MATCH (m:{Label.CHECKPOINT} {{id: $id}}) RETURN m.rebuild", {"id": REBUILD_MARKER},
+            database_=self._database,
+        )
+        return records[0][0] if records else None
+
+    async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
+        if rebuild is None:
+            query, params = f"MATCH (m:{Label.CHECKPOINT} {{id: $id}}) DELETE m", {"id": REBUILD_MARKER}
+        else:
+            query = f"MERGE (m:{Label.CHECKPOINT} {{id: $id}}) SET m.rebuild = $rebuild"
+            params = {"id": REBUILD_MARKER, "rebuild": rebuild}
+        await self._driver.execute_query(query, params, database_=self._database)
+
     async def switch_to(self, namespace: str) -> str | None:
         return None
 
     async def drop(self, namespace: str) -> None:
         # CALL ... IN TRANSACTIONS needs an auto-commit transaction, which only session.run gives.
         async with self._driver.session(database=namespace) as session:
-            result = await session.run("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS")
+            result = await session.run(
+                f"MATCH (n) WHERE NOT (n:{Label.CHECKPOINT} AND n.id = $marker) "
+                "CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS",
+                {"marker": REBUILD_MARKER},
+            )
             await result.consume()
 
     async def content_hash(self, namespace: str) -> str:

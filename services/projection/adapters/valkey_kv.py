@@ -29,6 +29,7 @@ class ValkeyStore:
         self._client = valkey.from_url(url, decode_responses=True)
         self._base = base
         self._pointer = f"{base}:kv:active"
+        self._rebuild_marker = f"{base}:kv:rebuilding"
 
     def fresh_namespace(self, generation: str) -> str:
         return f"{self._base}:kv:{generation}"
@@ -45,21 +46,34 @@ class ValkeyStore:
 
     async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[KvWrite]) -> bool:
         checkpoint = f"{namespace}:{CHECKPOINT}:{stream}"
-        async with self._client.pipeline(transaction=True) as pipe:
-            try:
-                # WATCH + MULTI/EXEC: the writes and the checkpoint commit together, and not at all if
-                # another writer moved the checkpoint in between.
-                await pipe.watch(checkpoint)
-                if int(await pipe.get(checkpoint) or 0) >= sequence:
-                    return False
-                pipe.multi()
-                for write in writes:
-                    _queue(pipe, namespace, write)
-                pipe.set(checkpoint, sequence)
-                await pipe.execute()
-            except WatchError:
-                return False
-        return True
+        while True:
+            async with self._client.pipeline(transaction=True) as pipe:
+                try:
+                    # WATCH + MULTI/EXEC: the writes and the checkpoint commit together, and not at all if
+                    # the checkpoint changed in between; then it is read again.
+                    await pipe.watch(checkpoint)
+                    if int(await pipe.get(checkpoint) or 0) >= sequence:
+                        return False
+                    pipe.multi()
+                    for write in writes:
+                        _queue(pipe, namespace, write)
+                    pipe.set(checkpoint, sequence)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
+    async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
+        await self._client.set(f"{namespace}:{CHECKPOINT}:{stream}", sequence)
+
+    async def rebuild_in_place(self) -> str | None:
+        return await self._client.get(self._rebuild_marker)
+
+    async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
+        if rebuild is None:
+            await self._client.delete(self._rebuild_marker)
+        else:
+            await self._client.set(self._rebuild_marker, rebuild)
 
     async def switch_to(self, namespace: str) -> str | None:
         return await self._client.set(self._pointer, namespace, get=True)
