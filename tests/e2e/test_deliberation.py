@@ -20,80 +20,20 @@ from contracts.events import (
     DeliberationFailed,
     Phase,
     PlanApproved,
-    PlannedTask,
     Role,
 )
 from contracts.queries import SHOW_DELIBERATION, SHOW_STORY, ShowDeliberation, ShowStory
 from services.councils.domain import new_council
-from services.embedded.stack import EmbeddedStack
 from services.mesh.queries import ask
 from services.mesh.settings import Settings
-from services.planning.domain import deliberation_id
 from services.projection.app import projectors
 from services.projection.rebuild import rebuild
+from tests.e2e.flows import approval_for, approve, events_of, id_of, of, result_of
 from tests.support import body_of, decode, read_stream, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
-RESULT_TIMEOUT_S = 300.0
 PHASES = [Phase.PROPOSE, Phase.CRITIQUE, Phase.REVISE, Phase.JUDGE, Phase.SELECT]
-
-
-@pytest.fixture(scope="module")
-async def mesh(tmp_path_factory):
-    stack = EmbeddedStack(
-        tmp_path_factory.mktemp("fleet"),
-        report=lambda line: print(line),
-        # Short answers keep the suite quick on 2 cores; the model and the path are the real ones.
-        service_env={"FLEET_LLM_MAX_TOKENS": "48"},
-    )
-    endpoints = await stack.start()
-    # Planning seeds the default councils on its first start, unless some council exists by then.
-    client = await nats.connect(endpoints["nats_url"])
-    await wait_for(client.jetstream(), catalog.COUNCIL_CREATED.subject, lambda m: True, len(Role), timeout_s=60)
-    await client.close()
-    yield stack, endpoints
-    await stack.stop()
-
-
-@pytest.fixture
-async def js(mesh):
-    _, endpoints = mesh
-    client = await nats.connect(endpoints["nats_url"])
-    yield client.jetstream()
-    await client.drain()
-
-
-def approval_for(role: Role) -> PlanApproved:
-    suffix = uuid.uuid4().hex[:8]
-    return PlanApproved(
-        story_id=f"story-{suffix}", plan_id=f"plan-{suffix}", approved_by="e2e", roles=[role],
-        tasks=[PlannedTask(task_id="login", title="Add login throttling", description="Lock out after 5 failures.")],
-    )
-
-
-def id_of(approval: PlanApproved) -> str:
-    return deliberation_id(approval.story_id, approval.plan_id, "login", approval.roles[0])
-
-
-def of(deliberation: str):
-    return lambda message: decode(message).aggregate_id() == deliberation
-
-
-async def approve(js, approval: PlanApproved) -> str:
-    await js.publish(catalog.PLAN_APPROVED.subject, body_of(approval), headers={MSG_ID: f"{approval.plan_id}-1"})
-    return id_of(approval)
-
-
-async def result_of(js, deliberation: str):
-    [message] = await wait_for(js, "orchestration.deliberation.*.v1",
-                               lambda m: m.subject.endswith((".completed.v1", ".failed.v1")) and of(deliberation)(m),
-                               1, timeout_s=RESULT_TIMEOUT_S)
-    return decode(message)
-
-
-async def events_of(js, subject: str, deliberation: str) -> list:
-    return [decode(m) for m in await read_stream(js, subject) if of(deliberation)(m)]
 
 
 @pytest.fixture(scope="module")
@@ -280,8 +220,9 @@ async def test_the_collector_and_projection_killed_mid_deliberation_carry_on_and
         await projector.store.close()
 
 
+@pytest.mark.breaks_mesh
 async def test_the_llm_server_killed_mid_deliberation_ends_it_as_failed_with_the_reason(js, mesh):
-    # Last in this module: the mesh has no LLM afterwards.
+    # The mesh has no LLM afterwards: the marker runs it after every other end-to-end test.
     stack, _ = mesh
     deliberation = await approve(js, approval_for(Role.ARCHITECT))
     await wait_for(js, catalog.DELIBERATION_STARTED.subject, of(deliberation), 1)

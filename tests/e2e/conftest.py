@@ -1,0 +1,41 @@
+"""One embedded mesh for every end-to-end module: each service its own process, the LLM a real llama.cpp server."""
+
+from __future__ import annotations
+
+import nats
+import pytest
+
+from contracts import catalog
+from contracts.events import Role
+from services.embedded.stack import EmbeddedStack
+from tests.support import wait_for
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that leave the shared mesh broken (`@pytest.mark.breaks_mesh`) run after all the others."""
+    items.sort(key=lambda item: item.get_closest_marker("breaks_mesh") is not None)
+
+
+@pytest.fixture(scope="session")
+async def mesh(tmp_path_factory):
+    stack = EmbeddedStack(
+        tmp_path_factory.mktemp("fleet"),
+        report=lambda line: print(line),
+        # Short answers keep the suite quick on 2 cores; the model and the path are the real ones.
+        service_env={"FLEET_LLM_MAX_TOKENS": "48"},
+    )
+    endpoints = await stack.start()
+    # Planning seeds the default councils on its first start, unless some council exists by then.
+    client = await nats.connect(endpoints["nats_url"])
+    await wait_for(client.jetstream(), catalog.COUNCIL_CREATED.subject, lambda m: True, len(Role), timeout_s=60)
+    await client.close()
+    yield stack, endpoints
+    await stack.stop()
+
+
+@pytest.fixture
+async def js(mesh):
+    _, endpoints = mesh
+    client = await nats.connect(endpoints["nats_url"])
+    yield client.jetstream()
+    await client.drain()

@@ -1,0 +1,45 @@
+"""What end-to-end tests do on the mesh: approve a plan, wait for a deliberation's result, read its events."""
+
+from __future__ import annotations
+
+import uuid
+
+from contracts import catalog
+from contracts.envelope import MSG_ID
+from contracts.events import PlanApproved, PlannedTask, Role
+from services.planning.domain import deliberation_id
+from tests.support import body_of, decode, read_stream, wait_for
+
+RESULT_TIMEOUT_S = 300.0
+
+
+def approval_for(role: Role) -> PlanApproved:
+    suffix = uuid.uuid4().hex[:8]
+    return PlanApproved(
+        story_id=f"story-{suffix}", plan_id=f"plan-{suffix}", approved_by="e2e", roles=[role],
+        tasks=[PlannedTask(task_id="login", title="Add login throttling", description="Lock out after 5 failures.")],
+    )
+
+
+def id_of(approval: PlanApproved) -> str:
+    return deliberation_id(approval.story_id, approval.plan_id, "login", approval.roles[0])
+
+
+def of(deliberation: str):
+    return lambda message: decode(message).aggregate_id() == deliberation
+
+
+async def approve(js, approval: PlanApproved) -> str:
+    await js.publish(catalog.PLAN_APPROVED.subject, body_of(approval), headers={MSG_ID: f"{approval.plan_id}-1"})
+    return id_of(approval)
+
+
+async def result_of(js, deliberation: str):
+    [message] = await wait_for(js, "orchestration.deliberation.*.v1",
+                               lambda m: m.subject.endswith((".completed.v1", ".failed.v1")) and of(deliberation)(m),
+                               1, timeout_s=RESULT_TIMEOUT_S)
+    return decode(message)
+
+
+async def events_of(js, subject: str, deliberation: str) -> list:
+    return [decode(m) for m in await read_stream(js, subject) if of(deliberation)(m)]
