@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -56,6 +57,13 @@ def deterministic_id(*parts: str) -> str:
 def new_traceparent() -> str:
     """A fresh W3C trace context with a random trace and parent span."""
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def traceparent_for(event_id: str) -> str:
+    """The trace an event without a traceparent starts: derived from its id, so a redelivered event
+    (handled again after a crash) continues the same trace rather than starting a second one."""
+    digest = hashlib.sha256(f"trace/{event_id}".encode()).hexdigest()
+    return f"00-{digest[:32]}-{digest[32:48]}-01"
 
 
 def child_traceparent(parent: str) -> str:
@@ -138,5 +146,5 @@ def from_headers(
         causation_id=headers.get(CAUSATION_ID) or event_id,
         aggregate_type=headers.get(AGGREGATE_TYPE) or aggregate_type,
         aggregate_id=headers.get(AGGREGATE_ID) or aggregate_id,
-        traceparent=headers.get(TRACEPARENT) or new_traceparent(),
+        traceparent=headers.get(TRACEPARENT) or traceparent_for(event_id),
     )

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts import catalog
-from services.mesh.runtime import Wiring, bind_durables, new_broker, start_background, stop_background
+from services.mesh.runtime import SideWork, Wiring, bind_durables, new_broker
 from services.mesh.settings import Settings
 
 
@@ -65,17 +65,17 @@ async def wait_until_idle(js: JetStreamContext, stream: str, durables: list[str]
 
 
 @contextlib.asynccontextmanager
-async def running_service(service: str, nats_url: str, wire: Wiring, **settings) -> AsyncIterator[None]:
+async def running_service(service: str, nats_url: str, wire: Wiring, **settings) -> AsyncIterator[SideWork]:
     """A real service, in this process, wired exactly as `fleet service` wires it."""
     config = Settings(data_dir=Path("."), nats_url=nats_url, **settings)
     broker = new_broker(service, config)
-    background = await bind_durables(broker, service, config, wire)
+    side = SideWork(await bind_durables(broker, service, config, wire))
     await broker.start()
-    tasks = start_background(background)
+    await side.start(broker, service, config)
     try:
-        yield
+        yield side
     finally:
-        await stop_background(tasks, background)
+        await side.stop()
         await broker.stop()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -11,6 +12,8 @@ from contracts.events import TurnRequested
 from services.agents.adapters.ray_agents import AgentPool
 from services.agents.domain import (
     NO_CONTEXT,
+    ChatRequest,
+    Completion,
     GivenContext,
     LlmFailure,
     ResponseFormat,
@@ -22,6 +25,7 @@ from services.agents.domain import (
     parse_structured,
 )
 from services.mesh.consuming import Incoming
+from services.mesh.metrics import LLM_SECONDS, LLM_TOKENS
 from services.mesh.publishing import Outgoing
 
 STRUCTURED_ATTEMPTS = 2
@@ -52,7 +56,7 @@ class AgentHandlers:
             given = await self.context(request)
             chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format,
                                 context=given.text)
-            return [outcome(request, await self.pool.complete(request.agent.agent_id, chat), context=given)]
+            return [outcome(request, await self._complete(request, chat), context=given)]
         chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format)
         problems = []
         for attempt in range(1, STRUCTURED_ATTEMPTS + 1):
@@ -60,7 +64,7 @@ class AgentHandlers:
             retry = chat if attempt == 1 else msgspec.structs.replace(
                 chat, seed=(chat.seed or 0) + attempt - 1, temperature=max(chat.temperature, RETRY_TEMPERATURE)
             )
-            answer = await self.pool.complete(request.agent.agent_id, retry)
+            answer = await self._complete(request, retry)
             if isinstance(answer, LlmFailure):
                 return [outcome(request, answer, attempts=attempt)]
             try:
@@ -71,6 +75,19 @@ class AgentHandlers:
             return [outcome(request, answer, structured=structured, attempts=attempt)]
         failure = LlmFailure(error_class=StructuredOutputInvalid.__name__, message="; ".join(problems))
         return [outcome(request, failure, attempts=STRUCTURED_ATTEMPTS)]
+
+    async def _complete(self, request: TurnRequested, chat: ChatRequest) -> Completion | LlmFailure:
+        began = time.perf_counter()
+        answer = await self.pool.complete(request.agent.agent_id, chat)
+        seconds = time.perf_counter() - began
+        role, model = request.agent.role.value, chat.model
+        if isinstance(answer, LlmFailure):
+            LLM_SECONDS.labels(role, model, answer.error_class).observe(seconds)
+        else:
+            LLM_SECONDS.labels(role, model, "ok").observe(seconds)
+            LLM_TOKENS.labels(role, model, "prompt").inc(answer.prompt_tokens)
+            LLM_TOKENS.labels(role, model, "completion").inc(answer.completion_tokens)
+        return answer
 
 
 def on_turn_request_given_up(incoming: Incoming[TurnRequested], reason: str) -> list[Outgoing]:

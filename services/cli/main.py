@@ -363,7 +363,8 @@ def service(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVIC
     """Run one service process (what `fleet up` and the Kubernetes Deployments run)."""
     if name not in SERVICE_NAMES:
         _fail(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}")
-    from services.mesh.runtime import build_app, configure_logging
+    from services.mesh.logs import configure_logging
+    from services.mesh.runtime import build_app
 
     module = importlib.import_module(f"services.{name}.app")
     configure_logging(name)

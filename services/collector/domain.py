@@ -368,5 +368,24 @@ def _ids(ref: DeliberationRef) -> dict:
     }
 
 
+def ended_phase(before: Deliberation | None, after: Deliberation, now: dt.datetime) -> tuple[Phase, float] | None:
+    """The phase a step closed and how many seconds it lasted; None while the same phase goes on."""
+    if before is None or before.deadline_at is None or before.finished:
+        return None
+    if (after.phase, after.round) == (before.phase, before.round) and not after.finished:
+        return None
+    opened = before.deadline_at - dt.timedelta(seconds=before.council.protocol.phase_deadline_s)
+    return before.phase, max((now - opened).total_seconds(), 0.0)
+
+
+def outcome_of(state: Deliberation) -> str | None:
+    """completed, failed or timed_out once finished; None before."""
+    if state.completed is not None:
+        return "completed"
+    if state.failed is not None:
+        return "timed_out" if state.failed.timed_out else "failed"
+    return None
+
+
 def _duration_ms(state: Deliberation, now: dt.datetime) -> int:
     return max(int((now - state.started_at).total_seconds() * 1000), 0)

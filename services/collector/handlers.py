@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import msgspec
 
 from contracts.events import DeadlinePassed, DeliberationStarted, TurnCompleted, TurnFailed
-from services.collector.domain import Deliberation, DeliberationEvent, step
+from services.collector.domain import Deliberation, DeliberationEvent, ended_phase, outcome_of, step
 from services.mesh.consuming import Incoming
 from services.mesh.kv import ConcurrentUpdate, VersionedStore
+from services.mesh.metrics import DELIBERATIONS, PHASE_SECONDS
 from services.mesh.outbox import Parcel, pack, unpack
 from services.mesh.publishing import Clock, Outgoing
 from streams.definitions import stream_for_subject
@@ -58,7 +59,8 @@ class CollectorHandlers:
         while True:
             record, revision = await self.store.load(key)
             state = record.deliberation if record else None
-            updated, outgoing = step(state, incoming.payload, self.clock())
+            now = self.clock()
+            updated, outgoing = step(state, incoming.payload, now)
             if updated == state:
                 # Nothing new, unless this is a redelivery of a message that changed the state.
                 stored = record.outboxes.get(cause, []) if record else []
@@ -71,9 +73,19 @@ class CollectorHandlers:
             except ConcurrentUpdate:
                 continue  # another event of the same deliberation landed first
             break
+        _observe(state, updated, now)
         if updated.finished:
             # The pending deadline can never matter now; remove it so the log shows no stale timer.
             await self.cancel_schedule(key)
             result = updated.completed or updated.failed
             log.info("deliberation %s finished: %s", key, type(result).__name__)
         return outgoing
+
+
+def _observe(before: Deliberation | None, after: Deliberation, now) -> None:
+    """Metrics of a step that was stored: a redelivery that changes nothing observes nothing."""
+    role = after.ref.role.value
+    if (ended := ended_phase(before, after, now)) is not None:
+        PHASE_SECONDS.labels(role, ended[0].value).observe(ended[1])
+    if after.finished and not (before and before.finished):
+        DELIBERATIONS.labels(role, outcome_of(after)).inc()

@@ -14,7 +14,7 @@ import nats
 
 from services.embedded import binaries
 from services.embedded.processes import ManagedProcess, Supervised
-from services.embedded.servers import ServerPlan, llm_plan, nats_plan, ray_plan, ray_temp_dir, redis_plan
+from services.embedded.servers import ServerPlan, free_port, llm_plan, nats_plan, ray_plan, ray_temp_dir, redis_plan
 from services.mesh.settings import ENDPOINT_VARIABLES, ENDPOINTS_FILE
 from streams.apply import Change, apply_all
 
@@ -81,6 +81,7 @@ class EmbeddedStack:
         self._servers: list[ManagedProcess] = []
         self.services: dict[str, Supervised] = {}
         self.endpoints: dict[str, str] = {}
+        self.metrics_ports: dict[str, int] = {}
         self.stream_changes: list[Change] = []
         self._lock_handle = None
 
@@ -105,6 +106,10 @@ class EmbeddedStack:
         try:
             await self._start_servers()
             self.stream_changes = await self._apply_streams()
+            # A fixed port per service for /metrics and /healthz, kept across its restarts.
+            self.metrics_ports = {name: free_port() for name in self._service_names}
+            self.endpoints.update({f"metrics_{name}": f"http://127.0.0.1:{port}/metrics"
+                                   for name, port in self.metrics_ports.items()})
             self._write_endpoints()
             await self._start_services()
         except BaseException:
@@ -183,7 +188,8 @@ class EmbeddedStack:
         env = self.service_environment()
         for name in self._service_names:
             argv = [str(binaries.python()), "-m", "services.cli", "service", name]
-            process = ManagedProcess(name, argv, self.logs_dir / f"{name}.log", env=env)
+            service_env = {**env, "FLEET_METRICS_PORT": str(self.metrics_ports[name])}
+            process = ManagedProcess(name, argv, self.logs_dir / f"{name}.log", env=service_env)
             supervised = Supervised(process, on_event=self._report)
             await supervised.start()
             self.services[name] = supervised

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,15 +23,20 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 
 from contracts import catalog
-from contracts.envelope import MSG_ID, SCHEDULER, Envelope, deterministic_id, from_headers
+from contracts.envelope import CORRELATION_ID, MSG_ID, SCHEDULER, Envelope, deterministic_id, from_headers
 from contracts.errors import ContractViolation, Rejected
 from contracts.events import Event
 from contracts.upcast import upcast
 from services.mesh.deadletters import DeadLetter, dead_letter_event
+from services.mesh.logs import correlated
+from services.mesh.metrics import HANDLER_SECONDS, MESSAGES
 from services.mesh.publishing import Cause, Clock, EventPublisher, Outgoing, utc_now
 from streams.definitions import ConsumerSpec
 
 log = logging.getLogger("fleet.consumer")
+
+# What became of a delivery, as the fleet_messages metric counts it.
+HANDLED, FAILED, DEAD_LETTERED = "handled", "failed", "dead_lettered"
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,17 @@ class DurableConsumer:
 
     async def on_message(self, message: NatsMessage) -> None:
         raw = message.raw_message
+        headers = raw.headers or {}
+        began = time.perf_counter()
+        # Every line logged while this message is handled carries its correlation id.
+        with correlated(headers.get(CORRELATION_ID) or headers.get(MSG_ID) or ""):
+            outcome = await self._handle(message)
+        MESSAGES.labels(self.spec.service, self.spec.durable, raw.subject, outcome).inc()
+        HANDLER_SECONDS.labels(self.spec.service, self.spec.durable, raw.subject).observe(time.perf_counter() - began)
+
+    async def _handle(self, message: NatsMessage) -> str:
+        """Handle one delivery; returns what became of it: handled, failed (to be retried) or dead_lettered."""
+        raw = message.raw_message
         meta = raw.metadata
         headers = dict(raw.headers or {})
         deliveries = meta.num_delivered or 1
@@ -156,11 +173,9 @@ class DurableConsumer:
                 deliveries=deliveries,
             )
         except ContractViolation as exc:
-            await self._reject(message, letter, str(exc), None)
-            return
+            return await self._reject(message, letter, str(exc), None)
         except Exception as exc:  # noqa: BLE001 - whatever cannot be decoded is rejected, never retried
-            await self._reject(message, letter, f"undecodable message: {type(exc).__name__}: {exc}", None)
-            return
+            return await self._reject(message, letter, f"undecodable message: {type(exc).__name__}: {exc}", None)
         if deliveries > self.spec.max_deliveries:
             # Earlier deliveries ended without an ack or nak: the service died, or lost NATS while
             # recording the outcome. Either way the server redelivered, and the limit is reached.
@@ -168,8 +183,7 @@ class DurableConsumer:
                 f"gave up after {deliveries - 1} deliveries that ended without an acknowledgement "
                 "(the service died or lost its NATS connection while handling it)"
             )
-            await self._reject(message, letter, reason, incoming)
-            return
+            return await self._reject(message, letter, reason, incoming)
         try:
             async with self._keep_alive(message):
                 async with asyncio.timeout(self.spec.handler_timeout_s):
@@ -177,28 +191,27 @@ class DurableConsumer:
                 for event in outgoing:
                     await self._publisher.publish(event, cause=Cause.of(incoming.envelope))
         except Rejected as exc:
-            await self._reject(message, letter, str(exc), incoming)
+            return await self._reject(message, letter, str(exc), incoming)
         except Exception as exc:  # noqa: BLE001 - every other failure is retried, then dead-lettered
             error = _describe(exc, self.spec.handler_timeout_s)
             if deliveries >= self.spec.max_deliveries:
-                await self._reject(message, letter, f"failed {deliveries} times; last error: {error}", incoming)
-                return
+                return await self._reject(
+                    message, letter, f"failed {deliveries} times; last error: {error}", incoming)
             delay = retry_delay_s(deliveries)
             log.warning(
                 "%s seq=%s delivery %s failed, retrying in %.0fs: %s",
                 self.spec.durable, meta.sequence.stream, deliveries, delay, error,
-                extra={"correlation_id": incoming.envelope.correlation_id},
             )
             await message.nack(delay=delay)
-        else:
-            await message.ack()
+            return FAILED
+        await message.ack()
+        return HANDLED
 
-    async def _reject(self, message: NatsMessage, letter: DeadLetter, reason: str, incoming: Incoming | None) -> None:
+    async def _reject(self, message: NatsMessage, letter: DeadLetter, reason: str, incoming: Incoming | None) -> str:
         """Publish what giving up implies, then the dead letter, then ack: in that order, so nothing is lost."""
         log.error(
             "%s seq=%s dead-lettered: %s",
             self.spec.durable, letter.stream_sequence, reason,
-            extra={"correlation_id": letter.headers.get(MSG_ID, "")},
         )
         if incoming is not None and (give_up := self._give_up.get(letter.subject)) is not None:
             for event in give_up(incoming, reason):
@@ -206,6 +219,7 @@ class DurableConsumer:
         outgoing, cause = dead_letter_event(letter, reason)
         await self._publisher.publish(outgoing, cause=cause)
         await message.ack()
+        return DEAD_LETTERED
 
     @contextlib.asynccontextmanager
     async def _keep_alive(self, message: NatsMessage):

@@ -6,16 +6,18 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from aiohttp import web
 from faststream import FastStream
 from faststream.nats import NatsBroker
+from faststream.nats.prometheus import NatsPrometheusMiddleware
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.mesh.consuming import DurableConsumer
+from services.mesh.metrics import REGISTRY, serve_health_and_metrics
 from services.mesh.publishing import EventPublisher
-from services.mesh.redaction import RedactingFilter
 from services.mesh.settings import Settings
 from streams.apply import verify_consumer
 
@@ -54,15 +56,6 @@ class Background:
 Wiring = Callable[[Mesh], Awaitable[Sequence[Binding | Background]]]
 
 
-def configure_logging(service: str) -> None:
-    logging.basicConfig(
-        level=os.environ.get("FLEET_LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
-
-
 def new_broker(service: str, settings: Settings) -> NatsBroker:
     return NatsBroker(
         settings.nats_url,
@@ -71,6 +64,7 @@ def new_broker(service: str, settings: Settings) -> NatsBroker:
         logger=logging.getLogger(f"fleet.{service}.broker"),
         # FastStream logs every message; at DEBUG that costs nothing unless asked for.
         log_level=logging.DEBUG,
+        middlewares=[NatsPrometheusMiddleware(registry=REGISTRY, app_name=f"fleet-{service}")],
     )
 
 
@@ -118,24 +112,46 @@ async def stop_background(tasks: Sequence[asyncio.Task], items: Sequence[Backgro
             await item.close()
 
 
+@dataclass
+class SideWork:
+    """What runs beside the consumers once the broker is up: background work, and /metrics and /healthz."""
+
+    background: list[Background]
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    http: web.AppRunner | None = None
+
+    async def start(self, broker: NatsBroker, service: str, settings: Settings) -> None:
+        connection = broker.connection
+        self.http = await serve_health_and_metrics(settings.metrics_port, lambda: connection.is_connected, service)
+        self.tasks = start_background(self.background)
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.addresses[0][1] if self.http and self.http.addresses else None
+
+    async def stop(self) -> None:
+        await stop_background(self.tasks, self.background)
+        if self.http is not None:
+            await self.http.cleanup()
+
+
 def build_app(service: str, settings: Settings, wire: Wiring) -> FastStream:
     """A FastStream app whose durables are bound after connecting, before consuming starts."""
     broker = new_broker(service, settings)
     app = FastStream(broker, logger=logging.getLogger(f"fleet.{service}"))
-
-    background: list[Background] = []
-    tasks: list[asyncio.Task] = []
+    side: list[SideWork] = []
 
     @app.on_startup
     async def start_service() -> None:
-        background.extend(await bind_durables(broker, service, settings, wire))
+        side.append(SideWork(await bind_durables(broker, service, settings, wire)))
 
     @app.after_startup
-    async def start_background_work() -> None:
-        tasks.extend(start_background(background))
+    async def start_side_work() -> None:
+        await side[0].start(broker, service, settings)
 
     @app.on_shutdown
-    async def stop_background_work() -> None:
-        await stop_background(tasks, background)
+    async def stop_side_work() -> None:
+        if side:
+            await side[0].stop()
 
     return app

@@ -49,6 +49,8 @@ class Settings:
     graph_password: str | None = field(default=None, repr=False)
     # How long an agent waits for its context before writing without one.
     context_timeout_s: float = 3.0
+    # /metrics and /healthz; 0 picks a free port (and logs it).
+    metrics_port: int = 0
 
     def require_read_models(self) -> tuple[str, str]:
         if not self.graph_uri or not self.valkey_url:
@@ -95,6 +97,15 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     return value
 
 
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SettingsError(f"{name}={raw!r} must be a port number from 0 to 65535 (0: any free port)")
+    return int(raw)
+
+
 def _secret(env: Mapping[str, str], name: str) -> str | None:
     """`NAME_FILE` (a mounted Secret) wins over `NAME`; neither is ever logged."""
     if path := env.get(f"{name}_FILE"):
@@ -131,4 +142,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         graph_user=env.get("FLEET_GRAPH_USER", Settings.graph_user),
         graph_password=_secret(env, "FLEET_GRAPH_PASSWORD"),
         context_timeout_s=_number(env, "FLEET_CONTEXT_TIMEOUT_S", float, Settings.context_timeout_s),
+        metrics_port=_port(env, "FLEET_METRICS_PORT", Settings.metrics_port),
     )

@@ -25,7 +25,7 @@ from contracts.events import (
     TurnRequested,
     Verdict,
 )
-from services.collector.domain import DECIDED_BY_RANKING, Deliberation, step
+from services.collector.domain import DECIDED_BY_RANKING, Deliberation, ended_phase, outcome_of, step
 from services.collector.scoring import check_original, check_python_parses, rank, score_all
 from services.councils.domain import architect_of, default_councils, new_council
 
@@ -269,3 +269,26 @@ def test_ranking_puts_scored_qualified_proposals_first_and_keeps_council_order_o
     scores = score_all({"a": "x one", "b": "y two", "c": "z three"}, {"a": verdict(5, 5), "c": verdict(5, 5)},
                        {"b": "LlmTimeout: slow"})
     assert [r.agent_id for r in rank(scores)] == ["a", "c", "b"]
+
+
+def test_the_phase_a_step_closes_is_reported_with_how_long_it_lasted():
+    state, out = step(None, started(), T0)
+    asked = requests(out)
+
+    first, _ = step(state, answer(asked[0]), at(5))
+    *_, last = asked
+    closed, _ = run(first, [answer(r) for r in asked[1:]], now=at(12))
+
+    assert ended_phase(None, state, T0) is None
+    assert ended_phase(state, first, at(5)) is None
+    assert closed.phase == Phase.CRITIQUE
+    assert ended_phase(first, closed, at(12)) == (Phase.PROPOSE, 12.0)
+
+
+def test_a_finished_deliberation_reports_its_outcome_and_the_phase_it_ended_in():
+    state, out = to_judging()
+    assert outcome_of(state) is None
+    failed, _ = run(state, [failure(r) for r in requests(out)], now=at(30))
+
+    assert outcome_of(failed) == "failed"
+    assert ended_phase(state, failed, at(30))[0] == Phase.JUDGE

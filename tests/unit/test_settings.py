@@ -52,3 +52,14 @@ def test_an_unknown_response_format_is_refused_with_the_allowed_ones():
 
 def test_the_allowed_response_formats_are_exactly_the_dialects_agents_speak():
     assert set(RESPONSE_FORMATS) == {dialect.value for dialect in ResponseFormat}
+
+
+@pytest.mark.parametrize("value", ["-1", "70000", "http", ""])
+def test_a_metrics_port_that_is_no_port_names_the_variable(value):
+    with pytest.raises(SettingsError, match="FLEET_METRICS_PORT"):
+        load_settings({**NATS, "FLEET_METRICS_PORT": value})
+
+
+def test_the_metrics_port_defaults_to_any_free_one_and_takes_a_fixed_one():
+    assert load_settings(NATS).metrics_port == 0
+    assert load_settings({**NATS, "FLEET_METRICS_PORT": "9464"}).metrics_port == 9464

@@ -1,0 +1,84 @@
+"""Log lines as operators read them: JSON, redacted, each with the correlation id of the work in hand."""
+
+import json
+import logging
+
+import pytest
+
+from contracts.envelope import traceparent_for
+from services.mesh.logs import CorrelationFilter, correlated, current_correlation_id, formatter
+from services.mesh.redaction import MASK, RedactingFilter
+
+
+@pytest.fixture
+def lines():
+    kept: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(self.format(record))
+
+    handler = Keep()
+    handler.addFilter(RedactingFilter())
+    handler.addFilter(CorrelationFilter())
+    handler.setFormatter(formatter("collector", "json"))
+    logger = logging.getLogger("tests.unit.test_logs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield logger, kept
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def test_a_line_logged_while_handling_a_message_carries_its_correlation_id(lines):
+    logger, kept = lines
+
+    with correlated("chain-7"):
+        logger.info("deliberation %s advanced", "d-1")
+    logger.info("idle")
+
+    first, second = (json.loads(line) for line in kept)
+    assert first["message"] == "deliberation d-1 advanced"
+    assert (first["correlation_id"], first["service"], first["level"]) == ("chain-7", "collector", "INFO")
+    assert second["correlation_id"] is None
+    assert current_correlation_id() == ""
+
+
+def test_a_correlation_id_given_by_the_caller_wins(lines):
+    logger, kept = lines
+
+    with correlated("chain-7"):
+        logger.info("x", extra={"correlation_id": "chain-9"})
+
+    assert json.loads(kept[0])["correlation_id"] == "chain-9"
+
+
+def test_a_traceback_in_a_json_line_is_redacted(lines):
+    logger, kept = lines
+
+    try:
+        raise ConnectionError("cannot reach postgres://app:s3cret@db/x")
+    except ConnectionError:
+        logger.exception("store down")
+
+    [line] = kept
+    assert "s3cret" not in line
+    assert f"postgres://app:{MASK}@db/x" in json.loads(line)["exc_info"]
+
+
+def test_the_text_format_is_for_people_and_still_names_the_correlation():
+    record = logging.LogRecord("fleet.x", logging.INFO, __file__, 1, "hello", None, None)
+    CorrelationFilter().filter(record)
+    record.correlation_id = "chain-7"
+
+    assert formatter("agents", "text").format(record).endswith("agents INFO fleet.x [chain-7]: hello")
+
+
+def test_an_event_without_a_traceparent_gets_the_same_trace_every_time_it_is_handled():
+    assert traceparent_for("e-1") == traceparent_for("e-1")
+    assert traceparent_for("e-1").split("-")[1] != traceparent_for("e-2").split("-")[1]
+    version, trace_id, span_id, flags = traceparent_for("e-1").split("-")
+    assert (version, len(trace_id), len(span_id), flags) == ("00", 32, 16, "01")
