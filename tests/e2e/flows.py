@@ -43,3 +43,12 @@ async def result_of(js, deliberation: str):
 
 async def events_of(js, subject: str, deliberation: str) -> list:
     return [decode(m) for m in await read_stream(js, subject) if of(deliberation)(m)]
+
+
+async def a_finished_deliberation(js) -> str:
+    """The id of a deliberation that completed on this mesh: an earlier test's, or a new one's."""
+    for message in await read_stream(js, catalog.DELIBERATION_COMPLETED.subject):
+        return decode(message).deliberation_id
+    deliberation = await approve(js, approval_for(Role.DEV))
+    await result_of(js, deliberation)
+    return deliberation
