@@ -24,7 +24,7 @@ test *ARGS:
 test-unit *ARGS:
     uv run pytest -ra tests/unit {{ARGS}}
 
-# Regenerate the JSON Schemas and the event catalog under docs/contracts.
+# Regenerate the JSON Schemas, the event catalog and the AsyncAPI 3.0 document under docs/contracts.
 contracts:
     uv run fleet contracts export --out docs/contracts
 

@@ -181,7 +181,23 @@ def contracts_export(
     for name, schema in schemas.items():
         (out / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
     (out / "catalog.md").write_text(catalog_markdown())
-    console.print(f"wrote {len(json_schemas())} schemas and catalog.md to {out}")
+    (out / ASYNCAPI_FILE).write_text(_asyncapi_text())
+    console.print(f"wrote {len(json_schemas())} schemas, catalog.md and {ASYNCAPI_FILE} to {out}")
+
+
+ASYNCAPI_FILE = "asyncapi.json"
+
+
+def _asyncapi_text() -> str:
+    from contracts.asyncapi import asyncapi_document
+
+    return json.dumps(asyncapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+@contracts_app.command("asyncapi")
+def contracts_asyncapi() -> None:
+    """Print the AsyncAPI 3.0 document of every subject, built from contracts/ (also written by `export`)."""
+    print(_asyncapi_text(), end="")
 
 
 RoleOption = Annotated[str, typer.Option("--role", help="DEV, QA, ARCHITECT, DEVOPS or DATA.", case_sensitive=False)]

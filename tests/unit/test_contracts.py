@@ -7,8 +7,10 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from jsonschema import Draft7Validator
 
 from contracts import catalog
+from contracts.asyncapi import asyncapi_document
 from contracts.envelope import Envelope, from_headers, to_headers
 from contracts.events import (
     AgentProfile,
@@ -273,3 +275,30 @@ def stream_for_subject_or_none(subject: str):
         return stream_for_subject(subject)
     except LookupError:
         return None
+
+
+def test_the_checked_in_asyncapi_document_matches_the_code_and_is_valid_asyncapi_3():
+    folder = Path(__file__).parents[2] / "docs" / "contracts"
+    document = asyncapi_document()
+    # The AsyncAPI 3.0.0 JSON Schema from the npm package @asyncapi/specs 6.11.1 (Apache-2.0).
+    official = json.loads((Path(__file__).parents[1] / "fixtures" / "asyncapi-3.0.0.schema.json").read_text())
+
+    assert json.loads((folder / "asyncapi.json").read_text()) == document, "run `just contracts`"
+    problems = [f"{list(e.path)}: {e.message[:200]}" for e in Draft7Validator(official).iter_errors(document)]
+    assert problems == []
+
+
+def test_the_asyncapi_document_has_every_subject_and_who_sends_and_receives_it():
+    from contracts.queries import QUERIES
+
+    document = asyncapi_document()
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    operations = document["operations"].values()
+
+    assert {spec.subject for spec in catalog.EVENTS} | {query.subject for query in QUERIES} <= addresses
+    for spec in catalog.EVENTS:
+        on_subject = [o for o in operations if document["channels"][o["channel"]["$ref"].rsplit("/", 1)[1]]["address"]
+                      == spec.subject]
+        assert sum(o["action"] == "send" for o in on_subject) == len(spec.producers), spec.subject
+        assert sum(o["action"] == "receive" for o in on_subject) == len(spec.consumers), spec.subject
+    assert all("reply" in o for o in operations if o["channel"]["$ref"].endswith(("show_v1", "list_v1", "context_v1")))
