@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = logging.getLogger("fleet.metrics")
 
@@ -38,6 +38,14 @@ LLM_TOKENS = Counter(
 PHASE_SECONDS = Histogram(
     "fleet_deliberation_phase_seconds", "How long each deliberation phase lasted, from asking to the last answer",
     ["role", "phase"], buckets=(0.1, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 600), registry=REGISTRY,
+)
+PROJECTED = Counter(
+    "fleet_projected_events", "Events folded into a read model, by projection and stream", ["projection", "stream"],
+    registry=REGISTRY,
+)
+PROJECTION_POSITION = Gauge(
+    "fleet_projection_position", "The last stream sequence a read model holds (compare with the stream's last)",
+    ["projection", "stream"], registry=REGISTRY,
 )
 DELIBERATIONS = Counter(
     "fleet_deliberations", "Deliberations finished, by role and outcome (completed, failed, timed_out)",

@@ -24,6 +24,7 @@ from contracts.errors import ContractViolation
 from contracts.events import Event
 from services.mesh.consuming import decode_incoming
 from services.mesh.deadletters import DeadLetter
+from services.mesh.metrics import PROJECTED, PROJECTION_POSITION
 from services.projection.stores import ReadModelStore
 from streams.definitions import ProjectionSpec, StreamSpec
 
@@ -188,6 +189,8 @@ class Projector[W]:
         progress.applied += folded.applied_events
         progress.rejected += len(folded.rejected)
         progress.last_sequence = folded.last_sequence
+        PROJECTED.labels(self.spec.name, stream).inc(folded.applied_events)
+        PROJECTION_POSITION.labels(self.spec.name, stream).set(folded.last_sequence)
 
     async def _apply_one(self, namespace: str, stream: str, message: Msg, still_ours: Guard | None) -> None:
         folded = fold([message], self._to_writes, self.spec.name)

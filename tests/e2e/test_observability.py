@@ -34,3 +34,6 @@ async def test_each_service_serves_health_and_metrics_and_a_deliberation_shows_i
     assert sample(collector, "fleet_deliberation_phase_seconds_count", phase="propose") >= 1
     assert sample(collector, "fleet_deliberations_total", outcome="completed") >= 1
     assert Role.DEV.value in collector
+    projection = await scrape(metrics["projection"])
+    assert sample(projection, "fleet_projected_events_total", projection="graph", stream="ORCHESTRATION") >= 1
+    assert sample(projection, "fleet_projection_position", projection="kv", stream="AGENT") >= 1
