@@ -166,6 +166,81 @@ def streams_apply() -> None:
         _fail(str(exc))
 
 
+def _with_nats(main) -> None:
+    """Run `main(js)` against the mesh's NATS, failing with a clear message when it cannot be reached."""
+    import nats
+
+    async def connected() -> None:
+        settings = load_settings()
+        try:
+            client = await nats.connect(settings.nats_url, max_reconnect_attempts=0, connect_timeout=5)
+        except Exception as exc:  # noqa: BLE001 - whatever the client raised, the fix is the same
+            raise SettingsError(f"cannot reach NATS at {settings.nats_url}: {exc}; is `fleet up` running?") from exc
+        try:
+            await main(client.jetstream())
+        finally:
+            await client.close()
+
+    try:
+        _run_until_signalled(connected())
+    except (SettingsError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@streams_app.command("status")
+def streams_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False) -> None:
+    """Streams, their consumers, and each consumer's lag (pending), unacked and redelivered counts."""
+    from services.cli.stream_commands import print_status
+
+    _with_nats(lambda js: print_status(js, console, as_json))
+
+
+@app.command()
+def tail(
+    subject_filter: Annotated[str, typer.Argument(help="A NATS subject filter, e.g. 'orchestration.>'.")] = ">",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line, for piping.")] = False,
+    last: Annotated[int, typer.Option("--last", help="Show the last N stored events of each stream first.")] = 0,
+) -> None:
+    """Follow events as they are stored, with their headers and decoded bodies, until Ctrl-C."""
+    from services.cli.stream_commands import print_tail
+
+    _with_nats(lambda js: print_tail(js, console, subject_filter, last, as_json))
+
+
+@app.command()
+def replay(
+    stream: Annotated[str, typer.Option("--stream", help="The stream, e.g. ORCHESTRATION.")],
+    from_seq: Annotated[int | None, typer.Option("--from-seq", help="Start at this sequence.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Start at a time: ISO-8601 or an age (15m, 2h).")] = None,
+    subject: Annotated[str, typer.Option("--subject", help="Only subjects matching this filter.")] = ">",
+    until: Annotated[str | None, typer.Option("--until", help="Stop after this sequence or time.")] = None,
+    into: Annotated[str | None, typer.Option("--into", help="Re-deliver into a read model (graph or kv).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+) -> None:
+    """Print a stream's stored events in order, or re-deliver them into a read model (--into)."""
+    from services.cli.stream_commands import print_replay, replay_into_projection
+
+    if from_seq is not None and since is not None:
+        _fail("give --from-seq or --since, not both")
+    if into is not None:
+        if into not in ("graph", "kv") or since is not None or subject != ">" or until is not None:
+            _fail("--into takes graph or kv, with --from-seq only (a read model is refolded from a sequence on)")
+        _with_nats(lambda js: replay_into_projection(js, console, stream, into, from_seq or 1))
+        return
+    _with_nats(lambda js: print_replay(js, console, stream, from_seq, since, subject, until, as_json))
+
+
+@app.command()
+def trace(
+    ident: Annotated[str, typer.Argument(help="A correlation id or an aggregate id (a deliberation id, a plan id).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Every event of one causal chain, across all streams, as a tree by causation, with timings."""
+    from services.cli.stream_commands import print_trace
+
+    _with_nats(lambda js: print_trace(js, console, ident, as_json))
+
+
 @contracts_app.command("export")
 def contracts_export(
     out: Annotated[Path, typer.Option(help="Folder for the schemas and the catalog.")] = Path("docs/contracts"),

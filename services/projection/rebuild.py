@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from nats.js import JetStreamContext
 
 from services.projection.projector import Progress, Projector
+from streams.definitions import StreamSpec
 
 # Long enough for the live projector to see the switch or the rebuild marker (it looks at least once a
 # second) and finish the batch it had begun, before the namespace it wrote to is dropped.
@@ -115,3 +116,24 @@ async def rebuild_all(
     js: JetStreamContext, projectors: Sequence[Projector], on_progress: Callable[[Progress], None]
 ) -> list[RebuildResult]:
     return [await rebuild(js, projector, on_progress=on_progress) for projector in projectors]
+
+
+async def replay_into(
+    js: JetStreamContext, projector: Projector, stream: StreamSpec, from_sequence: int,
+    on_progress: Callable[[Progress], None] = lambda progress: None, grace_s: float = SWITCH_GRACE_S,
+) -> Progress:
+    """Fold a stream into the active read model again from `from_sequence` on.
+
+    Writes are idempotent, so this changes nothing a correct model holds and repairs one that missed
+    or mangled those events. The live projector is paused meanwhile, as for a rebuild in place.
+    """
+    store = projector.store
+    namespace = await store.active_namespace()
+    marker = f"replay of {stream.name} from {from_sequence} since {datetime.now(UTC).isoformat(timespec='seconds')}"
+    await store.mark_rebuild_in_place(marker)
+    try:
+        await asyncio.sleep(grace_s)
+        await store.rewind(namespace, stream.name, max(from_sequence - 1, 0))
+        return await projector.catch_up(js, namespace, stream, on_progress)
+    finally:
+        await store.mark_rebuild_in_place(None)

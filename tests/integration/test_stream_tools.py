@@ -1,0 +1,169 @@
+"""`fleet tail`, `replay`, `trace` and `streams status`, run as commands against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+
+import msgspec
+import pytest
+
+from contracts import catalog
+from contracts.envelope import MSG_ID, to_headers
+from contracts.events import (
+    AgentProfile,
+    Brief,
+    Council,
+    DeliberationRef,
+    DeliberationRequested,
+    PlanApproved,
+    PlannedTask,
+    Role,
+)
+from services.mesh.publishing import Cause, Outgoing, envelope_for
+from services.mesh.settings import Settings
+from services.projection.app import projectors
+from streams.definitions import ORCHESTRATION
+
+pytestmark = pytest.mark.integration
+NOW = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)
+
+
+async def start_fleet(nats_url: str, tmp_path, *args: str, env: dict | None = None):
+    """`fleet ARGS` as its own process, pointed at the test's NATS."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "FLEET_NATS_URL": nats_url, "FLEET_DATA_DIR": str(tmp_path), "COLUMNS": "250",
+             **(env or {})},
+    )
+
+
+async def fleet(nats_url: str, tmp_path, *args: str, env: dict | None = None) -> tuple[int, str]:
+    process = await start_fleet(nats_url, tmp_path, *args, env=env)
+    out, _ = await asyncio.wait_for(process.communicate(), 60.0)
+    return process.returncode, out.decode()
+
+
+def profile(agent_id: str, role: Role = Role.DEV) -> AgentProfile:
+    return AgentProfile(agent_id=agent_id, role=role, persona="p", temperature=0.3, seed=1)
+
+
+async def publish_chain(js, unique: str) -> tuple[str, str]:
+    """An approval and the request it caused, with the envelope the services would give them."""
+    approval = PlanApproved(story_id=f"s-{unique}", plan_id=f"p-{unique}", approved_by="alice", roles=[Role.DEV],
+                            tasks=[PlannedTask(task_id="t", title="Cache reads")])
+    first = envelope_for(Outgoing(approval, f"approval-{unique}"), producer="upstream", cause=None, now=NOW)
+    await js.publish(catalog.PLAN_APPROVED.subject, msgspec.json.encode(approval), headers=to_headers(first))
+    deliberation = f"d-{unique}"
+    request = DeliberationRequested(
+        deliberation=DeliberationRef(deliberation_id=deliberation, story_id=approval.story_id,
+                                     plan_id=approval.plan_id, task_id="t", role=Role.DEV),
+        brief=Brief(task=approval.tasks[0], rubric={}), approved_by="alice",
+        council=Council(role=Role.DEV, agents=[profile("dev-1")]), architect=profile("architect-1", Role.ARCHITECT))
+    second = envelope_for(Outgoing(request, f"request-{unique}"), producer="planning", cause=Cause.of(first),
+                          now=NOW + dt.timedelta(milliseconds=40))
+    await js.publish(catalog.DELIBERATION_REQUESTED.subject, msgspec.json.encode(request), headers=to_headers(second))
+    return first.correlation_id, deliberation
+
+
+async def test_trace_shows_the_chain_of_a_deliberation_as_a_tree_in_one_trace(js, nats_url, tmp_path, unique):
+    correlation, deliberation = await publish_chain(js, unique)
+    await publish_chain(js, f"{unique}-other")
+
+    code, out = await fleet(nats_url, tmp_path, "trace", deliberation, "--json")
+
+    assert code == 0, out
+    traced = json.loads(out)
+    assert [(r["depth"], r["event_id"]) for r in traced["events"]] == [(0, f"approval-{unique}"),
+                                                                      (1, f"request-{unique}")]
+    assert traced["events"][1]["hop_ms"] == 40
+    assert len(traced["trace_ids"]) == 1
+    code, out = await fleet(nats_url, tmp_path, "trace", correlation)
+    assert code == 0 and "└ orchestration.deliberation.requested.v1" in out
+
+
+async def test_trace_of_an_unknown_id_says_so(nats_url, tmp_path, unique):
+    code, out = await fleet(nats_url, tmp_path, "trace", f"nothing-{unique}")
+
+    assert code == 1 and "no event has correlation id or aggregate id" in out
+
+
+async def test_replay_prints_a_range_of_a_stream_in_order(js, nats_url, tmp_path, unique):
+    acks = [await js.publish(catalog.PLAN_APPROVED.subject, b'{"story_id": "x"}',
+                             headers={MSG_ID: f"replay-{unique}-{i}"}) for i in range(3)]
+    first, last = acks[0].seq, acks[-1].seq
+
+    code, out = await fleet(nats_url, tmp_path, "replay", "--stream", "PLANNING", "--from-seq", str(first),
+                            "--until", str(last - 1), "--json")
+
+    assert code == 0, out
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["seq"] for line in lines] == [first, first + 1]
+    assert lines[0]["headers"][MSG_ID] == f"replay-{unique}-0" and lines[0]["body"] == {"story_id": "x"}
+    code, out = await fleet(nats_url, tmp_path, "replay", "--stream", "PLANNING", "--from-seq", str(last),
+                            "--subject", "planning.nothing.>")
+    assert code == 0 and "0 events" in out
+
+
+async def test_replay_of_an_unknown_stream_names_the_real_ones(nats_url, tmp_path):
+    code, out = await fleet(nats_url, tmp_path, "replay", "--stream", "NOPE")
+
+    assert code == 1 and "ORCHESTRATION" in out
+
+
+async def test_replay_into_a_read_model_applies_events_again_and_duplicates_nothing(
+    js, nats_url, tmp_path, redis_endpoints, unique
+):
+    await publish_chain(js, unique)
+    env = {"FLEET_VALKEY_URL": redis_endpoints["valkey_url"], "FLEET_GRAPH_URI": redis_endpoints["graph_uri"],
+           "FLEET_KV_PREFIX": f"t{unique}", "FLEET_GRAPH_NAME": f"t{unique}"}
+    settings = Settings(data_dir=tmp_path, nats_url=nats_url, valkey_url=env["FLEET_VALKEY_URL"],
+                        graph_uri=env["FLEET_GRAPH_URI"], kv_prefix=env["FLEET_KV_PREFIX"])
+    [_, kv] = projectors(settings)
+    namespace = await kv.store.active_namespace()
+    await kv.catch_up(js, namespace, ORCHESTRATION, lambda p: None)
+    before = await kv.store.content_hash(namespace)
+    code, out = await fleet(nats_url, tmp_path, "replay", "--stream", "ORCHESTRATION", "--from-seq", "1",
+                            "--into", "kv", env=env)
+
+    assert code == 0, out
+    assert "nothing was duplicated" in out
+    assert await kv.store.content_hash(namespace) == before
+    assert await kv.store.rebuild_in_place() is None
+    await kv.store.drop(namespace)
+    await kv.store.close()
+
+
+async def test_streams_status_shows_each_durable_with_its_lag(js, nats_url, tmp_path, unique):
+    await js.publish(catalog.PLAN_APPROVED.subject, b"{}", headers={MSG_ID: f"lag-{unique}"})
+
+    code, out = await fleet(nats_url, tmp_path, "streams", "status", "--json")
+
+    assert code == 0, out
+    status = json.loads(out)
+    approvals = next(c for c in status["consumers"] if c["name"] == "planning-plan-approvals")
+    assert approvals["present"] and approvals["declared"] and approvals["pending"] >= 1
+    assert {"CONFIG", "PLANNING", "ORCHESTRATION", "AGENT", "DEAD_LETTERS"} <= {s["name"] for s in status["streams"]}
+
+
+async def test_tail_prints_events_as_they_are_stored(js, nats_url, tmp_path, unique):
+    process = await start_fleet(nats_url, tmp_path, "tail", "planning.>", "--json")
+    try:
+        seen = None
+        for attempt in range(50):  # the tail subscribes a moment after it starts: publish until it shows
+            await js.publish(catalog.PLAN_APPROVED.subject, b'{"n": 1}', headers={MSG_ID: f"tail-{unique}-{attempt}"})
+            try:
+                line = await asyncio.wait_for(process.stdout.readline(), 0.5)
+            except TimeoutError:
+                continue
+            seen = json.loads(line)
+            break
+    finally:
+        process.terminate()
+        await process.wait()
+
+    assert seen is not None and seen["subject"] == catalog.PLAN_APPROVED.subject
+    assert seen["headers"][MSG_ID].startswith(f"tail-{unique}-") and seen["stream"] == "PLANNING"
