@@ -17,6 +17,7 @@ COLLECTOR = "collector"
 PROJECTION = "projection"
 ANY_SERVICE = "any service"
 OPERATOR = "fleet council (operator)"
+REDRIVER = "fleet dlq (operator)"
 
 SUBJECT_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
 
@@ -206,6 +207,17 @@ MESSAGE_REJECTED = EventSpec(
     consumers=(PROJECTION,),
     summary="A message a service rejected, kept whole (subject, headers, body) with the reason.",
 )
+MESSAGE_REDRIVEN = EventSpec(
+    subject="deadletter.message.redriven.v1",
+    event_type="message.redriven",
+    version=1,
+    payload=ev.MessageRedriven,
+    aggregate_type="message",
+    producers=(REDRIVER,),
+    consumers=(PROJECTION,),
+    summary="A dead letter's original message was re-published after a fix, under an id derived from the "
+            "letter, so a second redrive is a duplicate.",
+)
 
 EVENTS: tuple[EventSpec, ...] = (
     PLAN_APPROVED,
@@ -224,6 +236,7 @@ EVENTS: tuple[EventSpec, ...] = (
     DELIBERATION_COMPLETED,
     DELIBERATION_FAILED,
     MESSAGE_REJECTED,
+    MESSAGE_REDRIVEN,
 )
 
 _BY_SUBJECT = {spec.subject: spec for spec in EVENTS}

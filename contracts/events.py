@@ -365,3 +365,20 @@ class MessageRejected(Event, frozen=True, kw_only=True):
 
     def aggregate_id(self) -> str:
         return f"{self.stream}:{self.stream_sequence}"
+
+
+class MessageRedriven(Event, frozen=True, kw_only=True):
+    """An operator re-published a dead letter's original message after a fix; one per letter."""
+
+    letter_id: str
+    letter_sequence: int
+    original_subject: str
+    original_stream: str
+    original_sequence: int
+    republished_id: str
+    republished_sequence: int
+    redriven_by: NonEmpty
+
+    def aggregate_id(self) -> str:
+        # The same aggregate as the letter's: the original message, by where it sits in its stream.
+        return f"{self.original_stream}:{self.original_sequence}"

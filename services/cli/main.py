@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import importlib
 import json
 import signal
@@ -30,6 +31,8 @@ story_app = typer.Typer(help="Stories, as the graph read model shows them.")
 app.add_typer(story_app, name="story")
 projections_app = typer.Typer(help="The read models (graph and key-value), folded from the event log.")
 app.add_typer(projections_app, name="projections")
+dlq_app = typer.Typer(help="Dead letters: what was rejected and why, and re-publishing it after a fix.")
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 
 DataDir = Annotated[
@@ -239,6 +242,109 @@ def trace(
     from services.cli.stream_commands import print_trace
 
     _with_nats(lambda js: print_trace(js, console, ident, as_json))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    service: Annotated[str | None, typer.Option("--service", help="Only letters from this service.")] = None,
+    stream: Annotated[str | None, typer.Option("--stream", help="Only letters of messages from this stream.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="The newest N.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Dead letters, newest last: who rejected what, why, and whether it was redriven."""
+    from services.cli.dead_letters import matching, read_letters, read_redrives
+
+    async def main(js) -> None:
+        letters = matching(await read_letters(js), service, stream)[-limit:]
+        redrives = await read_redrives(js)
+        if as_json:
+            print(json.dumps([{
+                "seq": letter.sequence, "id": letter.event_id, "at": letter.stored_at.isoformat(),
+                "service": letter.rejected.service, "consumer": letter.rejected.consumer,
+                "subject": letter.rejected.original_subject, "stream": letter.rejected.stream,
+                "stream_seq": letter.rejected.stream_sequence, "deliveries": letter.rejected.deliveries,
+                "reason": letter.rejected.reason, "redriven": letter.event_id in redrives,
+            } for letter in letters], indent=2))
+            return
+        table = Table("seq", "at", "service", "subject", "from", "tries", "reason", "redriven")
+        for letter in letters:
+            rejected = letter.rejected
+            table.add_row(str(letter.sequence), f"{letter.stored_at:%Y-%m-%d %H:%M:%S}", rejected.service,
+                          rejected.original_subject, f"{rejected.stream}#{rejected.stream_sequence}",
+                          str(rejected.deliveries), rejected.reason[:80],
+                          "[green]yes[/]" if letter.event_id in redrives else "no")
+        console.print(table)
+        console.print(f"{len(letters)} dead letters; `fleet dlq show SEQ` for one in full")
+
+    _with_nats(main)
+
+
+@dlq_app.command("show")
+def dlq_show(letter: Annotated[str, typer.Argument(help="The letter's sequence in DEAD_LETTERS, or its id.")]) -> None:
+    """One dead letter in full: the reason, the original headers and body, and its redrive."""
+    from services.cli.dead_letters import original_body, read_letters, read_redrives, select, shown_body
+
+    async def main(js) -> None:
+        chosen = select(await read_letters(js), [letter])[0]
+        rejected, redrives = chosen.rejected, await read_redrives(js)
+        console.print(f"[bold]dead letter {chosen.sequence}[/] ({chosen.event_id}) "
+                      f"at {chosen.stored_at:%Y-%m-%d %H:%M:%S}")
+        console.print(f"rejected by {rejected.service} ({rejected.consumer}) after {rejected.deliveries} deliveries")
+        console.print(f"[red]reason:[/] {rejected.reason}")
+        console.print(f"original: {rejected.original_subject}, {rejected.stream}#{rejected.stream_sequence}")
+        for name, value in sorted(rejected.original_headers.items()):
+            console.print(f"  {name}: {value}")
+        if rejected.original_body_omitted:
+            console.print("[dim](body too large to inline: read from the original stream)[/]")
+        console.print(shown_body(await original_body(js, chosen)), markup=False)
+        if (redrive := redrives.get(chosen.event_id)) is not None:
+            at, event = redrive
+            console.print(f"[green]redriven[/] at {at.isoformat()} by {event.redriven_by}: "
+                          f"{event.original_subject} seq {event.republished_sequence} (id {event.republished_id})")
+        else:
+            console.print("not redriven")
+
+    _with_nats(main)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    letters: Annotated[list[str] | None, typer.Argument(help="Letter sequences or ids.")] = None,
+    redrive_all: Annotated[bool, typer.Option("--all", help="Every letter not yet redriven (filters apply).")] = False,
+    service: Annotated[str | None, typer.Option("--service", help="With --all: only this service's.")] = None,
+    stream: Annotated[str | None, typer.Option("--stream", help="With --all: only this stream's.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    by: Annotated[str, typer.Option("--by", envvar="USER", help="Who redrives, for the record.")] = "operator",
+) -> None:
+    """Re-publish dead letters' original messages after a fix; a letter is redriven at most once."""
+    from services.cli.dead_letters import matching, read_letters, read_redrives, redrive, select
+
+    if bool(letters) == redrive_all:
+        _fail("name the letters to redrive, or give --all (with --service/--stream to narrow it)")
+
+    async def main(js) -> None:
+        known = await read_letters(js)
+        chosen = matching(known, service, stream) if redrive_all else select(known, letters or [])
+        redrives = await read_redrives(js)
+        for letter in [c for c in chosen if c.event_id in redrives]:
+            console.print(f"letter {letter.sequence}: already redriven at {redrives[letter.event_id][0].isoformat()}"
+                          "; skipped (a new rejection of it is a new letter)")
+        todo = [c for c in chosen if c.event_id not in redrives]
+        if not todo:
+            console.print("nothing to redrive")
+            return
+        for letter in todo:
+            rejected = letter.rejected
+            console.print(f"letter {letter.sequence}: {rejected.original_subject} ({rejected.reason[:60]})")
+        if not yes and not typer.confirm(f"redrive {len(todo)} letters?"):
+            raise typer.Exit(1)
+        now = dt.datetime.now(dt.UTC)
+        for letter in todo:
+            done = await redrive(js, letter, by, now)
+            kept = "a duplicate: JetStream kept the earlier one" if done.duplicate else f"stored as seq {done.sequence}"
+            console.print(f"[green]redriven[/] letter {letter.sequence} to {letter.rejected.original_subject}: {kept}")
+
+    _with_nats(main)
 
 
 @contracts_app.command("export")

@@ -177,6 +177,10 @@ def _rejected(event: ev.MessageRejected, envelope: Envelope) -> list[KvWrite]:
                       fact=f"letter/{event.consumer}/{event.stream}/{event.stream_sequence}")]
 
 
+def _redriven(event: ev.MessageRedriven, envelope: Envelope) -> list[KvWrite]:
+    return [CountOnce(DEAD_LETTER_STATS_KEY, {"redriven": 1}, fact=f"redrive/{event.letter_id}")]
+
+
 PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] = {
     ev.DeliberationRequested: _requested,
     ev.DeliberationStarted: _started,
@@ -187,6 +191,7 @@ PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] 
     ev.TurnCompleted: _turn_completed,
     ev.TurnFailed: _turn_failed,
     ev.MessageRejected: _rejected,
+    ev.MessageRedriven: _redriven,
 }
 
 

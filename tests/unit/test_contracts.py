@@ -30,6 +30,7 @@ from contracts.events import (
     DeliberationScored,
     DeliberationStarted,
     LegacyPlanApproved,
+    MessageRedriven,
     MessageRejected,
     Phase,
     PlanApproved,
@@ -123,6 +124,10 @@ EXAMPLES = {
         original_subject="planning.plan.approved.v1",
         original_headers={"Nats-Msg-Id": "x"}, original_body=b"\xff\xfenot utf-8", stream="PLANNING",
         stream_sequence=7, deliveries=1,
+    ),
+    catalog.MESSAGE_REDRIVEN.subject: MessageRedriven(
+        letter_id="l-1", letter_sequence=3, original_subject="planning.plan.approved.v1", original_stream="PLANNING",
+        original_sequence=7, republished_id="r-1", republished_sequence=9, redriven_by="alice",
     ),
 }
 

@@ -667,3 +667,13 @@ def test_a_dead_letter_is_counted_once_by_service_and_stream():
     [count, _activity] = kv_model.kv_writes(letter, envelope(letter))
     assert count == CountOnce(DEAD_LETTER_STATS_KEY, {"total": 1, "service:planning": 1, "stream:PLANNING": 1},
                               fact="letter/planning-plan-approvals/PLANNING/7")
+
+
+def test_a_redrive_is_counted_once_per_letter():
+    from contracts.events import MessageRedriven
+    from services.projection.kv_model import DEAD_LETTER_STATS_KEY
+
+    redriven = MessageRedriven(letter_id="l-1", letter_sequence=3, original_subject="planning.x", original_stream="P",
+                               original_sequence=7, republished_id="r-1", republished_sequence=9, redriven_by="alice")
+    [count, _activity] = kv_model.kv_writes(redriven, envelope(redriven))
+    assert count == CountOnce(DEAD_LETTER_STATS_KEY, {"redriven": 1}, fact="redrive/l-1")

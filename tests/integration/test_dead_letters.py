@@ -1,0 +1,73 @@
+"""`fleet dlq` against a real nats-server: list, show, and a redrive that happens once per letter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from contracts import catalog
+from contracts.envelope import MSG_ID, to_headers
+from services.cli.dead_letters import REDRIVE_OF
+from services.mesh.deadletters import DeadLetter, dead_letter_event
+from services.mesh.publishing import envelope_for
+from tests.integration.test_stream_tools import fleet
+from tests.support import read_stream
+
+pytestmark = pytest.mark.integration
+
+
+async def dead_letter(js, unique: str) -> tuple[int, str]:
+    """An approval stored in PLANNING and rejected by planning, as the consumer would dead-letter it."""
+    body = b'{"story_id": "s", "plan_id": "p", "approved_by": "x", "roles": ["DEVOPS"]}'
+    headers = {MSG_ID: f"orig-{unique}", "Fleet-Correlation-Id": f"chain-{unique}"}
+    stored = await js.publish(catalog.PLAN_APPROVED.subject, body, headers=headers)
+    outgoing, cause = dead_letter_event(DeadLetter(
+        service="planning", consumer="planning-plan-approvals", stream="PLANNING", stream_sequence=stored.seq,
+        deliveries=1, subject=catalog.PLAN_APPROVED.subject, headers=headers, body=body,
+    ), f"no council for role DEVOPS ({unique})")
+    envelope = envelope_for(outgoing, producer="planning", cause=cause, now=dt.datetime.now(dt.UTC))
+    letter = await js.publish(catalog.MESSAGE_REJECTED.subject, catalog.encode(outgoing.payload),
+                              headers=to_headers(envelope))
+    return letter.seq, outgoing.event_id
+
+
+async def test_a_letter_is_listed_and_shown_with_its_reason_and_original(js, nats_url, tmp_path, unique):
+    sequence, letter_id = await dead_letter(js, unique)
+
+    code, out = await fleet(nats_url, tmp_path, "dlq", "list", "--service", "planning", "--json", "--limit", "1000")
+    assert code == 0, out
+    [listed] = [x for x in json.loads(out) if x["seq"] == sequence]
+    assert (listed["id"], listed["reason"], listed["redriven"]) == (letter_id, f"no council for role DEVOPS ({unique})",
+                                                                   False)
+    code, out = await fleet(nats_url, tmp_path, "dlq", "show", str(sequence))
+    assert code == 0, out
+    assert f"no council for role DEVOPS ({unique})" in out and f"orig-{unique}" in out and '"DEVOPS"' in out
+    assert "not redriven" in out
+
+
+async def test_a_letter_redriven_twice_is_republished_and_recorded_once(js, nats_url, tmp_path, unique):
+    sequence, letter_id = await dead_letter(js, unique)
+
+    first = await fleet(nats_url, tmp_path, "dlq", "redrive", str(sequence), "--yes", "--by", "alice")
+    second = await fleet(nats_url, tmp_path, "dlq", "redrive", letter_id, "--yes")
+
+    assert first[0] == 0 and "redriven" in first[1], first[1]
+    assert second[0] == 0 and "already redriven" in second[1], second[1]
+    republished = [m for m in await read_stream(js, catalog.PLAN_APPROVED.subject)
+                   if (m.headers or {}).get(REDRIVE_OF) == letter_id]
+    assert len(republished) == 1
+    assert republished[0].headers["Fleet-Correlation-Id"] == f"chain-{unique}"
+    records = [m for m in await read_stream(js, catalog.MESSAGE_REDRIVEN.subject)
+               if json.loads(m.data)["letter_id"] == letter_id]
+    assert len(records) == 1 and json.loads(records[0].data)["redriven_by"] == "alice"
+    code, out = await fleet(nats_url, tmp_path, "dlq", "show", str(sequence))
+    assert "redriven" in out and "by alice" in out
+
+
+async def test_an_unknown_letter_or_no_choice_is_a_clear_error(nats_url, tmp_path, unique):
+    code, out = await fleet(nats_url, tmp_path, "dlq", "show", f"nope-{unique}")
+    assert code == 1 and f"no dead letter 'nope-{unique}'; `fleet dlq list` shows them" in out
+    code, out = await fleet(nats_url, tmp_path, "dlq", "redrive")
+    assert code == 1 and "--all" in out

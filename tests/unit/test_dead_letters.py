@@ -1,0 +1,71 @@
+"""Choosing dead letters and what redriving one re-publishes."""
+
+import datetime as dt
+
+import pytest
+
+from contracts.envelope import CORRELATION_ID, MSG_ID, SCHEDULE, TRACEPARENT, deterministic_id
+from contracts.events import MessageRejected
+from services.cli.dead_letters import (
+    REDRIVE_OF,
+    Letter,
+    matching,
+    redriven_event,
+    republish_of,
+    select,
+    shown_body,
+)
+
+T0 = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+
+
+def letter(sequence: int, service: str = "planning", stream: str = "PLANNING") -> Letter:
+    rejected = MessageRejected(
+        service=service, consumer=f"{service}-x", reason="no council for role DEVOPS",
+        original_subject="planning.plan.approved.v1",
+        original_headers={MSG_ID: "orig-1", CORRELATION_ID: "chain-1", TRACEPARENT: "00-" + "a" * 32 + "-" + "b" * 16
+                          + "-01", SCHEDULE: "@at x"},
+        original_body=b'{"story_id": "s"}', stream=stream, stream_sequence=40 + sequence, deliveries=1,
+    )
+    return Letter(sequence, f"letter-{sequence}", T0, {}, rejected)
+
+
+def test_letters_are_chosen_by_sequence_or_id_and_an_unknown_one_is_named():
+    letters = [letter(1), letter(2)]
+
+    assert [x.sequence for x in select(letters, ["2", "letter-1"])] == [2, 1]
+    with pytest.raises(ValueError, match="no dead letter '9'"):
+        select(letters, ["9"])
+
+
+def test_letters_are_filtered_by_service_and_stream():
+    letters = [letter(1), letter(2, service="agents", stream="AGENT")]
+
+    assert [x.sequence for x in matching(letters, "agents", None)] == [2]
+    assert [x.sequence for x in matching(letters, None, "planning")] == [1]
+    assert len(matching(letters, None, None)) == 2
+
+
+def test_a_redrive_republishes_the_original_under_an_id_derived_from_the_letter():
+    republished = republish_of(letter(1), b'{"story_id": "s"}')
+
+    assert republished.subject == "planning.plan.approved.v1"
+    assert republished.headers[MSG_ID] == deterministic_id("redrive", "letter-1") != "orig-1"
+    assert republished.headers[REDRIVE_OF] == "letter-1"
+    assert republished.headers[CORRELATION_ID] == "chain-1" and TRACEPARENT in republished.headers
+    assert SCHEDULE not in republished.headers
+    assert republish_of(letter(1), b"").headers[MSG_ID] == republished.headers[MSG_ID]
+
+
+def test_the_record_of_a_redrive_has_one_id_per_letter():
+    first = redriven_event(letter(1), republish_of(letter(1), b""), 77, "alice")
+    again = redriven_event(letter(1), republish_of(letter(1), b""), 78, "bob")
+
+    assert first.event_id == again.event_id == deterministic_id("redriven", "letter-1")
+    assert first.payload.aggregate_id() == "PLANNING:41" and first.payload.republished_sequence == 77
+
+
+def test_bodies_are_shown_as_json_text_or_base64():
+    assert shown_body(b'{"a":1}') == '{\n  "a": 1\n}'
+    assert shown_body(b"plain") == "plain"
+    assert shown_body(b"\xff\xfe") == "base64://4="
