@@ -493,6 +493,27 @@ def deliberation_show(
         print_deliberation(view, console)
 
 
+@deliberation_app.command("replay")
+def deliberation_replay(
+    deliberation_id: Annotated[str, typer.Argument(help="The deliberation id.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Recompute and compare only (the one mode there is).")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Re-run a recorded deliberation's decision logic from its events, with no LLM call: same winner?
+
+    Exits 0 when the recomputed winner is the recorded one, 2 when it is not.
+    """
+    from services.cli.stream_commands import print_decision_replay
+
+    if not dry_run:
+        _fail("only --dry-run exists: a replay recomputes and compares, it never publishes")
+    outcome: list[bool] = []
+    _with_nats(lambda js: print_decision_replay(js, console, deliberation_id, as_json, outcome))
+    if outcome and not outcome[0]:
+        raise typer.Exit(2)
+
+
 @deliberation_app.command("list")
 def deliberation_list(
     story: Annotated[str | None, typer.Option("--story", help="Only this story's deliberations.")] = None,

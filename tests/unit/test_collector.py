@@ -26,6 +26,7 @@ from contracts.events import (
     Verdict,
 )
 from services.collector.domain import DECIDED_BY_RANKING, Deliberation, ended_phase, outcome_of, step
+from services.collector.replay import replay
 from services.collector.scoring import check_original, check_python_parses, rank, score_all
 from services.councils.domain import architect_of, default_councils, new_council
 
@@ -292,3 +293,58 @@ def test_a_finished_deliberation_reports_its_outcome_and_the_phase_it_ended_in()
 
     assert outcome_of(failed) == "failed"
     assert ended_phase(state, failed, at(30))[0] == Phase.JUDGE
+
+
+def recorded_deliberation():
+    """A whole deliberation as the log holds it: the inputs with their times, and what was published."""
+    inputs, published = [], []
+
+    def feed(state, event, seconds):
+        inputs.append((at(seconds), event))
+        state, out = step(state, event, at(seconds))
+        published.extend(o.payload for o in out)
+        return state, out
+
+    state, out = feed(None, started(), 0)
+    for round_, contents in enumerate([("Plan A", "Plan B", "Plan C"), None, None]):
+        for index, request in enumerate(requests(out)):
+            content = contents[index] if contents else f"text of {request.turn.key}"
+            state, new = feed(state, answer(request, content), 10 * round_ + index + 1)
+            out = new if new else out
+    for index, request in enumerate(requests(out)):
+        state, new = feed(state, answer(request, verdict=verdict(5 + index, 5 + index)), 40 + index)
+        out = new if new else out
+    (select,) = requests(out)
+    chosen = select.input.candidates[-1].agent_id
+    feed(state, answer(select, choice=Choice(winner_id=chosen, rationale="Best.")), 50)
+    return inputs, published
+
+
+def test_replaying_a_recorded_deliberation_reaches_the_same_winner():
+    inputs, published = recorded_deliberation()
+
+    replayed = replay(list(reversed(inputs)), published)
+
+    assert replayed.same_winner and replayed.differences == []
+    assert replayed.recomputed.outcome == "completed"
+    (completed,) = [e for e in published if isinstance(e, DeliberationCompleted)]
+    assert replayed.recomputed.winner == completed.winner.agent_id
+    assert replayed.recomputed.scores == replayed.recorded.scores and len(replayed.recorded.scores) == 3
+
+
+def test_a_recorded_result_that_the_logic_does_not_reproduce_is_reported_with_each_difference():
+    inputs, published = recorded_deliberation()
+    winner = next(e for e in published if isinstance(e, DeliberationCompleted)).winner.agent_id
+    other = next(a for a in ("dev-1", "dev-2", "dev-3") if a != winner)
+    tampered = [msgspec.structs.replace(e, winner=msgspec.structs.replace(e.winner, agent_id=other))
+                if isinstance(e, DeliberationCompleted) else e for e in published]
+
+    replayed = replay(inputs, tampered)
+
+    assert not replayed.same_winner
+    assert replayed.differences == [f"winner: recorded {other} (completed), recomputed {winner} (completed)"]
+
+
+def test_a_deliberation_that_never_started_cannot_be_replayed():
+    with pytest.raises(LookupError, match="never started"):
+        replay([], [])

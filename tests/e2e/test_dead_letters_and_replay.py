@@ -1,0 +1,49 @@
+"""Repairing and explaining on the running mesh: a dead letter redriven after its fix, a decision replayed."""
+
+import json
+
+import pytest
+
+from contracts import catalog
+from contracts.envelope import MSG_ID
+from contracts.events import CouncilCreated, CouncilDeleted, DeliberationCompleted, Role
+from services.councils.domain import new_council
+from tests.e2e.flows import a_finished_deliberation, approval_for, approve, events_of, result_of
+from tests.e2e.test_stream_tools import fleet
+from tests.support import body_of, decode, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_an_approval_dead_lettered_for_want_of_a_council_is_redriven_after_the_fix_and_runs_once(js, mesh):
+    stack, _ = mesh
+    await js.publish(catalog.COUNCIL_DELETED.subject, body_of(CouncilDeleted(role=Role.DEVOPS, deleted_by="e2e")),
+                     headers={MSG_ID: "e2e-redrive-delete-devops"})
+    approval = approval_for(Role.DEVOPS)
+    deliberation = await approve(js, approval)
+    [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
+                              lambda m: decode(m).original_headers.get(MSG_ID) == f"{approval.plan_id}-1", 1)
+    await js.publish(catalog.COUNCIL_CREATED.subject,
+                     body_of(CouncilCreated(council=new_council(Role.DEVOPS, 3), created_by="e2e")),
+                     headers={MSG_ID: "e2e-redrive-create-devops"})
+
+    first = await fleet(stack, "dlq", "redrive", str(letter.metadata.sequence.stream), "--yes")
+    second = await fleet(stack, "dlq", "redrive", str(letter.metadata.sequence.stream), "--yes")
+    result = await result_of(js, deliberation)
+
+    assert "redriven letter" in first and "already redriven" in second
+    assert isinstance(result, DeliberationCompleted), result
+    assert len(await events_of(js, catalog.DELIBERATION_STARTED.subject, deliberation)) == 1
+    listed = json.loads(await fleet(stack, "dlq", "list", "--service", "planning", "--json", "--limit", "1000"))
+    assert [x["redriven"] for x in listed if x["seq"] == letter.metadata.sequence.stream] == [True]
+
+
+async def test_a_finished_deliberation_replayed_without_the_llm_reaches_the_same_winner(js, mesh):
+    stack, _ = mesh
+    deliberation = await a_finished_deliberation(js)
+
+    replayed = json.loads(await fleet(stack, "deliberation", "replay", deliberation, "--dry-run", "--json"))
+
+    assert replayed["verdict"] == "same winner", replayed["differences"]
+    assert replayed["recorded"]["winner"] == replayed["recomputed"]["winner"] is not None
+    assert replayed["recomputed"]["scores"] == replayed["recorded"]["scores"]
