@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import importlib
 import json
 import signal
@@ -38,7 +37,7 @@ console = Console()
 DataDir = Annotated[
     Path, typer.Option("--data-dir", envvar="FLEET_DATA_DIR", help="Where the embedded servers keep their data.")
 ]
-SERVICE_NAMES = ("planning", "dispatch", "agents", "collector", "projection")
+SERVICE_NAMES = ("planning", "dispatch", "agents", "collector", "projection", "monitor")
 
 
 def _fail(message: str) -> None:
@@ -68,6 +67,8 @@ async def _up(data_dir: Path) -> None:
         with console.status("starting the embedded mesh..."):
             endpoints = await stack.start()
         _print_endpoints(endpoints)
+        if "dashboard_url" in endpoints:
+            console.print(f"[bold]Dashboard:[/] {endpoints['dashboard_url']}")
         console.print(f"[green]Mesh is up.[/] Logs in {stack.logs_dir}. Press Ctrl-C to stop.")
         await asyncio.Event().wait()
     finally:
@@ -252,59 +253,17 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Dead letters, newest last: who rejected what, why, and whether it was redriven."""
-    from services.cli.dead_letters import matching, read_letters, read_redrives
+    from services.cli.dead_letters import print_letters
 
-    async def main(js) -> None:
-        letters = matching(await read_letters(js), service, stream)[-limit:]
-        redrives = await read_redrives(js)
-        if as_json:
-            print(json.dumps([{
-                "seq": letter.sequence, "id": letter.event_id, "at": letter.stored_at.isoformat(),
-                "service": letter.rejected.service, "consumer": letter.rejected.consumer,
-                "subject": letter.rejected.original_subject, "stream": letter.rejected.stream,
-                "stream_seq": letter.rejected.stream_sequence, "deliveries": letter.rejected.deliveries,
-                "reason": letter.rejected.reason, "redriven": letter.event_id in redrives,
-            } for letter in letters], indent=2))
-            return
-        table = Table("seq", "at", "service", "subject", "from", "tries", "reason", "redriven")
-        for letter in letters:
-            rejected = letter.rejected
-            table.add_row(str(letter.sequence), f"{letter.stored_at:%Y-%m-%d %H:%M:%S}", rejected.service,
-                          rejected.original_subject, f"{rejected.stream}#{rejected.stream_sequence}",
-                          str(rejected.deliveries), rejected.reason[:80],
-                          "[green]yes[/]" if letter.event_id in redrives else "no")
-        console.print(table)
-        console.print(f"{len(letters)} dead letters; `fleet dlq show SEQ` for one in full")
-
-    _with_nats(main)
+    _with_nats(lambda js: print_letters(js, console, service, stream, limit, as_json))
 
 
 @dlq_app.command("show")
 def dlq_show(letter: Annotated[str, typer.Argument(help="The letter's sequence in DEAD_LETTERS, or its id.")]) -> None:
     """One dead letter in full: the reason, the original headers and body, and its redrive."""
-    from services.cli.dead_letters import original_body, read_letters, read_redrives, select, shown_body
+    from services.cli.dead_letters import print_letter
 
-    async def main(js) -> None:
-        chosen = select(await read_letters(js), [letter])[0]
-        rejected, redrives = chosen.rejected, await read_redrives(js)
-        console.print(f"[bold]dead letter {chosen.sequence}[/] ({chosen.event_id}) "
-                      f"at {chosen.stored_at:%Y-%m-%d %H:%M:%S}")
-        console.print(f"rejected by {rejected.service} ({rejected.consumer}) after {rejected.deliveries} deliveries")
-        console.print(f"[red]reason:[/] {rejected.reason}")
-        console.print(f"original: {rejected.original_subject}, {rejected.stream}#{rejected.stream_sequence}")
-        for name, value in sorted(rejected.original_headers.items()):
-            console.print(f"  {name}: {value}")
-        if rejected.original_body_omitted:
-            console.print("[dim](body too large to inline: read from the original stream)[/]")
-        console.print(shown_body(await original_body(js, chosen)), markup=False)
-        if (redrive := redrives.get(chosen.event_id)) is not None:
-            at, event = redrive
-            console.print(f"[green]redriven[/] at {at.isoformat()} by {event.redriven_by}: "
-                          f"{event.original_subject} seq {event.republished_sequence} (id {event.republished_id})")
-        else:
-            console.print("not redriven")
-
-    _with_nats(main)
+    _with_nats(lambda js: print_letter(js, console, letter))
 
 
 @dlq_app.command("redrive")
@@ -314,37 +273,19 @@ def dlq_redrive(
     service: Annotated[str | None, typer.Option("--service", help="With --all: only this service's.")] = None,
     stream: Annotated[str | None, typer.Option("--stream", help="With --all: only this stream's.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Redrive letters already redriven too.")] = False,
     by: Annotated[str, typer.Option("--by", envvar="USER", help="Who redrives, for the record.")] = "operator",
 ) -> None:
-    """Re-publish dead letters' original messages after a fix; a letter is redriven at most once."""
-    from services.cli.dead_letters import matching, read_letters, read_redrives, redrive, select
+    """Re-publish dead letters' original messages after a fix; a letter is redriven once unless --force."""
+    from services.cli.dead_letters import matching, redrive_letters, select
 
     if bool(letters) == redrive_all:
         _fail("name the letters to redrive, or give --all (with --service/--stream to narrow it)")
 
-    async def main(js) -> None:
-        known = await read_letters(js)
-        chosen = matching(known, service, stream) if redrive_all else select(known, letters or [])
-        redrives = await read_redrives(js)
-        for letter in [c for c in chosen if c.event_id in redrives]:
-            console.print(f"letter {letter.sequence}: already redriven at {redrives[letter.event_id][0].isoformat()}"
-                          "; skipped (a new rejection of it is a new letter)")
-        todo = [c for c in chosen if c.event_id not in redrives]
-        if not todo:
-            console.print("nothing to redrive")
-            return
-        for letter in todo:
-            rejected = letter.rejected
-            console.print(f"letter {letter.sequence}: {rejected.original_subject} ({rejected.reason[:60]})")
-        if not yes and not typer.confirm(f"redrive {len(todo)} letters?"):
-            raise typer.Exit(1)
-        now = dt.datetime.now(dt.UTC)
-        for letter in todo:
-            done = await redrive(js, letter, by, now)
-            kept = "a duplicate: JetStream kept the earlier one" if done.duplicate else f"stored as seq {done.sequence}"
-            console.print(f"[green]redriven[/] letter {letter.sequence} to {letter.rejected.original_subject}: {kept}")
+    def chosen(known):
+        return matching(known, service, stream) if redrive_all else select(known, letters or [])
 
-    _with_nats(main)
+    _with_nats(lambda js: redrive_letters(js, console, chosen, force, lambda q: yes or typer.confirm(q), by))
 
 
 @contracts_app.command("export")
@@ -504,7 +445,7 @@ def deliberation_replay(
 
     Exits 0 when the recomputed winner is the recorded one, 2 when it is not.
     """
-    from services.cli.stream_commands import print_decision_replay
+    from services.cli.decision_replay import print_decision_replay
 
     if not dry_run:
         _fail("only --dry-run exists: a replay recomputes and compares, it never publishes")

@@ -18,7 +18,7 @@ from services.embedded.servers import ServerPlan, free_port, llm_plan, nats_plan
 from services.mesh.settings import ENDPOINT_VARIABLES, ENDPOINTS_FILE
 from streams.apply import Change, apply_all
 
-SERVICES = ("planning", "dispatch", "agents", "collector", "projection")
+SERVICES = ("planning", "dispatch", "agents", "collector", "projection", "monitor")
 LOCK_FILE = "fleet.lock"
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
 EMBEDDED_LLM_MAX_TOKENS = "256"
@@ -82,6 +82,7 @@ class EmbeddedStack:
         self.services: dict[str, Supervised] = {}
         self.endpoints: dict[str, str] = {}
         self.metrics_ports: dict[str, int] = {}
+        self.monitor_port: int | None = None
         self.stream_changes: list[Change] = []
         self._lock_handle = None
 
@@ -110,6 +111,9 @@ class EmbeddedStack:
             self.metrics_ports = {name: free_port() for name in self._service_names}
             self.endpoints.update({f"metrics_{name}": f"http://127.0.0.1:{port}/metrics"
                                    for name, port in self.metrics_ports.items()})
+            if "monitor" in self._service_names:
+                self.monitor_port = free_port()
+                self.endpoints["dashboard_url"] = f"http://127.0.0.1:{self.monitor_port}/"
             self._write_endpoints()
             await self._start_services()
         except BaseException:
@@ -189,6 +193,8 @@ class EmbeddedStack:
         for name in self._service_names:
             argv = [str(binaries.python()), "-m", "services.cli", "service", name]
             service_env = {**env, "FLEET_METRICS_PORT": str(self.metrics_ports[name])}
+            if name == "monitor":
+                service_env["FLEET_MONITOR_PORT"] = str(self.monitor_port)
             process = ManagedProcess(name, argv, self.logs_dir / f"{name}.log", env=service_env)
             supervised = Supervised(process, on_event=self._report)
             await supervised.start()

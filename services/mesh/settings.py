@@ -51,6 +51,8 @@ class Settings:
     context_timeout_s: float = 3.0
     # /metrics and /healthz; 0 picks a free port (and logs it).
     metrics_port: int = 0
+    # The monitor service's dashboard.
+    monitor_port: int = 8470
 
     def require_read_models(self) -> tuple[str, str]:
         if not self.graph_uri or not self.valkey_url:
@@ -143,4 +145,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         graph_password=_secret(env, "FLEET_GRAPH_PASSWORD"),
         context_timeout_s=_number(env, "FLEET_CONTEXT_TIMEOUT_S", float, Settings.context_timeout_s),
         metrics_port=_port(env, "FLEET_METRICS_PORT", Settings.metrics_port),
+        monitor_port=_port(env, "FLEET_MONITOR_PORT", Settings.monitor_port),
     )

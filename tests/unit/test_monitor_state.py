@@ -1,0 +1,159 @@
+"""What the dashboard shows, folded from events: only what the log says, and why anything is missing."""
+
+import datetime as dt
+
+from contracts.envelope import Envelope
+from contracts.events import (
+    AgentProfile,
+    Brief,
+    CouncilCreated,
+    CouncilDeleted,
+    DecisionMade,
+    DeliberationAdvanced,
+    DeliberationCompleted,
+    DeliberationFailed,
+    DeliberationRef,
+    DeliberationRequested,
+    Phase,
+    PlannedTask,
+    RankedProposal,
+    Role,
+    Turn,
+    TurnCompleted,
+    TurnFailed,
+    Winner,
+)
+from services.councils.domain import new_council
+from services.monitor.domain import FINISHED_KEPT, MonitorState
+
+T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)
+REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV)
+AGENT = AgentProfile(agent_id="dev-1", role=Role.DEV, persona="p", temperature=0.2, seed=1)
+
+
+class Log:
+    """Feeds events to a state as the monitor's readers would, one stream sequence after another."""
+
+    def __init__(self) -> None:
+        self.state = MonitorState()
+        self.sequence = 0
+
+    def feed(self, payload, seconds: float, stream: str = "ORCHESTRATION", sequence: int | None = None) -> bool:
+        self.sequence += 1
+        envelope = Envelope(event_id=f"e-{self.sequence}", event_type="x", schema_version=1,
+                            occurred_at=T0 + dt.timedelta(seconds=seconds), producer="test", correlation_id="c-1",
+                            causation_id="c-1", aggregate_type="x", aggregate_id=payload.aggregate_id(),
+                            traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+        return self.state.apply(payload, envelope, "subject", stream, sequence or self.sequence)
+
+
+def requested(ref: DeliberationRef = REF) -> DeliberationRequested:
+    return DeliberationRequested(deliberation=ref, brief=Brief(task=PlannedTask(task_id="t-1", title="Cache"),
+                                                               rubric={}),
+                                 approved_by="a", council=new_council(Role.DEV, 3), architect=AGENT)
+
+
+def advanced(phase: Phase) -> DeliberationAdvanced:
+    return DeliberationAdvanced(deliberation_id="d-1", phase=phase, round=0, turns=[], deadline_at=T0)
+
+
+def completed(deliberation_id: str = "d-1") -> DeliberationCompleted:
+    return DeliberationCompleted(
+        deliberation_id=deliberation_id, story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV,
+        winner=Winner(agent_id="dev-2", content="Cache reads.", score=8.0, revisions=1),
+        ranking=[RankedProposal(rank=1, agent_id="dev-2", score=8.0, qualified=True)], rationale="Simplest.",
+        decided_by="architect-1", duration_ms=12_000,
+    )
+
+
+def test_a_deliberation_in_flight_shows_its_phase_and_how_long_each_phase_took():
+    log = Log()
+    log.feed(requested(), 0)
+    log.feed(advanced(Phase.PROPOSE), 1)
+    log.feed(advanced(Phase.CRITIQUE), 6.5)
+
+    [row] = log.state.snapshot(T0, True)["in_flight"]
+
+    assert (row["status"], row["phase"], row["title"], row["role"]) == ("IN_PROGRESS", "critique", "Cache", "DEV")
+    assert [(p["phase"], p["seconds"]) for p in row["phases"]] == [("propose", 5.5), ("critique", None)]
+
+
+def test_a_finished_deliberation_moves_to_the_results_with_winner_and_rationale():
+    log = Log()
+    log.feed(requested(), 0)
+    log.feed(advanced(Phase.SELECT), 1)
+    log.feed(DecisionMade(deliberation_id="d-1", winner_id="dev-2", candidates=["dev-2"], ranking=[],
+                          rationale="Simplest.", decided_by="architect-1"), 2)
+    log.feed(completed(), 3)
+
+    snapshot = log.state.snapshot(T0, True)
+
+    assert snapshot["in_flight"] == []
+    [row] = snapshot["results"]
+    assert (row["status"], row["winner_id"], row["rationale"], row["duration_ms"]) == (
+        "COMPLETED", "dev-2", "Simplest.", 12_000)
+    assert row["phases"][-1]["seconds"] == 2.0
+
+
+def test_a_timed_out_deliberation_says_so_with_its_reason():
+    log = Log()
+    log.feed(requested(), 0)
+    log.feed(DeliberationFailed(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV,
+                                phase=Phase.PROPOSE, reason="2 turns unanswered", duration_ms=300_000, timed_out=True),
+             300)
+
+    [row] = log.state.snapshot(T0, True)["results"]
+    assert (row["status"], row["reason"]) == ("TIMED_OUT", "2 turns unanswered")
+
+
+def test_councils_come_and_go_with_their_events():
+    log = Log()
+    log.feed(CouncilCreated(council=new_council(Role.QA, 2), created_by="alice"), 0, stream="CONFIG")
+    log.feed(CouncilCreated(council=new_council(Role.DEV, 3), created_by="alice"), 0, stream="CONFIG")
+    log.feed(CouncilDeleted(role=Role.QA, deleted_by="bob"), 1, stream="CONFIG")
+
+    [council] = log.state.snapshot(T0, True)["councils"]
+    assert council["role"] == "DEV" and [a["agent_id"] for a in council["agents"]] == ["dev-1", "dev-2", "dev-3"]
+
+
+def test_llm_latency_is_summarised_per_role_from_the_turns_with_failures_counted():
+    log = Log()
+    turn = Turn(phase=Phase.PROPOSE, round=0, agent_id="dev-1", author_id="dev-1")
+    for latency in (100, 200, 300, 400):
+        log.feed(TurnCompleted(deliberation=REF, turn=turn, agent=AGENT, content="x", model="m", temperature=0.2,
+                               seed=1, prompt_tokens=1, completion_tokens=1, latency_ms=latency), 0, stream="AGENT")
+    log.feed(TurnFailed(deliberation=REF, turn=turn, agent=AGENT, error_class="LlmTimeout", message="slow"), 0,
+             stream="AGENT")
+
+    assert log.state.snapshot(T0, True)["llm"]["DEV"] == {"count": 4, "failures": 1, "p50_ms": 250, "p95_ms": 400,
+                                                          "max_ms": 400}
+
+
+def test_an_event_read_twice_is_folded_once():
+    log = Log()
+    assert log.feed(requested(), 0, sequence=7)
+    assert not log.feed(requested(), 0, sequence=7)
+
+    assert len(log.state.snapshot(T0, True)["events"]) == 1
+
+
+def test_what_jetstream_could_not_tell_is_shown_as_unavailable_with_the_reason():
+    state = MonitorState()
+    state.consumers.unavailable = "TimeoutError: nats: timeout"
+
+    snapshot = state.snapshot(T0, False)
+
+    assert snapshot["consumers"] == {"value": None, "unavailable": "TimeoutError: nats: timeout", "read_at": None}
+    assert snapshot["dead_letters"]["unavailable"] == "not read yet"
+    assert snapshot["nats"] == "disconnected"
+
+
+def test_only_the_newest_results_are_kept():
+    log = Log()
+    for index in range(FINISHED_KEPT + 5):
+        ref = DeliberationRef(deliberation_id=f"d-{index}", story_id="s", plan_id="p", task_id="t", role=Role.DEV)
+        log.feed(requested(ref), index)
+        log.feed(completed(f"d-{index}"), index + 0.5)
+
+    results = log.state.snapshot(T0, True)["results"]
+    assert len(results) == FINISHED_KEPT and results[0]["deliberation_id"] == f"d-{FINISHED_KEPT + 4}"
