@@ -17,7 +17,8 @@ COLLECTOR = "collector"
 PROJECTION = "projection"
 ANY_SERVICE = "any service"
 OPERATOR = "fleet council (operator)"
-REDRIVER = "fleet dlq (operator)"
+# Operator tools that publish events themselves (`fleet dlq redrive`).
+CLI = "cli"
 
 SUBJECT_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
 
@@ -212,8 +213,8 @@ MESSAGE_REDRIVEN = EventSpec(
     event_type="message.redriven",
     version=1,
     payload=ev.MessageRedriven,
-    aggregate_type="message",
-    producers=(REDRIVER,),
+    aggregate_type="letter",
+    producers=(CLI,),
     consumers=(PROJECTION,),
     summary="A dead letter's original message was re-published after a fix, under an id derived from the "
             "letter, so a second redrive is a duplicate.",

@@ -380,5 +380,5 @@ class MessageRedriven(Event, frozen=True, kw_only=True):
     redriven_by: NonEmpty
 
     def aggregate_id(self) -> str:
-        # The same aggregate as the letter's: the original message, by where it sits in its stream.
-        return f"{self.original_stream}:{self.original_sequence}"
+        # The letter redriven: its redrives share one aggregate, whichever message it holds.
+        return self.letter_id

@@ -11,13 +11,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from contracts import catalog
-from contracts.envelope import MSG_ID, deterministic_id, to_headers
+from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, deterministic_id, to_headers
 from contracts.events import MessageRedriven, MessageRejected
 from services.cli.stream_tools import read_events
 from services.mesh.publishing import Cause, Outgoing, envelope_for
@@ -25,6 +28,9 @@ from streams.definitions import DEAD_LETTERS
 
 # On a re-published message: the id of the dead letter it redrives.
 REDRIVE_OF = "Fleet-Redrive-Of"
+REASON_WIDTH = 80
+
+type Redrives = Mapping[str, tuple[dt.datetime, MessageRedriven]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,38 @@ def matching(letters: Sequence[Letter], service: str | None, stream: str | None)
     return [letter for letter in letters
             if (service is None or letter.rejected.service == service)
             and (stream is None or letter.rejected.stream == stream.upper())]
+
+
+def truncated(text: str, width: int = REASON_WIDTH) -> str:
+    """One line of at most `width` characters, ending in an ellipsis when cut."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+def listed(letter: Letter, redrives: Redrives) -> dict[str, object]:
+    """One letter as `fleet dlq list --json` gives it."""
+    rejected = letter.rejected
+    return {
+        "seq": letter.sequence, "id": letter.event_id, "at": letter.stored_at.isoformat(),
+        "service": rejected.service, "consumer": rejected.consumer, "subject": rejected.original_subject,
+        "stream": rejected.stream, "stream_seq": rejected.stream_sequence, "deliveries": rejected.deliveries,
+        "reason": rejected.reason, "redriven": letter.event_id in redrives,
+    }
+
+
+@dataclass(frozen=True)
+class RedrivePlan:
+    todo: list[Letter]
+    skipped: list[tuple[Letter, dt.datetime]]  # already redriven, and when
+
+
+def plan_redrive(chosen: Sequence[Letter], redrives: Redrives, force: bool) -> RedrivePlan:
+    """Which letters to redrive: each once, the ones already redriven only when forced."""
+    unique = list({letter.event_id: letter for letter in chosen}.values())
+    if force:
+        return RedrivePlan(unique, [])
+    return RedrivePlan([x for x in unique if x.event_id not in redrives],
+                       [(x, redrives[x.event_id][0]) for x in unique if x.event_id in redrives])
 
 
 def republish_of(letter: Letter, body: bytes) -> Republish:
@@ -132,8 +170,68 @@ async def redrive(js: JetStreamContext, letter: Letter, by: str, now: dt.datetim
     republished = republish_of(letter, await original_body(js, letter))
     ack = await js.publish(republished.subject, republished.body, headers=republished.headers)
     record = redriven_event(letter, republished, ack.seq, by)
-    cause = Cause(letter.event_id, letter.headers.get("Fleet-Correlation-Id") or letter.event_id,
-                  letter.headers.get("traceparent", ""))
-    envelope = envelope_for(record, producer="fleet-dlq", cause=cause, now=now)
+    cause = Cause(letter.event_id, letter.headers.get(CORRELATION_ID) or letter.event_id,
+                  letter.headers.get(TRACEPARENT, ""))
+    envelope = envelope_for(record, producer=catalog.CLI, cause=cause, now=now)
     await js.publish(catalog.MESSAGE_REDRIVEN.subject, catalog.encode(record.payload), headers=to_headers(envelope))
     return Redriven(letter, ack.seq, bool(ack.duplicate))
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+
+async def print_letters(js: JetStreamContext, console: Console, service: str | None, stream: str | None,
+                        limit: int, as_json: bool) -> None:
+    letters, redrives = matching(await read_letters(js), service, stream)[-limit:], await read_redrives(js)
+    rows = [listed(letter, redrives) for letter in letters]
+    if as_json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table("seq", "at", "service", "consumer", "original", "tries", "reason", "redriven")
+    for row in rows:
+        table.add_row(str(row["seq"]), str(row["at"])[:19], str(row["service"]), str(row["consumer"]),
+                      f"{row['subject']} {row['stream']}#{row['stream_seq']}", str(row["deliveries"]),
+                      escape(truncated(str(row["reason"]))), "[green]yes[/]" if row["redriven"] else "no")
+    console.print(table)
+    console.print(f"{len(rows)} dead letters; `fleet dlq show SEQ` for one in full")
+
+
+async def print_letter(js: JetStreamContext, console: Console, name: str) -> None:
+    [chosen] = select(await read_letters(js), [name])
+    rejected, redrives = chosen.rejected, await read_redrives(js)
+    console.print(f"[bold]dead letter {chosen.sequence}[/] ({chosen.event_id}) at {chosen.stored_at:%Y-%m-%d %H:%M:%S}")
+    console.print(f"rejected by {rejected.service} ({rejected.consumer}) after {rejected.deliveries} deliveries")
+    console.print(f"[red]reason:[/] {escape(rejected.reason)}")
+    console.print(f"original: {rejected.original_subject}, {rejected.stream}#{rejected.stream_sequence}")
+    for header, value in sorted(rejected.original_headers.items()):
+        console.print(f"  {header}: {value}", markup=False)
+    if rejected.original_body_omitted:
+        console.print("[dim](body too large to inline in the letter: read from the original stream)[/]")
+    console.print(shown_body(await original_body(js, chosen)), markup=False)
+    if (record := redrives.get(chosen.event_id)) is not None:
+        at, event = record
+        console.print(f"[green]redriven[/] at {at.isoformat()} by {event.redriven_by}: "
+                      f"{event.original_subject} seq {event.republished_sequence} (id {event.republished_id})")
+    else:
+        console.print("not redriven")
+
+
+async def redrive_letters(js: JetStreamContext, console: Console, chosen: Callable[[list[Letter]], list[Letter]],
+                          force: bool, confirm: Callable[[str], bool], by: str) -> None:
+    plan = plan_redrive(chosen(await read_letters(js)), await read_redrives(js), force)
+    for letter, at in plan.skipped:
+        console.print(f"letter {letter.sequence}: already redriven at {at.isoformat()}; skipped "
+                      "(--force re-publishes it, under the same id)")
+    if not plan.todo:
+        console.print("nothing to redrive")
+        return
+    for letter in plan.todo:
+        console.print(f"letter {letter.sequence}: {letter.rejected.original_subject} "
+                      f"({escape(truncated(letter.rejected.reason, 60))})")
+    if not confirm(f"redrive {len(plan.todo)} letters?"):
+        raise ValueError("nothing redriven")
+    now = dt.datetime.now(dt.UTC)
+    for letter in plan.todo:
+        done = await redrive(js, letter, by, now)
+        kept = "a duplicate: JetStream kept the earlier one" if done.duplicate else f"stored as seq {done.sequence}"
+        console.print(f"[green]redriven[/] letter {letter.sequence} to {letter.rejected.original_subject}: {kept}")

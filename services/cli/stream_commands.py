@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 
-import msgspec
 from nats.js import JetStreamContext
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from contracts import catalog
 from services.cli.stream_tools import (
     StoredEvent,
     Until,
@@ -141,48 +138,3 @@ async def print_status(js: JetStreamContext, console: Console, as_json: bool) ->
         table.add_row(c.stream, c.name + ("" if c.declared else " [dim](ephemeral)[/]"), lag, str(c.ack_pending),
                       str(c.redelivered), ago)
     console.print(table)
-
-
-async def print_decision_replay(
-    js: JetStreamContext, console: Console, deliberation_id: str, as_json: bool, outcome: list[bool],
-) -> None:
-    from services.collector.replay import replay
-
-    inputs = []
-    for stream in ("ORCHESTRATION", "AGENT"):
-        async for event in read_events(js, stream):
-            try:
-                payload = catalog.spec_for_subject(event.subject).decoder.decode(event.data)
-            except (KeyError, msgspec.MsgspecError):
-                continue  # schedules, and anything that broke its contract (the collector never saw it)
-            if payload.aggregate_id() == deliberation_id:
-                inputs.append((event.stored_at, payload))
-    if not inputs:
-        raise ValueError(f"no recorded event of deliberation {deliberation_id!r}")
-    try:
-        result = replay(inputs, [payload for _, payload in sorted(inputs, key=lambda item: item[0])])
-    except LookupError as exc:
-        raise ValueError(str(exc)) from None
-    outcome.append(result.same_winner)
-    verdict = "same winner" if result.same_winner else "DIFFERENT winner"
-    if as_json:
-        print(json.dumps({"deliberation_id": deliberation_id, "verdict": verdict,
-                          "recorded": dataclasses.asdict(result.recorded),
-                          "recomputed": dataclasses.asdict(result.recomputed),
-                          "differences": result.differences}, indent=2))
-        return
-    console.print(f"replayed {len(inputs)} recorded events of {deliberation_id} through the collector's logic, "
-                  "no LLM call: the turns' answers, the judges' verdicts and the architect's choice are the "
-                  "recorded ones")
-    table = Table("", "recorded", "recomputed")
-    for agent in sorted(set(result.recorded.scores) | set(result.recomputed.scores)):
-        table.add_row(f"score of {agent}", str(result.recorded.scores.get(agent)),
-                      str(result.recomputed.scores.get(agent)))
-    table.add_row("ranking", ", ".join(result.recorded.ranking), ", ".join(result.recomputed.ranking))
-    table.add_row("outcome", result.recorded.outcome, result.recomputed.outcome)
-    table.add_row("winner", str(result.recorded.winner), str(result.recomputed.winner))
-    console.print(table)
-    colour = "green" if result.same_winner else "red"
-    console.print(f"[{colour}]{verdict}[/]")
-    for difference in result.differences:
-        console.print(f"  - {escape(difference)}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from contracts.events import (
     DeadlinePassed,
+    DecisionMade,
     DeliberationCompleted,
     DeliberationFailed,
     DeliberationScored,
@@ -32,8 +33,9 @@ class Decision:
     scores: dict[str, float | None]
     ranking: list[str]
     winner: str | None
-    outcome: str  # completed or failed
+    outcome: str  # completed, failed or unfinished
     reason: str = ""
+    decided_by: str = ""  # the architect's id when its choice stood, else "ranking"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Replay:
                 found.append(f"score of {agent}: recorded {before}, recomputed {after}")
         if self.recorded.ranking != self.recomputed.ranking:
             found.append(f"ranking: recorded {self.recorded.ranking}, recomputed {self.recomputed.ranking}")
+        if self.recorded.decided_by != self.recomputed.decided_by:
+            found.append(f"decided by: recorded {self.recorded.decided_by}, recomputed {self.recomputed.decided_by}")
         if not self.same_winner:
             found.append(f"winner: recorded {self.recorded.winner} ({self.recorded.outcome}), "
                          f"recomputed {self.recomputed.winner} ({self.recomputed.outcome})")
@@ -62,7 +66,7 @@ class Replay:
 
 # The inputs the collector folds, and the results it published, as recorded.
 INPUTS = (DeliberationStarted, DeadlinePassed, TurnCompleted, TurnFailed)
-RESULTS = (DeliberationScored, DeliberationCompleted, DeliberationFailed)
+RESULTS = (DeliberationScored, DecisionMade, DeliberationCompleted, DeliberationFailed)
 
 
 def decision_of(events: Sequence[Event]) -> Decision:
@@ -70,8 +74,11 @@ def decision_of(events: Sequence[Event]) -> Decision:
     scored = next((e for e in reversed(events) if isinstance(e, DeliberationScored)), None)
     scores = {s.agent_id: s.score for s in scored.scores} if scored else {}
     result = next((e for e in reversed(events) if isinstance(e, DeliberationCompleted | DeliberationFailed)), None)
+    decision = next((e for e in reversed(events) if isinstance(e, DecisionMade)), None)
     if isinstance(result, DeliberationCompleted):
-        return Decision(scores, [r.agent_id for r in result.ranking], result.winner.agent_id, "completed")
+        decided_by = decision.decided_by if decision else result.decided_by
+        return Decision(scores, [r.agent_id for r in result.ranking], result.winner.agent_id, "completed",
+                        decided_by=decided_by)
     if isinstance(result, DeliberationFailed):
         return Decision(scores, [], None, "failed", result.reason)
     return Decision(scores, [], None, "unfinished")

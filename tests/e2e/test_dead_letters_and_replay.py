@@ -29,11 +29,13 @@ async def test_an_approval_dead_lettered_for_want_of_a_council_is_redriven_after
 
     first = await fleet(stack, "dlq", "redrive", str(letter.metadata.sequence.stream), "--yes")
     second = await fleet(stack, "dlq", "redrive", str(letter.metadata.sequence.stream), "--yes")
+    forced = await fleet(stack, "dlq", "redrive", str(letter.metadata.sequence.stream), "--yes", "--force")
     result = await result_of(js, deliberation)
 
-    assert "redriven letter" in first and "already redriven" in second
+    assert "redriven letter" in first and "already redriven" in second and "a duplicate" in forced
     assert isinstance(result, DeliberationCompleted), result
     assert len(await events_of(js, catalog.DELIBERATION_STARTED.subject, deliberation)) == 1
+    assert len(await events_of(js, catalog.DELIBERATION_COMPLETED.subject, deliberation)) == 1
     listed = json.loads(await fleet(stack, "dlq", "list", "--service", "planning", "--json", "--limit", "1000"))
     assert [x["redriven"] for x in listed if x["seq"] == letter.metadata.sequence.stream] == [True]
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from contracts import catalog
-from contracts.envelope import MSG_ID, to_headers
+from contracts.envelope import AGGREGATE_ID, MSG_ID, PRODUCER, deterministic_id, to_headers
 from services.cli.dead_letters import REDRIVE_OF
 from services.mesh.deadletters import DeadLetter, dead_letter_event
 from services.mesh.publishing import envelope_for
@@ -71,3 +71,33 @@ async def test_an_unknown_letter_or_no_choice_is_a_clear_error(nats_url, tmp_pat
     assert code == 1 and f"no dead letter 'nope-{unique}'; `fleet dlq list` shows them" in out
     code, out = await fleet(nats_url, tmp_path, "dlq", "redrive")
     assert code == 1 and "--all" in out
+
+
+async def test_a_forced_redrive_inside_the_duplicate_window_is_still_one_message(js, nats_url, tmp_path, unique):
+    sequence, letter_id = await dead_letter(js, unique)
+
+    first = await fleet(nats_url, tmp_path, "dlq", "redrive", str(sequence), "--yes")
+    forced = await fleet(nats_url, tmp_path, "dlq", "redrive", str(sequence), "--yes", "--force")
+
+    assert first[0] == 0 and forced[0] == 0, forced[1]
+    assert "a duplicate: JetStream kept the earlier one" in forced[1]
+    republished = [m for m in await read_stream(js, catalog.PLAN_APPROVED.subject)
+                   if (m.headers or {}).get(REDRIVE_OF) == letter_id]
+    assert len(republished) == 1 and republished[0].headers[MSG_ID] == deterministic_id("redrive", letter_id)
+    records = [m for m in await read_stream(js, catalog.MESSAGE_REDRIVEN.subject)
+               if json.loads(m.data)["letter_id"] == letter_id]
+    assert len(records) == 1 and records[0].headers[AGGREGATE_ID] == letter_id
+    assert records[0].headers[PRODUCER] == catalog.CLI
+
+
+async def test_redriving_every_letter_of_a_service_skips_the_ones_already_redriven(js, nats_url, tmp_path, unique):
+    done, done_id = await dead_letter(js, unique)
+    fresh, fresh_id = await dead_letter(js, unique + "-2")
+    await fleet(nats_url, tmp_path, "dlq", "redrive", str(done), "--yes")
+
+    code, out = await fleet(nats_url, tmp_path, "dlq", "redrive", "--all", "--service", "planning", "--yes")
+
+    assert code == 0, out
+    assert f"letter {done}: already redriven at" in out and f"redriven letter {fresh} to" in out
+    republished = [(m.headers or {}).get(REDRIVE_OF) for m in await read_stream(js, catalog.PLAN_APPROVED.subject)]
+    assert republished.count(done_id) == 1 and republished.count(fresh_id) == 1

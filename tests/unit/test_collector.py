@@ -295,7 +295,7 @@ def test_a_finished_deliberation_reports_its_outcome_and_the_phase_it_ended_in()
     assert ended_phase(state, failed, at(30))[0] == Phase.JUDGE
 
 
-def recorded_deliberation():
+def recorded_deliberation(architect_answers: bool = True):
     """A whole deliberation as the log holds it: the inputs with their times, and what was published."""
     inputs, published = [], []
 
@@ -306,9 +306,13 @@ def recorded_deliberation():
         return state, out
 
     state, out = feed(None, started(), 0)
+    revisions = {"dev-1": "Cache reads in Redis with a TTL.", "dev-2": "A write-through cache by the database.",
+                 "dev-3": "Memoize the hot path inside the process."}
     for round_, contents in enumerate([("Plan A", "Plan B", "Plan C"), None, None]):
         for index, request in enumerate(requests(out)):
             content = contents[index] if contents else f"text of {request.turn.key}"
+            if request.turn.phase == Phase.REVISE:
+                content = revisions[request.turn.author_id]
             state, new = feed(state, answer(request, content), 10 * round_ + index + 1)
             out = new if new else out
     for index, request in enumerate(requests(out)):
@@ -316,7 +320,10 @@ def recorded_deliberation():
         out = new if new else out
     (select,) = requests(out)
     chosen = select.input.candidates[-1].agent_id
-    feed(state, answer(select, choice=Choice(winner_id=chosen, rationale="Best.")), 50)
+    if architect_answers:
+        feed(state, answer(select, choice=Choice(winner_id=chosen, rationale="Best.")), 50)
+    else:
+        feed(state, failure(select), 50)
     return inputs, published
 
 
@@ -348,3 +355,44 @@ def test_a_recorded_result_that_the_logic_does_not_reproduce_is_reported_with_ea
 def test_a_deliberation_that_never_started_cannot_be_replayed():
     with pytest.raises(LookupError, match="never started"):
         replay([], [])
+
+
+def with_judge_verdict(inputs, author: str, new_verdict: Verdict):
+    return [(moment, msgspec.structs.replace(e, verdict=new_verdict)
+             if isinstance(e, TurnCompleted) and e.turn.phase == Phase.JUDGE and e.turn.author_id == author else e)
+            for moment, e in inputs]
+
+
+def test_a_tampered_judge_score_that_changes_a_ranking_decision_gives_a_different_winner():
+    inputs, published = recorded_deliberation(architect_answers=False)
+    (completed,) = [e for e in published if isinstance(e, DeliberationCompleted)]
+    assert completed.decided_by == DECIDED_BY_RANKING
+
+    replayed = replay(with_judge_verdict(inputs, completed.winner.agent_id, verdict(1, 1)), published)
+
+    assert not replayed.same_winner
+    assert replayed.recorded.winner == completed.winner.agent_id != replayed.recomputed.winner
+    assert f"score of {completed.winner.agent_id}" in replayed.differences[0]
+    assert any(d.startswith("ranking:") for d in replayed.differences)
+    assert replayed.differences[-1].startswith(f"winner: recorded {completed.winner.agent_id} (completed)")
+
+
+def test_a_tampered_recorded_score_is_reported_even_when_the_architect_still_picks_the_same_winner():
+    inputs, published = recorded_deliberation()
+    tampered = [msgspec.structs.replace(e, scores=[msgspec.structs.replace(e.scores[0], score=0.0), *e.scores[1:]])
+                if isinstance(e, DeliberationScored) else e for e in published]
+
+    replayed = replay(inputs, tampered)
+
+    assert replayed.same_winner
+    assert replayed.recomputed.decided_by == ARCHITECT.agent_id == replayed.recorded.decided_by
+    assert len(replayed.differences) == 1 and replayed.differences[0].startswith("score of dev-1: recorded 0.0")
+
+
+def test_the_architects_recorded_choice_decides_the_replay_as_it_decided_the_deliberation():
+    inputs, published = recorded_deliberation()
+    (decision,) = [e for e in published if isinstance(e, DecisionMade)]
+
+    replayed = replay(inputs, published)
+
+    assert (replayed.recomputed.winner, replayed.recomputed.decided_by) == (decision.winner_id, decision.decided_by)

@@ -9,11 +9,14 @@ from contracts.events import MessageRejected
 from services.cli.dead_letters import (
     REDRIVE_OF,
     Letter,
+    listed,
     matching,
+    plan_redrive,
     redriven_event,
     republish_of,
     select,
     shown_body,
+    truncated,
 )
 
 T0 = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -62,10 +65,42 @@ def test_the_record_of_a_redrive_has_one_id_per_letter():
     again = redriven_event(letter(1), republish_of(letter(1), b""), 78, "bob")
 
     assert first.event_id == again.event_id == deterministic_id("redriven", "letter-1")
-    assert first.payload.aggregate_id() == "PLANNING:41" and first.payload.republished_sequence == 77
+    assert first.payload.aggregate_id() == "letter-1" and first.payload.republished_sequence == 77
 
 
 def test_bodies_are_shown_as_json_text_or_base64():
     assert shown_body(b'{"a":1}') == '{\n  "a": 1\n}'
     assert shown_body(b"plain") == "plain"
     assert shown_body(b"\xff\xfe") == "base64://4="
+
+
+def redrives_of(*letters: Letter) -> dict:
+    return {x.event_id: (T0, redriven_event(x, republish_of(x, b""), 1, "alice").payload) for x in letters}
+
+
+def test_a_letter_already_redriven_is_skipped_with_when_unless_forced():
+    one, two = letter(1), letter(2)
+
+    plan = plan_redrive([one, two, one], redrives_of(one), force=False)
+    forced = plan_redrive([one, two, one], redrives_of(one), force=True)
+
+    assert [x.sequence for x in plan.todo] == [2] and plan.skipped == [(one, T0)]
+    assert [x.sequence for x in forced.todo] == [1, 2] and forced.skipped == []
+
+
+def test_a_listed_letter_names_where_the_original_sat_and_whether_it_was_redriven():
+    row = listed(letter(1), redrives_of(letter(1)))
+
+    assert row == {
+        "seq": 1, "id": "letter-1", "at": T0.isoformat(), "service": "planning", "consumer": "planning-x",
+        "subject": "planning.plan.approved.v1", "stream": "PLANNING", "stream_seq": 41, "deliveries": 1,
+        "reason": "no council for role DEVOPS", "redriven": True,
+    }
+    assert listed(letter(2), {})["redriven"] is False
+
+
+def test_a_long_reason_is_cut_to_one_line_of_the_width():
+    assert truncated("short") == "short"
+    assert truncated("a\nb  c") == "a b c"
+    cut = truncated("x" * 200, 80)
+    assert len(cut) == 80 and cut.endswith("…")
