@@ -127,14 +127,18 @@ async def print_status(js: JetStreamContext, console: Console, as_json: bool) ->
         table.add_row(s.config.name, str(s.state.messages), f"{s.state.bytes:,}", str(s.state.first_seq),
                       str(s.state.last_seq))
     console.print(table)
-    table = Table("stream", "consumer", "pending (lag)", "unacked", "redelivered", "last active")
+    table = Table("stream", "consumer", "lag (pending)", "unacked", "redelivered", "last active")
+    for name_column in table.columns[:2]:
+        name_column.overflow = "fold"  # a narrow terminal wraps a name rather than cutting the part that tells
     now = dt.datetime.now(dt.UTC)
     for c in sorted(consumers, key=lambda c: (c.stream, c.name)):
         if not c.present:
-            table.add_row(c.stream, c.name, "[red]missing: run `fleet streams apply`[/]", "", "", "")
+            table.add_row(c.stream, c.name, "[red]missing[/]", "", "", "")
             continue
         ago = f"{(now - c.last_active).total_seconds():.0f}s ago" if c.last_active else "never"
         lag = f"[yellow]{c.pending}[/]" if c.pending else "0"
         table.add_row(c.stream, c.name + ("" if c.declared else " [dim](ephemeral)[/]"), lag, str(c.ack_pending),
                       str(c.redelivered), ago)
     console.print(table)
+    if any(not c.present for c in consumers):
+        console.print("[red]declared durables are missing on the server[/]: `fleet streams apply` creates them")

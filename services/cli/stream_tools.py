@@ -18,7 +18,6 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from contracts import catalog
 from contracts.envelope import (
     AGGREGATE_ID,
     CAUSATION_ID,
@@ -28,6 +27,8 @@ from contracts.envelope import (
     SCHEDULE,
     TRACEPARENT,
 )
+from contracts.errors import ContractViolation
+from services.mesh.consuming import decode_incoming
 from streams.definitions import CONSUMERS, STREAMS, StreamSpec
 
 # --- what one stored message says ---------------------------------------------------------------
@@ -80,11 +81,13 @@ def stored_event(message: Msg) -> StoredEvent:
 
 
 def body_of(event: StoredEvent) -> object:
-    """The payload as plain data: decoded by its contract when it keeps it, else as JSON, else as text."""
+    """The payload as the services read it (decoded by its contract, upcast), else as JSON, else as text."""
     try:
-        return msgspec.to_builtins(catalog.spec_for_subject(event.subject).decoder.decode(event.data))
-    except (KeyError, msgspec.MsgspecError):
-        pass
+        incoming = decode_incoming(event.subject, event.headers, event.data, received_at=event.stored_at,
+                                   stream_sequence=event.sequence, deliveries=1)
+        return msgspec.to_builtins(incoming.payload)
+    except ContractViolation:
+        pass  # an operator looks at broken input too: show what was stored
     try:
         return json.loads(event.data)
     except (ValueError, UnicodeDecodeError):
@@ -128,6 +131,22 @@ def subjects_overlap(left: str, right: str) -> bool:
 
 def streams_for(subject_filter: str, streams: Sequence[StreamSpec] = STREAMS) -> list[StreamSpec]:
     return [s for s in streams if any(subjects_overlap(subject_filter, own) for own in s.subjects)]
+
+
+def subject_within(inner: str, outer: str) -> bool:
+    """Whether every subject `inner` matches is also matched by `outer`."""
+    a, b = inner.split("."), outer.split(".")
+    for index, y in enumerate(b):
+        if y == ">":
+            return len(a) > index
+        if index >= len(a) or a[index] == ">" or (y != "*" and (a[index] == "*" or a[index] != y)):
+            return False
+    return len(a) == len(b)
+
+
+def covers_stream(subject_filter: str, stream: StreamSpec) -> bool:
+    """Whether the filter passes every message of the stream, so its last N are its last N sequences."""
+    return all(subject_within(own, subject_filter) for own in stream.subjects)
 
 
 # --- when to start and stop ----------------------------------------------------------------------
@@ -260,6 +279,9 @@ async def read_events(
     info = await js.stream_info(stream)
     if info.state.messages == 0:
         return
+    # A filtered consumer that matches nothing only says so after a fetch times out: ask the stream first.
+    if subject != ">" and not (await js.stream_info(stream, subjects_filter=subject)).state.subjects:
+        return
     if start_time is not None:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start_time.isoformat())
     else:
@@ -306,7 +328,7 @@ async def follow(
         for stream in streams_for(subject_filter):
             state = (await js.stream_info(stream.name)).state
             config = (ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                     opt_start_seq=max(state.last_seq - last + 1, state.first_seq, 1))
+                                     opt_start_seq=await _start_of_last(js, stream, subject_filter, last, state))
                       if last and state.messages else ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
             subscriptions.append(await js.subscribe(
                 subject_filter, stream=stream.name, ordered_consumer=True, config=config, cb=keep,
@@ -316,6 +338,29 @@ async def follow(
     finally:
         for subscription in subscriptions:
             await subscription.unsubscribe()
+
+
+async def _start_of_last(js: JetStreamContext, stream: StreamSpec, subject_filter: str, last: int, state) -> int:
+    """The sequence from which the stream holds exactly its last `last` messages matching the filter."""
+    first = max(state.first_seq, 1)
+    if covers_stream(subject_filter, stream):
+        return max(state.last_seq - last + 1, first)
+
+    async def matching_from(sequence: int) -> int:
+        # A consumer counts what it has pending when it is made: ask one, then drop it.
+        info = await js.add_consumer(stream.name, ConsumerConfig(
+            filter_subject=subject_filter, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=sequence,
+            inactive_threshold=30.0, mem_storage=True))
+        await js.delete_consumer(stream.name, info.name)
+        return info.num_pending or 0
+
+    low, high = first, state.last_seq  # the latest start from which at least `last` still match
+    if await matching_from(low) <= last:
+        return low
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if await matching_from(middle) >= last else (low, middle - 1)
+    return low
 
 
 async def consumer_statuses(js: JetStreamContext) -> tuple[list, list[ConsumerStatus]]:

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.e2e
 async def fleet(stack, *args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "FLEET_DATA_DIR": str(stack.data_dir)},
+        env={**os.environ, "FLEET_DATA_DIR": str(stack.data_dir), "FLEET_NATS_URL": stack.endpoints["nats_url"],
+             "COLUMNS": "250"},
     )
     out, _ = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, out.decode()
@@ -47,3 +48,7 @@ async def test_streams_status_lists_every_declared_durable_on_the_mesh(mesh):
                                              "agents-turn-requests", "collector-deliberation-events",
                                              "collector-turn-outcomes"}
     assert all(c["present"] for c in declared)
+    assert all(isinstance(c["pending"], int) and c["pending"] >= 0 for c in declared), "each shows its lag"
+    table = (await fleet(stack, "streams", "status")).splitlines()
+    for durable in declared:
+        assert any(durable["name"] in line for line in table), f"{durable['name']} is in the table"

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import signal
 import sys
 
 import msgspec
@@ -162,8 +163,24 @@ async def test_tail_prints_events_as_they_are_stored(js, nats_url, tmp_path, uni
             seen = json.loads(line)
             break
     finally:
-        process.terminate()
-        await process.wait()
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 30.0)
 
     assert seen is not None and seen["subject"] == catalog.PLAN_APPROVED.subject
     assert seen["headers"][MSG_ID].startswith(f"tail-{unique}-") and seen["stream"] == "PLANNING"
+    assert process.returncode == 0 and b"Traceback" not in rest, "Ctrl-C stops the tail cleanly"
+
+
+async def test_tail_last_shows_the_last_events_matching_the_filter_first(js, nats_url, tmp_path, unique):
+    subject = f"planning.tailed.{unique}"
+    acks = [await js.publish(subject, b'{"n": %d}' % n, headers={MSG_ID: f"last-{unique}-{n}"}) for n in range(3)]
+    for n in range(5):  # later events the filter leaves out: the last 2 are not the stream's last 2
+        await js.publish(catalog.PLAN_APPROVED.subject, b"{}", headers={MSG_ID: f"later-{unique}-{n}"})
+    process = await start_fleet(nats_url, tmp_path, "tail", subject, "--last", "2", "--json")
+    try:
+        lines = [json.loads(await asyncio.wait_for(process.stdout.readline(), 30.0)) for _ in range(2)]
+    finally:
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 30.0)
+
+    assert [(line["seq"], line["body"]) for line in lines] == [(acks[1].seq, {"n": 1}), (acks[2].seq, {"n": 2})]

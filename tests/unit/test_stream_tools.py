@@ -12,8 +12,10 @@ from services.cli.stream_tools import (
     body_of,
     causal_tree,
     chain_of,
+    covers_stream,
     parse_moment,
     streams_for,
+    subject_within,
     subjects_overlap,
     trace_rows,
 )
@@ -46,6 +48,27 @@ def test_subject_filters_overlap_as_nats_matches_them(left, right, overlap):
 def test_a_filter_reaches_only_the_streams_that_can_hold_its_subjects():
     assert [s.name for s in streams_for("agent.turn.*.v1")] == ["AGENT"]
     assert len(streams_for(">")) == 5
+
+
+@pytest.mark.parametrize(("inner", "outer", "within"), [
+    ("planning.>", ">", True),
+    ("planning.plan.approved.v1", "planning.>", True),
+    ("planning.>", "planning.>", True),
+    ("planning.>", "planning.*", False),
+    ("planning.plan", "planning.*", True),
+    ("planning.*", "planning.plan", False),
+    ("planning", "planning.>", False),
+    ("planning.plan.approved", "planning.plan", False),
+])
+def test_a_subject_pattern_is_within_another_when_the_other_matches_all_it_matches(inner, outer, within):
+    assert subject_within(inner, outer) is within
+
+
+def test_only_a_filter_that_passes_everything_a_stream_holds_covers_it():
+    [planning] = streams_for("planning.>")
+
+    assert covers_stream(">", planning) and covers_stream("planning.>", planning)
+    assert not covers_stream("planning.plan.approved.v1", planning)
 
 
 def test_moments_are_iso_times_or_ages():
@@ -99,3 +122,18 @@ def test_a_body_that_breaks_its_contract_is_still_shown():
 
     assert body_of(broken) == {"story_id": 7}
     assert body_of(binary) == "\ufffd\ufffd"
+
+
+def test_a_body_is_shown_as_the_services_read_it_legacy_ones_upcast():
+    legacy = StoredEvent("PLANNING", 3, "planning.plan.approved", T0, {},
+                         b'{"story_id": "s", "plan_id": "p", "approved_by": "alice", "roles": ["DEV"]}')
+
+    body = body_of(legacy)
+
+    assert body["plan_id"] == "p" and [task["task_id"] for task in body["tasks"]] == ["p"]
+
+
+def test_a_subject_no_contract_names_is_shown_as_stored():
+    stray = StoredEvent("PLANNING", 4, "planning.something.else.v9", T0, {MSG_ID: "x"}, b'{"a": [1]}')
+
+    assert body_of(stray) == {"a": [1]}
