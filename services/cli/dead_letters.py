@@ -8,7 +8,6 @@ besides, so even a redrive past the duplicate window starts no second deliberati
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +29,19 @@ from streams.definitions import DEAD_LETTERS
 REDRIVE_OF = "Fleet-Redrive-Of"
 REASON_WIDTH = 80
 
-type Redrives = Mapping[str, tuple[dt.datetime, MessageRedriven]]
+
+
+@dataclass(frozen=True)
+class Redrive:
+    """One recorded redrive of a letter, and when it was stored."""
+
+    at: dt.datetime
+    event: MessageRedriven
+
+
+# Each redriven letter's id, with its redrives, first first. Inside the duplicate window a letter has
+# one; a `--force` past it records another.
+type Redrives = Mapping[str, list[Redrive]]
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ def listed(letter: Letter, redrives: Redrives) -> dict[str, object]:
         "service": rejected.service, "consumer": rejected.consumer, "subject": rejected.original_subject,
         "stream": rejected.stream, "stream_seq": rejected.stream_sequence, "deliveries": rejected.deliveries,
         "reason": rejected.reason, "redriven": letter.event_id in redrives,
+        "redriven_at": [redrive.at.isoformat() for redrive in redrives.get(letter.event_id, [])],
     }
 
 
@@ -95,7 +107,7 @@ def plan_redrive(chosen: Sequence[Letter], redrives: Redrives, force: bool) -> R
     if force:
         return RedrivePlan(unique, [])
     return RedrivePlan([x for x in unique if x.event_id not in redrives],
-                       [(x, redrives[x.event_id][0]) for x in unique if x.event_id in redrives])
+                       [(x, redrives[x.event_id][0].at) for x in unique if x.event_id in redrives])
 
 
 def republish_of(letter: Letter, body: bytes) -> Republish:
@@ -118,16 +130,18 @@ def redriven_event(letter: Letter, republished: Republish, sequence: int, by: st
     )
 
 
+def terminal_safe(text: str) -> str:
+    """`text` with every unprintable character but a newline escaped, so it cannot drive the terminal."""
+    # A rejected message is untrusted input: escape sequences or bidi overrides in it must show, not act.
+    return "".join(ch if ch == "\n" or ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def shown_body(body: bytes) -> str:
-    """A body as an operator can read it: indented JSON, text, or base64 for bytes that are neither."""
+    """A body as an operator can read it: indented JSON, or the bytes' repr when it is not JSON."""
     try:
-        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+        return terminal_safe(json.dumps(json.loads(body), indent=2, ensure_ascii=False))
     except (ValueError, UnicodeDecodeError):
-        pass
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(body).decode()
+        return repr(body)
 
 
 # --- NATS --------------------------------------------------------------------------------------------
@@ -141,12 +155,12 @@ async def read_letters(js: JetStreamContext) -> list[Letter]:
     return letters
 
 
-async def read_redrives(js: JetStreamContext) -> dict[str, tuple[dt.datetime, MessageRedriven]]:
+async def read_redrives(js: JetStreamContext) -> dict[str, list[Redrive]]:
     """Each redriven letter's id, with when and how it was redriven."""
-    redrives = {}
+    redrives: dict[str, list[Redrive]] = {}
     async for event in read_events(js, DEAD_LETTERS.name, subject=catalog.MESSAGE_REDRIVEN.subject):
         redriven = catalog.MESSAGE_REDRIVEN.decoder.decode(event.data)
-        redrives.setdefault(redriven.letter_id, (event.stored_at, redriven))
+        redrives.setdefault(redriven.letter_id, []).append(Redrive(event.stored_at, redriven))
     return redrives
 
 
@@ -168,12 +182,15 @@ class Redriven:
 async def redrive(js: JetStreamContext, letter: Letter, by: str, now: dt.datetime) -> Redriven:
     """Re-publish the original message, then record the redrive; a retry after a crash repeats neither."""
     republished = republish_of(letter, await original_body(js, letter))
-    ack = await js.publish(republished.subject, republished.body, headers=republished.headers)
+    # Expecting the original's stream: a subject since moved elsewhere fails loudly, it is not stored astray.
+    ack = await js.publish(republished.subject, republished.body, headers=republished.headers,
+                           stream=letter.rejected.stream)
     record = redriven_event(letter, republished, ack.seq, by)
     cause = Cause(letter.event_id, letter.headers.get(CORRELATION_ID) or letter.event_id,
                   letter.headers.get(TRACEPARENT, ""))
     envelope = envelope_for(record, producer=catalog.CLI, cause=cause, now=now)
-    await js.publish(catalog.MESSAGE_REDRIVEN.subject, catalog.encode(record.payload), headers=to_headers(envelope))
+    await js.publish(catalog.MESSAGE_REDRIVEN.subject, catalog.encode(record.payload), headers=to_headers(envelope),
+                     stream=DEAD_LETTERS.name)
     return Redriven(letter, ack.seq, bool(ack.duplicate))
 
 
@@ -191,7 +208,8 @@ async def print_letters(js: JetStreamContext, console: Console, service: str | N
     for row in rows:
         table.add_row(str(row["seq"]), str(row["at"])[:19], str(row["service"]), str(row["consumer"]),
                       f"{row['subject']} {row['stream']}#{row['stream_seq']}", str(row["deliveries"]),
-                      escape(truncated(str(row["reason"]))), "[green]yes[/]" if row["redriven"] else "no")
+                      escape(terminal_safe(truncated(str(row["reason"])))),
+                      "[green]yes[/]" if row["redriven"] else "no")
     console.print(table)
     console.print(f"{len(rows)} dead letters; `fleet dlq show SEQ` for one in full")
 
@@ -201,33 +219,39 @@ async def print_letter(js: JetStreamContext, console: Console, name: str) -> Non
     rejected, redrives = chosen.rejected, await read_redrives(js)
     console.print(f"[bold]dead letter {chosen.sequence}[/] ({chosen.event_id}) at {chosen.stored_at:%Y-%m-%d %H:%M:%S}")
     console.print(f"rejected by {rejected.service} ({rejected.consumer}) after {rejected.deliveries} deliveries")
-    console.print(f"[red]reason:[/] {escape(rejected.reason)}")
+    console.print(f"[red]reason:[/] {escape(terminal_safe(rejected.reason))}")
     console.print(f"original: {rejected.original_subject}, {rejected.stream}#{rejected.stream_sequence}")
     for header, value in sorted(rejected.original_headers.items()):
-        console.print(f"  {header}: {value}", markup=False)
+        console.print(terminal_safe(f"  {header}: {value}"), markup=False)
     if rejected.original_body_omitted:
-        console.print("[dim](body too large to inline in the letter: read from the original stream)[/]")
+        console.print("[dim](original_body_omitted: too large to inline in the letter, read from the original "
+                      "stream)[/]")
     console.print(shown_body(await original_body(js, chosen)), markup=False)
-    if (record := redrives.get(chosen.event_id)) is not None:
-        at, event = record
-        console.print(f"[green]redriven[/] at {at.isoformat()} by {event.redriven_by}: "
+    for redrive in redrives.get(chosen.event_id, []):
+        event = redrive.event
+        console.print(f"[green]redriven[/] at {redrive.at.isoformat()} by {escape(event.redriven_by)}: "
                       f"{event.original_subject} seq {event.republished_sequence} (id {event.republished_id})")
-    else:
+    if chosen.event_id not in redrives:
         console.print("not redriven")
 
 
 async def redrive_letters(js: JetStreamContext, console: Console, chosen: Callable[[list[Letter]], list[Letter]],
                           force: bool, confirm: Callable[[str], bool], by: str) -> None:
-    plan = plan_redrive(chosen(await read_letters(js)), await read_redrives(js), force)
+    redrives = await read_redrives(js)
+    plan = plan_redrive(chosen(await read_letters(js)), redrives, force)
     for letter, at in plan.skipped:
         console.print(f"letter {letter.sequence}: already redriven at {at.isoformat()}; skipped "
-                      "(--force re-publishes it, under the same id)")
+                      "(--force re-publishes it under the same id, which JetStream drops as a duplicate "
+                      "inside the stream's duplicate window)")
     if not plan.todo:
         console.print("nothing to redrive")
         return
     for letter in plan.todo:
         console.print(f"letter {letter.sequence}: {letter.rejected.original_subject} "
-                      f"({escape(truncated(letter.rejected.reason, 60))})")
+                      f"({escape(terminal_safe(truncated(letter.rejected.reason, 60)))})")
+    if again := [letter.sequence for letter in plan.todo if letter.event_id in redrives]:
+        console.print(f"--force: letters {again} were redriven before; they are re-published under the same id, "
+                      "so inside the stream's duplicate window JetStream keeps the earlier copy and stores nothing")
     if not confirm(f"redrive {len(plan.todo)} letters?"):
         raise ValueError("nothing redriven")
     now = dt.datetime.now(dt.UTC)

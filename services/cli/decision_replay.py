@@ -19,7 +19,7 @@ from rich.table import Table
 from contracts import catalog
 from contracts.events import Event
 from services.cli.stream_tools import read_events
-from services.collector.replay import INPUTS, RESULTS, Replay, replay
+from services.collector.replay import INPUTS, RESULTS, UNFINISHED, Decision, Replay, replay
 from streams.definitions import stream_for_subject
 
 SAME, DIFFERENT = "same winner", "DIFFERENT winner"
@@ -44,13 +44,20 @@ def report(deliberation_id: str, events: int, result: Replay) -> dict[str, objec
     }
 
 
+def shown_score(decision: Decision, agent: str) -> str:
+    """An agent's score, marked when a deterministic check disqualified its proposal."""
+    score = str(decision.scores.get(agent))
+    return score if decision.qualified.get(agent, True) else f"{score} (disqualified)"
+
+
 def comparison_rows(result: Replay) -> list[tuple[str, str, str]]:
-    """(what, recorded, recomputed), one row per score, then ranking, outcome, decided by and winner."""
+    """(what, recorded, recomputed): each score, the ranking, the candidates, outcome, who decided, the winner."""
     before, after = result.recorded, result.recomputed
-    rows = [(f"score of {agent}", str(before.scores.get(agent)), str(after.scores.get(agent)))
+    rows = [(f"score of {agent}", shown_score(before, agent), shown_score(after, agent))
             for agent in sorted(set(before.scores) | set(after.scores))]
     return rows + [
         ("ranking", ", ".join(before.ranking), ", ".join(after.ranking)),
+        ("architect chose among", ", ".join(before.candidates), ", ".join(after.candidates)),
         ("outcome", before.outcome, after.outcome),
         ("decided by", before.decided_by, after.decided_by),
         ("winner", str(before.winner), str(after.winner)),
@@ -60,17 +67,17 @@ def comparison_rows(result: Replay) -> list[tuple[str, str, str]]:
 async def recorded_events(js: JetStreamContext, deliberation_id: str) -> list[tuple[dt.datetime, Event]]:
     """The deliberation's inputs and results, with when each was stored."""
     found = []
-    for stream in STREAMS:
-        async for event in read_events(js, stream):
-            if event.subject not in SUBJECTS:
-                continue  # other events, and pending schedules (their subject is not the target's)
+    for subject in sorted(SUBJECTS):
+        stream = stream_for_subject(subject).name
+        async for event in read_events(js, stream, subject=subject):
             try:
-                payload = catalog.spec_for_subject(event.subject).decoder.decode(event.data)
+                payload = catalog.spec_for_subject(subject).decoder.decode(event.data)
             except msgspec.MsgspecError:
                 continue  # it broke its contract, so the collector never folded it either
             if payload.aggregate_id() == deliberation_id:
-                found.append((event.stored_at, payload))
-    return sorted(found, key=lambda item: item[0])
+                found.append(((event.stored_at, event.stream, event.sequence), payload))
+    # Stored time is the one order across streams; within a stream, ties keep the stream's order.
+    return [(stored_at, payload) for (stored_at, _, _), payload in sorted(found, key=lambda item: item[0])]
 
 
 async def print_decision_replay(
@@ -84,6 +91,9 @@ async def print_decision_replay(
         result = replay(events, [payload for _, payload in events])
     except LookupError as exc:
         raise ValueError(str(exc)) from None
+    if result.recorded.outcome == UNFINISHED:
+        raise ValueError(f"deliberation {deliberation_id!r} has no recorded result yet: there is no decision to "
+                         "compare (`fleet deliberation show` says where it is)")
     outcome.append(result.same_winner)
     if as_json:
         print(json.dumps(report(deliberation_id, len(events), result), indent=2))

@@ -273,7 +273,8 @@ def dlq_redrive(
     service: Annotated[str | None, typer.Option("--service", help="With --all: only this service's.")] = None,
     stream: Annotated[str | None, typer.Option("--stream", help="With --all: only this stream's.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Redrive letters already redriven too.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Redrive letters already redriven too (inside the stream's "
+                                        "duplicate window JetStream still drops the copy).")] = False,
     by: Annotated[str, typer.Option("--by", envvar="USER", help="Who redrives, for the record.")] = "operator",
 ) -> None:
     """Re-publish dead letters' original messages after a fix; a letter is redriven once unless --force."""

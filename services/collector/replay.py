@@ -31,9 +31,11 @@ class Decision:
     """What a deliberation decided, recorded or recomputed."""
 
     scores: dict[str, float | None]
+    qualified: dict[str, bool]  # False: a deterministic check disqualified the proposal
     ranking: list[str]
+    candidates: list[str]  # whom the architect was asked to choose from: the selection's input
     winner: str | None
-    outcome: str  # completed, failed or unfinished
+    outcome: str  # completed, failed or UNFINISHED
     reason: str = ""
     decided_by: str = ""  # the architect's id when its choice stood, else "ranking"
 
@@ -54,8 +56,14 @@ class Replay:
             before, after = self.recorded.scores.get(agent), self.recomputed.scores.get(agent)
             if before != after:
                 found.append(f"score of {agent}: recorded {before}, recomputed {after}")
+        for agent in sorted(set(self.recorded.qualified) | set(self.recomputed.qualified)):
+            before, after = self.recorded.qualified.get(agent), self.recomputed.qualified.get(agent)
+            if before != after:
+                found.append(f"{agent} qualified: recorded {before}, recomputed {after}")
         if self.recorded.ranking != self.recomputed.ranking:
             found.append(f"ranking: recorded {self.recorded.ranking}, recomputed {self.recomputed.ranking}")
+        if self.recorded.candidates != self.recomputed.candidates:
+            found.append(f"candidates: recorded {self.recorded.candidates}, recomputed {self.recomputed.candidates}")
         if self.recorded.decided_by != self.recomputed.decided_by:
             found.append(f"decided by: recorded {self.recorded.decided_by}, recomputed {self.recomputed.decided_by}")
         if not self.same_winner:
@@ -63,6 +71,8 @@ class Replay:
                          f"recomputed {self.recomputed.winner} ({self.recomputed.outcome})")
         return found
 
+
+UNFINISHED = "unfinished"  # no result recorded, or none recomputed
 
 # The inputs the collector folds, and the results it published, as recorded.
 INPUTS = (DeliberationStarted, DeadlinePassed, TurnCompleted, TurnFailed)
@@ -73,15 +83,17 @@ def decision_of(events: Sequence[Event]) -> Decision:
     """The decision the results among `events` state; the last of each kind counts."""
     scored = next((e for e in reversed(events) if isinstance(e, DeliberationScored)), None)
     scores = {s.agent_id: s.score for s in scored.scores} if scored else {}
+    qualified = {s.agent_id: s.qualified for s in scored.scores} if scored else {}
     result = next((e for e in reversed(events) if isinstance(e, DeliberationCompleted | DeliberationFailed)), None)
     decision = next((e for e in reversed(events) if isinstance(e, DecisionMade)), None)
+    candidates = list(decision.candidates) if decision else []
     if isinstance(result, DeliberationCompleted):
         decided_by = decision.decided_by if decision else result.decided_by
-        return Decision(scores, [r.agent_id for r in result.ranking], result.winner.agent_id, "completed",
-                        decided_by=decided_by)
+        return Decision(scores, qualified, [r.agent_id for r in result.ranking], candidates, result.winner.agent_id,
+                        "completed", decided_by=decided_by)
     if isinstance(result, DeliberationFailed):
-        return Decision(scores, [], None, "failed", result.reason)
-    return Decision(scores, [], None, "unfinished")
+        return Decision(scores, qualified, [], candidates, None, "failed", result.reason)
+    return Decision(scores, qualified, [], candidates, None, UNFINISHED)
 
 
 def replay(inputs: Sequence[tuple[dt.datetime, Event]], recorded: Sequence[Event]) -> Replay:

@@ -10,7 +10,7 @@ import pytest
 from contracts import catalog
 from contracts.envelope import AGGREGATE_ID, MSG_ID, PRODUCER, deterministic_id, to_headers
 from services.cli.dead_letters import REDRIVE_OF
-from services.mesh.deadletters import DeadLetter, dead_letter_event
+from services.mesh.deadletters import MAX_INLINE_BODY, DeadLetter, dead_letter_event
 from services.mesh.publishing import envelope_for
 from tests.integration.test_stream_tools import fleet
 from tests.support import read_stream
@@ -18,9 +18,11 @@ from tests.support import read_stream
 pytestmark = pytest.mark.integration
 
 
-async def dead_letter(js, unique: str) -> tuple[int, str]:
+APPROVAL = b'{"story_id": "s", "plan_id": "p", "approved_by": "x", "roles": ["DEVOPS"]}'
+
+
+async def dead_letter(js, unique: str, body: bytes = APPROVAL) -> tuple[int, str]:
     """An approval stored in PLANNING and rejected by planning, as the consumer would dead-letter it."""
-    body = b'{"story_id": "s", "plan_id": "p", "approved_by": "x", "roles": ["DEVOPS"]}'
     headers = {MSG_ID: f"orig-{unique}", "Fleet-Correlation-Id": f"chain-{unique}"}
     stored = await js.publish(catalog.PLAN_APPROVED.subject, body, headers=headers)
     outgoing, cause = dead_letter_event(DeadLetter(
@@ -101,3 +103,31 @@ async def test_redriving_every_letter_of_a_service_skips_the_ones_already_redriv
     assert f"letter {done}: already redriven at" in out and f"redriven letter {fresh} to" in out
     republished = [(m.headers or {}).get(REDRIVE_OF) for m in await read_stream(js, catalog.PLAN_APPROVED.subject)]
     assert republished.count(done_id) == 1 and republished.count(fresh_id) == 1
+
+
+async def test_a_body_too_large_for_the_letter_is_shown_and_redriven_from_the_original_stream(
+        js, nats_url, tmp_path, unique):
+    large = b"x" * (MAX_INLINE_BODY + 1)
+    sequence, letter_id = await dead_letter(js, unique, body=large)
+
+    code, shown = await fleet(nats_url, tmp_path, "dlq", "show", str(sequence))
+    redriven = await fleet(nats_url, tmp_path, "dlq", "redrive", str(sequence), "--yes")
+
+    assert code == 0 and "original_body_omitted" in shown and "b'xxxx" in shown, shown[:2000]
+    assert redriven[0] == 0, redriven[1]
+    [republished] = [m for m in await read_stream(js, catalog.PLAN_APPROVED.subject)
+                     if (m.headers or {}).get(REDRIVE_OF) == letter_id]
+    assert republished.data == large
+
+
+async def test_a_letter_shows_its_redrive_with_who_and_where_the_copy_was_stored(js, nats_url, tmp_path, unique):
+    sequence, letter_id = await dead_letter(js, unique, body=b"not json \x1b[2J")
+
+    await fleet(nats_url, tmp_path, "dlq", "redrive", str(sequence), "--yes", "--by", "carol")
+    code, shown = await fleet(nats_url, tmp_path, "dlq", "show", letter_id)
+
+    [republished] = [m for m in await read_stream(js, catalog.PLAN_APPROVED.subject)
+                     if (m.headers or {}).get(REDRIVE_OF) == letter_id]
+    assert code == 0 and "b'not json \\x1b[2J'" in shown and "\x1b" not in shown, shown
+    assert f"by carol: {catalog.PLAN_APPROVED.subject} seq {republished.metadata.sequence.stream}" in shown
+    assert "not redriven" not in shown

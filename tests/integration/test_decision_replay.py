@@ -12,7 +12,7 @@ from contracts.envelope import MSG_ID
 from contracts.events import DeliberationCompleted, Event
 from services.collector.replay import INPUTS, RESULTS
 from tests.integration.test_stream_tools import fleet
-from tests.unit.test_collector import recorded_deliberation
+from tests.unit.test_collector import recorded_deliberation, verdict, with_judge_verdict
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +25,13 @@ def renamed(event: Event, deliberation_id: str) -> Event:
     return msgspec.structs.replace(event, deliberation_id=deliberation_id)
 
 
-async def record(js, unique: str, tamper=lambda event: event) -> str:
-    """Store a whole deliberation's inputs, then its results, as the services would have."""
+async def record(js, unique: str, tamper=lambda event: event, architect_answers: bool = True,
+                 tamper_inputs=lambda inputs: inputs) -> str:
+    """Store a whole deliberation's inputs, then its results (those `tamper` keeps), as the services would have."""
     deliberation_id = f"d-{unique}"
-    inputs, published = recorded_deliberation()
-    events = [e for _, e in inputs if isinstance(e, INPUTS)] + [tamper(e) for e in published if isinstance(e, RESULTS)]
+    inputs, published = recorded_deliberation(architect_answers)
+    results = [tamper(e) for e in published if isinstance(e, RESULTS)]
+    events = [e for _, e in tamper_inputs(inputs) if isinstance(e, INPUTS)] + [e for e in results if e is not None]
     for index, event in enumerate(events):
         event = renamed(event, deliberation_id)
         await js.publish(catalog.spec_for_payload(event).subject, catalog.encode(event),
@@ -70,3 +72,28 @@ async def test_an_unknown_deliberation_or_a_replay_without_dry_run_is_an_error(n
 
     code, out = await fleet(nats_url, tmp_path, "deliberation", "replay", f"nope-{unique}")
     assert code == 1 and "only --dry-run exists" in out
+
+
+async def test_a_deliberation_with_no_recorded_result_yet_has_nothing_to_compare(js, nats_url, tmp_path, unique):
+    deliberation_id = await record(js, unique, tamper=lambda event: None)
+
+    code, out = await fleet(nats_url, tmp_path, "deliberation", "replay", deliberation_id, "--dry-run")
+
+    assert code == 1 and "has no recorded result yet" in out, out
+
+
+async def test_a_tampered_recorded_judge_score_replays_to_a_different_winner_and_exits_2(js, nats_url, tmp_path,
+                                                                                        unique):
+    _, published = recorded_deliberation(architect_answers=False)
+    [completed] = [e for e in published if isinstance(e, DeliberationCompleted)]
+    winner = completed.winner.agent_id
+
+    deliberation_id = await record(js, unique, architect_answers=False,
+                                   tamper_inputs=lambda inputs: with_judge_verdict(inputs, winner, verdict(0, 0)))
+    code, out = await fleet(nats_url, tmp_path, "deliberation", "replay", deliberation_id, "--dry-run", "--json")
+
+    assert code == 2, out
+    replayed = json.loads(out)
+    assert replayed["verdict"] == "DIFFERENT winner" and replayed["recorded"]["winner"] == winner
+    assert replayed["recomputed"]["scores"][winner] == 0.0 != replayed["recorded"]["scores"][winner]
+    assert replayed["recomputed"]["winner"] != winner

@@ -9,6 +9,7 @@ from contracts.events import MessageRejected
 from services.cli.dead_letters import (
     REDRIVE_OF,
     Letter,
+    Redrive,
     listed,
     matching,
     plan_redrive,
@@ -16,6 +17,7 @@ from services.cli.dead_letters import (
     republish_of,
     select,
     shown_body,
+    terminal_safe,
     truncated,
 )
 
@@ -68,14 +70,20 @@ def test_the_record_of_a_redrive_has_one_id_per_letter():
     assert first.payload.aggregate_id() == "letter-1" and first.payload.republished_sequence == 77
 
 
-def test_bodies_are_shown_as_json_text_or_base64():
-    assert shown_body(b'{"a":1}') == '{\n  "a": 1\n}'
-    assert shown_body(b"plain") == "plain"
-    assert shown_body(b"\xff\xfe") == "base64://4="
+def test_a_json_body_is_indented_and_any_other_body_is_shown_as_its_bytes_repr():
+    assert shown_body('{"a":1,"b":"é"}'.encode()) == '{\n  "a": 1,\n  "b": "é"\n}'
+    assert shown_body(b"plain") == "b'plain'"
+    assert shown_body(b"\xff\xfe\x1b[2J") == "b'\\xff\\xfe\\x1b[2J'"
+
+
+def test_characters_that_could_drive_the_terminal_are_escaped_in_what_is_shown():
+    assert terminal_safe("line\nnext") == "line\nnext"
+    assert terminal_safe("\x1b[31mred\u202e") == "\\u001b[31mred\\u202e"
+    assert shown_body('{"a": "\u009b2J"}'.encode()) == '{\n  "a": "\\u009b2J"\n}'
 
 
 def redrives_of(*letters: Letter) -> dict:
-    return {x.event_id: (T0, redriven_event(x, republish_of(x, b""), 1, "alice").payload) for x in letters}
+    return {x.event_id: [Redrive(T0, redriven_event(x, republish_of(x, b""), 1, "alice").payload)] for x in letters}
 
 
 def test_a_letter_already_redriven_is_skipped_with_when_unless_forced():
@@ -94,7 +102,7 @@ def test_a_listed_letter_names_where_the_original_sat_and_whether_it_was_redrive
     assert row == {
         "seq": 1, "id": "letter-1", "at": T0.isoformat(), "service": "planning", "consumer": "planning-x",
         "subject": "planning.plan.approved.v1", "stream": "PLANNING", "stream_seq": 41, "deliveries": 1,
-        "reason": "no council for role DEVOPS", "redriven": True,
+        "reason": "no council for role DEVOPS", "redriven": True, "redriven_at": [T0.isoformat()],
     }
     assert listed(letter(2), {})["redriven"] is False
 
