@@ -19,7 +19,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from contracts import catalog
-from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, deterministic_id, to_headers
+from contracts.envelope import (
+    CAUSATION_ID,
+    CORRELATION_ID,
+    MSG_ID,
+    TRACEPARENT,
+    deterministic_id,
+    to_headers,
+    traceparent_for,
+)
 from contracts.events import MessageRedriven, MessageRejected
 from services.cli.stream_tools import read_events
 from services.mesh.publishing import Cause, Outgoing, envelope_for
@@ -112,8 +120,14 @@ def plan_redrive(chosen: Sequence[Letter], redrives: Redrives, force: bool) -> R
 
 def republish_of(letter: Letter, body: bytes) -> Republish:
     """The original message again, under an id derived from the letter; its causal headers are kept."""
+    original = letter.rejected.original_headers
     # JetStream's own headers (de-duplication, expectations, schedules) belong to the first publish.
-    headers = {name: value for name, value in letter.rejected.original_headers.items() if not name.startswith("Nats-")}
+    headers = {name: value for name, value in original.items() if not name.startswith("Nats-")}
+    if original_id := original.get(MSG_ID):
+        # An ingress message may carry only its id, and the services default its chain from that id;
+        # pinned here, so the new id does not start another chain.
+        headers = {CORRELATION_ID: original_id, CAUSATION_ID: original_id,
+                   TRACEPARENT: traceparent_for(original_id)} | headers
     headers |= {MSG_ID: deterministic_id("redrive", letter.event_id), REDRIVE_OF: letter.event_id}
     return Republish(letter.rejected.original_subject, headers, body)
 

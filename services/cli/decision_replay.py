@@ -45,9 +45,10 @@ def report(deliberation_id: str, events: int, result: Replay) -> dict[str, objec
 
 
 def shown_score(decision: Decision, agent: str) -> str:
-    """An agent's score, marked when a deterministic check disqualified its proposal."""
-    score = str(decision.scores.get(agent))
-    return score if decision.qualified.get(agent, True) else f"{score} (disqualified)"
+    """An agent's score ("unscored" when the judge gave no verdict), marked when a check disqualified it."""
+    score = decision.scores.get(agent)
+    shown = "unscored" if score is None else str(score)
+    return shown if decision.qualified.get(agent, True) else f"{shown} (disqualified)"
 
 
 def comparison_rows(result: Replay) -> list[tuple[str, str, str]]:

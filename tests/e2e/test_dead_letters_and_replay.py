@@ -5,12 +5,13 @@ import json
 import pytest
 
 from contracts import catalog
-from contracts.envelope import MSG_ID
+from contracts.envelope import CORRELATION_ID, MSG_ID
 from contracts.events import CouncilCreated, CouncilDeleted, DeliberationCompleted, Role
+from services.cli.dead_letters import REDRIVE_OF
 from services.councils.domain import new_council
-from tests.e2e.flows import a_finished_deliberation, approval_for, approve, events_of, result_of
+from tests.e2e.flows import a_finished_deliberation, approval_for, approve, events_of, of, result_of
 from tests.e2e.test_stream_tools import fleet
-from tests.support import body_of, decode, wait_for
+from tests.support import body_of, decode, read_stream, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,8 +35,13 @@ async def test_an_approval_dead_lettered_for_want_of_a_council_is_redriven_after
 
     assert "redriven letter" in first and "already redriven" in second and "a duplicate" in forced
     assert isinstance(result, DeliberationCompleted), result
+    republished = [m for m in await read_stream(js, catalog.PLAN_APPROVED.subject)
+                   if (m.headers or {}).get(REDRIVE_OF) == letter.headers[MSG_ID]]
+    assert len(republished) == 1
     assert len(await events_of(js, catalog.DELIBERATION_STARTED.subject, deliberation)) == 1
-    assert len(await events_of(js, catalog.DELIBERATION_COMPLETED.subject, deliberation)) == 1
+    [completed] = [m for m in await read_stream(js, catalog.DELIBERATION_COMPLETED.subject) if of(deliberation)(m)]
+    # The redriven work stays in the chain of the approval that was first rejected.
+    assert completed.headers[CORRELATION_ID] == f"{approval.plan_id}-1"
     listed = json.loads(await fleet(stack, "dlq", "list", "--service", "planning", "--json", "--limit", "1000"))
     assert [x["redriven"] for x in listed if x["seq"] == letter.metadata.sequence.stream] == [True]
 

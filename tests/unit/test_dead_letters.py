@@ -2,9 +2,18 @@
 
 import datetime as dt
 
+import msgspec
 import pytest
 
-from contracts.envelope import CORRELATION_ID, MSG_ID, SCHEDULE, TRACEPARENT, deterministic_id
+from contracts.envelope import (
+    CAUSATION_ID,
+    CORRELATION_ID,
+    MSG_ID,
+    SCHEDULE,
+    TRACEPARENT,
+    deterministic_id,
+    traceparent_for,
+)
 from contracts.events import MessageRejected
 from services.cli.dead_letters import (
     REDRIVE_OF,
@@ -60,6 +69,17 @@ def test_a_redrive_republishes_the_original_under_an_id_derived_from_the_letter(
     assert republished.headers[CORRELATION_ID] == "chain-1" and TRACEPARENT in republished.headers
     assert SCHEDULE not in republished.headers
     assert republish_of(letter(1), b"").headers[MSG_ID] == republished.headers[MSG_ID]
+
+
+def test_a_redrive_of_an_original_that_carried_only_its_id_stays_in_the_originals_chain():
+    bare = letter(1)
+    bare = Letter(1, "letter-1", T0, {}, msgspec.structs.replace(bare.rejected, original_headers={MSG_ID: "orig-1"}))
+
+    headers = republish_of(bare, b"").headers
+
+    assert (headers[CORRELATION_ID], headers[CAUSATION_ID]) == ("orig-1", "orig-1")
+    assert headers[TRACEPARENT] == traceparent_for("orig-1")
+    assert headers[MSG_ID] == deterministic_id("redrive", "letter-1")
 
 
 def test_the_record_of_a_redrive_has_one_id_per_letter():
