@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, deterministic_id
+from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, deterministic_id, traceparent_for
 from contracts.events import MessageRejected
 from services.mesh.publishing import Cause, Outgoing
 
@@ -54,5 +54,6 @@ def _cause_of(letter: DeadLetter) -> Cause | None:
     return Cause(
         event_id=original_id,
         correlation_id=letter.headers.get(CORRELATION_ID) or original_id,
-        traceparent=letter.headers.get(TRACEPARENT, ""),
+        # The trace the services give a message that came without one, so the dead letter stays in it.
+        traceparent=letter.headers.get(TRACEPARENT) or traceparent_for(original_id),
     )

@@ -29,6 +29,8 @@ from services.cli.dead_letters import (
     terminal_safe,
     truncated,
 )
+from services.mesh.deadletters import DeadLetter, dead_letter_event
+from services.mesh.publishing import envelope_for
 
 T0 = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 
@@ -80,6 +82,18 @@ def test_a_redrive_of_an_original_that_carried_only_its_id_stays_in_the_original
     assert (headers[CORRELATION_ID], headers[CAUSATION_ID]) == ("orig-1", "orig-1")
     assert headers[TRACEPARENT] == traceparent_for("orig-1")
     assert headers[MSG_ID] == deterministic_id("redrive", "letter-1")
+
+
+def test_the_dead_letter_of_a_message_that_carried_only_its_id_is_in_the_trace_that_id_starts():
+    rejected = DeadLetter(service="planning", consumer="planning-plan-approvals", stream="PLANNING",
+                          stream_sequence=4, deliveries=1, subject="planning.plan.approved.v1",
+                          headers={MSG_ID: "orig-1"}, body=b"{}")
+
+    outgoing, cause = dead_letter_event(rejected, "no council for role DEVOPS")
+    envelope = envelope_for(outgoing, producer="planning", cause=cause, now=T0)
+
+    assert (envelope.correlation_id, envelope.causation_id) == ("orig-1", "orig-1")
+    assert envelope.traceparent.split("-")[1] == traceparent_for("orig-1").split("-")[1]
 
 
 def test_the_record_of_a_redrive_has_one_id_per_letter():
