@@ -29,12 +29,16 @@ async def nats_endpoints(tmp_path_factory):
         yield endpoints
 
 
-@pytest.fixture(scope="session")
-async def nats_url(nats_endpoints) -> str:
-    client = await nats.connect(nats_endpoints["nats_url"])
+async def with_streams(url: str) -> str:
+    client = await nats.connect(url)
     await apply_all(client.jetstream())
     await client.close()
-    return nats_endpoints["nats_url"]
+    return url
+
+
+@pytest.fixture(scope="session")
+async def nats_url(nats_endpoints) -> str:
+    return await with_streams(nats_endpoints["nats_url"])
 
 
 @pytest.fixture
@@ -42,6 +46,20 @@ async def js(nats_url):
     client = await nats.connect(nats_url)
     yield client.jetstream()
     await client.drain()
+
+
+@pytest.fixture
+async def empty_log(tmp_path):
+    """A NATS server of this test's own, streams declared and nothing in them, with a JetStream client.
+
+    For specs about a log that starts empty (seeding, reading every stream from its start), which
+    the shared server cannot give once other tests have published.
+    """
+    async with real_server(nats_container, nats_plan(tmp_path), tmp_path) as endpoints:
+        url = await with_streams(endpoints["nats_url"])
+        client = await nats.connect(url)
+        yield url, client.jetstream()
+        await client.drain()
 
 
 @pytest.fixture(scope="session")

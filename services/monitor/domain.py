@@ -1,11 +1,12 @@
 """What the dashboard shows, folded from the events it reads. Pure: no I/O.
 
 Only what the log says is shown. Consumer lag and the dead-letter count come from JetStream itself
-(see the poller in app.py) and are kept here as the poller last saw them, or why it could not.
+(see the poller in feed.py) and are kept here as the poller last saw them, or why it could not.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import statistics
 from collections import deque
@@ -70,7 +71,9 @@ class Source:
 class MonitorState:
     councils: dict[str, dict] = field(default_factory=dict)
     deliberations: dict[str, DeliberationRow] = field(default_factory=dict)
-    events: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    # The newest events by when they happened, oldest first: on start the readers deliver each
+    # stream's last hour at once, so arrival order would let old events push out new ones.
+    events: list[dict] = field(default_factory=list)
     latencies: dict[str, deque] = field(default_factory=dict)
     llm_failures: dict[str, int] = field(default_factory=dict)
     consumers: Source = field(default_factory=Source)
@@ -84,9 +87,10 @@ class MonitorState:
             return False
         self.positions[stream] = sequence
         at = format_time(envelope.occurred_at)
-        self.events.append({"at": at, "subject": subject, "stream": stream, "seq": sequence,
-                            "aggregate_id": envelope.aggregate_id, "producer": envelope.producer,
-                            "correlation_id": envelope.correlation_id})
+        bisect.insort(self.events, {"at": at, "subject": subject, "stream": stream, "seq": sequence,
+                                    "aggregate_id": envelope.aggregate_id, "producer": envelope.producer,
+                                    "correlation_id": envelope.correlation_id}, key=_event_order)
+        del self.events[:-RECENT_EVENTS]
         handler = _HANDLERS.get(type(payload))
         if handler is not None:
             handler(self, payload, at)
@@ -116,6 +120,10 @@ class MonitorState:
             "consumers": asdict(self.consumers),
             "dead_letters": asdict(self.dead_letters),
         }
+
+
+def _event_order(event: dict) -> tuple:
+    return event["at"], event["stream"], event["seq"]
 
 
 def _row_dict(row: DeliberationRow) -> dict:

@@ -15,7 +15,7 @@ from contracts import catalog
 from contracts.envelope import format_time
 from contracts.errors import ContractViolation
 from services.mesh.consuming import decode_incoming
-from services.monitor.domain import MonitorState
+from services.monitor.domain import MonitorState, Source
 from streams.definitions import CONFIG, CONSUMERS, DEAD_LETTERS, STREAMS
 
 log = logging.getLogger("fleet.monitor")
@@ -57,25 +57,32 @@ async def follow_streams(js: JetStreamContext, state: MonitorState, changed: Cal
 async def poll_jetstream(js: JetStreamContext, state: MonitorState, changed: Callable[[], None]) -> None:
     """Consumer lag and redeliveries, and the dead-letter count, every few seconds, or why not."""
     while True:
-        now = format_time(dt.datetime.now(dt.UTC))
-        try:
-            consumers = []
-            for spec in CONSUMERS:
-                info = await js.consumer_info(spec.stream, spec.durable)
-                consumers.append({"stream": spec.stream, "durable": spec.durable, "service": spec.service,
-                                  "pending": info.num_pending or 0, "ack_pending": info.num_ack_pending or 0,
-                                  "redelivered": info.num_redelivered or 0})
-            state.consumers.value, state.consumers.unavailable = consumers, None
-        except Exception as exc:  # noqa: BLE001 - shown on the page as the reason it is unavailable
-            state.consumers.unavailable = f"{type(exc).__name__}: {exc}"
-        state.consumers.read_at = now
-        try:
-            info = await js.stream_info(DEAD_LETTERS.name, subjects_filter=catalog.MESSAGE_REJECTED.subject)
-            subjects = info.state.subjects or {}
-            state.dead_letters.value = {"total": subjects.get(catalog.MESSAGE_REJECTED.subject, 0)}
-            state.dead_letters.unavailable = None
-        except Exception as exc:  # noqa: BLE001 - as above
-            state.dead_letters.unavailable = f"{type(exc).__name__}: {exc}"
-        state.dead_letters.read_at = now
+        consumers, dead_letters = await _read_consumers(js), await _read_dead_letters(js)
+        # Both at once: a page never shows one reading of this round beside one of the last.
+        state.consumers, state.dead_letters = consumers, dead_letters
         changed()
         await asyncio.sleep(POLL_EVERY_S)
+
+
+async def _read_consumers(js: JetStreamContext) -> Source:
+    now = format_time(dt.datetime.now(dt.UTC))
+    try:
+        consumers = []
+        for spec in CONSUMERS:
+            info = await js.consumer_info(spec.stream, spec.durable)
+            consumers.append({"stream": spec.stream, "durable": spec.durable, "service": spec.service,
+                              "pending": info.num_pending or 0, "ack_pending": info.num_ack_pending or 0,
+                              "redelivered": info.num_redelivered or 0})
+    except Exception as exc:  # noqa: BLE001 - shown on the page as the reason it is unavailable
+        return Source(unavailable=f"{type(exc).__name__}: {exc}", read_at=now)
+    return Source(value=consumers, unavailable=None, read_at=now)
+
+
+async def _read_dead_letters(js: JetStreamContext) -> Source:
+    now = format_time(dt.datetime.now(dt.UTC))
+    try:
+        info = await js.stream_info(DEAD_LETTERS.name, subjects_filter=catalog.MESSAGE_REJECTED.subject)
+    except Exception as exc:  # noqa: BLE001 - as above
+        return Source(unavailable=f"{type(exc).__name__}: {exc}", read_at=now)
+    subjects = info.state.subjects or {}
+    return Source(value={"total": subjects.get(catalog.MESSAGE_REJECTED.subject, 0)}, unavailable=None, read_at=now)

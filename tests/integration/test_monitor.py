@@ -34,7 +34,8 @@ async def state_when(port: int, ready, timeout_s: float = 20.0) -> dict:
     raise AssertionError(f"the monitor never showed it: {state}")
 
 
-async def test_the_monitor_shows_councils_deliberations_and_events_from_every_stream(js, nats_url, unique):
+async def test_the_monitor_shows_councils_deliberations_and_events_from_every_stream(empty_log, unique):
+    nats_url, js = empty_log
     port = free_port()
     council = new_council(Role.DATA, 2)
     async with running_service(SERVICE, nats_url, wire, monitor_port=port):

@@ -82,7 +82,8 @@ async def test_a_malformed_approval_is_dead_lettered_whole_and_the_service_keeps
     assert letter.headers[CAUSATION_ID] == f"bad-{unique}"
 
 
-async def test_default_councils_are_seeded_once_and_requests_carry_the_council_of_their_role(js, nats_url, unique):
+async def test_default_councils_are_seeded_once_and_requests_carry_the_council_of_their_role(empty_log, unique):
+    nats_url, js = empty_log
     async with running_service(SERVICE, nats_url, wire):
         pass
     async with running_service(SERVICE, nats_url, wire):

@@ -24,7 +24,7 @@ from contracts.events import (
     Winner,
 )
 from services.councils.domain import new_council
-from services.monitor.domain import FINISHED_KEPT, MonitorState
+from services.monitor.domain import FINISHED_KEPT, RECENT_EVENTS, MonitorState
 
 T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)
 REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV)
@@ -135,6 +135,20 @@ def test_an_event_read_twice_is_folded_once():
     assert not log.feed(requested(), 0, sequence=7)
 
     assert len(log.state.snapshot(T0, True)["events"]) == 1
+
+
+def test_live_events_are_the_newest_by_when_they_happened_whatever_order_the_streams_are_read_in():
+    log = Log()
+    log.feed(requested(), 3600, stream="PLANNING", sequence=1)
+    for second in range(RECENT_EVENTS + 5):  # another stream's older hour, delivered after
+        log.feed(advanced(Phase.PROPOSE), second, stream="ORCHESTRATION", sequence=second + 1)
+
+    shown = log.state.snapshot(T0, True)["events"]
+
+    assert len(shown) == RECENT_EVENTS
+    assert shown[0]["stream"] == "PLANNING", "the newest event comes first"
+    assert [e["at"] for e in shown] == sorted((e["at"] for e in shown), reverse=True)
+    assert shown[-1]["seq"] == 7, "the oldest were dropped"
 
 
 def test_what_jetstream_could_not_tell_is_shown_as_unavailable_with_the_reason():
