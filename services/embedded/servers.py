@@ -22,6 +22,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def port_or_free(wanted: int) -> int:
+    """`wanted` when nothing listens there yet, else (or for 0) any free port."""
+    if wanted:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", wanted))
+                return wanted
+            except OSError:
+                pass
+    return free_port()
+
+
 async def tcp_ready(port: int) -> bool:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -14,8 +14,17 @@ import nats
 
 from services.embedded import binaries
 from services.embedded.processes import ManagedProcess, Supervised
-from services.embedded.servers import ServerPlan, free_port, llm_plan, nats_plan, ray_plan, ray_temp_dir, redis_plan
-from services.mesh.settings import ENDPOINT_VARIABLES, ENDPOINTS_FILE
+from services.embedded.servers import (
+    ServerPlan,
+    free_port,
+    llm_plan,
+    nats_plan,
+    port_or_free,
+    ray_plan,
+    ray_temp_dir,
+    redis_plan,
+)
+from services.mesh.settings import ENDPOINT_VARIABLES, ENDPOINTS_FILE, Settings, port_from
 from streams.apply import Change, apply_all
 
 SERVICES = ("planning", "dispatch", "agents", "collector", "projection", "monitor")
@@ -112,7 +121,8 @@ class EmbeddedStack:
             self.endpoints.update({f"metrics_{name}": f"http://127.0.0.1:{port}/metrics"
                                    for name, port in self.metrics_ports.items()})
             if "monitor" in self._service_names:
-                self.monitor_port = free_port()
+                # The same address run after run, for a bookmark, unless that port is taken.
+                self.monitor_port = port_or_free(port_from(self._env, "FLEET_MONITOR_PORT", Settings.monitor_port))
                 self.endpoints["dashboard_url"] = f"http://127.0.0.1:{self.monitor_port}/"
             self._write_endpoints()
             await self._start_services()

@@ -99,7 +99,7 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     return value
 
 
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
+def port_from(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None:
         return default
@@ -144,6 +144,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         graph_user=env.get("FLEET_GRAPH_USER", Settings.graph_user),
         graph_password=_secret(env, "FLEET_GRAPH_PASSWORD"),
         context_timeout_s=_number(env, "FLEET_CONTEXT_TIMEOUT_S", float, Settings.context_timeout_s),
-        metrics_port=_port(env, "FLEET_METRICS_PORT", Settings.metrics_port),
-        monitor_port=_port(env, "FLEET_MONITOR_PORT", Settings.monitor_port),
+        metrics_port=port_from(env, "FLEET_METRICS_PORT", Settings.metrics_port),
+        monitor_port=port_from(env, "FLEET_MONITOR_PORT", Settings.monitor_port),
     )
