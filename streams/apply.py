@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext, api
@@ -18,7 +20,23 @@ class Change:
     details: str = ""
 
 
-def stream_config(spec: StreamSpec) -> api.StreamConfig:
+# How many copies of every stream and bucket a clustered NATS keeps (3 on a 3-node cluster). Unset, each
+# spec's own `replicas` holds, and the replicas of what already exists are left as they are, so an apply
+# run without it (an operator's laptop) never scales a clustered stream down.
+REPLICAS_VARIABLE = "FLEET_STREAM_REPLICAS"
+
+
+def replicas_from(env: Mapping[str, str]) -> int | None:
+    """The replicas asked for in `env`, or None; JetStream allows 1 to 5."""
+    raw = env.get(REPLICAS_VARIABLE, "")
+    if not raw:
+        return None
+    if raw not in {"1", "2", "3", "4", "5"}:
+        raise ValueError(f"{REPLICAS_VARIABLE}={raw!r} must be a number from 1 to 5 (3 on a 3-node NATS cluster)")
+    return int(raw)
+
+
+def stream_config(spec: StreamSpec, replicas: int | None = None) -> api.StreamConfig:
     return api.StreamConfig(
         name=spec.name,
         description=spec.description,
@@ -31,7 +49,7 @@ def stream_config(spec: StreamSpec) -> api.StreamConfig:
         max_bytes=spec.max_bytes,
         max_msg_size=spec.max_msg_size,
         duplicate_window=spec.duplicate_window_s,
-        num_replicas=spec.replicas,
+        num_replicas=spec.replicas if replicas is None else replicas,
         allow_direct=True,
         allow_msg_schedules=spec.schedules or None,
     )
@@ -51,12 +69,13 @@ def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
     )
 
 
-def bucket_config(spec: BucketSpec) -> api.KeyValueConfig:
+def bucket_config(spec: BucketSpec, replicas: int | None = None) -> api.KeyValueConfig:
     return api.KeyValueConfig(
         bucket=spec.bucket,
         description=spec.description,
         history=spec.history,
         storage=api.StorageType.FILE,
+        replicas=1 if replicas is None else replicas,
     )
 
 
@@ -75,14 +94,15 @@ def _differences(wanted: object, actual: object, fields: tuple[str, ...]) -> lis
     return changed
 
 
-async def apply_stream(js: JetStreamContext, spec: StreamSpec) -> Change:
-    wanted = stream_config(spec)
+async def apply_stream(js: JetStreamContext, spec: StreamSpec, replicas: int | None = None) -> Change:
+    wanted = stream_config(spec, replicas)
     try:
         info = await js.stream_info(spec.name)
     except NotFoundError:
         await js.add_stream(wanted)
         return Change("stream", spec.name, "created", ", ".join(spec.subjects))
-    changed = _differences(wanted, info.config, _STREAM_FIELDS)
+    fields = _STREAM_FIELDS if replicas is None else (*_STREAM_FIELDS, "num_replicas")
+    changed = _differences(wanted, info.config, fields)
     if not changed:
         return Change("stream", spec.name, "unchanged")
     await js.update_stream(wanted)
@@ -104,20 +124,26 @@ async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec) -> Change:
     return Change("consumer", spec.durable, "updated", "; ".join(changed))
 
 
-async def apply_bucket(js: JetStreamContext, spec: BucketSpec) -> Change:
+async def apply_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int | None = None) -> Change:
     try:
-        await js.stream_info(spec.stream_name)
+        info = await js.stream_info(spec.stream_name)
     except NotFoundError:
-        await js.create_key_value(bucket_config(spec))
+        await js.create_key_value(bucket_config(spec, replicas))
         return Change("bucket", spec.bucket, "created")
-    return Change("bucket", spec.bucket, "unchanged")
+    if replicas is None or info.config.num_replicas == replicas:
+        return Change("bucket", spec.bucket, "unchanged")
+    before, info.config.num_replicas = info.config.num_replicas, replicas
+    await js.update_stream(info.config)
+    return Change("bucket", spec.bucket, "updated", f"num_replicas: {before!r} -> {replicas!r}")
 
 
-async def apply_all(js: JetStreamContext) -> list[Change]:
-    """Streams first, then the consumers on them, then the buckets."""
-    changes = [await apply_stream(js, spec) for spec in STREAMS]
+async def apply_all(js: JetStreamContext, replicas: int | None = None) -> list[Change]:
+    """Streams first, then the consumers on them, then the buckets; replicas default to FLEET_STREAM_REPLICAS."""
+    if replicas is None:
+        replicas = replicas_from(os.environ)
+    changes = [await apply_stream(js, spec, replicas) for spec in STREAMS]
     changes += [await apply_consumer(js, spec) for spec in CONSUMERS]
-    changes += [await apply_bucket(js, spec) for spec in BUCKETS]
+    changes += [await apply_bucket(js, spec, replicas) for spec in BUCKETS]
     return changes
 
 
