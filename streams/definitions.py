@@ -49,6 +49,8 @@ class BucketSpec:
 
     bucket: str
     description: str
+    # The one service that reads and writes it.
+    service: str
     history: int = 1
 
     @property
@@ -136,10 +138,12 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
 DISPATCH_CLAIMS = BucketSpec(
     bucket="DISPATCH_CLAIMS",
     description="Which event first started each deliberation, so a duplicate never starts another.",
+    service=catalog.DISPATCH,
 )
 COLLECTOR_DELIBERATIONS = BucketSpec(
     bucket="COLLECTOR_DELIBERATIONS",
     description="The state of each deliberation, folded from its events, updated by compare-and-set.",
+    service=catalog.COLLECTOR,
 )
 
 BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS)

@@ -1,0 +1,158 @@
+"""Who may publish and subscribe to what on NATS: one user per service, least privilege.
+
+Derived from the catalog (who produces which event), the durables, buckets and read models declared
+in `streams/`, and the queries, so a new event or consumer changes the permissions with it. The
+same permissions serve `fleet up --auth` and the cluster (`k8s/base/nats/auth.conf`, generated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from contracts import catalog
+from contracts.queries import AGENT_CONTEXT, QUERIES
+from streams.definitions import (
+    BUCKETS,
+    CONFIG,
+    CONSUMERS,
+    DEAD_LETTERS,
+    PROJECTIONS,
+    STREAMS,
+    BucketSpec,
+    ConsumerSpec,
+    StreamSpec,
+    stream_for_subject,
+)
+
+MONITOR = "monitor"
+# Runs the provisioning Jobs: declares streams, durables and buckets, and seeds the default councils.
+PROVISIONER = "provisioner"
+# The `fleet` CLI in an operator's hands: reads everything, redrives dead letters, manages councils.
+OPERATOR = "operator"
+SERVICE_USERS = (catalog.PLANNING, catalog.DISPATCH, catalog.AGENTS, catalog.COLLECTOR, catalog.PROJECTION, MONITOR)
+USERS = (*SERVICE_USERS, PROVISIONER, OPERATOR)
+
+# Events stored through the JetStream scheduler, on a schedule subject of their stream, by their producer.
+SCHEDULED = (catalog.DEADLINE_PASSED,)
+# Reads by stream sequence (direct get), with no durable: the council directory.
+DIRECT_READERS: Mapping[str, tuple[StreamSpec, ...]] = {catalog.PLANNING: (CONFIG,)}
+# Asks the read models over request/reply; the projection answers.
+QUERY_ASKERS: Mapping[str, tuple[str, ...]] = {catalog.AGENTS: (AGENT_CONTEXT.subject,)}
+
+
+@dataclass(frozen=True)
+class Permissions:
+    user: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    # May reply to whoever asked it, and only to them, once per request.
+    allow_responses: bool = False
+
+
+def inbox_prefix(user: str) -> str:
+    """Each user's replies (PubAcks, pulled messages, query answers) come on inboxes only it may read."""
+    return f"_INBOX.{user}"
+
+
+def permissions_for(user: str) -> Permissions:
+    if user == OPERATOR:
+        return Permissions(user, publish=(">",), subscribe=(">",))
+    inbox = (f"{inbox_prefix(user)}.>",)
+    if user == PROVISIONER:
+        seeds = _produced_by(catalog.PLANNING, only=(catalog.COUNCIL_CREATED,))
+        return Permissions(user, publish=("$JS.API.>", *seeds), subscribe=inbox)
+    publish: list[str] = ["$JS.API.INFO", *_produced_by(user)]
+    publish += [subject for spec in CONSUMERS if spec.service == user for subject in _durable(spec)]
+    publish += [subject for spec in BUCKETS if spec.service == user for subject in _bucket(spec)]
+    publish += [subject for stream in DIRECT_READERS.get(user, ()) for subject in _direct_get(stream)]
+    publish += [subject for stream in _ordered_reads(user) for subject in _ordered_consumer(stream)]
+    publish += [spec.subject for spec in QUERIES if spec.subject in QUERY_ASKERS.get(user, ())]
+    if user == MONITOR:
+        publish += [f"$JS.API.CONSUMER.INFO.{spec.stream}.{spec.durable}" for spec in CONSUMERS]
+        publish += [f"$JS.API.STREAM.INFO.{DEAD_LETTERS.name}"]
+    subscribe = list(inbox)
+    answers = user == catalog.PROJECTION
+    if answers:
+        subscribe += [spec.subject for spec in QUERIES]
+    return Permissions(user, publish=_unique(publish), subscribe=_unique(subscribe), allow_responses=answers)
+
+
+def _produced_by(user: str, only: Iterable[catalog.EventSpec] | None = None) -> list[str]:
+    """The subjects of the events `user` publishes; every service but the read-only monitor dead-letters."""
+    events = catalog.EVENTS if only is None else tuple(only)
+    subjects = []
+    for spec in events:
+        if user in spec.producers or (catalog.ANY_SERVICE in spec.producers and user not in (MONITOR, PROVISIONER)):
+            subjects.append(spec.subject)
+        if spec in SCHEDULED and user in spec.producers:
+            stream = stream_for_subject(spec.subject).name
+            # The schedule of each aggregate, and removing it when the aggregate is done.
+            subjects += [f"{spec.subject.split('.', 1)[0]}.schedule.*", f"$JS.API.STREAM.PURGE.{stream}"]
+    return subjects
+
+
+def _durable(spec: ConsumerSpec) -> list[str]:
+    return [f"$JS.API.STREAM.INFO.{spec.stream}", f"$JS.API.CONSUMER.INFO.{spec.stream}.{spec.durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}", f"$JS.ACK.{spec.stream}.{spec.durable}.>"]
+
+
+def _bucket(spec: BucketSpec) -> list[str]:
+    return [f"$KV.{spec.bucket}.>", *_direct_get(StreamSpec(spec.stream_name, (), ""))]
+
+
+def _direct_get(stream: StreamSpec) -> list[str]:
+    return [f"$JS.API.STREAM.INFO.{stream.name}", f"$JS.API.STREAM.MSG.GET.{stream.name}",
+            f"$JS.API.DIRECT.GET.{stream.name}", f"$JS.API.DIRECT.GET.{stream.name}.>"]
+
+
+def _ordered_reads(user: str) -> list[StreamSpec]:
+    if user == MONITOR:
+        return list(STREAMS)
+    return [stream for projection in PROJECTIONS if projection.service == user for stream in projection.streams]
+
+
+def _ordered_consumer(stream: StreamSpec) -> list[str]:
+    """An ordered consumer: created (and re-created after a gap) by the client, flow-controlled."""
+    return [f"$JS.API.STREAM.INFO.{stream.name}", f"$JS.API.CONSUMER.CREATE.{stream.name}",
+            f"$JS.API.CONSUMER.CREATE.{stream.name}.>", f"$JS.API.CONSUMER.INFO.{stream.name}.*",
+            f"$JS.API.CONSUMER.DELETE.{stream.name}.*", f"$JS.FC.{stream.name}.>"]
+
+
+def _unique(subjects: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(subjects))
+
+
+def password_variable(user: str) -> str:
+    """The environment variable the NATS server reads `user`'s password from, in the cluster."""
+    return f"NATS_PASSWORD_{user.upper()}"
+
+
+def authorization(passwords: Mapping[str, str] | None = None) -> str:
+    """A nats-server `authorization` block for every user.
+
+    With `passwords`, they are written in (the embedded server's private file); without, each is
+    `$NATS_PASSWORD_<USER>`, which the server reads from its environment (a Secret in the cluster).
+    """
+    lines = ["# Generated from the catalog and streams/ by `fleet nats auth`: do not edit.", "authorization {",
+             "  users: ["]
+    for user in USERS:
+        allowed = permissions_for(user)
+        secret = _quoted(passwords[user]) if passwords is not None else f"${password_variable(user)}"
+        lines += [f"    {{user: {_quoted(user)}, password: {secret}, permissions: {{",
+                  f"      publish: {{allow: {_list(allowed.publish)}}},",
+                  f"      subscribe: {{allow: {_list(allowed.subscribe)}}}"]
+        if allowed.allow_responses:
+            lines[-1] += ","
+            lines.append("      allow_responses: true")
+        lines.append("    }},")
+    lines += ["  ]", "}", ""]
+    return "\n".join(lines)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _list(subjects: Iterable[str]) -> str:
+    return "[" + ", ".join(_quoted(subject) for subject in subjects) + "]"
