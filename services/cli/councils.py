@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts.events import Council, Role
-from services.councils.directory import CouncilDirectory, created, deleted
+from services.councils.directory import CouncilDirectory, created, deleted, seed_default_councils
 from services.mesh.publishing import EventPublisher
 from services.mesh.runtime import new_broker
 from services.mesh.settings import load_settings
@@ -50,5 +50,14 @@ async def delete_council(role: Role, by: str) -> None:
         if role not in await directory.councils():
             raise CouncilCommandError(f"{role.value} has no council")
         await publisher.publish(deleted(role, by, revision=await directory.revision()))
+    finally:
+        await broker.stop()
+
+
+async def seed_councils(by: str) -> bool:
+    """The default councils, if no council was ever configured; False when there was one."""
+    broker, directory, publisher = await _session()
+    try:
+        return await seed_default_councils(directory, publisher, by=by)
     finally:
         await broker.stop()

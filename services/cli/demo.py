@@ -9,7 +9,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import msgspec
-import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from rich.console import Console, Group
 from rich.live import Live
@@ -30,6 +29,8 @@ from contracts.events import (
     TurnCompleted,
     TurnFailed,
 )
+from services.mesh.runtime import connect
+from services.mesh.settings import Settings
 from services.planning.domain import deliberation_id
 
 FOLLOWED = (
@@ -127,7 +128,7 @@ def apply_event(progress: Progress, subject: str, data: bytes) -> None:
         row.result = event
 
 
-async def run_demo(nats_url: str, console: Console, timeout_s: float = 900.0) -> Progress:
+async def run_demo(settings: Settings, console: Console, timeout_s: float = 900.0) -> Progress:
     """Publish a sample approval and follow its causal chain until every deliberation has a result."""
     approval = sample_approval()
     event_id = str(uuid.uuid4())
@@ -137,7 +138,7 @@ async def run_demo(nats_url: str, console: Console, timeout_s: float = 900.0) ->
             key = deliberation_id(approval.story_id, approval.plan_id, task.task_id, role)
             progress.rows[key] = Row(task.task_id, role.value)
     updated = asyncio.Event()
-    client = await nats.connect(nats_url)
+    client = await connect(settings)
     js = client.jetstream()
 
     async def follow(message) -> None:
@@ -202,13 +203,13 @@ def print_winners(progress: Progress, console: Console) -> None:
 FINISHED = ("COMPLETED", "FAILED", "TIMED_OUT")
 
 
-async def print_story(nats_url: str, story_id: str, console: Console, timeout_s: float = 30.0) -> None:
+async def print_story(settings: Settings, story_id: str, console: Console, timeout_s: float = 30.0) -> None:
     """The story as the graph read model shows it, once the projection has caught up with the results."""
     from contracts.queries import SHOW_STORY, ShowStory
     from services.cli.read_models import story_tree
     from services.mesh.queries import QueryFailed, ask
 
-    client = await nats.connect(nats_url)
+    client = await connect(settings)
     deadline = time.monotonic() + timeout_s
     try:
         while True:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,8 @@ projections_app = typer.Typer(help="The read models (graph and key-value), folde
 app.add_typer(projections_app, name="projections")
 dlq_app = typer.Typer(help="Dead letters: what was rejected and why, and re-publishing it after a fix.")
 app.add_typer(dlq_app, name="dlq")
+nats_app = typer.Typer(help="NATS users and their permissions, derived from the catalog and streams/.")
+app.add_typer(nats_app, name="nats")
 console = Console()
 
 DataDir = Annotated[
@@ -59,10 +62,10 @@ def _run_until_signalled(main) -> None:
     asyncio.run(guarded())
 
 
-async def _up(data_dir: Path) -> None:
+async def _up(data_dir: Path, auth: bool) -> None:
     from services.embedded.stack import EmbeddedStack
 
-    stack = EmbeddedStack(data_dir, report=lambda line: console.print(f"[dim]{line}[/]"))
+    stack = EmbeddedStack(data_dir, report=lambda line: console.print(f"[dim]{line}[/]"), auth=auth)
     try:
         with console.status("starting the embedded mesh..."):
             endpoints = await stack.start()
@@ -78,13 +81,18 @@ async def _up(data_dir: Path) -> None:
 
 
 @app.command()
-def up(data_dir: DataDir = Path(DEFAULT_DATA_DIR)) -> None:
+def up(
+    data_dir: DataDir = Path(DEFAULT_DATA_DIR),
+    auth: Annotated[bool, typer.Option(
+        "--auth", help="Each service connects to NATS as its own user, with the least-privilege permissions it "
+        "has in a cluster; the fleet CLI connects as the operator.")] = False,
+) -> None:
     """Start NATS, Redis+FalkorDB, llama.cpp and Ray (unless external), then every service."""
     from services.embedded.stack import StackAlreadyRunning
 
     try:
-        _run_until_signalled(_up(data_dir))
-    except StackAlreadyRunning as exc:
+        _run_until_signalled(_up(data_dir, auth))
+    except (StackAlreadyRunning, SettingsError) as exc:
         _fail(str(exc))
 
 
@@ -100,9 +108,12 @@ async def _demo(data_dir: Path, timeout_s: float) -> None:
         with console.status("starting the embedded mesh (first start takes about 15s)..."):
             endpoints = await stack.start()
     try:
-        progress = await run_demo(endpoints["nats_url"], console, timeout_s=timeout_s)
+        # The mesh's own NATS and, under `fleet up --auth`, the operator's credentials it wrote down.
+        settings = load_settings({**os.environ, "FLEET_DATA_DIR": str(data_dir),
+                                  "FLEET_NATS_URL": endpoints["nats_url"]})
+        progress = await run_demo(settings, console, timeout_s=timeout_s)
         print_winners(progress, console)
-        await print_story(endpoints["nats_url"], progress.story_id, console)
+        await print_story(settings, progress.story_id, console)
     finally:
         if stack is not None:
             with console.status("stopping the embedded mesh..."):
@@ -144,12 +155,10 @@ def endpoints(
 
 
 async def _apply_streams() -> None:
-    import nats
-
+    from services.mesh.runtime import connect
     from streams.apply import apply_all
 
-    settings = load_settings()
-    client = await nats.connect(settings.nats_url)
+    client = await connect(load_settings())
     try:
         changes = await apply_all(client.jetstream())
     finally:
@@ -172,12 +181,12 @@ def streams_apply() -> None:
 
 def _with_nats(main) -> None:
     """Run `main(js)` against the mesh's NATS, failing with a clear message when it cannot be reached."""
-    import nats
+    from services.mesh.runtime import connect
 
     async def connected() -> None:
         settings = load_settings()
         try:
-            client = await nats.connect(settings.nats_url, max_reconnect_attempts=0, connect_timeout=5)
+            client = await connect(settings, max_reconnect_attempts=0, connect_timeout=5)
         except Exception as exc:  # noqa: BLE001 - whatever the client raised, the fix is the same
             raise SettingsError(f"cannot reach NATS at {settings.nats_url}: {exc}; is `fleet up` running?") from exc
         try:
@@ -317,6 +326,23 @@ def _asyncapi_text() -> str:
     return json.dumps(asyncapi_document(), indent=2, sort_keys=True) + "\n"
 
 
+@nats_app.command("auth")
+def nats_auth(
+    out: Annotated[Path | None, typer.Option(help="Write it here instead of printing it.")] = None,
+) -> None:
+    """The nats-server users block: one user per service with least-privilege permissions from the catalog.
+
+    Each password is read from the server's environment (NATS_PASSWORD_<USER>), never written here.
+    """
+    from streams.permissions import authorization
+
+    if out is None:
+        print(authorization(), end="")
+        return
+    out.write_text(authorization())
+    console.print(f"wrote the NATS users and permissions to {out}")
+
+
 @contracts_app.command("asyncapi")
 def contracts_asyncapi() -> None:
     """Print the AsyncAPI 3.0 document of every subject, built from contracts/ (also written by `export`)."""
@@ -407,6 +433,25 @@ def council_delete(
     chosen = _role(role)
     _council_command(delete_council(chosen, by))
     console.print(f"[yellow]deleted[/] the {chosen.value} council")
+
+
+@council_app.command("seed")
+def council_seed(
+    by: Annotated[str, typer.Option(help="Who is seeding, for the record.")] = "provisioner",
+) -> None:
+    """Publish the default councils (5 roles x 3 agents) unless a council was ever configured. Safe to re-run."""
+    from services.cli.councils import seed_councils
+
+    seeded = []
+
+    async def seed() -> None:
+        seeded.append(await seed_councils(by))
+
+    _council_command(seed())
+    if seeded[0]:
+        console.print("[green]seeded[/] the default councils: DEV, QA, ARCHITECT, DEVOPS, DATA, 3 agents each")
+    else:
+        console.print("councils were configured before: nothing seeded")
 
 
 def _ask(spec, request):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import nats
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
@@ -12,6 +11,7 @@ from rich.tree import Tree
 from contracts import queries
 from contracts.queries import DeliberationList, DeliberationView, StoryView
 from services.mesh.queries import ask
+from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
 from services.projection.app import projectors
 from services.projection.projector import Progress
@@ -21,7 +21,7 @@ STATUS_COLOURS = {"COMPLETED": "green", "FAILED": "red", "TIMED_OUT": "red", "IN
 
 
 async def query(spec: queries.QuerySpec, request):
-    client = await nats.connect(load_settings().nats_url, max_reconnect_attempts=2)
+    client = await connect(load_settings(), max_reconnect_attempts=2)
     try:
         return await ask(client, spec, request)
     finally:
@@ -124,7 +124,7 @@ async def rebuild_projections(names: list[str], console: Console, in_place: bool
     """Rebuild each named projection from sequence 0, printing progress and the rate as it goes."""
     settings = load_settings()
     chosen = [p for p in projectors(settings) if p.spec.name in names]
-    client = await nats.connect(settings.nats_url, max_reconnect_attempts=2)
+    client = await connect(settings, max_reconnect_attempts=2)
     results = []
     try:
         for projector in chosen:

@@ -84,12 +84,14 @@ class ServerPlan:
         raise RuntimeError(f"{self.name} was not ready within {self.startup_timeout_s:.0f}s")
 
 
-def nats_plan(data_dir: Path) -> ServerPlan:
+def nats_plan(data_dir: Path, auth_config: Path | None = None) -> ServerPlan:
+    """nats-server with JetStream; with `auth_config`, its users and their permissions too."""
     port, monitor = free_port(), free_port()
     store = data_dir / "nats"
+    config = ["-c", str(auth_config)] if auth_config is not None else []
     return ServerPlan(
         name="nats",
-        argv=[str(binaries.nats_server()), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port),
+        argv=[str(binaries.nats_server()), *config, "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port),
               "-m", str(monitor), "-n", "fleet-embedded"],
         endpoints={"nats_url": f"nats://127.0.0.1:{port}", "nats_monitor_url": f"http://127.0.0.1:{monitor}"},
         port=port,

@@ -7,10 +7,9 @@ import datetime as dt
 import fcntl
 import json
 import os
+import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
-
-import nats
 
 from services.embedded import binaries
 from services.embedded.processes import ManagedProcess, Supervised
@@ -24,8 +23,17 @@ from services.embedded.servers import (
     ray_temp_dir,
     redis_plan,
 )
-from services.mesh.settings import ENDPOINT_VARIABLES, ENDPOINTS_FILE, Settings, port_from
+from services.mesh.runtime import connect
+from services.mesh.settings import (
+    ENDPOINT_VARIABLES,
+    ENDPOINTS_FILE,
+    Settings,
+    SettingsError,
+    load_settings,
+    port_from,
+)
 from streams.apply import Change, apply_all
+from streams.permissions import OPERATOR, PROVISIONER, USERS, authorization
 
 SERVICES = ("planning", "dispatch", "agents", "collector", "projection", "monitor")
 LOCK_FILE = "fleet.lock"
@@ -38,6 +46,14 @@ EMBEDDED_AGENT_CONCURRENCY = "2"
 
 class StackAlreadyRunning(RuntimeError):
     pass
+
+
+def write_private(path: Path, text: str) -> Path:
+    """A file only this user can read, written whole before anyone may open it."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(text)
+    return path
 
 
 def is_running(data_dir: Path) -> bool:
@@ -58,11 +74,13 @@ def external_endpoints(env: Mapping[str, str]) -> dict[str, str]:
     return {key: env[var] for var, key in ENDPOINT_VARIABLES.items() if env.get(var)}
 
 
-def plans_for(data_dir: Path, external: Mapping[str, str], cpus: int) -> list[ServerPlan]:
+def plans_for(
+    data_dir: Path, external: Mapping[str, str], cpus: int, nats_auth: Path | None = None
+) -> list[ServerPlan]:
     """Only what the environment did not point elsewhere."""
     plans = []
     if "nats_url" not in external:
-        plans.append(nats_plan(data_dir))
+        plans.append(nats_plan(data_dir, nats_auth))
     if not {"valkey_url", "graph_uri"} <= external.keys():
         plans.append(redis_plan(data_dir))
     if "llm_base_url" not in external:
@@ -81,6 +99,7 @@ class EmbeddedStack:
         report: Callable[[str], None] = print,
         service_env: Mapping[str, str] | None = None,
         services: tuple[str, ...] = SERVICES,
+        auth: bool = False,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self._env = dict(os.environ if env is None else env)
@@ -94,6 +113,9 @@ class EmbeddedStack:
         self.monitor_port: int | None = None
         self.stream_changes: list[Change] = []
         self._lock_handle = None
+        # With auth, every service connects as its own NATS user, with the permissions it has in a cluster.
+        self.auth = auth
+        self._password_files: dict[str, Path] = {}
 
     @property
     def logs_dir(self) -> Path:
@@ -136,7 +158,8 @@ class EmbeddedStack:
         for key, value in external.items():
             self._report(f"external {key}: {value} (not started)")
         self.endpoints = dict(external)
-        plans = plans_for(self.data_dir, external, cpus=os.cpu_count() or 2)
+        nats_auth = self._write_nats_users(external) if self.auth else None
+        plans = plans_for(self.data_dir, external, cpus=os.cpu_count() or 2, nats_auth=nats_auth)
         for plan in plans:
             process = ManagedProcess(
                 plan.name, plan.argv, self.logs_dir / f"{plan.name}.log", env=self._server_env(),
@@ -155,6 +178,27 @@ class EmbeddedStack:
 
         await asyncio.gather(*(ready(plan, process) for plan, process in zip(plans, self._servers, strict=True)))
 
+    def _write_nats_users(self, external: Mapping[str, str]) -> Path:
+        """Fresh passwords for every user, readable by this user only, and the server's users file."""
+        if "nats_url" in external:
+            raise SettingsError(
+                "--auth sets up the users of the embedded NATS; FLEET_NATS_URL points at another server, "
+                "whose users are its own (see k8s/base/nats/auth.conf)"
+            )
+        folder = self.data_dir / "secrets"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        passwords = {user: secrets.token_urlsafe(24) for user in USERS}
+        for user, password in passwords.items():
+            self._password_files[user] = write_private(folder / f"nats-{user}.password", password)
+        self.endpoints.update(nats_user=OPERATOR, nats_password_file=str(self._password_files[OPERATOR]))
+        self._report(f"NATS users with least-privilege permissions: {', '.join(USERS)} (passwords in {folder})")
+        return write_private(folder / "nats-auth.conf", authorization(passwords))
+
+    def _nats_credentials(self, user: str) -> dict[str, str]:
+        if not self.auth:
+            return {}
+        return {"FLEET_NATS_USER": user, "FLEET_NATS_PASSWORD_FILE": str(self._password_files[user])}
+
     def _server_env(self) -> dict[str, str]:
         env = dict(self._env)
         # Passive OpenMP waits: llama.cpp's threads otherwise spin for a core the mesh also needs.
@@ -166,7 +210,9 @@ class EmbeddedStack:
         return env
 
     async def _apply_streams(self) -> list[Change]:
-        client = await nats.connect(self.endpoints["nats_url"], max_reconnect_attempts=3)
+        settings = load_settings({"FLEET_DATA_DIR": str(self.data_dir), "FLEET_NATS_URL": self.endpoints["nats_url"],
+                                  **self._nats_credentials(PROVISIONER)})
+        client = await connect(settings, max_reconnect_attempts=3)
         try:
             changes = await apply_all(client.jetstream())
         finally:
@@ -202,7 +248,7 @@ class EmbeddedStack:
         env = self.service_environment()
         for name in self._service_names:
             argv = [str(binaries.python()), "-m", "services.cli", "service", name]
-            service_env = {**env, "FLEET_METRICS_PORT": str(self.metrics_ports[name])}
+            service_env = {**env, "FLEET_METRICS_PORT": str(self.metrics_ports[name]), **self._nats_credentials(name)}
             if name == "monitor":
                 service_env["FLEET_MONITOR_PORT"] = str(self.monitor_port)
             process = ManagedProcess(name, argv, self.logs_dir / f"{name}.log", env=service_env)

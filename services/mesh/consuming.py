@@ -123,7 +123,7 @@ class DurableConsumer:
         self._publisher = publisher
         self._clock = clock
 
-    def register(self, broker: NatsBroker, *, max_workers: int = 1) -> None:
+    def register(self, broker: NatsBroker, *, max_workers: int = 1, inbox_prefix: str = "_INBOX") -> None:
         """Subscribe on the broker, bound to the existing durable (services never declare)."""
         subscriber = broker.subscriber(
             self.spec.filter_subjects[0],
@@ -134,6 +134,8 @@ class DurableConsumer:
             pull_sub=PullSub(batch_size=max(max_workers, 1), timeout=5.0),
             ack_policy=AckPolicy.MANUAL,
             max_workers=max_workers,
+            # Pulled messages arrive on an inbox: under the user's own prefix, the only ones it may read.
+            inbox_prefix=f"{inbox_prefix}.".encode(),
         )
         subscriber(self.on_message)
 

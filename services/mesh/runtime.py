@@ -8,10 +8,12 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+import nats
 from aiohttp import web
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.nats.prometheus import NatsPrometheusMiddleware
+from faststream.security import SASLPlaintext
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -56,9 +58,18 @@ class Background:
 Wiring = Callable[[Mesh], Awaitable[Sequence[Binding | Background]]]
 
 
+async def connect(settings: Settings, **options) -> Client:
+    """A plain nats.py client, as this process's NATS user when it has one."""
+    return await nats.connect(settings.nats_url, **settings.nats_options(), **options)
+
+
 def new_broker(service: str, settings: Settings) -> NatsBroker:
+    credentials = settings.nats_options()
     return NatsBroker(
         settings.nats_url,
+        security=SASLPlaintext(username=credentials["user"], password=credentials["password"])
+        if credentials else None,
+        inbox_prefix=settings.inbox_prefix,
         name=f"fleet-{service}",
         max_reconnect_attempts=-1,
         logger=logging.getLogger(f"fleet.{service}.broker"),
@@ -82,7 +93,7 @@ async def bind_durables(broker: NatsBroker, service: str, settings: Settings, wi
             background.append(item)
             continue
         await verify_consumer(js, item.consumer.spec)
-        item.consumer.register(broker, max_workers=item.max_workers)
+        item.consumer.register(broker, max_workers=item.max_workers, inbox_prefix=settings.inbox_prefix)
     return background
 
 

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.permissions import inbox_prefix
+
 DEFAULT_DATA_DIR = ".fleet"
 ENDPOINTS_FILE = "endpoints.json"
 
@@ -53,6 +55,20 @@ class Settings:
     metrics_port: int = 0
     # The monitor service's dashboard.
     monitor_port: int = 8470
+    # NATS user of this process (each service has its own, with least-privilege permissions); none: no auth.
+    nats_user: str | None = None
+    nats_password: str | None = field(default=None, repr=False)
+
+    @property
+    def inbox_prefix(self) -> str:
+        """Where replies to this process come: under its user's own prefix, the only inboxes it may read."""
+        return inbox_prefix(self.nats_user) if self.nats_user else "_INBOX"
+
+    def nats_options(self) -> dict[str, str]:
+        """Credentials and inbox prefix for nats.connect; nothing when NATS runs without auth."""
+        if not self.nats_user:
+            return {}
+        return {"user": self.nats_user, "password": self.nats_password or "", "inbox_prefix": self.inbox_prefix}
 
     def require_read_models(self) -> tuple[str, str]:
         if not self.graph_uri or not self.valkey_url:
@@ -115,6 +131,18 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name)
 
 
+def _nats_credentials(env: Mapping[str, str], endpoints: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """FLEET_NATS_USER with FLEET_NATS_PASSWORD[_FILE]; else the operator's, from a `fleet up --auth`."""
+    if user := env.get("FLEET_NATS_USER"):
+        password = _secret(env, "FLEET_NATS_PASSWORD")
+        if password is None:
+            raise SettingsError(f"FLEET_NATS_USER={user!r} needs FLEET_NATS_PASSWORD or FLEET_NATS_PASSWORD_FILE")
+        return user, password
+    if (user := endpoints.get("nats_user")) and (path := endpoints.get("nats_password_file")):
+        return user, Path(path).read_text().strip()
+    return None, None
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Environment first, then `<data dir>/endpoints.json`; NATS is the one required endpoint."""
     env = os.environ if env is None else env
@@ -126,8 +154,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"no NATS server: set FLEET_NATS_URL, or start the embedded stack with `fleet up` "
             f"(looked for {data_dir / ENDPOINTS_FILE})"
         )
+    nats_user, nats_password = _nats_credentials(env, endpoints)
     return Settings(
         data_dir=data_dir,
+        nats_user=nats_user,
+        nats_password=nats_password,
         nats_url=resolved["nats_url"],
         valkey_url=resolved["valkey_url"],
         graph_uri=resolved["graph_uri"],

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import nats
 import pytest
 
 from contracts import catalog
 from contracts.events import Role
 from services.embedded.stack import EmbeddedStack
+from tests.e2e.flows import as_operator
 from tests.support import wait_for
 
 
@@ -23,10 +23,13 @@ async def mesh(tmp_path_factory):
         report=lambda line: print(line),
         # Short answers keep the suite quick on 2 cores; the model and the path are the real ones.
         service_env={"FLEET_LLM_MAX_TOKENS": "48"},
+        # Every service as its own NATS user, with the permissions it has in a cluster: a permission
+        # the catalog forgot shows up here as a deliberation that never finishes.
+        auth=True,
     )
     endpoints = await stack.start()
     # Planning seeds the default councils on its first start, unless some council exists by then.
-    client = await nats.connect(endpoints["nats_url"])
+    client = await as_operator(stack)
     await wait_for(client.jetstream(), catalog.COUNCIL_CREATED.subject, lambda m: True, len(Role), timeout_s=60)
     await client.close()
     yield stack, endpoints
@@ -35,7 +38,7 @@ async def mesh(tmp_path_factory):
 
 @pytest.fixture
 async def js(mesh):
-    _, endpoints = mesh
-    client = await nats.connect(endpoints["nats_url"])
+    stack, _ = mesh
+    client = await as_operator(stack)
     yield client.jetstream()
     await client.drain()

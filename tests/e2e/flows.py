@@ -7,10 +7,17 @@ import uuid
 from contracts import catalog
 from contracts.envelope import MSG_ID
 from contracts.events import PlanApproved, PlannedTask, Role
+from services.mesh.runtime import connect
+from services.mesh.settings import load_settings
 from services.planning.domain import deliberation_id
 from tests.support import body_of, decode, read_stream, wait_for
 
 RESULT_TIMEOUT_S = 300.0
+
+
+async def as_operator(stack):
+    """A NATS client with the operator's credentials that `fleet up --auth` wrote, as the fleet CLI connects."""
+    return await connect(load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}))
 
 
 def approval_for(role: Role) -> PlanApproved:

@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import msgspec
-import nats
 import pytest
 
 from contracts import catalog
@@ -28,7 +27,7 @@ from services.mesh.queries import ask
 from services.mesh.settings import Settings
 from services.projection.app import projectors
 from services.projection.rebuild import rebuild
-from tests.e2e.flows import approval_for, approve, events_of, id_of, of, result_of
+from tests.e2e.flows import approval_for, approve, as_operator, events_of, id_of, of, result_of
 from tests.support import body_of, decode, read_stream, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.e2e
@@ -101,10 +100,10 @@ async def stable_hash(store, settle_s: float = 1.0, timeout_s: float = 60.0) -> 
 
 
 async def test_the_read_models_show_the_story_and_its_decision_and_a_rebuild_reproduces_them(js, mesh, dev_approval):
-    _, endpoints = mesh
+    stack, endpoints = mesh
     deliberation = id_of(dev_approval)
     result = await result_of(js, deliberation)
-    client = await nats.connect(endpoints["nats_url"])
+    client = await as_operator(stack)
     try:
         deadline = time.monotonic() + 30
         while (view := await ask(client, SHOW_DELIBERATION, ShowDeliberation(deliberation_id=deliberation))).status \

@@ -1,0 +1,144 @@
+"""Least privilege on a real nats-server: each service user does its own work and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import nats
+import pytest
+
+from contracts import catalog
+from contracts.envelope import MSG_ID
+from contracts.events import Role
+from services.embedded.servers import nats_plan
+from services.embedded.stack import write_private
+from services.mesh.runtime import connect
+from services.mesh.settings import Settings
+from services.planning.app import SERVICE, wire
+from streams.apply import apply_all
+from streams.permissions import OPERATOR, PROVISIONER, USERS, authorization, inbox_prefix, password_variable
+from tests.integration.test_planning_service import approval
+from tests.integration.test_stream_tools import fleet
+from tests.servers import local_server
+from tests.support import body_of, decode, read_stream, running_service, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def secured(tmp_path):
+    """A nats-server with every user of the catalog, streams applied by the provisioner."""
+    passwords = {user: secrets.token_urlsafe(16) for user in USERS}
+    config = write_private(tmp_path / "auth.conf", authorization(passwords))
+    async with local_server(nats_plan(tmp_path, config), tmp_path) as endpoints:
+        url = endpoints["nats_url"]
+        provisioner = await connect(as_user(url, PROVISIONER, passwords))
+        await apply_all(provisioner.jetstream())
+        await provisioner.close()
+        yield url, passwords
+
+
+def as_user(url: str, user: str, passwords: dict[str, str]) -> Settings:
+    return Settings(data_dir=Path("."), nats_url=url, nats_user=user, nats_password=passwords[user])
+
+
+async def refusals(url: str, user: str, passwords: dict[str, str], action) -> list[str]:
+    """What the server refused `user` while `action(client)` ran."""
+    refused: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        refused.append(str(error))
+
+    client = await connect(as_user(url, user, passwords), error_cb=on_error, max_reconnect_attempts=0)
+    try:
+        await action(client)
+        await client.flush()
+        await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+    return refused
+
+
+async def test_a_service_cannot_publish_an_event_it_does_not_produce(secured):
+    url, passwords = secured
+
+    async def forge_a_result(client) -> None:
+        with pytest.raises(nats.errors.TimeoutError):  # the server drops it, so no PubAck ever comes
+            await client.jetstream().publish(catalog.DELIBERATION_COMPLETED.subject, b"{}", timeout=1.0)
+
+    refused = await refusals(url, catalog.DISPATCH, passwords, forge_a_result)
+
+    assert any("permissions violation for publish" in r.lower() and catalog.DELIBERATION_COMPLETED.subject in r
+               for r in refused), refused
+
+
+async def test_a_service_cannot_read_events_or_replies_meant_for_others(secured):
+    url, passwords = secured
+
+    async def eavesdrop(client) -> None:
+        await client.subscribe("agent.>")
+        await client.subscribe(f"{inbox_prefix(catalog.COLLECTOR)}.>")
+
+    refused = await refusals(url, catalog.DISPATCH, passwords, eavesdrop)
+
+    assert sum("permissions violation for subscription" in r.lower() for r in refused) == 2, refused
+
+
+async def test_a_wrong_password_is_refused(secured):
+    url, passwords = secured
+
+    with pytest.raises(Exception, match="(?i)authorization"):
+        await connect(as_user(url, catalog.PLANNING, {catalog.PLANNING: "guess"}), max_reconnect_attempts=0,
+                      allow_reconnect=False)
+
+
+async def test_planning_does_its_work_as_its_own_user(secured, unique):
+    url, passwords = secured
+    plan = approval(unique)
+    operator = await connect(as_user(url, OPERATOR, passwords))
+    js = operator.jetstream()
+    try:
+        async with running_service(SERVICE, url, wire, nats_user=catalog.PLANNING,
+                                   nats_password=passwords[catalog.PLANNING]):
+            await js.publish(catalog.PLAN_APPROVED.subject, body_of(plan), headers={MSG_ID: f"approval-{unique}"})
+            requests = await wait_for(js, catalog.DELIBERATION_REQUESTED.subject,
+                                      lambda m: decode(m).deliberation.plan_id == plan.plan_id,
+                                      len(plan.roles) * len(plan.tasks))
+    finally:
+        await operator.close()
+
+    assert {decode(m).deliberation.role for m in requests} == set(plan.roles)
+
+
+async def test_the_clusters_users_file_takes_each_password_from_the_servers_environment(tmp_path, monkeypatch):
+    passwords = {user: secrets.token_urlsafe(16) for user in USERS}
+    for user, password in passwords.items():
+        monkeypatch.setenv(password_variable(user), password)
+    config = tmp_path / "auth.conf"
+    config.write_text(authorization())  # as k8s/base/nats/auth.conf has it: no password written in
+
+    async with local_server(nats_plan(tmp_path, config), tmp_path) as endpoints:
+        client = await connect(as_user(endpoints["nats_url"], catalog.COLLECTOR, passwords))
+        await client.close()
+
+
+async def test_the_provisioning_jobs_declare_the_streams_and_seed_the_councils_once_as_the_provisioner(
+        secured, tmp_path):
+    url, passwords = secured
+    provisioner = {"FLEET_NATS_USER": PROVISIONER, "FLEET_NATS_PASSWORD": passwords[PROVISIONER]}
+
+    applied = await fleet(url, tmp_path, "streams", "apply", env=provisioner)
+    first = await fleet(url, tmp_path, "council", "seed", env=provisioner)
+    second = await fleet(url, tmp_path, "council", "seed", env=provisioner)
+
+    assert applied[0] == 0 and "unchanged" in applied[1], applied[1]
+    assert first[0] == 0 and "seeded" in first[1], first[1]
+    assert second[0] == 0 and "nothing seeded" in second[1], second[1]
+    operator = await connect(as_user(url, OPERATOR, passwords))
+    try:
+        seeded = await read_stream(operator.jetstream(), catalog.COUNCIL_CREATED.subject)
+    finally:
+        await operator.close()
+    assert sorted(decode(m).council.role for m in seeded) == sorted(Role)
