@@ -111,9 +111,24 @@ def env_of(container: dict, resources) -> dict[str, str]:
         elif "secretKeyRef" in source:
             ref = source["secretKeyRef"]
             env[item["name"]] = f"<secret {ref['name']}/{ref['key']}>"
+        elif "resourceFieldRef" in source:
+            ref = source["resourceFieldRef"]
+            kind, resource = ref["resource"].split(".")
+            env[item["name"]] = str(quantity(container["resources"][kind][resource]) // int(ref.get("divisor", 1)))
         else:
             env[item["name"]] = "<from the pod>"
     return env
+
+
+UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+
+
+def quantity(text: str) -> int:
+    """A Kubernetes memory quantity in bytes."""
+    for suffix, factor in UNITS.items():
+        if text.endswith(suffix):
+            return int(text.removesuffix(suffix)) * factor
+    return int(text)
 
 
 def port_number(container: dict, port: int | str) -> int:
