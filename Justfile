@@ -28,5 +28,9 @@ test-unit *ARGS:
 contracts:
     uv run fleet contracts export --out docs/contracts
 
+# The Kubernetes tree, with no cluster: render each overlay, validate, scan (checkov), lint, cross-check with the code.
+k8s-check *ARGS:
+    uv run pytest -ra tests/deploy {{ARGS}}
+
 lint:
     uv run ruff check .

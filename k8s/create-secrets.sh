@@ -71,7 +71,7 @@ create fleet-neo4j password=neo4j-password NEO4J_AUTH=neo4j-auth
 
 # Ray: every node and the agents service present this token (RAY_AUTH_MODE=token).
 printf '%s' "$(random)" > "$workdir/ray-token"
-create fleet-ray auth_token=ray-token
+create fleet-ray-auth auth_token=ray-token
 
 if [ -n "${HF_TOKEN:-}" ]; then
   printf '%s' "$HF_TOKEN" > "$workdir/hf-token"

@@ -119,7 +119,7 @@ def test_the_external_components_read_only_secrets_the_script_creates(created, t
 def test_passwords_are_random_distinct_and_consistent_between_server_and_client(created):
     users = created["fleet-nats-users"]
     passwords = list(users.values()) + [created["fleet-valkey"]["password"], created["fleet-neo4j"]["password"],
-                                        created["fleet-ray"]["auth_token"]]
+                                        created["fleet-ray-auth"]["auth_token"]]
     assert len(set(passwords)) == len(passwords) and all(len(p) >= 32 for p in passwords)
     valkey = created["fleet-valkey"]
     assert valkey["auth.conf"] == f"requirepass {valkey['password']}\n"
