@@ -58,6 +58,7 @@ async def wire(mesh: Mesh) -> list[Binding]:
         max_tokens=settings.llm_max_tokens,
         response_format=ResponseFormat(settings.llm_response_format),
         context=read_model_context(mesh.client, settings.context_timeout_s),
+        thinking=settings.llm_thinking,
     )
     subject = catalog.TURN_REQUESTED.subject
     consumer = DurableConsumer(

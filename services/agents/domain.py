@@ -61,6 +61,8 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     max_tokens: int
     seed: int | None = None
     response_format: dict[str, Any] | None = None
+    # vLLM's hook into the model's chat template, e.g. to switch Qwen3's thinking off.
+    chat_template_kwargs: dict[str, Any] | None = None
 
 
 class Completion(msgspec.Struct, frozen=True, kw_only=True):
@@ -235,7 +237,8 @@ def max_tokens_for(phase: Phase, budget: int) -> int:
 
 
 def chat_request(
-    request: TurnRequested, *, model: str, max_tokens: int, dialect: ResponseFormat, context: str = ""
+    request: TurnRequested, *, model: str, max_tokens: int, dialect: ResponseFormat, context: str = "",
+    thinking: bool = True,
 ) -> ChatRequest:
     kind = answer_type(request)
     # Upstream task texts may carry credentials; nothing secret reaches the LLM.
@@ -248,6 +251,8 @@ def chat_request(
         max_tokens=max_tokens_for(request.turn.phase, max_tokens),
         seed=request.agent.seed,
         response_format=response_format(kind, dialect) if kind is not None else None,
+        # Thinking tokens count against max_tokens and are not the answer; a hybrid model can skip them.
+        chat_template_kwargs=None if thinking else {"enable_thinking": False},
     )
 
 

@@ -47,6 +47,7 @@ class AgentHandlers:
     max_tokens: int
     response_format: ResponseFormat
     context: ContextSource = no_context
+    thinking: bool = True
 
     async def on_turn_requested(self, incoming: Incoming[TurnRequested]) -> list[Outgoing]:
         # LLM errors come back as typed failures. Ray errors (a dead actor, a lost node) raise, so
@@ -55,9 +56,10 @@ class AgentHandlers:
         if answer_type(request) is None:
             given = await self.context(request)
             chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format,
-                                context=given.text)
+                                context=given.text, thinking=self.thinking)
             return [outcome(request, await self._complete(request, chat), context=given)]
-        chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format)
+        chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format,
+                            thinking=self.thinking)
         problems = []
         for attempt in range(1, STRUCTURED_ATTEMPTS + 1):
             # A retry with the same seed, or at temperature 0, would repeat the same answer.

@@ -42,6 +42,8 @@ class Settings:
     # "json_schema" (OpenAI, vLLM) or "json_object" (llama.cpp's Python server): how to ask for JSON.
     llm_response_format: str = "json_schema"
     llm_timeout_s: float = 60.0
+    # "off" asks a hybrid reasoning model (Qwen3 on vLLM) to answer without thinking first.
+    llm_thinking: bool = True
     agent_concurrency: int = 16
     # Read models: graph names and key prefixes start with these, so several fleets can share a server.
     graph_name: str = "fleet"
@@ -169,6 +171,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         llm_max_tokens=_number(env, "FLEET_LLM_MAX_TOKENS", int, Settings.llm_max_tokens),
         llm_response_format=_choice(env, "FLEET_LLM_RESPONSE_FORMAT", RESPONSE_FORMATS, Settings.llm_response_format),
         llm_timeout_s=_number(env, "FLEET_LLM_TIMEOUT_S", float, Settings.llm_timeout_s),
+        llm_thinking=_choice(env, "FLEET_LLM_THINKING", ("on", "off"), "on") == "on",
         agent_concurrency=_number(env, "FLEET_AGENT_CONCURRENCY", int, Settings.agent_concurrency),
         graph_name=env.get("FLEET_GRAPH_NAME", Settings.graph_name),
         kv_prefix=env.get("FLEET_KV_PREFIX", Settings.kv_prefix),

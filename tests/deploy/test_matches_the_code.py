@@ -55,6 +55,7 @@ SET_BY_ONE = {
     "FLEET_LLM_BASE_URL": "Deployment/agents",
     "FLEET_LLM_MODEL": "Deployment/agents",
     "FLEET_LLM_RESPONSE_FORMAT": "Deployment/agents",
+    "FLEET_LLM_THINKING": "Deployment/agents",
     "FLEET_AGENT_CONCURRENCY": "Deployment/agents",
     "FLEET_MONITOR_PORT": "Deployment/monitor",
     "FLEET_STREAM_REPLICAS": "Job/fleet-streams-apply",

@@ -136,6 +136,15 @@ def test_the_chat_request_carries_the_agents_temperature_seed_and_persona_with_t
     assert (sent.model, sent.temperature, sent.seed, sent.max_tokens) == ("m", 0.9, 1001, 100)
 
 
+def test_a_model_asked_not_to_think_gets_it_in_its_chat_template_and_otherwise_nothing_extra_is_sent():
+    quiet = chat_request(ask(Phase.PROPOSE), model="m", max_tokens=100, dialect=ResponseFormat.JSON_SCHEMA,
+                         thinking=False)
+    default = chat(ask(Phase.PROPOSE))
+
+    assert json.loads(msgspec.json.encode(quiet))["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "chat_template_kwargs" not in json.loads(msgspec.json.encode(default))
+
+
 def test_an_agents_own_model_overrides_the_default():
     agent = msgspec.structs.replace(SKEPTIC, model="qwen-7b")
     sent = chat(ask(Phase.PROPOSE, agent=agent))

@@ -63,3 +63,43 @@ def test_a_metrics_port_that_is_no_port_names_the_variable(value):
 def test_the_metrics_port_defaults_to_any_free_one_and_takes_a_fixed_one():
     assert load_settings(NATS).metrics_port == 0
     assert load_settings({**NATS, "FLEET_METRICS_PORT": "9464"}).metrics_port == 9464
+
+
+def test_a_nats_user_reads_its_password_from_a_mounted_file_never_shown_and_gets_its_own_inboxes(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+
+    settings = load_settings({**NATS, "FLEET_DATA_DIR": str(tmp_path), "FLEET_NATS_USER": "dispatch",
+                              "FLEET_NATS_PASSWORD_FILE": str(secret)})
+
+    assert settings.nats_options() == {"user": "dispatch", "password": "s3cret", "inbox_prefix": "_INBOX.dispatch"}
+    assert "s3cret" not in repr(settings)
+
+
+def test_a_nats_user_without_a_password_is_a_clear_error(tmp_path):
+    with pytest.raises(SettingsError, match="FLEET_NATS_USER='planning' needs FLEET_NATS_PASSWORD"):
+        load_settings({**NATS, "FLEET_DATA_DIR": str(tmp_path), "FLEET_NATS_USER": "planning"})
+
+
+def test_the_cli_connects_as_the_operator_that_fleet_up_auth_wrote_down(tmp_path):
+    secret = tmp_path / "operator.password"
+    secret.write_text("op")
+    (tmp_path / "endpoints.json").write_text(json.dumps(
+        {"nats_url": "nats://file:1", "nats_user": "operator", "nats_password_file": str(secret)}))
+
+    settings = load_settings({"FLEET_DATA_DIR": str(tmp_path)})
+
+    assert (settings.nats_user, settings.nats_password) == ("operator", "op")
+
+
+def test_without_a_nats_user_the_client_connects_without_credentials(tmp_path):
+    settings = load_settings({**NATS, "FLEET_DATA_DIR": str(tmp_path)})
+
+    assert settings.nats_options() == {} and settings.inbox_prefix == "_INBOX"
+
+
+@pytest.mark.parametrize(("value", "thinking"), [("on", True), ("off", False)])
+def test_thinking_is_on_unless_switched_off(value, thinking):
+    assert load_settings({**NATS, "FLEET_LLM_THINKING": value}).llm_thinking is thinking
+    with pytest.raises(SettingsError, match="FLEET_LLM_THINKING"):
+        load_settings({**NATS, "FLEET_LLM_THINKING": "maybe"})
