@@ -24,9 +24,11 @@ test *ARGS:
 test-unit *ARGS:
     uv run pytest -ra tests/unit {{ARGS}}
 
-# Regenerate the JSON Schemas, the event catalog and the AsyncAPI 3.0 document under docs/contracts.
+# Regenerate what is derived from the contracts: JSON Schemas, the event catalog and the AsyncAPI 3.0
+# document under docs/contracts, and the NATS users and permissions in k8s/base/nats/auth.conf.
 contracts:
     uv run fleet contracts export --out docs/contracts
+    uv run fleet nats auth --out k8s/base/nats/auth.conf
 
 # The Kubernetes tree, with no cluster: render each overlay, validate, scan (checkov), lint, cross-check with the code.
 k8s-check *ARGS:
