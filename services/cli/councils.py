@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from nats.js.errors import NotFoundError
+
 from contracts.events import Council, Role
 from services.councils.directory import CouncilDirectory, created, deleted, seed_default_councils
 from services.mesh.publishing import EventPublisher
 from services.mesh.runtime import new_broker
 from services.mesh.settings import load_settings
+from streams.definitions import CONFIG
 
 OPERATOR = "fleet-cli"
 
@@ -19,7 +22,14 @@ async def _session():
     settings = load_settings()
     broker = new_broker(OPERATOR, settings)
     client = await broker.connect()
-    return broker, CouncilDirectory(client.jetstream()), EventPublisher(broker, producer=OPERATOR)
+    js = client.jetstream()
+    try:
+        await js.stream_info(CONFIG.name)
+    except NotFoundError:
+        await broker.stop()
+        raise CouncilCommandError(
+            f"the {CONFIG.name} stream does not exist yet: run `fleet streams apply` first") from None
+    return broker, CouncilDirectory(js), EventPublisher(broker, producer=OPERATOR)
 
 
 async def list_councils() -> dict[Role, Council]:

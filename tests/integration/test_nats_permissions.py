@@ -142,3 +142,11 @@ async def test_the_provisioning_jobs_declare_the_streams_and_seed_the_councils_o
     finally:
         await operator.close()
     assert sorted(decode(m).council.role for m in seeded) == sorted(Role)
+
+
+async def test_seeding_before_the_streams_exist_fails_saying_so_so_the_job_is_retried(tmp_path):
+    async with local_server(nats_plan(tmp_path), tmp_path) as endpoints:
+        code, out = await fleet(endpoints["nats_url"], tmp_path, "council", "seed")
+
+    assert code != 0
+    assert "the CONFIG stream does not exist yet: run `fleet streams apply` first" in out
