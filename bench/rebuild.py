@@ -1,0 +1,264 @@
+"""Projection rebuild rate: events per second folded from the log into the KV and the graph read models.
+
+Baseline: reading the same streams raw with an nats-py ordered consumer, in the same run, on the same
+servers. Also measured, to show where the time goes: decoding alone, and decoding plus each model's
+pure fold (no store), both on messages already in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import nats
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from bench.events import event_log
+from bench.report import Figure, Result
+from services.embedded.processes import ManagedProcess
+from services.embedded.servers import ServerPlan, nats_plan, redis_plan
+from services.mesh.consuming import decode_incoming
+from services.mesh.settings import Settings
+from services.projection.app import projectors
+from services.projection.graph_model import graph_writes
+from services.projection.kv_model import kv_writes
+from services.projection.projector import Progress as StreamProgress
+from services.projection.projector import Projector, fold
+from services.projection.rebuild import RebuildResult, rebuild
+from streams.apply import apply_all
+from streams.definitions import GRAPH_PROJECTION, StreamSpec
+
+TARGET = 20_000.0
+RATE = "events/s"
+PUBLISH_WINDOW = 2_000
+# A second rebuild to compare content hashes doubles the slowest step: only on small logs unless asked.
+TWICE_UP_TO = 20_000
+
+
+@contextlib.asynccontextmanager
+async def server(plan: ServerPlan, log_dir: Path) -> AsyncIterator[dict[str, str]]:
+    """Start an embedded server on its random port and stop it, with its children, afterwards."""
+    process = ManagedProcess(plan.name, plan.argv, log_dir / f"{plan.name}.log", stop_grace_s=plan.stop_grace_s)
+    await process.start()
+    try:
+        try:
+            await plan.wait_ready(process.running)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{process.tail()}") from None
+        yield plan.endpoints
+    finally:
+        await process.stop()
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console)
+
+
+def _rate_text(done: int, began: float) -> str:
+    return f"{done / max(time.monotonic() - began, 1e-6):>9,.0f} ev/s"
+
+
+async def publish(js: JetStreamContext, total: int, bar: Progress) -> float:
+    """Publish the log with async JetStream publishes, a window at a time; returns the seconds it took."""
+    task = bar.add_task("publish", total=total, rate="")
+    began, done, window = time.monotonic(), 0, []
+    for stored in event_log(total):
+        window.append(await js.publish_async(stored.subject, stored.body, headers=stored.headers))
+        if len(window) >= PUBLISH_WINDOW:
+            done += await _settle(window)
+            bar.update(task, completed=done, rate=_rate_text(done, began))
+    done += await _settle(window)
+    await js.publish_async_completed()
+    bar.update(task, completed=done, rate=_rate_text(done, began))
+    return time.monotonic() - began
+
+
+async def _settle(window: list) -> int:
+    for future in window:
+        ack = await future
+        if ack.duplicate:
+            raise RuntimeError(f"event stored twice: {ack}")
+    count = len(window)
+    window.clear()
+    return count
+
+
+async def read_raw(js: JetStreamContext, streams: Sequence[StreamSpec], bar: Progress) -> tuple[list[Msg], float]:
+    """Every stored message of `streams` through an ordered consumer, nothing decoded: the baseline."""
+    counts = {s.name: (await js.stream_info(s.name)).state.messages for s in streams}
+    task = bar.add_task("raw read (baseline)", total=sum(counts.values()), rate="")
+    messages: list[Msg] = []
+    began = time.monotonic()
+    for stream in streams:
+        if not counts[stream.name]:
+            continue
+        subject = stream.subjects[0] if len(stream.subjects) == 1 else ">"
+        subscription = await js.subscribe(subject, stream=stream.name, ordered_consumer=True,
+                                          deliver_policy=DeliverPolicy.ALL, inactive_threshold=60.0)
+        for _ in range(counts[stream.name]):
+            messages.append(await subscription.next_msg(timeout=10.0))
+            if len(messages) % 5_000 == 0:
+                bar.update(task, completed=len(messages), rate=_rate_text(len(messages), began))
+        await subscription.unsubscribe()
+    seconds = time.monotonic() - began
+    bar.update(task, completed=len(messages), rate=_rate_text(len(messages), began))
+    return messages, seconds
+
+
+async def read_callback(js: JetStreamContext, streams: Sequence[StreamSpec]) -> tuple[int, float]:
+    """The same streams through ordered consumers with a callback, no next_msg: nats-py's ceiling."""
+    began, read = time.monotonic(), 0
+    for stream in streams:
+        expected = (await js.stream_info(stream.name)).state.messages
+        if expected:
+            read += await _count_with_callback(js, stream, expected)
+    return read, time.monotonic() - began
+
+
+async def _count_with_callback(js: JetStreamContext, stream: StreamSpec, expected: int) -> int:
+    done, count = asyncio.Event(), 0
+
+    async def on_message(message: Msg) -> None:
+        nonlocal count
+        count += 1
+        if count >= expected:
+            done.set()
+
+    subject = stream.subjects[0] if len(stream.subjects) == 1 else ">"
+    subscription = await js.subscribe(subject, stream=stream.name, cb=on_message, ordered_consumer=True,
+                                      deliver_policy=DeliverPolicy.ALL, inactive_threshold=60.0)
+    await asyncio.wait_for(done.wait(), timeout=600)
+    await subscription.unsubscribe()
+    return count
+
+
+def parse_metadata(messages: Sequence[Msg]) -> float:
+    """Parse each message's JetStream metadata (its reply subject), which nats-py then keeps: seconds."""
+    began = time.monotonic()
+    for message in messages:
+        _ = message.metadata
+    return time.monotonic() - began
+
+
+def decode_all(messages: Sequence[Msg]) -> float:
+    """decode_incoming on each message in memory, as `fold` calls it; returns the seconds it took."""
+    began = time.monotonic()
+    for message in messages:
+        meta = message.metadata
+        decode_incoming(message.subject, message.headers or {}, message.data, received_at=meta.timestamp,
+                        stream_sequence=meta.sequence.stream, deliveries=1)
+    return time.monotonic() - began
+
+
+def fold_all(messages: Sequence[Msg], to_writes: Callable, name: str, batch: int) -> tuple[float, int]:
+    """The projector's pure fold (decode and the model's writes), in batches, no store: seconds, writes."""
+    began, writes = time.monotonic(), 0
+    for start in range(0, len(messages), batch):
+        writes += len(fold(messages[start:start + batch], to_writes, name).writes)
+    return time.monotonic() - began, writes
+
+
+async def rebuild_with_bar(js: JetStreamContext, projector: Projector, total: int, bar: Progress,
+                           label: str) -> RebuildResult:
+    task = bar.add_task(label, total=total, rate="")
+    applied: dict[str, int] = {}
+    began = time.monotonic()
+
+    def on_progress(progress: StreamProgress) -> None:
+        applied[progress.stream] = progress.applied
+        done = sum(applied.values())
+        bar.update(task, completed=done, rate=_rate_text(done, began))
+
+    # No grace: nothing follows the read models here, so the replaced namespace can go at once.
+    return await rebuild(js, projector, on_progress=on_progress, grace_s=0.0)
+
+
+async def run(options: argparse.Namespace, console: Console) -> Result:
+    """Publish `options.events` events, then measure raw read, decode, fold and both rebuilds."""
+    total = options.events
+    twice = options.twice if options.twice is not None else total <= TWICE_UP_TO
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+        root = Path(tmp)
+        async with (server(nats_plan(root), root / "logs") as nats_endpoints,
+                    server(redis_plan(root), root / "logs") as redis_endpoints):
+            client = await nats.connect(nats_endpoints["nats_url"])
+            try:
+                js = client.jetstream(publish_async_max_pending=2 * PUBLISH_WINDOW)
+                await apply_all(js, replicas=1)
+                settings = Settings(data_dir=root, nats_url=nats_endpoints["nats_url"],
+                                    valkey_url=redis_endpoints["valkey_url"], graph_uri=redis_endpoints["graph_uri"],
+                                    graph_name="bench", kv_prefix="bench")
+                return await _measure(js, settings, total, twice, console)
+            finally:
+                await client.close()
+
+
+async def _measure(js: JetStreamContext, settings: Settings, total: int, twice: bool, console: Console) -> Result:
+    graph, kv = projectors(settings)
+    details: dict = {"events": total}
+    notes: list[str] = []
+    try:
+        with progress_bar(console) as bar:
+            publish_s = await publish(js, total, bar)
+            messages, raw_s = await read_raw(js, GRAPH_PROJECTION.streams, bar)
+            details["bytes"] = sum(len(m.data) + len(m.header or b"") for m in messages)
+            details["streams"] = {
+                s.name: (await js.stream_info(s.name)).state.messages for s in GRAPH_PROJECTION.streams
+            }
+            callback_read, callback_s = await read_callback(js, GRAPH_PROJECTION.streams)
+            bar.console.log("parsing, decoding and folding in memory (no store) ...")
+            metadata_s = parse_metadata(messages)
+            decode_s = decode_all(messages)
+            graph_fold_s, graph_write_count = fold_all(messages, graph_writes, "graph", GRAPH_PROJECTION.batch_size)
+            kv_fold_s, kv_write_count = fold_all(messages, kv_writes, "kv", GRAPH_PROJECTION.batch_size)
+            read = len(messages)
+            del messages
+            kv_result = await rebuild_with_bar(js, kv, total, bar, "rebuild kv")
+            graph_result = await rebuild_with_bar(js, graph, total, bar, "rebuild graph")
+            if twice:
+                kv_again = await rebuild_with_bar(js, kv, total, bar, "rebuild kv again")
+                graph_again = await rebuild_with_bar(js, graph, total, bar, "rebuild graph again")
+    finally:
+        for projector in (graph, kv):
+            await projector.store.close()
+    raw_rate = read / raw_s
+    details |= {
+        "seconds": {"publish": publish_s, "raw_read": raw_s, "callback_read": callback_s,
+                    "metadata": metadata_s, "decode": decode_s, "graph_fold": graph_fold_s,
+                    "kv_fold": kv_fold_s, "kv_rebuild": kv_result.seconds, "graph_rebuild": graph_result.seconds},
+        "writes": {"graph": graph_write_count, "kv": kv_write_count},
+        "applied": {"kv": kv_result.events, "graph": graph_result.events},
+        "content_hash": {"kv": kv_result.content_hash, "graph": graph_result.content_hash},
+        "batch_size": GRAPH_PROJECTION.batch_size,
+    }
+    if twice:
+        stable = {"kv": kv_again.content_hash == kv_result.content_hash,
+                  "graph": graph_again.content_hash == graph_result.content_hash}
+        details["content_hash_stable"] = stable
+        notes.append("content hash stable over a second rebuild: "
+                     + ", ".join(f"{name} {'yes' if same else 'NO'}" for name, same in stable.items()))
+    else:
+        notes.append(f"second rebuild (content hash check) skipped above {TWICE_UP_TO} events; --twice forces it")
+    notes.append(f"{total:,} events, {details['bytes'] / total:,.0f} bytes each on average; published at "
+                 f"{total / publish_s:,.0f} events/s")
+    baseline = "raw read, next_msg"
+    return Result("rebuild", [
+        Figure("raw read, next_msg", raw_rate, RATE),
+        Figure("raw read, callback", callback_read / callback_s, RATE, baseline, raw_rate),
+        Figure("metadata parse (memory)", read / metadata_s, RATE, baseline, raw_rate),
+        Figure("decode only (memory)", read / decode_s, RATE, baseline, raw_rate),
+        Figure("fold kv model (memory)", read / kv_fold_s, RATE, baseline, raw_rate),
+        Figure("fold graph model (memory)", read / graph_fold_s, RATE, baseline, raw_rate),
+        Figure("rebuild kv", kv_result.rate, RATE, baseline, raw_rate, target=TARGET),
+        Figure("rebuild graph", graph_result.rate, RATE, baseline, raw_rate, target=TARGET),
+    ], details, notes)
