@@ -23,6 +23,30 @@ CLI = "cli"
 SUBJECT_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
 
 
+class StrictDecoder:
+    """msgspec's JSON decoder for one payload type, strict where msgspec is lenient.
+
+    msgspec checks UTF-8 only in the strings it keeps, so invalid bytes in an unknown field passed
+    and invalid bytes in a known one raised UnicodeDecodeError; nesting past the interpreter's
+    recursion limit raised RecursionError. JSON must be UTF-8 throughout (RFC 8259), and every
+    reason a body cannot be read is a msgspec.DecodeError, which readers turn into a rejection.
+    """
+
+    def __init__(self, payload: type[ev.Event]) -> None:
+        self.type = payload
+        self._decoder = msgspec.json.Decoder(payload)
+
+    def decode(self, body: bytes) -> ev.Event:
+        try:
+            bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise msgspec.DecodeError(f"JSON is malformed: invalid UTF-8 (byte {exc.start})") from None
+        try:
+            return self._decoder.decode(body)
+        except RecursionError:
+            raise msgspec.DecodeError("JSON is malformed: nested too deeply") from None
+
+
 @dataclass(frozen=True)
 class EventSpec:
     """One event on one subject. `event_type` is `<aggregate>.<event>`."""
@@ -36,10 +60,10 @@ class EventSpec:
     consumers: tuple[str, ...]
     summary: str
     legacy: bool = False
-    decoder: msgspec.json.Decoder = field(init=False, repr=False, compare=False)
+    decoder: StrictDecoder = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "decoder", msgspec.json.Decoder(self.payload))
+        object.__setattr__(self, "decoder", StrictDecoder(self.payload))
 
     @property
     def is_ingress(self) -> bool:

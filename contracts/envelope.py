@@ -96,15 +96,29 @@ def to_headers(envelope: Envelope) -> dict[str, str]:
     }
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """A header value as a reason quotes it: cut short, so a huge forged header cannot swell the reason."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 def _parse_time(raw: str) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(raw)
         in_utc = moment.astimezone(dt.UTC)
     except (ValueError, OverflowError) as exc:
-        raise EnvelopeError(f"header {OCCURRED_AT} is not a valid ISO-8601 time: {raw!r}") from exc
+        raise EnvelopeError(f"header {OCCURRED_AT} is not a valid ISO-8601 time: {shown(raw)}") from exc
     if moment.tzinfo is None:
-        raise EnvelopeError(f"header {OCCURRED_AT} has no UTC offset: {raw!r}")
+        raise EnvelopeError(f"header {OCCURRED_AT} has no UTC offset: {shown(raw)}")
     return in_utc
+
+
+def _check_sent(headers: Mapping[str, str], header: str, expected: str) -> None:
+    """A header the publisher sent must say what the subject and payload say."""
+    sent = headers.get(header)
+    if sent and sent != expected:
+        raise EnvelopeError(f"header {header}={shown(sent)} does not match {expected!r}")
 
 
 def from_headers(
@@ -121,20 +135,23 @@ def from_headers(
 
     Upstream publishers may send only `Nats-Msg-Id`; the rest is filled from what the
     subject and payload already tell. A header that is present but contradicts the
-    subject is an error, never silently overridden.
+    subject or the payload is an error, never silently overridden.
     """
     event_id = headers.get(MSG_ID) or fallback_event_id
     if not event_id:
         raise EnvelopeError(f"missing required header {MSG_ID}")
     sent_type = headers.get(EVENT_TYPE)
     if sent_type is not None and sent_type != event_type:
-        raise EnvelopeError(f"header {EVENT_TYPE}={sent_type!r} does not match {event_type!r}")
+        raise EnvelopeError(f"header {EVENT_TYPE}={shown(sent_type)} does not match {event_type!r}")
     sent_version = headers.get(SCHEMA_VERSION)
     if sent_version is not None and sent_version != str(schema_version):
         raise EnvelopeError(
-            f"header {SCHEMA_VERSION}={sent_version!r} is not supported on this subject "
+            f"header {SCHEMA_VERSION}={shown(sent_version)} is not supported on this subject "
             f"(expected {schema_version})"
         )
+    # Another aggregate named in the headers would file the event under it (`fleet trace`, the activity feed).
+    _check_sent(headers, AGGREGATE_TYPE, aggregate_type)
+    _check_sent(headers, AGGREGATE_ID, aggregate_id)
     sent_time = headers.get(OCCURRED_AT)
     return Envelope(
         event_id=event_id,
@@ -144,7 +161,7 @@ def from_headers(
         producer=headers.get(PRODUCER) or "unknown",
         correlation_id=headers.get(CORRELATION_ID) or event_id,
         causation_id=headers.get(CAUSATION_ID) or event_id,
-        aggregate_type=headers.get(AGGREGATE_TYPE) or aggregate_type,
-        aggregate_id=headers.get(AGGREGATE_ID) or aggregate_id,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
         traceparent=headers.get(TRACEPARENT) or traceparent_for(event_id),
     )

@@ -241,7 +241,7 @@ def test_the_envelope_survives_a_trip_through_headers():
     )
     read = from_headers(
         to_headers(envelope), event_type="deliberation.completed", schema_version=1,
-        aggregate_type="x", aggregate_id="y", received_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+        aggregate_type="deliberation", aggregate_id="d-1", received_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
     )
     assert read == envelope
 
