@@ -1,4 +1,5 @@
-"""Malformed ingress is rejected as a contract violation with a reason. Any other exception would be a
+"""Generated traffic: every event survives its trip through body and headers, and every malformed approval
+is rejected as a contract violation with a reason that names the flaw. Any other exception would be a
 crash where the service reads it: a retry loop for a consumer, a halted fold for the projection."""
 
 import datetime as dt
@@ -6,15 +7,32 @@ from types import SimpleNamespace
 
 import msgspec
 import pytest
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
 
 from contracts import catalog
-from contracts.envelope import AGGREGATE_ID, AGGREGATE_TYPE, MSG_ID
+from contracts.envelope import (
+    AGGREGATE_ID,
+    AGGREGATE_TYPE,
+    CAUSATION_ID,
+    CORRELATION_ID,
+    MSG_ID,
+    PRODUCER,
+    TRACEPARENT,
+    to_headers,
+)
 from contracts.errors import ContractViolation
 from contracts.events import PlanApproved, Role
+from contracts.upcast import upcast
+from services.councils.domain import new_council
 from services.mesh.consuming import decode_incoming
+from services.planning.domain import request_deliberations
 from services.projection.projector import fold
+from tests.malformed import Ingress, malformed_approvals, unknown_subjects
+from tests.strategies import approvals, envelopes, events, header_values
 
 RECEIVED = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+COUNCILS = {role: new_council(role) for role in Role}
 APPROVAL = PlanApproved(story_id="s-1", plan_id="p-1", approved_by="alice", roles=[Role.DEV], tasks=[])
 APPROVED = catalog.PLAN_APPROVED.subject
 
@@ -23,7 +41,49 @@ def decoded(subject: str, headers: dict[str, str], body: bytes):
     return decode_incoming(subject, headers, body, received_at=RECEIVED, stream_sequence=7, deliveries=1)
 
 
-# msgspec checks UTF-8 only in the strings it keeps, and recurses.
+def planned(message: Ingress):
+    """What the planning service makes of an approval, without the I/O: decode it, then request deliberations."""
+    return request_deliberations(decoded(message.subject, message.headers, message.body).payload, COUNCILS)
+
+
+@given(events.flatmap(lambda event: st.tuples(st.just(event), envelopes(*event))))
+def test_every_event_survives_a_trip_through_its_body_and_envelope_headers(event_in_envelope):
+    (spec, payload), envelope = event_in_envelope
+    incoming = decoded(spec.subject, to_headers(envelope), catalog.encode(payload))
+    assert incoming.payload == upcast(payload)
+    assert incoming.envelope == envelope
+
+
+@given(approvals, header_values)
+def test_every_valid_approval_requests_one_deliberation_per_task_and_role(approval, message_id):
+    requests = request_deliberations(decoded(APPROVED, {MSG_ID: message_id}, catalog.encode(approval)).payload,
+                                     COUNCILS)
+    assert len(requests) == max(len(approval.tasks), 1) * len(approval.roles)
+
+
+@given(approvals, st.fixed_dictionaries({PRODUCER: header_values, CORRELATION_ID: header_values,
+                                         CAUSATION_ID: header_values, TRACEPARENT: header_values}))
+def test_headers_that_contradict_neither_subject_nor_payload_are_kept_as_sent(approval, claims):
+    envelope = decoded(APPROVED, {MSG_ID: "m-1"} | claims, catalog.encode(approval)).envelope
+    assert (envelope.producer, envelope.correlation_id, envelope.causation_id, envelope.traceparent) == (
+        claims[PRODUCER], claims[CORRELATION_ID], claims[CAUSATION_ID], claims[TRACEPARENT])
+
+
+@given(malformed_approvals)
+def test_every_malformed_approval_is_rejected_with_a_reason_that_names_its_flaw(message):
+    with pytest.raises(ContractViolation) as rejected:
+        planned(message)
+    reason = str(rejected.value)
+    assert all(part in reason for part in message.says), f"{message.flaw}: {reason}"
+
+
+@given(unknown_subjects())
+def test_an_approval_on_a_subject_no_contract_names_is_rejected(message):
+    with pytest.raises(ContractViolation, match="no event is published on subject"):
+        planned(message)
+
+
+# Found by the properties above: msgspec checks UTF-8 only in the strings it keeps, and recurses.
 
 
 @pytest.mark.parametrize("bad", [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80"])
@@ -55,8 +115,10 @@ def test_the_projection_skips_a_stored_approval_that_is_not_utf8_instead_of_fail
     assert (folded.writes, folded.applied_events, folded.last_sequence) == ([], 0, 7)
 
 
-@pytest.mark.parametrize(("header", "value"), [(AGGREGATE_ID, "d-another-deliberation"), (AGGREGATE_TYPE, "Plan")])
+@given(header=st.sampled_from([AGGREGATE_TYPE, AGGREGATE_ID]), value=header_values)
+@example(header=AGGREGATE_ID, value="d-another-deliberation")
 def test_an_aggregate_header_that_contradicts_the_subject_or_payload_is_rejected(header, value):
+    assume(value not in ("plan", "p-1"))
     with pytest.raises(ContractViolation, match=f"header {header}="):
         decoded(APPROVED, {MSG_ID: "m-1", header: value}, catalog.encode(APPROVAL))
 
