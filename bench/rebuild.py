@@ -245,6 +245,7 @@ async def _measure(js: JetStreamContext, settings: Settings, total: int, twice: 
         stable = {"kv": kv_again.content_hash == kv_result.content_hash,
                   "graph": graph_again.content_hash == graph_result.content_hash}
         details["content_hash_stable"] = stable
+        details["second_rebuild_rate"] = {"kv": kv_again.rate, "graph": graph_again.rate}
         notes.append("content hash stable over a second rebuild: "
                      + ", ".join(f"{name} {'yes' if same else 'NO'}" for name, same in stable.items()))
     else:
