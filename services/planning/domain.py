@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import msgspec
+
 from contracts.envelope import deterministic_id
 from contracts.errors import ContractViolation, Rejected
 from contracts.events import Brief, Council, DeliberationRef, DeliberationRequested, PlanApproved, Role
@@ -16,6 +18,14 @@ DEFAULT_RUBRIC = {
     "completeness": "It covers the key steps, the risks and how to verify the result.",
     "clarity": "It is concrete and easy to act on.",
 }
+
+
+# Every event of a deliberation carries its brief (the request, the start, each turn request), next to the
+# council or one of its agents, the proposals under critique or judgement, and up to 64 KiB of headers, in
+# NATS's 1 MiB payload. Ingress could fill a brief up to that payload; a request that no longer fits fails
+# to publish (a request a few hundred bytes under 1 MiB, with its headers over, makes the server drop
+# the service's connection). A brief this size leaves room for everything else.
+MAX_BRIEF_BYTES = 256 * 1024
 
 
 def deliberation_id(story_id: str, plan_id: str, task_id: str, role: Role) -> str:
@@ -32,7 +42,26 @@ def problems_with(approval: PlanApproved) -> list[str]:
     repeated_tasks = [task_id for task_id, n in Counter(t.task_id for t in approval.tasks).items() if n > 1]
     if repeated_tasks:
         problems.append(f"task_id listed more than once: {', '.join(sorted(repeated_tasks))}")
+    if oversized := oversized_briefs(approval):
+        size, task_id = max(oversized)
+        problems.append(
+            f"the brief of task {task_id!r} (its description, the rubric and the constraints) is {size:,} bytes "
+            f"as JSON, over the {MAX_BRIEF_BYTES:,} a deliberation carries"
+            + (f"; {len(oversized) - 1} more task(s) too" if len(oversized) > 1 else "")
+        )
     return problems
+
+
+def oversized_briefs(approval: PlanApproved) -> list[tuple[int, str]]:
+    """(size, task id) of every brief over MAX_BRIEF_BYTES, as JSON; one encoding of what the briefs share."""
+    rubric, constraints = approval.rubric or DEFAULT_RUBRIC, approval.constraints
+    shared = len(msgspec.json.encode(rubric)) + len(msgspec.json.encode(constraints))
+    empty = len(b"{}") + len(b"[]")
+    sizes = [
+        (shared - empty + len(msgspec.json.encode(Brief(task=task, rubric={}, constraints=[]))), task.task_id)
+        for task in approval.tasks or [plan_as_task(approval.story_id, approval.plan_id)]
+    ]
+    return [(size, task_id) for size, task_id in sizes if size > MAX_BRIEF_BYTES]
 
 
 def missing_councils(roles: list[Role], councils: dict[Role, Council]) -> str | None:
