@@ -325,7 +325,9 @@ def unknown_subjects(draw) -> Ingress:
 
 
 # Every way ingress can break its contract on the planning durable's subjects.
-malformed_approvals: st.SearchStrategy[Ingress] = st.one_of(
-    wrong_types(), missing_fields(), out_of_bounds(), unknown_roles(), repeated_entries(), invalid_utf8(),
-    not_json(), huge_bodies(), bad_headers(),
-)
+FLAWS: dict[str, st.SearchStrategy[Ingress]] = {
+    "wrong type": wrong_types(), "missing field": missing_fields(), "out of bounds": out_of_bounds(),
+    "unknown role": unknown_roles(), "repeated entry": repeated_entries(), "invalid UTF-8": invalid_utf8(),
+    "not JSON": not_json(), "huge body": huge_bodies(), "bad header": bad_headers(),
+}
+malformed_approvals: st.SearchStrategy[Ingress] = st.one_of(*FLAWS.values())
