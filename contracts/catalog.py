@@ -268,11 +268,19 @@ _BY_SUBJECT = {spec.subject: spec for spec in EVENTS}
 _BY_PAYLOAD = {spec.payload: spec for spec in EVENTS if not spec.legacy}
 
 
+class UnknownSubject(KeyError):
+    """No event is published on this subject."""
+
+    def __str__(self) -> str:
+        # A KeyError's text is its argument's repr; this one is read as a reason.
+        return str(self.args[0])
+
+
 def spec_for_subject(subject: str) -> EventSpec:
     try:
         return _BY_SUBJECT[subject]
     except KeyError:
-        raise KeyError(f"no event is published on subject {subject!r}") from None
+        raise UnknownSubject(f"no event is published on subject {subject!r}") from None
 
 
 def spec_for_payload(payload: ev.Event) -> EventSpec:

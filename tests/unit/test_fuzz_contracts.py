@@ -41,6 +41,12 @@ def decoded(subject: str, headers: dict[str, str], body: bytes):
     return decode_incoming(subject, headers, body, received_at=RECEIVED, stream_sequence=7, deliveries=1)
 
 
+def stored(subject: str, body: bytes) -> SimpleNamespace:
+    """A message as the projection reads it from PLANNING, at sequence 7."""
+    return SimpleNamespace(subject=subject, headers={MSG_ID: "m-1"}, data=body, metadata=SimpleNamespace(
+        stream="PLANNING", timestamp=RECEIVED, sequence=SimpleNamespace(stream=7)))
+
+
 def planned(message: Ingress):
     """What the planning service makes of an approval, without the I/O: decode it, then request deliberations."""
     return request_deliberations(decoded(message.subject, message.headers, message.body).payload, COUNCILS)
@@ -83,6 +89,14 @@ def test_an_approval_on_a_subject_no_contract_names_is_rejected(message):
         planned(message)
 
 
+def test_an_approval_of_an_unknown_version_is_dead_lettered_by_the_projection_which_reads_the_whole_stream():
+    # The planning durable filters the subjects it has contracts for, so it never receives this one.
+    folded = fold([stored("planning.plan.approved.v2", catalog.encode(APPROVAL))], lambda p, e: [p], "graph")
+    [(letter, reason)] = folded.rejected
+    assert (letter.subject, letter.stream_sequence) == ("planning.plan.approved.v2", 7)
+    assert reason == "no event is published on subject 'planning.plan.approved.v2'"
+
+
 # Found by the properties above: msgspec checks UTF-8 only in the strings it keeps, and recurses.
 
 
@@ -107,11 +121,8 @@ def test_json_nested_deeper_than_a_decoder_can_follow_is_a_contract_violation():
 
 
 def test_the_projection_skips_a_stored_approval_that_is_not_utf8_instead_of_failing_its_batch():
-    stored = SimpleNamespace(
-        subject=APPROVED, headers={MSG_ID: "m-1"}, data=catalog.encode(APPROVAL).replace(b"alice", b"al\xffce"),
-        metadata=SimpleNamespace(stream="PLANNING", timestamp=RECEIVED, sequence=SimpleNamespace(stream=7)),
-    )
-    folded = fold([stored], lambda payload, envelope: [payload], "graph")
+    folded = fold([stored(APPROVED, catalog.encode(APPROVAL).replace(b"alice", b"al\xffce"))],
+                  lambda payload, envelope: [payload], "graph")
     assert (folded.writes, folded.applied_events, folded.last_sequence) == ([], 0, 7)
 
 
