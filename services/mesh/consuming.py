@@ -136,6 +136,9 @@ class DurableConsumer:
             max_workers=max_workers,
             # Pulled messages arrive on an inbox: under the user's own prefix, the only ones it may read.
             inbox_prefix=f"{inbox_prefix}.".encode(),
+            # The body as bytes: our own decoding rejects what FastStream's JSON/text decoding would
+            # choke on before the handler ran, leaving the message redelivered forever.
+            decoder=_body_as_bytes,
         )
         subscriber(self.on_message)
 
@@ -248,3 +251,7 @@ def _describe(exc: Exception, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError) and not str(exc):
         return f"handler did not finish within {timeout_s:g}s"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _body_as_bytes(message) -> bytes:
+    return message.body

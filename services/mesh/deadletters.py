@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts import catalog
 from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, deterministic_id, traceparent_for
 from contracts.events import MessageRejected
 from services.mesh.publishing import Cause, Outgoing
 
 # Base64 in JSON grows a body by a third; 512 KiB inline keeps a dead letter under NATS's 1 MiB payload.
 MAX_INLINE_BODY = 512 * 1024
+# The letter's JSON stays well under NATS's 1 MiB, leaving room for its own headers (at most 64 KiB).
+MAX_LETTER = 900 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,20 +33,27 @@ def dead_letter_event(letter: DeadLetter, reason: str) -> tuple[Outgoing, Cause 
     Rejecting the same stored message twice (a crash between publishing the dead letter and
     acking) yields the same id, so JetStream keeps one dead letter.
     """
-    payload = MessageRejected(
+    payload = _rejected(letter, reason, with_body=len(letter.body) <= MAX_INLINE_BODY)
+    if payload.original_body and len(catalog.encode(payload)) > MAX_LETTER:
+        # Headers can swell in JSON (a control character takes 6 bytes): the body gives way, never the letter.
+        payload = _rejected(letter, reason, with_body=False)
+    event_id = deterministic_id("dead-letter", letter.consumer, letter.stream, str(letter.stream_sequence))
+    return Outgoing(payload=payload, event_id=event_id), _cause_of(letter)
+
+
+def _rejected(letter: DeadLetter, reason: str, *, with_body: bool) -> MessageRejected:
+    return MessageRejected(
         service=letter.service,
         consumer=letter.consumer,
         reason=reason,
         original_subject=letter.subject,
         original_headers=letter.headers,
-        original_body=letter.body if len(letter.body) <= MAX_INLINE_BODY else b"",
+        original_body=letter.body if with_body else b"",
         stream=letter.stream,
         stream_sequence=letter.stream_sequence,
         deliveries=letter.deliveries,
-        original_body_omitted=len(letter.body) > MAX_INLINE_BODY,
+        original_body_omitted=not with_body,
     )
-    event_id = deterministic_id("dead-letter", letter.consumer, letter.stream, str(letter.stream_sequence))
-    return Outgoing(payload=payload, event_id=event_id), _cause_of(letter)
 
 
 def _cause_of(letter: DeadLetter) -> Cause | None:

@@ -115,13 +115,10 @@ async def test_a_body_over_the_payload_limit_is_refused_to_its_publisher_and_nev
     assert [m for m in stored if (m.headers or {}).get(MSG_ID) == f"over-{unique}"] == []
 
 
-# FastStream decodes every body before the handler sees it: as JSON when there is no content-type header,
-# swallowing only JSONDecodeError and UnicodeDecodeError; as the content-type says when there is one.
-# Whatever that decoding raises, the handler never runs: the message is neither acknowledged nor
-# dead-lettered, and JetStream redelivers it every ack wait (30 s), forever. The fix belongs in
-# services/mesh/consuming.py (`decoder=lambda message: message.body` on the subscriber: the consumer
-# reads the raw body itself).
-@pytest.mark.xfail(strict=True, reason="FastStream's body decoding fails before the handler: never dead-lettered")
+# FastStream decodes every body before the handler runs, as JSON or as the content-type says, unless the
+# subscriber gives it a decoder. What that decoding raised kept the handler from running: the message was
+# neither acknowledged nor dead-lettered, and was redelivered every ack wait, forever. The consumer now
+# takes the body as bytes and decodes it itself.
 async def test_a_body_that_fails_before_the_handler_is_dead_lettered_too(empty_log, unique):
     # A server of its own: the poison stays unacknowledged, and would keep a shared durable busy.
     nats_url, js = empty_log
