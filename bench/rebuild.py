@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nats
@@ -24,8 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 
 from bench.events import event_log
 from bench.report import Figure, Result
-from services.embedded.processes import ManagedProcess
-from services.embedded.servers import ServerPlan, nats_plan, redis_plan
+from services.embedded.servers import nats_plan, redis_plan, running_server
 from services.mesh.consuming import decode_incoming
 from services.mesh.settings import Settings
 from services.projection.app import projectors
@@ -42,21 +40,6 @@ RATE = "events/s"
 PUBLISH_WINDOW = 2_000
 # A second rebuild to compare content hashes doubles the slowest step: only on small logs unless asked.
 TWICE_UP_TO = 20_000
-
-
-@contextlib.asynccontextmanager
-async def server(plan: ServerPlan, log_dir: Path) -> AsyncIterator[dict[str, str]]:
-    """Start an embedded server on its random port and stop it, with its children, afterwards."""
-    process = ManagedProcess(plan.name, plan.argv, log_dir / f"{plan.name}.log", stop_grace_s=plan.stop_grace_s)
-    await process.start()
-    try:
-        try:
-            await plan.wait_ready(process.running)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{process.tail()}") from None
-        yield plan.endpoints
-    finally:
-        await process.stop()
 
 
 def progress_bar(console: Console) -> Progress:
@@ -189,8 +172,8 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
     twice = options.twice if options.twice is not None else total <= TWICE_UP_TO
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         root = Path(tmp)
-        async with (server(nats_plan(root), root / "logs") as nats_endpoints,
-                    server(redis_plan(root), root / "logs") as redis_endpoints):
+        async with (running_server(nats_plan(root), root / "logs") as nats_endpoints,
+                    running_server(redis_plan(root), root / "logs") as redis_endpoints):
             client = await nats.connect(nats_endpoints["nats_url"])
             try:
                 js = client.jetstream(publish_async_max_pending=2 * PUBLISH_WINDOW)

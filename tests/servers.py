@@ -10,8 +10,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from services.embedded.processes import ManagedProcess
-from services.embedded.servers import ServerPlan
+from services.embedded.servers import ServerPlan, running_server
 
 
 @functools.cache
@@ -23,28 +22,13 @@ def docker_available() -> bool:
 
 
 @contextlib.asynccontextmanager
-async def local_server(plan: ServerPlan, log_dir: Path) -> AsyncIterator[dict[str, str]]:
-    """Start a packaged binary on its random port, yield its endpoints, and stop it with its children."""
-    process = ManagedProcess(plan.name, plan.argv, log_dir / f"{plan.name}.log", stop_grace_s=plan.stop_grace_s)
-    await process.start()
-    try:
-        try:
-            await plan.wait_ready(process.running)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{process.tail()}") from None
-        yield plan.endpoints
-    finally:
-        await process.stop()
-
-
-@contextlib.asynccontextmanager
 async def real_server(container, plan: ServerPlan, log_dir: Path) -> AsyncIterator[dict[str, str]]:
     """The server in a container where a Docker engine answers, else the packaged binary."""
     if container is not None and docker_available():
         with container() as endpoints:
             yield endpoints
         return
-    async with local_server(plan, log_dir) as endpoints:
+    async with running_server(plan, log_dir) as endpoints:
         yield endpoints
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 from services.embedded import binaries
+from services.embedded.processes import ManagedProcess
 
 LLM_MODEL_NAME = "SmolLM2-135M-Instruct"
 
@@ -147,3 +150,18 @@ def ray_plan(data_dir: Path, cpus: int) -> ServerPlan:
         # `ray start --block` lingers on SIGTERM; it keeps no state we need, so the group is killed soon.
         stop_grace_s=3.0,
     )
+
+
+@contextlib.asynccontextmanager
+async def running_server(plan: ServerPlan, log_dir: Path) -> AsyncIterator[dict[str, str]]:
+    """Start one packaged server on its port, yield its endpoints, and stop it with its children."""
+    process = ManagedProcess(plan.name, plan.argv, log_dir / f"{plan.name}.log", stop_grace_s=plan.stop_grace_s)
+    await process.start()
+    try:
+        try:
+            await plan.wait_ready(process.running)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{process.tail()}") from None
+        yield plan.endpoints
+    finally:
+        await process.stop()

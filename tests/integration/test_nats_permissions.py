@@ -12,7 +12,7 @@ import pytest
 from contracts import catalog
 from contracts.envelope import MSG_ID
 from contracts.events import Role
-from services.embedded.servers import nats_plan
+from services.embedded.servers import nats_plan, running_server
 from services.embedded.stack import write_private
 from services.mesh.runtime import connect
 from services.mesh.settings import Settings
@@ -21,7 +21,6 @@ from streams.apply import apply_all
 from streams.permissions import OPERATOR, PROVISIONER, USERS, authorization, inbox_prefix, password_variable
 from tests.integration.test_planning_service import approval
 from tests.integration.test_stream_tools import fleet
-from tests.servers import local_server
 from tests.support import body_of, decode, read_stream, running_service, wait_for
 
 pytestmark = pytest.mark.integration
@@ -32,7 +31,7 @@ async def secured(tmp_path):
     """A nats-server with every user of the catalog, streams applied by the provisioner."""
     passwords = {user: secrets.token_urlsafe(16) for user in USERS}
     config = write_private(tmp_path / "auth.conf", authorization(passwords))
-    async with local_server(nats_plan(tmp_path, config), tmp_path) as endpoints:
+    async with running_server(nats_plan(tmp_path, config), tmp_path) as endpoints:
         url = endpoints["nats_url"]
         provisioner = await connect(as_user(url, PROVISIONER, passwords))
         await apply_all(provisioner.jetstream())
@@ -119,7 +118,7 @@ async def test_the_clusters_users_file_takes_each_password_from_the_servers_envi
     config = tmp_path / "auth.conf"
     config.write_text(authorization())  # as k8s/base/nats/auth.conf has it: no password written in
 
-    async with local_server(nats_plan(tmp_path, config), tmp_path) as endpoints:
+    async with running_server(nats_plan(tmp_path, config), tmp_path) as endpoints:
         client = await connect(as_user(endpoints["nats_url"], catalog.COLLECTOR, passwords))
         await client.close()
 
@@ -145,7 +144,7 @@ async def test_the_provisioning_jobs_declare_the_streams_and_seed_the_councils_o
 
 
 async def test_seeding_before_the_streams_exist_fails_saying_so_so_the_job_is_retried(tmp_path):
-    async with local_server(nats_plan(tmp_path), tmp_path) as endpoints:
+    async with running_server(nats_plan(tmp_path), tmp_path) as endpoints:
         code, out = await fleet(endpoints["nats_url"], tmp_path, "council", "seed")
 
     assert code != 0
