@@ -170,6 +170,11 @@ KV_PROJECTION = ProjectionSpec(name="kv", streams=STREAMS)
 PROJECTIONS: tuple[ProjectionSpec, ...] = (GRAPH_PROJECTION, KV_PROJECTION)
 
 
+def schedule_subject(target_subject: str, aggregate_id: str) -> str:
+    """Where the schedule of an aggregate is kept, in the same stream as its target."""
+    return f"{target_subject.split('.', 1)[0]}.schedule.{aggregate_id}"
+
+
 def stream_for_subject(subject: str) -> StreamSpec:
     """The one stream that stores `subject`."""
     matches = [s for s in STREAMS if any(subject_matches(p, subject) for p in s.subjects)]

@@ -22,6 +22,7 @@ from streams.definitions import (
     BucketSpec,
     ConsumerSpec,
     StreamSpec,
+    schedule_subject,
     stream_for_subject,
 )
 
@@ -88,7 +89,7 @@ def _produced_by(user: str, only: Iterable[catalog.EventSpec] | None = None) -> 
         if spec in SCHEDULED and user in spec.producers:
             stream = stream_for_subject(spec.subject).name
             # The schedule of each aggregate, and removing it when the aggregate is done.
-            subjects += [f"{spec.subject.split('.', 1)[0]}.schedule.*", f"$JS.API.STREAM.PURGE.{stream}"]
+            subjects += [schedule_subject(spec.subject, "*"), f"$JS.API.STREAM.PURGE.{stream}"]
     return subjects
 
 

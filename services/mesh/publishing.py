@@ -20,7 +20,7 @@ from contracts.envelope import (
     to_headers,
 )
 from contracts.events import Event
-from streams.definitions import stream_for_subject
+from streams.definitions import schedule_subject, stream_for_subject
 
 Clock = Callable[[], dt.datetime]
 
@@ -53,11 +53,6 @@ class Outgoing:
     payload: Event
     event_id: str
     deliver_at: dt.datetime | None = None
-
-
-def schedule_subject(target_subject: str, aggregate_id: str) -> str:
-    """Where the schedule of an aggregate is kept, in the same stream as its target."""
-    return f"{target_subject.split('.', 1)[0]}.schedule.{aggregate_id}"
 
 
 def schedule_at(moment: dt.datetime) -> str:
