@@ -61,7 +61,8 @@ def test_the_scanner_finds_a_committed_key(tmp_path):
     if uv is None:
         pytest.skip("uv is not on PATH")
     leaked = tmp_path / "settings.py"
-    leaked.write_text('GITHUB_TOKEN = "ghp_' + "x7Kq2N9vR4mT8wY1bC5dF3gH6jL0pS2uV9zA" + '"\n')  # pragma: allowlist secret
+    fake_token = "ghp_" + "x7Kq2N9vR4mT8wY1bC5dF3gH6jL0pS2uV9zA"  # pragma: allowlist secret
+    leaked.write_text(f'GITHUB_TOKEN = "{fake_token}"\n')
     command = [uv, "tool", "run", "--python", sys.executable, "--from", DETECT_SECRETS,
                "detect-secrets", "scan", str(leaked)]
     completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
