@@ -1,12 +1,16 @@
 """The LLM client against a real llama.cpp server, and every way a call can fail, typed."""
 
 import asyncio
+import dataclasses
+import os
+import uuid
 
 import pytest
 
 from services.agents.adapters.llm import LlmClient, LlmConfig, LlmConnectionRefused, LlmHttpError, LlmTimeout
 from services.agents.domain import ChatMessage, ChatRequest
-from services.embedded.servers import free_port
+from services.embedded.servers import free_port, llm_plan, running_server
+from services.mesh.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +67,34 @@ async def test_a_server_that_never_answers_is_a_timeout():
     finally:
         await client.close()
         server.close()
+
+
+@pytest.fixture(scope="module")
+async def keyed_llm(tmp_path_factory):
+    """A second real llama.cpp server that refuses requests without its API key."""
+    key = "sk-fleet-" + uuid.uuid4().hex
+    plan = llm_plan(threads=os.cpu_count() or 2)
+    # Its /v1/models wants the key too, so readiness is the port opening, after the model loads.
+    plan = dataclasses.replace(plan, argv=[*plan.argv, "--api_key", key], ready_url=None)
+    async with running_server(plan, tmp_path_factory.mktemp("logs")) as endpoints:
+        yield endpoints, key
+
+
+async def test_the_api_key_from_a_file_is_sent_and_never_appears_in_errors(keyed_llm, tmp_path):
+    endpoints, key = keyed_llm
+    key_file = tmp_path / "llm-api-key"
+    key_file.write_text(key + "\n")
+    settings = load_settings({"FLEET_DATA_DIR": str(tmp_path), "FLEET_NATS_URL": "nats://127.0.0.1:1",
+                              "FLEET_LLM_BASE_URL": endpoints["llm_base_url"], "FLEET_LLM_API_KEY_FILE": str(key_file)})
+    keyed = LlmClient(LlmConfig(base_url=settings.require_llm(), api_key=settings.llm_api_key))
+    wrong = LlmClient(LlmConfig(base_url=settings.require_llm(), api_key=key[::-1]))
+    try:
+        completion = await keyed.complete(request(endpoints["llm_model"]))
+        with pytest.raises(LlmHttpError, match="HTTP 401") as refused:
+            await wrong.complete(request(endpoints["llm_model"]))
+    finally:
+        await keyed.close()
+        await wrong.close()
+    assert completion.content.strip()
+    assert key not in repr(keyed._config) and key not in repr(settings)
+    assert key[::-1] not in str(refused.value)
