@@ -13,6 +13,8 @@ from services.mesh.publishing import Cause, Outgoing
 MAX_INLINE_BODY = 512 * 1024
 # The letter's JSON stays well under NATS's 1 MiB, leaving room for its own headers (at most 64 KiB).
 MAX_LETTER = 900 * 1024
+# A reason is read by people; an exception text quoting a huge input must not crowd out the letter.
+MAX_REASON_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,17 @@ def dead_letter_event(letter: DeadLetter, reason: str) -> tuple[Outgoing, Cause 
     return Outgoing(payload=payload, event_id=event_id), _cause_of(letter)
 
 
+def bounded_reason(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return f"{reason[:MAX_REASON_CHARS]}... ({len(reason) - MAX_REASON_CHARS} more characters)"
+
+
 def _rejected(letter: DeadLetter, reason: str, *, with_body: bool) -> MessageRejected:
     return MessageRejected(
         service=letter.service,
         consumer=letter.consumer,
-        reason=reason,
+        reason=bounded_reason(reason),
         original_subject=letter.subject,
         original_headers=letter.headers,
         original_body=letter.body if with_body else b"",

@@ -13,7 +13,7 @@ from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, to_headers
 from contracts.errors import ContractViolation
 from contracts.events import Brief, PlanApproved, PlannedTask, Role
 from services.councils.domain import new_council
-from services.mesh.deadletters import DeadLetter, dead_letter_event
+from services.mesh.deadletters import MAX_REASON_CHARS, DeadLetter, dead_letter_event
 from services.mesh.publishing import envelope_for, utc_now
 from services.planning.domain import MAX_BRIEF_BYTES, request_deliberations
 from tests.strategies import MiB, approvals
@@ -84,3 +84,13 @@ def test_a_dead_letter_fits_in_nats_whatever_stored_message_it_keeps():
     envelope = envelope_for(outgoing, producer="planning", cause=cause, now=utc_now())
     assert wire_size(to_headers(envelope), catalog.encode(outgoing.payload)) <= MiB
     assert outgoing.payload.original_body_omitted, "the body gave way; it stays in its stream"
+
+
+def test_a_reason_quoting_a_huge_input_is_cut_and_says_how_much_was_left_out():
+    letter = DeadLetter(service="planning", consumer="planning-plan-approvals", stream="PLANNING",
+                        stream_sequence=2, deliveries=1, subject=catalog.PLAN_APPROVED.subject,
+                        headers={MSG_ID: "m-2"}, body=b"{}")
+    outgoing, _ = dead_letter_event(letter, "Expected `str`, got " + "x" * 100_000)
+    reason = outgoing.payload.reason
+    assert reason.startswith("Expected `str`, got xxx") and len(reason) < MAX_REASON_CHARS + 50
+    assert reason.endswith(f"({100_000 + 20 - MAX_REASON_CHARS} more characters)")
