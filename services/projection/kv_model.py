@@ -32,6 +32,8 @@ def council_stats_key(role: str) -> str:
 
 
 DEAD_LETTER_STATS_KEY = "deadletters:stats"
+# json.dumps(value, sort_keys=True) builds an encoder per call; one shared encoder writes the same bytes.
+_JSON = json.JSONEncoder(sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class Status:
 
 def _fields(**values) -> dict[str, str]:
     return {
-        name: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        name: value if isinstance(value, str) else _JSON.encode(value)
         for name, value in values.items()
         if value is not None
     }
@@ -202,7 +204,7 @@ def activity_entry(event: ev.Event, envelope: Envelope) -> AddToIndex:
         "type": f"{envelope.event_type}.v{envelope.schema_version}", "aggregate_id": envelope.aggregate_id,
         "correlation_id": envelope.correlation_id, "producer": envelope.producer,
     }
-    return AddToIndex(ACTIVITY_KEY, json.dumps(entry, sort_keys=True), envelope.occurred_at.timestamp(),
+    return AddToIndex(ACTIVITY_KEY, _JSON.encode(entry), envelope.occurred_at.timestamp(),
                       capped=ACTIVITY_KEPT)
 
 

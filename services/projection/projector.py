@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -39,6 +40,9 @@ type Guard = Callable[[], Awaitable[bool]]
 # A write that fails for another reason than an unreachable store is tried this often, then the
 # event is dead-lettered and the projection moves past it.
 MAX_ATTEMPTS = 5
+# Events in one write when catching up (a rebuild, a replay): fewer, larger writes than the live
+# projector's batches, which stay small so that a follower's writes stay short.
+CATCH_UP_BATCH_SIZE = 2_000
 
 
 @dataclass(frozen=True)
@@ -71,27 +75,42 @@ def fold[W](messages: Sequence[Msg], to_writes: ToWrites[W], projection: str) ->
         headers = message.headers or {}
         if SCHEDULE_HEADER in headers:
             continue
-        meta = message.metadata
+        sequence, stored_at = stored_position(message)
         try:
             incoming = decode_incoming(
-                message.subject, headers, message.data, received_at=meta.timestamp,
-                stream_sequence=meta.sequence.stream, deliveries=1,
+                message.subject, headers, message.data, received_at=stored_at, stream_sequence=sequence,
+                deliveries=1,
             )
         except ContractViolation as exc:
             if _is_ingress(message.subject):
-                log.info("%s seq=%s skipped: %s (planning dead-letters ingress)", meta.stream,
-                         meta.sequence.stream, exc)
+                log.info("%s seq=%s skipped: %s (planning dead-letters ingress)", message.subject, sequence, exc)
             else:
                 rejected.append((letter_for(message, projection), str(exc)))
             continue
         try:
             writes += to_writes(incoming.payload, incoming.envelope)
         except Exception as exc:  # noqa: BLE001 - one event the model cannot take must not stop the stream
-            log.exception("%s seq=%s: the %s model cannot take it", meta.stream, meta.sequence.stream, projection)
+            log.exception("%s seq=%s: the %s model cannot take it", message.subject, sequence, projection)
             rejected.append((letter_for(message, projection), f"{type(exc).__name__}: {exc}"))
             continue
         applied += 1
-    return Folded(writes, messages[-1].metadata.sequence.stream if messages else 0, rejected, applied)
+    return Folded(writes, stored_position(messages[-1])[0] if messages else 0, rejected, applied)
+
+
+def stored_position(message: Msg) -> tuple[int, dt.datetime]:
+    """The stream sequence and the time the stream stored the message, from its reply subject.
+
+    The same values as nats-py's `message.metadata`, without building its frozen dataclasses, which
+    cost as much as decoding the event. The subject is `$JS.ACK.<stream>.<consumer>.<delivered>.
+    <stream seq>.<consumer seq>.<time ns>.<pending>`, or that with a domain and an account hash
+    after `$JS.ACK`.
+    """
+    tokens = message.reply.split(".")
+    offset = 0 if len(tokens) == _V1_ACK_TOKENS else 2
+    return int(tokens[5 + offset]), dt.datetime.fromtimestamp(int(tokens[7 + offset]) / 1e9, dt.UTC)
+
+
+_V1_ACK_TOKENS = 9
 
 
 def _is_ingress(subject: str) -> bool:
@@ -122,12 +141,14 @@ class StreamReader:
         self.caught_up = False
 
     async def next_batch(self, limit: int, wait_s: float) -> list[Msg]:
-        """Up to `limit` messages: waits `wait_s` for the first, then takes what has already arrived."""
+        """Up to `limit` messages: waits `wait_s` for the first, then for the rest the stream already holds."""
         batch: list[Msg] = []
         try:
             batch.append(await self._subscription.next_msg(timeout=wait_s))
+            batch += await self._take_received(limit - 1)
             while len(batch) < limit and batch[-1].metadata.num_pending > 0:
                 batch.append(await self._subscription.next_msg(timeout=wait_s))
+                batch += await self._take_received(limit - len(batch))
         except TimeoutError:
             pass
         if batch:
@@ -136,6 +157,29 @@ class StreamReader:
             # Nothing came in time: caught up only if the server agrees nothing is left to deliver.
             self.caught_up = await self._nothing_pending()
         return batch
+
+    async def _take_received(self, limit: int) -> list[Msg]:
+        """Up to `limit` messages nats-py has already received, without the task and timer `next_msg`
+        makes for each one (they cost more than parsing the message).
+
+        This reaches into nats-py's subscription (the version is pinned in uv.lock): its queue, and the
+        flow-control reply `next_msg` would send once the messages before it are taken, without which
+        the server stops delivering. tests/integration/test_projection.py reads a stream long enough
+        to need flow control.
+        """
+        core = self._subscription._sub
+        queue = core._pending_queue
+        taken: list[Msg] = []
+        while len(taken) < limit and not queue.empty():
+            message = queue.get_nowait()
+            queue.task_done()
+            core._pending_size -= len(message.data)
+            taken.append(message)
+        flow = core._jsi
+        if flow is not None and flow._fcr and flow.get_js_delivered() >= flow._fcd:
+            reply, flow._fcr = flow._fcr, None
+            await core._conn.publish(reply)
+        return taken
 
     async def _nothing_pending(self) -> bool:
         try:
@@ -173,7 +217,13 @@ class Projector[W]:
     ) -> None:
         """Apply a batch with its checkpoint. `still_ours` is asked before each retry: a follower whose
         namespace was switched or taken for a rebuild stops instead of writing into it."""
-        folded = fold(batch, self._to_writes, self.spec.name)
+        await self._commit(namespace, stream, batch, fold(batch, self._to_writes, self.spec.name), progress, still_ours)
+
+    async def _commit(
+        self, namespace: str, stream: str, batch: Sequence[Msg], folded: Folded[W], progress: Progress,
+        still_ours: Guard | None,
+    ) -> None:
+        """Write a folded batch with its checkpoint: dead-letter what the fold rejected, and what the store refuses."""
         for letter, reason in folded.rejected:
             log.error("%s seq=%s cannot be projected: %s", stream, letter.stream_sequence, reason)
             await self._dead_letter(letter, reason)
@@ -237,19 +287,36 @@ class Projector[W]:
     async def catch_up(
         self, js: JetStreamContext, namespace: str, stream: StreamSpec, on_progress: Callable[[Progress], None],
     ) -> Progress:
-        """Apply everything stored so far, then return (a rebuild)."""
+        """Apply everything stored so far, then return (a rebuild).
+
+        Batch N is written while batch N+1 is read and folded, so the store and this process work at
+        the same time; the writes still land one batch after the other, each with its checkpoint.
+        """
         progress = Progress(stream=stream.name, target=(await js.stream_info(stream.name)).state.last_seq)
         progress.last_sequence = await self.store.checkpoint(namespace, stream.name)
         if progress.last_sequence >= progress.target:
             return progress
-        async with stream_reader(js, stream, progress.last_sequence + 1) as reader:
-            while True:
-                batch = await reader.next_batch(self.spec.batch_size, wait_s=2.0)
-                if batch:
-                    await self.apply(namespace, stream.name, batch, progress)
-                    on_progress(progress)
-                if reader.caught_up or progress.last_sequence >= progress.target:
-                    return progress
+        writing: asyncio.Task | None = None
+        read_through = progress.last_sequence
+        try:
+            async with stream_reader(js, stream, read_through + 1) as reader:
+                while not reader.caught_up and read_through < progress.target:
+                    batch = await reader.next_batch(CATCH_UP_BATCH_SIZE, wait_s=2.0)
+                    if not batch:
+                        continue
+                    folded = fold(batch, self._to_writes, self.spec.name)
+                    read_through = folded.last_sequence
+                    if writing is not None:
+                        await writing
+                        on_progress(progress)
+                    writing = asyncio.create_task(self._commit(namespace, stream.name, batch, folded, progress, None))
+            if writing is not None:
+                await writing
+                on_progress(progress)
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
+        return progress
 
     async def follow(self, js: JetStreamContext, stream: StreamSpec) -> None:
         """Apply the stream as it grows, forever; move to the new namespace when a rebuild switches.

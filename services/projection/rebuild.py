@@ -65,10 +65,9 @@ async def rebuild(
     namespace = store.fresh_namespace(generation)
     await store.drop(namespace)
     await store.prepare(namespace)
-    progress = [await projector.catch_up(js, namespace, stream, on_progress) for stream in projector.spec.streams]
+    progress = await catch_up_all(js, projector, namespace, on_progress)
     # The log grew while we built: a last pass, then the switch; the live projector does the rest.
-    for stream_progress, stream in zip(progress, projector.spec.streams, strict=True):
-        more = await projector.catch_up(js, namespace, stream, on_progress)
+    for stream_progress, more in zip(progress, await catch_up_all(js, projector, namespace, on_progress), strict=True):
         stream_progress.applied += more.applied
         stream_progress.last_sequence = more.last_sequence
     folded_s = time.monotonic() - began
@@ -102,7 +101,7 @@ async def _rebuild_in_place(
         began = time.monotonic()
         await store.drop(namespace)
         await store.prepare(namespace)
-        progress = [await projector.catch_up(js, namespace, stream, on_progress) for stream in projector.spec.streams]
+        progress = await catch_up_all(js, projector, namespace, on_progress)
         folded_s = time.monotonic() - began
     finally:
         await store.mark_rebuild_in_place(None)
@@ -110,6 +109,21 @@ async def _rebuild_in_place(
         projection=projector.spec.name, namespace=namespace, replaced=None,
         content_hash=await store.content_hash(namespace), seconds=folded_s, progress=progress,
     )
+
+
+async def catch_up_all(
+    js: JetStreamContext, projector: Projector, namespace: str, on_progress: Callable[[Progress], None],
+) -> list[Progress]:
+    """Every stream at once, one reader each: each stream has its own checkpoint, and the models do not
+    depend on how the streams interleave, so they need not wait for each other."""
+    tasks = [asyncio.ensure_future(projector.catch_up(js, namespace, stream, on_progress))
+             for stream in projector.spec.streams]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        # One failed: stop the others rather than leave them writing.
+        for task in tasks:
+            task.cancel()
 
 
 async def rebuild_all(

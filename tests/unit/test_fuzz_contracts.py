@@ -43,8 +43,10 @@ def decoded(subject: str, headers: dict[str, str], body: bytes):
 
 def stored(subject: str, body: bytes) -> SimpleNamespace:
     """A message as the projection reads it from PLANNING, at sequence 7."""
-    return SimpleNamespace(subject=subject, headers={MSG_ID: "m-1"}, data=body, metadata=SimpleNamespace(
-        stream="PLANNING", timestamp=RECEIVED, sequence=SimpleNamespace(stream=7)))
+    stored_ns = (RECEIVED - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1) * 1000
+    return SimpleNamespace(subject=subject, headers={MSG_ID: "m-1"}, data=body,
+                           reply=f"$JS.ACK.PLANNING.projection.1.7.7.{stored_ns}.0", metadata=SimpleNamespace(
+                               stream="PLANNING", timestamp=RECEIVED, sequence=SimpleNamespace(stream=7)))
 
 
 def planned(message: Ingress):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import valkey.asyncio as valkey
 from valkey.exceptions import WatchError
@@ -12,10 +13,17 @@ from services.projection.stores import canonical_hash
 
 FIRST_GENERATION = "g1"
 CHECKPOINT = "checkpoint"
-# KEYS: the counters hash, the set of facts already counted. ARGV: the fact, then field/amount pairs.
+# Every CountOnce of a batch in one call. KEYS: per count, its counters hash then its set of facts already
+# counted. ARGV: per count, the fact, the number of field/amount pairs, then the pairs.
 COUNT_ONCE = """
-if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
-  for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local arg = 1
+for k = 1, #KEYS, 2 do
+  local fact, count = ARGV[arg], tonumber(ARGV[arg + 1])
+  arg = arg + 2
+  if redis.call('SADD', KEYS[k + 1], fact) == 1 then
+    for i = arg, arg + 2 * count - 1, 2 do redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]) end
+  end
+  arg = arg + 2 * count
 end
 return 0
 """
@@ -55,8 +63,7 @@ class ValkeyStore:
                     if int(await pipe.get(checkpoint) or 0) >= sequence:
                         return False
                     pipe.multi()
-                    for write in writes:
-                        _queue(pipe, namespace, write)
+                    _queue(pipe, namespace, coalesce(writes))
                     pipe.set(checkpoint, sequence)
                     await pipe.execute()
                     return True
@@ -117,21 +124,59 @@ class ValkeyStore:
         await self._client.aclose()
 
 
-def _queue(pipe, namespace: str, write: KvWrite) -> None:
-    key = f"{namespace}:{write.key}"
-    match write:
-        case SetFields(fields=fields):
-            if fields:
-                pipe.hset(key, mapping=fields)
-        case CountOnce(amounts=amounts, fact=fact):
-            pairs = [str(part) for name, amount in sorted(amounts.items()) for part in (name, amount)]
-            pipe.eval(COUNT_ONCE, 2, key, f"{key}:counted", fact, *pairs)
-        case AddToIndex(member=member, score=score, capped=capped):
-            pipe.zadd(key, {member: score})
-            if capped is not None:
-                pipe.zremrangebyrank(key, 0, -capped - 1)
-        case AddToSet(member=member):
-            pipe.sadd(key, member)
+@dataclass
+class Coalesced:
+    """A batch's writes as few commands: one per key, and one script call for every count.
+
+    Applying them gives what applying the writes one by one gives: later fields override earlier ones,
+    a member added twice keeps its later score, trimming a capped index once at the end keeps the same
+    members as trimming it after each add, and counts run in order, each fact once. Each key is written
+    by one kind of write only (the model's keys say which), so the order between kinds does not matter.
+    """
+
+    fields: dict[str, dict[str, str]] = field(default_factory=dict)
+    indexes: dict[str, dict[str, float]] = field(default_factory=dict)
+    caps: dict[str, int] = field(default_factory=dict)
+    sets: dict[str, dict[str, None]] = field(default_factory=dict)
+    counts: list[CountOnce] = field(default_factory=list)
+
+
+def coalesce(writes: Sequence[KvWrite]) -> Coalesced:
+    batch = Coalesced()
+    for write in writes:
+        match write:
+            case SetFields(key=key, fields=fields):
+                if fields:
+                    batch.fields.setdefault(key, {}).update(fields)
+            case CountOnce():
+                batch.counts.append(write)
+            case AddToIndex(key=key, member=member, score=score, capped=capped):
+                batch.indexes.setdefault(key, {})[member] = score
+                if capped is not None:
+                    batch.caps[key] = min(capped, batch.caps.get(key, capped))
+            case AddToSet(key=key, member=member):
+                batch.sets.setdefault(key, {})[member] = None
+    return batch
+
+
+def _queue(pipe, namespace: str, batch: Coalesced) -> None:
+    for key, fields in batch.fields.items():
+        pipe.hset(f"{namespace}:{key}", mapping=fields)
+    for key, members in batch.indexes.items():
+        pipe.zadd(f"{namespace}:{key}", members)
+        if (capped := batch.caps.get(key)) is not None:
+            pipe.zremrangebyrank(f"{namespace}:{key}", 0, -capped - 1)
+    for key, members in batch.sets.items():
+        pipe.sadd(f"{namespace}:{key}", *members)
+    if batch.counts:
+        keys: list[str] = []
+        args: list[str | int] = []
+        for count in batch.counts:
+            key = f"{namespace}:{count.key}"
+            keys += [key, f"{key}:counted"]
+            args += [count.fact, len(count.amounts)]
+            args += [part for name, amount in sorted(count.amounts.items()) for part in (name, amount)]
+        pipe.eval(COUNT_ONCE, len(keys), *keys, *args)
 
 
 def _read_value(pipe, key: str, kind: str) -> None:
