@@ -1,4 +1,4 @@
-"""`python -m bench [NAMES...] [--events N] [--out bench/results]`: run benchmarks, print a table, write JSON."""
+"""`python -m bench [NAMES...] [--events N] [--samples N] [--deliberations N] [--runs N]`: table and JSON."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from bench.report import Result, machine, show, write
 # One module per benchmark; each has `async def run(options: argparse.Namespace, console) -> Result`.
 BENCHMARKS = {
     "rebuild": "bench.rebuild",
+    "mesh": "bench.mesh",
+    "scaling": "bench.scaling",
+    "footprint": "bench.footprint",
 }
 
 
@@ -28,6 +31,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where the JSON goes")
     parser.add_argument("--twice", action=argparse.BooleanOptionalAction, default=None,
                         help="rebuild a second time and compare content hashes (default: only up to 20000 events)")
+    parser.add_argument("--samples", type=int, default=50,
+                        help="mesh: latency samples of each council, after a warm-up (default 50)")
+    parser.add_argument("--deliberations", type=int, default=500,
+                        help="mesh: full deliberations in the throughput run (default 500)")
+    parser.add_argument("--runs", type=int, default=5, help="scaling: runs of each side, after a warm-up (default 5)")
     options = parser.parse_args(argv)
     unknown = [name for name in options.names if name not in BENCHMARKS]
     if unknown:

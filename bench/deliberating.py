@@ -1,0 +1,185 @@
+"""A mesh on the STAND-IN LLM for the mesh benchmarks: start it, set its councils, approve, await results.
+
+The mesh is `fleet up` as it runs in production shape: every service its own process, each connected
+as its own least-privilege NATS user (`auth=True`); only the LLM is `bench/llm_standin.py`, so what
+is measured is the mesh, not a model. The benchmark itself connects as the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from bench.llm_standin import standin_plan
+from contracts import catalog
+from contracts.envelope import MSG_ID
+from contracts.events import Council, PlanApproved, PlannedTask, Role
+from services.councils.directory import CouncilDirectory, created, deleted
+from services.embedded.servers import running_server
+from services.embedded.stack import EmbeddedStack
+from services.mesh.publishing import EventPublisher
+from services.mesh.runtime import connect, new_broker
+from services.mesh.settings import load_settings
+from services.planning.domain import deliberation_id
+from streams.definitions import STREAMS
+from tests.support import body_of, wait_for
+
+BENCH_USER = "bench"
+RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
+# The production default of FLEET_AGENT_CONCURRENCY (services/mesh/settings.py): enough for 15 agents
+# answering at once. `fleet up` lowers it to 2 only for its own llama.cpp, which answers one at a time.
+AGENT_CONCURRENCY = "16"
+
+
+@dataclass
+class Mesh:
+    stack: EmbeddedStack
+    client: Client
+    standin_url: str
+    service_env: dict[str, str]
+    lines: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.client.jetstream()
+
+    def settings_in_force(self) -> dict[str, str]:
+        """What the services ran with that decides how many turns run at once."""
+        env = self.stack.service_environment()
+        return {name: env.get(name, "(default)") for name in
+                ("FLEET_AGENT_CONCURRENCY", "FLEET_LLM_MODEL", "FLEET_LLM_RESPONSE_FORMAT", "FLEET_LLM_MAX_TOKENS")}
+
+
+async def operator_client(stack: EmbeddedStack) -> Client:
+    """A NATS client with the operator's credentials that `fleet up --auth` wrote, as the fleet CLI connects."""
+    return await connect(load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}), name="fleet-bench")
+
+
+async def councils_seeded(stack: EmbeddedStack, client: Client, timeout_s: float = 120.0) -> None:
+    """Planning seeds the default councils (one per role) on its first start."""
+    await wait_for(client.jetstream(), catalog.COUNCIL_CREATED.subject, lambda m: True, len(Role), timeout_s=timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def standin_mesh(
+    data_dir: Path, *, latency_ms: float = 0.0, service_env: Mapping[str, str] | None = None
+) -> AsyncIterator[Mesh]:
+    """The stand-in LLM, then `fleet up --auth` pointed at it, with its default councils seeded."""
+    async with running_server(standin_plan(latency_ms=latency_ms), data_dir / "logs") as llm:
+        env = {**os.environ, "FLEET_LLM_BASE_URL": llm["llm_base_url"], "FLEET_LLM_MODEL": llm["llm_model"],
+               "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+        wanted = {"FLEET_AGENT_CONCURRENCY": AGENT_CONCURRENCY, **(service_env or {})}
+        lines: list[tuple[float, str]] = []
+        began = time.monotonic()
+        stack = EmbeddedStack(data_dir / "fleet", env=env, service_env=wanted, auth=True,
+                              report=lambda line: lines.append((time.monotonic() - began, line)))
+        await stack.start()
+        try:
+            client = await operator_client(stack)
+            try:
+                await councils_seeded(stack, client)
+                yield Mesh(stack, client, llm["standin_url"], wanted, lines)
+            finally:
+                await client.close()
+        finally:
+            await stack.stop()
+
+
+async def set_councils(stack: EmbeddedStack, councils: Iterable[Council], remove: Iterable[Role] = ()) -> None:
+    """Replace the councils of these roles and delete those of `remove`, as `fleet council` does."""
+    broker = new_broker(BENCH_USER, load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}))
+    client = await broker.connect()
+    directory, publisher = CouncilDirectory(client.jetstream()), EventPublisher(broker, producer=BENCH_USER)
+    try:
+        for council in councils:
+            if council.role in await directory.councils():
+                await publisher.publish(deleted(council.role, BENCH_USER, revision=await directory.revision()))
+            await publisher.publish(created(council, BENCH_USER, revision=await directory.revision()))
+        for role in remove:
+            if role in await directory.councils():
+                await publisher.publish(deleted(role, BENCH_USER, revision=await directory.revision()))
+    finally:
+        await broker.stop()
+
+
+def approval(roles: list[Role], tasks: int = 1) -> PlanApproved:
+    suffix = uuid.uuid4().hex[:12]
+    return PlanApproved(
+        story_id=f"bench-story-{suffix}", plan_id=f"bench-plan-{suffix}", approved_by=BENCH_USER, roles=roles,
+        tasks=[PlannedTask(task_id=f"task-{n}", title="Add login throttling",
+                           description="Lock an account for 15 minutes after 5 failed logins in a row.")
+               for n in range(tasks)],
+    )
+
+
+def deliberations_of(approved: PlanApproved) -> list[str]:
+    return [deliberation_id(approved.story_id, approved.plan_id, task.task_id, role)
+            for task in approved.tasks for role in approved.roles]
+
+
+class Results:
+    """Result events as they are stored, through a core NATS subscription (no consumer, no ack).
+
+    A core subscription sees each message the moment the server takes it into the stream, which is
+    the earliest any reader could; subscribe before publishing the approval, or a result may be missed.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[tuple[float, str]]] = {}
+        self._early: dict[str, tuple[float, str]] = {}
+        self._subscriptions = []
+
+    async def subscribe(self, client: Client) -> None:
+        for subject in RESULT_SUBJECTS:
+            self._subscriptions.append(await client.subscribe(subject, cb=self._arrived))
+
+    async def close(self) -> None:
+        for subscription in self._subscriptions:
+            await subscription.unsubscribe()
+
+    async def _arrived(self, message: Msg) -> None:
+        at = time.perf_counter()
+        event = catalog.spec_for_subject(message.subject).decoder.decode(message.data)
+        outcome = "completed" if message.subject == catalog.DELIBERATION_COMPLETED.subject else "failed"
+        key = event.aggregate_id()
+        future = self._waiting.pop(key, None)
+        if future is None:
+            self._early[key] = (at, outcome)
+        elif not future.done():
+            future.set_result((at, outcome))
+
+    def expect(self, deliberation: str) -> asyncio.Future[tuple[float, str]]:
+        """A future of (perf_counter time of arrival, "completed" or "failed")."""
+        future = asyncio.get_running_loop().create_future()
+        if deliberation in self._early:
+            future.set_result(self._early.pop(deliberation))
+        else:
+            self._waiting[deliberation] = future
+        return future
+
+
+async def approve(js: JetStreamContext, approved: PlanApproved) -> None:
+    """Publish the approval and wait for JetStream's ack, as an upstream planner would."""
+    await js.publish(catalog.PLAN_APPROVED.subject, body_of(approved), headers={MSG_ID: f"{approved.plan_id}-1"})
+
+
+async def stored_messages(js: JetStreamContext) -> int:
+    """Messages stored in every stream of the mesh: what a deliberation costs in events."""
+    return sum([(await js.stream_info(stream.name)).state.messages for stream in STREAMS])
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile: an actual observation, never an interpolation between two."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
