@@ -29,7 +29,11 @@ async def read_stream(js: JetStreamContext, subject: str) -> list:
             try:
                 batch = await subscription.fetch(256, timeout=0.5)
             except TimeoutError:
-                break
+                # Nothing came within the timeout: the end, unless the server still holds messages for us
+                # (a busy machine can take longer than that to deliver the next batch).
+                if (await subscription.consumer_info()).num_pending == 0:
+                    break
+                continue
             messages += batch
     finally:
         await subscription.unsubscribe()
