@@ -17,6 +17,7 @@ from faststream.security import SASLPlaintext
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from services.mesh import nats_headers
 from services.mesh.consuming import DurableConsumer
 from services.mesh.metrics import REGISTRY, serve_health_and_metrics
 from services.mesh.publishing import EventPublisher
@@ -60,10 +61,12 @@ Wiring = Callable[[Mesh], Awaitable[Sequence[Binding | Background]]]
 
 async def connect(settings: Settings, **options) -> Client:
     """A plain nats.py client, as this process's NATS user when it has one."""
+    nats_headers.install()
     return await nats.connect(settings.nats_url, **settings.nats_options(), **options)
 
 
 def new_broker(service: str, settings: Settings) -> NatsBroker:
+    nats_headers.install()
     credentials = settings.nats_options()
     return NatsBroker(
         settings.nats_url,
