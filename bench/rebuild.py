@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from bench.events import event_log
 from bench.report import Figure, Result
 from services.embedded.servers import nats_plan, redis_plan, running_server
+from services.mesh import nats_headers
 from services.mesh.consuming import decode_incoming
 from services.mesh.settings import Settings
 from services.projection.app import projectors
@@ -192,6 +193,8 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
         root = Path(tmp)
         async with (running_server(nats_plan(root), root / "logs") as nats_endpoints,
                     running_server(redis_plan(root), root / "logs") as redis_endpoints):
+            # As every fleet process does (services/mesh/runtime.py): nats-py's header parse, only faster.
+            nats_headers.install()
             client = await nats.connect(nats_endpoints["nats_url"])
             try:
                 js = client.jetstream(publish_async_max_pending=2 * PUBLISH_WINDOW)
