@@ -30,8 +30,8 @@ from services.mesh.settings import Settings
 from services.projection.app import projectors
 from services.projection.graph_model import graph_writes
 from services.projection.kv_model import kv_writes
-from services.projection.projector import CATCH_UP_BATCH_SIZE, Projector, fold, stored_position, stream_reader
 from services.projection.projector import Progress as StreamProgress
+from services.projection.projector import Projector, fold, stored_position, stream_reader
 from services.projection.rebuild import RebuildResult, rebuild
 from streams.apply import apply_all
 from streams.definitions import GRAPH_PROJECTION, StreamSpec
@@ -137,7 +137,7 @@ async def read_batched(js: JetStreamContext, streams: Sequence[StreamSpec]) -> t
         async with stream_reader(js, stream, 1) as reader:
             through = 0
             while not reader.caught_up and through < last:
-                batch = await reader.next_batch(CATCH_UP_BATCH_SIZE, wait_s=2.0)
+                batch = await reader.next_batch(GRAPH_PROJECTION.catch_up_batch_size, wait_s=2.0)
                 if batch:
                     read += len(batch)
                     through = stored_position(batch[-1])[0]
@@ -245,7 +245,7 @@ async def _measure(js: JetStreamContext, settings: Settings, total: int, twice: 
         "applied": {"kv": kv_result.events, "graph": graph_result.events},
         "content_hash": {"kv": kv_result.content_hash, "graph": graph_result.content_hash},
         "batch_size": GRAPH_PROJECTION.batch_size,
-        "catch_up_batch_size": CATCH_UP_BATCH_SIZE,
+        "catch_up_batch_size": GRAPH_PROJECTION.catch_up_batch_size,
     }
     if twice:
         stable = {"kv": kv_again.content_hash == kv_result.content_hash,

@@ -160,8 +160,11 @@ class ProjectionSpec:
     name: str
     streams: tuple[StreamSpec, ...]
     service: str = catalog.PROJECTION
-    # Events applied in one atomic write when the projection is behind.
+    # Events applied in one atomic write when the live projection is behind.
     batch_size: int = 500
+    # The same when catching up (a rebuild, a replay): fewer, larger writes; the live batches stay
+    # small so that a follower's writes stay short.
+    catch_up_batch_size: int = 2_000
 
 
 GRAPH_PROJECTION = ProjectionSpec(name="graph", streams=(CONFIG, PLANNING, ORCHESTRATION, AGENT))

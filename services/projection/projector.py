@@ -40,9 +40,6 @@ type Guard = Callable[[], Awaitable[bool]]
 # A write that fails for another reason than an unreachable store is tried this often, then the
 # event is dead-lettered and the projection moves past it.
 MAX_ATTEMPTS = 5
-# Events in one write when catching up (a rebuild, a replay): fewer, larger writes than the live
-# projector's batches, which stay small so that a follower's writes stay short.
-CATCH_UP_BATCH_SIZE = 2_000
 
 
 @dataclass(frozen=True)
@@ -301,7 +298,7 @@ class Projector[W]:
         try:
             async with stream_reader(js, stream, read_through + 1) as reader:
                 while not reader.caught_up and read_through < progress.target:
-                    batch = await reader.next_batch(CATCH_UP_BATCH_SIZE, wait_s=2.0)
+                    batch = await reader.next_batch(self.spec.catch_up_batch_size, wait_s=2.0)
                     if not batch:
                         continue
                     folded = fold(batch, self._to_writes, self.spec.name)

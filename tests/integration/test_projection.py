@@ -359,8 +359,8 @@ async def test_an_event_the_store_refuses_is_dead_lettered_alone_and_the_rest_is
             writes.append(NodeWrite(Label.TASK, f"poison-{unique}", {"shape": {"nested": 1}}))
         return writes
 
-    projector = Projector(dataclasses.replace(graph.spec, batch_size=batch_size), graph.store,
-                          unwritable_for_one_task, reject, retry_delay_s=0.001)
+    spec = dataclasses.replace(graph.spec, batch_size=batch_size, catch_up_batch_size=batch_size)
+    projector = Projector(spec, graph.store, unwritable_for_one_task, reject, retry_delay_s=0.001)
     events = story_events(unique)
     poison = msgspec.structs.replace(events["requested"], deliberation=msgspec.structs.replace(
         events["requested"].deliberation, deliberation_id=f"poison-{unique}", task_id="poison"))
