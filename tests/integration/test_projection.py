@@ -32,7 +32,7 @@ from contracts.events import (
 from services.mesh.settings import Settings
 from services.projection.app import projectors
 from services.projection.graph_model import graph_writes
-from services.projection.kv_model import council_stats_key
+from services.projection.kv_model import AddToIndex, council_stats_key
 from services.projection.projector import Progress, Projector, stored_position, stream_reader
 from services.projection.reads import ReadModels
 from services.projection.rebuild import rebuild
@@ -190,6 +190,25 @@ async def test_a_batch_writes_what_its_events_write_one_at_a_time(js, stores, un
         stats = await kv.store.client.hgetall(f"{batched}:{council_stats_key('DEV')}")
         counted = await kv.store.client.smembers(f"{batched}:{council_stats_key('DEV')}:counted")
         assert int(stats["turns_completed"]) == len([fact for fact in counted if fact.startswith("turn/")])
+    finally:
+        for namespace in (batched, one_by_one):
+            await kv.store.drop(namespace)
+
+
+async def test_a_capped_index_written_in_one_batch_keeps_what_it_keeps_written_one_write_at_a_time(stores, unique):
+    _, kv = stores
+    # Scores that tie, so the members' order decides too; a member added again with another score.
+    writes = [AddToIndex("feed", f"entry-{n:03d}", float(n % 7), capped=200) for n in range(250)]
+    writes.append(AddToIndex("feed", "entry-003", 9.0, capped=200))
+    batched, one_by_one = kv.store.fresh_namespace(f"{unique}batched"), kv.store.fresh_namespace(f"{unique}single")
+    try:
+        assert await kv.store.apply(batched, "FEED", 1, writes)
+        for sequence, write in enumerate(writes, start=1):
+            await kv.store.apply(one_by_one, "FEED", sequence, [write])
+        kept = [await kv.store.client.zrange(f"{namespace}:feed", 0, -1, withscores=True)
+                for namespace in (batched, one_by_one)]
+        assert kept[0] == kept[1] and len(kept[0]) == 200
+        assert not await kv.store.apply(batched, "FEED", 1, writes[:1])
     finally:
         for namespace in (batched, one_by_one):
             await kv.store.drop(namespace)

@@ -5,27 +5,41 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import valkey.asyncio as valkey
-from valkey.exceptions import WatchError
 
 from services.projection.kv_model import AddToIndex, AddToSet, CountOnce, KvWrite, SetFields
 from services.projection.stores import canonical_hash
 
 FIRST_GENERATION = "g1"
 CHECKPOINT = "checkpoint"
-# Every CountOnce of a batch in one call. KEYS: per count, its counters hash then its set of facts already
-# counted. ARGV: per count, the fact, the number of field/amount pairs, then the pairs.
-COUNT_ONCE = """
-local arg = 1
-for k = 1, #KEYS, 2 do
-  local fact, count = ARGV[arg], tonumber(ARGV[arg + 1])
-  arg = arg + 2
-  if redis.call('SADD', KEYS[k + 1], fact) == 1 then
-    for i = arg, arg + 2 * count - 1, 2 do redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]) end
+# One batch, checkpoint and all, in one script: atomic like MULTI/EXEC, and skipped whole when the
+# checkpoint is already there. KEYS[1]: the checkpoint; the other keys are the keys written. ARGV[1]: the
+# sequence; ARGV[2]: the writes as JSON (see `_payload`), every value a string, so nothing is converted.
+APPLY_BATCH = """
+local checkpoint, sequence = KEYS[1], ARGV[1]
+if tonumber(redis.call('GET', checkpoint) or '0') >= tonumber(sequence) then return 0 end
+local batch = cjson.decode(ARGV[2])
+local chunk = 512
+local function each_chunk(command, key, items)
+  for first = 1, #items, chunk do
+    redis.call(command, key, unpack(items, first, math.min(first + chunk - 1, #items)))
   end
-  arg = arg + 2 * count
 end
-return 0
+for _, row in ipairs(batch.fields) do each_chunk('HSET', KEYS[row[1]], row[2]) end
+for _, row in ipairs(batch.indexes) do
+  each_chunk('ZADD', KEYS[row[1]], row[3])
+  if row[2] ~= '' then redis.call('ZREMRANGEBYRANK', KEYS[row[1]], 0, -1 - tonumber(row[2])) end
+end
+for _, row in ipairs(batch.sets) do each_chunk('SADD', KEYS[row[1]], row[2]) end
+for _, row in ipairs(batch.counts) do
+  if redis.call('SADD', KEYS[row[2]], row[3]) == 1 then
+    local amounts = row[4]
+    for i = 1, #amounts, 2 do redis.call('HINCRBY', KEYS[row[1]], amounts[i], amounts[i + 1]) end
+  end
+end
+redis.call('SET', checkpoint, sequence)
+return 1
 """
 
 
@@ -53,22 +67,9 @@ class ValkeyStore:
         return int(await self._client.get(f"{namespace}:{CHECKPOINT}:{stream}") or 0)
 
     async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[KvWrite]) -> bool:
-        checkpoint = f"{namespace}:{CHECKPOINT}:{stream}"
-        while True:
-            async with self._client.pipeline(transaction=True) as pipe:
-                try:
-                    # WATCH + MULTI/EXEC: the writes and the checkpoint commit together, and not at all if
-                    # the checkpoint changed in between; then it is read again.
-                    await pipe.watch(checkpoint)
-                    if int(await pipe.get(checkpoint) or 0) >= sequence:
-                        return False
-                    pipe.multi()
-                    _queue(pipe, namespace, coalesce(writes))
-                    pipe.set(checkpoint, sequence)
-                    await pipe.execute()
-                    return True
-                except WatchError:
-                    continue
+        keys, payload = _payload(namespace, coalesce(writes))
+        return bool(await self._client.eval(APPLY_BATCH, len(keys) + 1, f"{namespace}:{CHECKPOINT}:{stream}", *keys,
+                                            sequence, payload))
 
     async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
         await self._client.set(f"{namespace}:{CHECKPOINT}:{stream}", sequence)
@@ -126,7 +127,7 @@ class ValkeyStore:
 
 @dataclass
 class Coalesced:
-    """A batch's writes as few commands: one per key, and one script call for every count.
+    """A batch's writes merged by key.
 
     Applying them gives what applying the writes one by one gives: later fields override earlier ones,
     a member added twice keeps its later score, trimming a capped index once at the end keeps the same
@@ -159,24 +160,35 @@ def coalesce(writes: Sequence[KvWrite]) -> Coalesced:
     return batch
 
 
-def _queue(pipe, namespace: str, batch: Coalesced) -> None:
-    for key, fields in batch.fields.items():
-        pipe.hset(f"{namespace}:{key}", mapping=fields)
-    for key, members in batch.indexes.items():
-        pipe.zadd(f"{namespace}:{key}", members)
-        if (capped := batch.caps.get(key)) is not None:
-            pipe.zremrangebyrank(f"{namespace}:{key}", 0, -capped - 1)
-    for key, members in batch.sets.items():
-        pipe.sadd(f"{namespace}:{key}", *members)
-    if batch.counts:
-        keys: list[str] = []
-        args: list[str | int] = []
-        for count in batch.counts:
-            key = f"{namespace}:{count.key}"
-            keys += [key, f"{key}:counted"]
-            args += [count.fact, len(count.amounts)]
-            args += [part for name, amount in sorted(count.amounts.items()) for part in (name, amount)]
-        pipe.eval(COUNT_ONCE, len(keys), *keys, *args)
+def _payload(namespace: str, batch: Coalesced) -> tuple[list[str], bytes]:
+    """The keys a batch writes, and its writes as one JSON document naming each key by its place in KEYS.
+
+    One argument, encoded in C, instead of a command and its arguments per key packed by valkey-py:
+    packing was the largest part of a KV write. Scores and amounts go as strings, as valkey-py would
+    send them, so the server parses the same numbers.
+    """
+    keys: dict[str, int] = {}
+
+    def ref(key: str) -> int:
+        # KEYS[1] is the checkpoint, and Lua counts from 1.
+        return keys.setdefault(f"{namespace}:{key}", len(keys) + 2)
+
+    document = {
+        "fields": [[ref(key), [part for pair in fields.items() for part in pair]]
+                   for key, fields in batch.fields.items()],
+        "indexes": [
+            [ref(key), str(batch.caps.get(key, "")),
+             [part for member, score in members.items() for part in (repr(score), member)]]
+            for key, members in batch.indexes.items()
+        ],
+        "sets": [[ref(key), list(members)] for key, members in batch.sets.items()],
+        "counts": [
+            [ref(count.key), ref(f"{count.key}:counted"), count.fact,
+             [part for name, amount in sorted(count.amounts.items()) for part in (name, str(amount))]]
+            for count in batch.counts
+        ],
+    }
+    return list(keys), msgspec.json.encode(document)
 
 
 def _read_value(pipe, key: str, kind: str) -> None:
