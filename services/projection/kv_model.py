@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _json_string
 
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
@@ -198,14 +199,20 @@ PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] 
 
 
 def activity_entry(event: ev.Event, envelope: Envelope) -> AddToIndex:
-    """One line of the monitoring feed; unique per event, so replays add nothing."""
-    entry = {
-        "event_id": envelope.event_id, "at": format_time(envelope.occurred_at),
-        "type": f"{envelope.event_type}.v{envelope.schema_version}", "aggregate_id": envelope.aggregate_id,
-        "correlation_id": envelope.correlation_id, "producer": envelope.producer,
-    }
-    return AddToIndex(ACTIVITY_KEY, _JSON.encode(entry), envelope.occurred_at.timestamp(),
-                      capped=ACTIVITY_KEPT)
+    """One line of the monitoring feed; unique per event, so replays add nothing.
+
+    The line is what `json.dumps(entry, sort_keys=True)` writes for these six strings, put together
+    directly: the general encoder was a fifth of the KV model's time in a rebuild. A unit test
+    compares the two.
+    """
+    member = (
+        f'{{"aggregate_id": {_json_string(envelope.aggregate_id)}, '
+        f'"at": {_json_string(format_time(envelope.occurred_at))}, '
+        f'"correlation_id": {_json_string(envelope.correlation_id)}, "event_id": {_json_string(envelope.event_id)}, '
+        f'"producer": {_json_string(envelope.producer)}, '
+        f'"type": {_json_string(f"{envelope.event_type}.v{envelope.schema_version}")}}}'
+    )
+    return AddToIndex(ACTIVITY_KEY, member, envelope.occurred_at.timestamp(), capped=ACTIVITY_KEPT)
 
 
 def kv_writes(event: ev.Event, envelope: Envelope) -> list[KvWrite]:

@@ -4,7 +4,10 @@ import datetime as dt
 import json
 import random
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts import catalog
 from contracts.envelope import Envelope, format_time
@@ -559,6 +562,18 @@ def test_the_activity_entry_is_unique_per_event_id_and_the_same_for_a_replayed_e
     assert first.member != another.member
     assert json.loads(first.member)["event_id"] == "e-1"
     assert json.loads(first.member)["type"] == "deliberation.started.v1"
+
+
+@given(st.text(), st.text(), st.text(), st.text(), st.sampled_from(["deliberation.started", "a\"b\\c"]))
+def test_the_activity_entry_is_the_json_the_standard_encoder_writes(event_id, aggregate_id, correlation_id, producer,
+                                                                   event_type):
+    event = started()
+    sent = msgspec.structs.replace(envelope(event), event_id=event_id, aggregate_id=aggregate_id,
+                                   correlation_id=correlation_id, producer=producer, event_type=event_type)
+    entry = {"event_id": event_id, "at": format_time(sent.occurred_at), "type": f"{event_type}.v1",
+             "aggregate_id": aggregate_id, "correlation_id": correlation_id, "producer": producer}
+
+    assert kv_model.activity_entry(event, sent).member == json.dumps(entry, sort_keys=True)
 
 
 # --- reads: stored rows as replies ----------------------------------------------------------------
