@@ -16,11 +16,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.annotations import NatsMessage
+from faststream.nats.message import NatsMessage
 
 from contracts import catalog
 from contracts.envelope import CORRELATION_ID, MSG_ID, SCHEDULER, Envelope, deterministic_id, from_headers
@@ -136,13 +137,16 @@ class DurableConsumer:
             max_workers=max_workers,
             # Pulled messages arrive on an inbox: under the user's own prefix, the only ones it may read.
             inbox_prefix=f"{inbox_prefix}.".encode(),
-            # The body as bytes: our own decoding rejects what FastStream's JSON/text decoding would
-            # choke on before the handler ran, leaving the message redelivered forever.
-            decoder=_body_as_bytes,
+            # The handler takes the message itself and decodes its body: our own decoding rejects what
+            # FastStream's JSON/text decoding would choke on before the handler ran, leaving the message
+            # redelivered forever.
+            decoder=_the_message_itself,
         )
         subscriber(self.on_message)
 
-    async def on_message(self, message: NatsMessage) -> None:
+    async def on_message(self, message: Any) -> None:
+        """`message` is the NatsMessage (see `_the_message_itself`), typed Any so FastStream neither
+        validates it as data nor insists on its context annotation."""
         raw = message.raw_message
         headers = raw.headers or {}
         began = time.perf_counter()
@@ -253,5 +257,8 @@ def _describe(exc: Exception, timeout_s: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _body_as_bytes(message) -> bytes:
-    return message.body
+async def _the_message_itself(message: NatsMessage) -> NatsMessage:
+    # Handed over as the handler's argument, not injected (`Context("message")`), and a coroutine:
+    # FastStream runs a plain-function decoder, and resolves an injected context, in a worker thread,
+    # two thread hand-offs for every message, which cost the collector and the agents a fifth of their CPU.
+    return message
