@@ -140,12 +140,12 @@ class DurableConsumer:
             # The handler takes the message itself and decodes its body: our own decoding rejects what
             # FastStream's JSON/text decoding would choke on before the handler ran, leaving the message
             # redelivered forever.
-            decoder=_the_message_itself,
+            decoder=the_message_itself,
         )
         subscriber(self.on_message)
 
     async def on_message(self, message: Any) -> None:
-        """`message` is the NatsMessage (see `_the_message_itself`), typed Any so FastStream neither
+        """`message` is the NatsMessage (see `the_message_itself`), typed Any so FastStream neither
         validates it as data nor insists on its context annotation."""
         raw = message.raw_message
         headers = raw.headers or {}
@@ -257,7 +257,7 @@ def _describe(exc: Exception, timeout_s: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _the_message_itself(message: NatsMessage) -> NatsMessage:
+async def the_message_itself(message: NatsMessage) -> NatsMessage:
     # Handed over as the handler's argument, not injected (`Context("message")`), and a coroutine:
     # FastStream runs a plain-function decoder, and resolves an injected context, in a worker thread,
     # two thread hand-offs for every message, which cost the collector and the agents a fifth of their CPU.

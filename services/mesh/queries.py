@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from faststream.nats import NatsBroker
-from faststream.nats.annotations import NatsMessage
 from faststream.nats.response import NatsResponse
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from contracts.queries import STATUS_HEADER, QueryError, QuerySpec
+from services.mesh.consuming import the_message_itself
 
 log = logging.getLogger("fleet.queries")
 
@@ -36,7 +37,7 @@ def serve(broker: NatsBroker, spec: QuerySpec, answer: Callable[[msgspec.Struct]
           *, queue: str) -> None:
     """Answer `spec` on its subject, in a queue group so replicas share the load."""
 
-    async def on_request(message: NatsMessage) -> NatsResponse:
+    async def on_request(message: Any) -> NatsResponse:  # the NatsMessage: see the_message_itself
         try:
             request = spec.request_decoder.decode(message.body)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -49,7 +50,7 @@ def serve(broker: NatsBroker, spec: QuerySpec, answer: Callable[[msgspec.Struct]
             log.exception("%s failed", spec.subject)
             return _reply(500, QueryError(status=500, error=f"{type(exc).__name__}: {exc}"))
 
-    broker.subscriber(spec.subject, queue=queue)(on_request)
+    broker.subscriber(spec.subject, queue=queue, decoder=the_message_itself)(on_request)
 
 
 async def ask(client: Client, spec: QuerySpec, request: msgspec.Struct, *, timeout_s: float = 5.0):
