@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nats
+import psutil
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -170,19 +172,39 @@ def fold_all(messages: Sequence[Msg], to_writes: Callable, name: str, batch: int
     return time.monotonic() - began, writes
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by this process, and by the servers it started (its child processes)."""
+    servers = 0.0
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            servers += times.user + times.system
+    return time.process_time(), servers
+
+
 async def rebuild_with_bar(js: JetStreamContext, projector: Projector, total: int, bar: Progress,
-                           label: str) -> RebuildResult:
+                           label: str) -> tuple[RebuildResult, dict[str, float]]:
+    """The rebuild, and the CPU microseconds per event it cost this process and the servers while it folded.
+
+    CPU per event moves much less than a rate with what else the machine runs.
+    """
     task = bar.add_task(label, total=total, rate="")
     applied: dict[str, int] = {}
     began = time.monotonic()
+    cpu_began = cpu_seconds()
+    cpu_folded = [cpu_began]
 
     def on_progress(progress: StreamProgress) -> None:
         applied[progress.stream] = progress.applied
         done = sum(applied.values())
         bar.update(task, completed=done, rate=_rate_text(done, began))
+        cpu_folded[0] = cpu_seconds()
 
     # No grace: nothing follows the read models here, so the replaced namespace can go at once.
-    return await rebuild(js, projector, on_progress=on_progress, grace_s=0.0)
+    result = await rebuild(js, projector, on_progress=on_progress, grace_s=0.0)
+    events = max(result.events, 1)
+    return result, {"client": 1e6 * (cpu_folded[0][0] - cpu_began[0]) / events,
+                    "servers": 1e6 * (cpu_folded[0][1] - cpu_began[1]) / events}
 
 
 async def run(options: argparse.Namespace, console: Console) -> Result:
@@ -228,11 +250,11 @@ async def _measure(js: JetStreamContext, settings: Settings, total: int, twice: 
             kv_fold_s, kv_write_count = fold_all(messages, kv_writes, "kv", GRAPH_PROJECTION.batch_size)
             read = len(messages)
             del messages
-            kv_result = await rebuild_with_bar(js, kv, total, bar, "rebuild kv")
-            graph_result = await rebuild_with_bar(js, graph, total, bar, "rebuild graph")
+            kv_result, kv_cpu = await rebuild_with_bar(js, kv, total, bar, "rebuild kv")
+            graph_result, graph_cpu = await rebuild_with_bar(js, graph, total, bar, "rebuild graph")
             if twice:
-                kv_again = await rebuild_with_bar(js, kv, total, bar, "rebuild kv again")
-                graph_again = await rebuild_with_bar(js, graph, total, bar, "rebuild graph again")
+                kv_again, _ = await rebuild_with_bar(js, kv, total, bar, "rebuild kv again")
+                graph_again, _ = await rebuild_with_bar(js, graph, total, bar, "rebuild graph again")
     finally:
         for projector in (graph, kv):
             await projector.store.close()
@@ -246,6 +268,7 @@ async def _measure(js: JetStreamContext, settings: Settings, total: int, twice: 
         "content_hash": {"kv": kv_result.content_hash, "graph": graph_result.content_hash},
         "batch_size": GRAPH_PROJECTION.batch_size,
         "catch_up_batch_size": GRAPH_PROJECTION.catch_up_batch_size,
+        "cpu_us_per_event": {"kv": kv_cpu, "graph": graph_cpu},
     }
     if twice:
         stable = {"kv": kv_again.content_hash == kv_result.content_hash,
@@ -256,6 +279,9 @@ async def _measure(js: JetStreamContext, settings: Settings, total: int, twice: 
                      + ", ".join(f"{name} {'yes' if same else 'NO'}" for name, same in stable.items()))
     else:
         notes.append(f"second rebuild (content hash check) skipped above {TWICE_UP_TO} events; --twice forces it")
+    notes.append("CPU per event while folding, microseconds, this process + the servers: "
+                 + ", ".join(f"{name} {cpu['client']:.0f} + {cpu['servers']:.0f}"
+                             for name, cpu in (("kv", kv_cpu), ("graph", graph_cpu))))
     notes.append(f"{total:,} events, {details['bytes'] / total:,.0f} bytes each on average; published at "
                  f"{total / publish_s:,.0f} events/s")
     batched_rate = batched_read / batched_s
