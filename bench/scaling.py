@@ -31,7 +31,7 @@ from services.councils.domain import new_council
 LATENCY_MS = 500.0
 TARGET = 1.05
 RESULT_TIMEOUT_S = 120.0
-WARM_UP = 2
+WARM_UP = 3
 ROLES = [Role.DEV, Role.QA, Role.ARCHITECT, Role.DEVOPS, Role.DATA]
 
 
