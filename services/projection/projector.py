@@ -94,6 +94,10 @@ def fold[W](messages: Sequence[Msg], to_writes: ToWrites[W], projection: str) ->
     return Folded(writes, stored_position(messages[-1])[0] if messages else 0, rejected, applied)
 
 
+# A reply subject without a domain and an account hash has this many tokens.
+_V1_ACK_TOKENS = 9
+
+
 def stored_position(message: Msg) -> tuple[int, dt.datetime]:
     """The stream sequence and the time the stream stored the message, from its reply subject.
 
@@ -105,9 +109,6 @@ def stored_position(message: Msg) -> tuple[int, dt.datetime]:
     tokens = message.reply.split(".")
     offset = 0 if len(tokens) == _V1_ACK_TOKENS else 2
     return int(tokens[5 + offset]), dt.datetime.fromtimestamp(int(tokens[7 + offset]) / 1e9, dt.UTC)
-
-
-_V1_ACK_TOKENS = 9
 
 
 def _is_ingress(subject: str) -> bool:

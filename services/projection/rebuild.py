@@ -120,10 +120,12 @@ async def catch_up_all(
              for stream in projector.spec.streams]
     try:
         return list(await asyncio.gather(*tasks))
-    finally:
-        # One failed: stop the others rather than leave them writing.
+    except BaseException:
+        # One failed (or the rebuild was cancelled): stop the others rather than leave them writing.
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def rebuild_all(
