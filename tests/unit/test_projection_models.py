@@ -6,6 +6,7 @@ import random
 
 import msgspec
 import pytest
+from falkordb.graph import Graph
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,6 +40,7 @@ from contracts.events import (
 )
 from services.councils.domain import new_council
 from services.projection import graph_model, kv_model
+from services.projection.adapters.falkordb_graph import params_header
 from services.projection.cypher import batch_statement, coalesce_writes
 from services.projection.graph_model import graph_writes
 from services.projection.kv_model import (
@@ -692,3 +694,24 @@ def test_a_redrive_is_counted_once_per_letter():
                                original_sequence=7, republished_id="r-1", republished_sequence=9, redriven_by="alice")
     [count, _activity] = kv_model.kv_writes(redriven, envelope(redriven))
     assert count == CountOnce(DEAD_LETTER_STATS_KEY, {"redriven": 1}, fact="redrive/l-1")
+
+
+# --- the graph adapter's parameter text -----------------------------------------------------------
+
+names = st.text(min_size=1).filter(lambda name: "`" not in name)
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                      | st.dictionaries(names, inner, max_size=4), max_leaves=12)
+
+
+@given(st.dictionaries(names, values, max_size=4))
+def test_the_parameter_text_is_what_falkordb_py_writes(params):
+    assert params_header(params) == Graph._build_params_header(None, params)
+
+
+@pytest.mark.parametrize("name", ["", "a`b"])
+def test_a_parameter_name_falkordb_cannot_take_is_refused_as_falkordb_py_refuses_it(name):
+    with pytest.raises(ValueError):
+        Graph._build_params_header(None, {"p": {name: 1}})
+    with pytest.raises(ValueError):
+        params_header({"p": {name: 1}})

@@ -51,7 +51,7 @@ class FalkorGraphStore:
     async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[GraphWrite]) -> bool:
         # One GRAPH.QUERY is atomic in FalkorDB: the writes and the checkpoint land together or not at all.
         text, params = cypher.batch_statement(writes, stream, sequence)
-        result = await self._db.select_graph(namespace).query(text, params)
+        result = await self._db.select_graph(namespace).query(params_header(params) + text)
         return result.properties_set > 0 or result.nodes_created > 0
 
     async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
@@ -95,3 +95,31 @@ class FalkorGraphStore:
 
     async def close(self) -> None:
         await self._db.aclose()
+
+
+def params_header(params: dict) -> str:
+    """The `CYPHER name=value ...` prefix falkordb-py writes for a query's parameters, in half its time.
+
+    The same text (tests/unit/test_projection_models.py compares them): falkordb-py's general
+    `stringify_param_value` was a tenth of a graph rebuild's CPU time.
+    """
+    return "CYPHER " + "".join([f"`{_name(key)}`={_literal(value)} " for key, value in params.items()])
+
+
+def _literal(value) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join([_literal(item) for item in value]) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join([f"`{_name(key)}`:{_literal(item)}" for key, item in value.items()]) + "}"
+    return str(value)
+
+
+def _name(key) -> str:
+    name = key.decode() if isinstance(key, bytes) else str(key)
+    if not name or "`" in name:
+        raise ValueError(f"FalkorDB takes no empty name and no backtick in one: {name!r}")
+    return name
