@@ -33,7 +33,7 @@ from services.mesh.runtime import connect, new_broker
 from services.mesh.settings import load_settings
 from services.planning.domain import deliberation_id
 from streams.definitions import STREAMS
-from tests.support import body_of, wait_for
+from tests.support import body_of, read_stream, wait_for
 
 BENCH_USER = "bench"
 RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
@@ -183,3 +183,35 @@ def percentile(values: list[float], fraction: float) -> float:
     """Nearest-rank percentile: an actual observation, never an interpolation between two."""
     ordered = sorted(values)
     return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
+
+
+@dataclass(frozen=True)
+class TurnTiming:
+    phase: str
+    agent_id: str
+    # From the request stored to the outcome stored, and the part of it the LLM call took in the actor.
+    seconds: float
+    llm_seconds: float
+    context_error: str | None
+
+
+async def turn_timings(js: JetStreamContext, deliberations: Iterable[str]) -> list[TurnTiming]:
+    """Each turn of these deliberations as the AGENT stream timed it: where a slow run spent its time."""
+    wanted = set(deliberations)
+    asked: dict[tuple[str, str], float] = {}
+    answered: dict[tuple[str, str], tuple[float, object]] = {}
+    for message in await read_stream(js, "agent.turn.>"):
+        event = catalog.spec_for_subject(message.subject).decoder.decode(message.data)
+        if event.deliberation.deliberation_id not in wanted:
+            continue
+        key, stored = (event.deliberation.deliberation_id, event.turn.key), message.metadata.timestamp.timestamp()
+        if message.subject == catalog.TURN_REQUESTED.subject:
+            asked[key] = stored
+        else:
+            answered[key] = (stored, event)
+    return [
+        TurnTiming(phase=event.turn.phase.value, agent_id=event.turn.agent_id, seconds=stored - asked[key],
+                   llm_seconds=getattr(event, "latency_ms", 0) / 1000,
+                   context_error=getattr(event, "context_error", None))
+        for key, (stored, event) in answered.items() if key in asked
+    ]

@@ -23,7 +23,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.deliberating import Mesh, Results, approval, approve, deliberations_of, set_councils, standin_mesh
+from bench.deliberating import (
+    Mesh,
+    Results,
+    TurnTiming,
+    approval,
+    approve,
+    deliberations_of,
+    set_councils,
+    standin_mesh,
+    turn_timings,
+)
 from bench.report import Figure, Result
 from contracts.events import Role
 from services.councils.domain import new_council
@@ -35,16 +45,26 @@ WARM_UP = 3
 ROLES = [Role.DEV, Role.QA, Role.ARCHITECT, Role.DEVOPS, Role.DATA]
 
 
-async def wall_time(mesh: Mesh, results: Results, roles: list[Role]) -> float:
+async def wall_time(mesh: Mesh, results: Results, roles: list[Role]) -> tuple[float, list[str]]:
+    """Seconds from the approval's publish to the last result, and the deliberations it started."""
     approved = approval(roles)
-    arrivals = [results.expect(d) for d in deliberations_of(approved)]
+    deliberations = deliberations_of(approved)
+    arrivals = [results.expect(d) for d in deliberations]
     began = time.perf_counter()
     await approve(mesh.js, approved)
     done = await asyncio.wait_for(asyncio.gather(*arrivals), RESULT_TIMEOUT_S)
     failed = [outcome for _, outcome in done if outcome != "completed"]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(done)} deliberations failed; see the services' logs")
-    return max(at for at, _ in done) - began
+    return max(at for at, _ in done) - began, deliberations
+
+
+def turn_summary(timings: list[TurnTiming]) -> dict:
+    """What the slowest turn spent beside its LLM call, and how many turns went without their context."""
+    slowest = max(timings, key=lambda t: t.seconds - t.llm_seconds)
+    return {"turns": len(timings), "context_errors": sum(t.context_error is not None for t in timings),
+            "slowest_turn": {"phase": slowest.phase, "agent": slowest.agent_id, "seconds": round(slowest.seconds, 3),
+                             "llm_seconds": round(slowest.llm_seconds, 3)}}
 
 
 async def run(options: argparse.Namespace, console: Console) -> Result:
@@ -52,6 +72,7 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
     one_agent = [new_council(Role.DEV, 1, critique_rounds=0), new_council(Role.ARCHITECT, 3, critique_rounds=0)]
     many_agents = [new_council(role, 3, critique_rounds=0) for role in ROLES]
     timings: dict[str, list[float]] = {"one": [], "many": []}
+    turns: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="fleet-bench-scaling-") as folder:
         async with standin_mesh(Path(folder), latency_ms=LATENCY_MS) as mesh:
             results = Results()
@@ -59,12 +80,13 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
             # The first runs also start the agents' Ray actors (a process each) and let them settle: not counted.
             for attempt in range(-WARM_UP + 1, runs + 1):
                 await set_councils(mesh.stack, one_agent)
-                one = await wall_time(mesh, results, [Role.DEV])
+                one, _ = await wall_time(mesh, results, [Role.DEV])
                 await set_councils(mesh.stack, many_agents)
-                many = await wall_time(mesh, results, ROLES)
+                many, deliberations = await wall_time(mesh, results, ROLES)
                 if attempt > 0:
                     timings["one"].append(one)
                     timings["many"].append(many)
+                    turns.append(turn_summary(await turn_timings(mesh.js, deliberations)))
                 console.print(f"  run {attempt}{' (warm-up)' if attempt <= 0 else ''}: "
                               f"1 agent {one:.3f}s, 15 agents {many:.3f}s")
             await results.close()
@@ -84,6 +106,7 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
             "llm": f"bench/llm_standin.py with --latency-ms {LATENCY_MS:g} (a stand-in, not a model)",
             "protocol": "critique_rounds=0 on both sides: propose -> judge -> select, 3 LLM phases",
             "runs": runs, "seconds": {k: [round(v, 3) for v in vs] for k, vs in timings.items()},
+            "turns_of_each_15_agent_run": turns,
             "llm_time_s": llm_floor,
             "service_settings": settings,
         },
