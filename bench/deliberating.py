@@ -29,10 +29,11 @@ from services.councils.directory import CouncilDirectory, created, deleted
 from services.embedded.servers import running_server
 from services.embedded.stack import EmbeddedStack
 from services.mesh.publishing import EventPublisher
-from services.mesh.runtime import connect, new_broker
+from services.mesh.runtime import new_broker
 from services.mesh.settings import load_settings
 from services.planning.domain import deliberation_id
 from streams.definitions import STREAMS
+from tests.e2e.flows import as_operator
 from tests.support import body_of, read_stream, wait_for
 
 BENCH_USER = "bench"
@@ -61,11 +62,6 @@ class Mesh:
                 ("FLEET_AGENT_CONCURRENCY", "FLEET_LLM_MODEL", "FLEET_LLM_RESPONSE_FORMAT", "FLEET_LLM_MAX_TOKENS")}
 
 
-async def operator_client(stack: EmbeddedStack) -> Client:
-    """A NATS client with the operator's credentials that `fleet up --auth` wrote, as the fleet CLI connects."""
-    return await connect(load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}), name="fleet-bench")
-
-
 async def councils_seeded(stack: EmbeddedStack, client: Client, timeout_s: float = 120.0) -> None:
     """Planning seeds the default councils (one per role) on its first start."""
     await wait_for(client.jetstream(), catalog.COUNCIL_CREATED.subject, lambda m: True, len(Role), timeout_s=timeout_s)
@@ -86,7 +82,7 @@ async def standin_mesh(
                               report=lambda line: lines.append((time.monotonic() - began, line)))
         await stack.start()
         try:
-            client = await operator_client(stack)
+            client = await as_operator(stack)
             try:
                 await councils_seeded(stack, client)
                 yield Mesh(stack, client, llm["standin_url"], wanted, lines)

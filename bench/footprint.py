@@ -30,11 +30,12 @@ from pathlib import Path
 import aiohttp
 from rich.console import Console
 
-from bench.deliberating import Results, approval, approve, councils_seeded, deliberations_of, operator_client
+from bench.deliberating import Results, approval, approve, councils_seeded, deliberations_of
 from bench.report import Figure, Result
 from contracts.events import Role
 from services.embedded import binaries
 from services.embedded.stack import EmbeddedStack
+from tests.e2e.flows import as_operator
 
 COLD_START_TARGET_S = 15.0
 IDLE_TARGET_MIB = 1.5 * 1024
@@ -144,7 +145,7 @@ def import_seconds() -> float:
 
 async def peak_under_load(stack: EmbeddedStack, console: Console) -> tuple[Memory, float, int]:
     """Two deliberations (DEV and QA) on the real LLM, memory sampled meanwhile: the peak sample."""
-    client = await operator_client(stack)
+    client = await as_operator(stack)
     results = Results()
     await results.subscribe(client)
     approved = approval([Role.DEV, Role.QA])
@@ -179,7 +180,7 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
             await stack.start()
             started = time.monotonic() - began
             health = await services_healthy(stack, began)
-            client = await operator_client(stack)
+            client = await as_operator(stack)
             await councils_seeded(stack, client)
             await client.close()
             cold = time.monotonic() - began
