@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -87,9 +88,19 @@ class StructuredOutputInvalid(ValueError):
 # --- structured answers --------------------------------------------------------------------
 
 
+# Answer types are built from the request, but the same rubric or candidates give the same type: cached,
+# so that msgspec builds each type's decoder and JSON schema once, not on every judge and select turn.
+ANSWER_TYPES_CACHED = 256
+
+
 def verdict_type(rubric: dict[str, str]) -> type[msgspec.Struct]:
     """The judge's answer for this rubric: one 0-10 integer per criterion, then a justification."""
-    names = {f"criterion_{index}": criterion for index, criterion in enumerate(rubric)}
+    return _verdict_type(tuple(rubric))
+
+
+@functools.lru_cache(maxsize=ANSWER_TYPES_CACHED)
+def _verdict_type(criteria: tuple[str, ...]) -> type[msgspec.Struct]:
+    names = {f"criterion_{index}": criterion for index, criterion in enumerate(criteria)}
     criteria = msgspec.defstruct(
         "Criteria",
         [(name, Annotated[int, SCORE_RANGE]) for name in names],
@@ -105,6 +116,11 @@ def verdict_type(rubric: dict[str, str]) -> type[msgspec.Struct]:
 
 def choice_type(candidates: list[str]) -> type[msgspec.Struct]:
     """The architect's answer: one of the candidates' ids, and why."""
+    return _choice_type(tuple(candidates))
+
+
+@functools.lru_cache(maxsize=ANSWER_TYPES_CACHED)
+def _choice_type(candidates: tuple[str, ...]) -> type[msgspec.Struct]:
     return msgspec.defstruct(
         "ArchitectAnswer",
         [
@@ -140,10 +156,16 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def response_format(kind: type[msgspec.Struct], dialect: ResponseFormat) -> dict[str, Any]:
-    schema = inline_refs(msgspec.json.schema(kind))
+    schema = _inline_schema(kind)
     if dialect == ResponseFormat.JSON_OBJECT:
         return {"type": "json_object", "schema": schema}
     return {"type": "json_schema", "json_schema": {"name": kind.__name__, "schema": schema, "strict": True}}
+
+
+@functools.lru_cache(maxsize=ANSWER_TYPES_CACHED)
+def _inline_schema(kind: type[msgspec.Struct]) -> dict[str, Any]:
+    # Shared by every request of this kind: it is only ever encoded, never changed.
+    return inline_refs(msgspec.json.schema(kind))
 
 
 def _json_text(content: str) -> str:
