@@ -1,0 +1,274 @@
+"""The faults, one small object each: `inject` breaks one thing, `heal` mends it and says what it saw.
+
+A fault acts on a `Target`: the running EmbeddedStack and the LLM stand-in in front of the agents.
+Healing waits for the thing to be back (a restarted service running again, a server answering), so
+the run measures the mesh's recovery, not a race with the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import aiohttp
+from nats.js import JetStreamContext
+
+from bench.llm_standin import standin_plan
+from services.embedded.processes import ManagedProcess
+from services.embedded.servers import ServerPlan, http_ready, tcp_ready
+from services.embedded.stack import EmbeddedStack
+from streams.definitions import CONSUMERS
+
+# How long a healed thing may take to be back before the fault run says it did not come back.
+BACK_WITHIN_S = 90.0
+# How long a kill waits for its service to hold unacknowledged messages, so that it cuts work in half.
+IN_FLIGHT_WITHIN_S = 10.0
+
+
+class FaultDidNotHeal(RuntimeError):
+    pass
+
+
+class StandInServer:
+    """The LLM stand-in as a process of the run's own, so a fault can stop it and start it on the same port."""
+
+    def __init__(self, log_dir: Path, upstream: str | None = None) -> None:
+        self.plan: ServerPlan = standin_plan(upstream=upstream)
+        self.process = ManagedProcess(self.plan.name, self.plan.argv, log_dir / f"{self.plan.name}.log",
+                                      stop_grace_s=self.plan.stop_grace_s)
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        return self.plan.endpoints
+
+    async def start(self) -> None:
+        await self.process.start()
+        try:
+            await self.plan.wait_ready(self.process.running)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{self.process.tail()}") from None
+
+    async def stop(self) -> None:
+        await self.process.stop()
+
+    async def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.request(method, self.endpoints["standin_url"] + path, json=body) as reply,
+        ):
+            reply.raise_for_status()
+            return await reply.json()
+
+    async def set_fault(self, mode: str, delay_s: float = 0.0) -> dict:
+        return await self._call("POST", "/_fault", {"mode": mode, "delay_s": delay_s})
+
+    async def stats(self) -> dict:
+        return await self._call("GET", "/_stats")
+
+    async def wait_for_requests(self, within_s: float = IN_FLIGHT_WITHIN_S) -> bool:
+        """Whether a new request came within `within_s`: a fault injected then meets calls in flight."""
+        before = (await self.stats())["requests"]
+
+        async def grew() -> bool:
+            return (await self.stats())["requests"] > before
+
+        try:
+            await _until(grew, "an LLM request", within_s=within_s, every_s=0.05)
+        except FaultDidNotHeal:
+            return False
+        return True
+
+
+@dataclass
+class Target:
+    stack: EmbeddedStack
+    llm: StandInServer
+    js: JetStreamContext
+    # The agents' FLEET_LLM_TIMEOUT_S: a slow LLM must answer later than this.
+    llm_timeout_s: float
+
+    def server(self, name: str) -> ManagedProcess:
+        [process] = [p for p in self.stack.servers if p.name == name]
+        return process
+
+
+async def _until(condition, what: str, within_s: float = BACK_WITHIN_S, every_s: float = 0.2) -> float:
+    """Seconds until `condition()` (async) holds; FaultDidNotHeal after `within_s`."""
+    began = time.monotonic()
+    while not await condition():
+        if time.monotonic() - began > within_s:
+            raise FaultDidNotHeal(f"{what} not within {within_s:.0f}s")
+        await asyncio.sleep(every_s)
+    return time.monotonic() - began
+
+
+async def services_connected(stack: EmbeddedStack) -> bool:
+    """Every service's /healthz says its NATS connection is up."""
+    answers = await asyncio.gather(*(http_ready(f"http://127.0.0.1:{port}/healthz")
+                                     for port in stack.metrics_ports.values()))
+    return all(answers)
+
+
+@dataclass
+class Fault:
+    """One fault. `hold_s`: how long it lasts before `heal`, while approvals keep coming."""
+
+    name: str
+    description: str
+    hold_s: float = 5.0
+    observed: dict = field(default_factory=dict)
+
+    async def inject(self, target: Target) -> None:
+        """Break the thing; the base fault breaks nothing (the baseline run)."""
+
+    async def hold(self, target: Target) -> None:
+        """Let the fault last."""
+        await asyncio.sleep(self.hold_s)
+
+    async def heal(self, target: Target) -> None:
+        """Mend it, and wait until it is back."""
+
+
+@dataclass
+class KillService(Fault):
+    """SIGKILL a service's process: no shutdown, no acks; the supervisor must restart it."""
+
+    service: str = ""
+
+    async def inject(self, target: Target) -> None:
+        supervised = target.stack.services[self.service]
+        with contextlib.suppress(FaultDidNotHeal):
+            await _until(lambda: self._in_flight(target.js), "work in flight", within_s=IN_FLIGHT_WITHIN_S,
+                         every_s=0.05)
+        self.observed.update(killed_pid=supervised.process.pid, restarts_before=supervised.restarts,
+                             unacked_at_kill=self._unacked)
+        self._killed_at = time.monotonic()
+        os.kill(supervised.process.pid, signal.SIGKILL)
+
+    async def _in_flight(self, js: JetStreamContext) -> bool:
+        """The service's durables hold delivered, unacknowledged messages (the projection has no durable)."""
+        durables = [c for c in CONSUMERS if c.service == self.service]
+        self._unacked = sum([(await js.consumer_info(c.stream, c.durable)).num_ack_pending or 0 for c in durables])
+        return self._unacked > 0 or not durables
+
+    async def heal(self, target: Target) -> None:
+        supervised = target.stack.services[self.service]
+
+        async def restarted() -> bool:
+            return supervised.restarts > self.observed["restarts_before"] and supervised.process.running() \
+                and supervised.process.pid != self.observed["killed_pid"]
+
+        await _until(restarted, f"{self.service} restarted by the supervisor")
+        self.observed["restarted_after_s"] = round(time.monotonic() - self._killed_at, 1)
+        port = target.stack.metrics_ports[self.service]
+        self.observed["healthy_after_s"] = round(
+            await _until(lambda: http_ready(f"http://127.0.0.1:{port}/healthz"), f"{self.service} healthy")
+            + self.observed["restarted_after_s"], 1)
+
+
+@dataclass
+class RestartServer(Fault):
+    """Stop a server (SIGTERM, then SIGKILL after its grace) and start the same process again: same port, same data."""
+
+    server: str = ""
+
+    async def inject(self, target: Target) -> None:
+        await target.server(self.server).stop()
+
+    async def heal(self, target: Target) -> None:
+        process = target.server(self.server)
+        await process.start()
+        self.observed["ready_after_s"] = round(await _until(lambda: self._ready(target), f"{self.server} ready"), 1)
+        self.observed["services_connected_after_s"] = round(
+            await _until(lambda: services_connected(target.stack), "every service reconnected"), 1)
+
+    async def _ready(self, target: Target) -> bool:
+        endpoints = target.stack.endpoints
+        if self.server == "nats":
+            return await http_ready(endpoints["nats_monitor_url"] + "/healthz?js-enabled-only=true")
+        return await tcp_ready(urlparse(endpoints["valkey_url"]).port)
+
+
+@dataclass
+class LlmMode(Fault):
+    """Switch the stand-in's answers to a failure mode; `slow` answers after the agents have given up."""
+
+    mode: str = "ok"
+
+    async def inject(self, target: Target) -> None:
+        self.observed["llm_busy_at_fault"] = await target.llm.wait_for_requests()
+        delay_s = target.llm_timeout_s + 2.0 if self.mode == "slow" else 0.0
+        self.observed["switched"] = await target.llm.set_fault(self.mode, delay_s)
+        self.observed["requests_before"] = (await target.llm.stats())["by_mode"].get(self.mode, 0)
+
+    async def _met(self, target: Target) -> int:
+        """How many requests met the fault so far."""
+        return (await target.llm.stats())["by_mode"].get(self.mode, 0) - self.observed["requests_before"]
+
+    async def hold(self, target: Target) -> None:
+        """At least `hold_s`, and until a request has met the fault: a real model may be busy with one call
+        for longer than the hold, and a fault no request met tested nothing."""
+        await asyncio.sleep(self.hold_s)
+
+        async def met() -> bool:
+            return await self._met(target) > 0
+
+        with contextlib.suppress(FaultDidNotHeal):
+            await _until(met, "a request meeting the fault", within_s=BACK_WITHIN_S)
+
+    async def heal(self, target: Target) -> None:
+        self.observed["requests_while_faulty"] = await self._met(target)
+        del self.observed["requests_before"]
+        await target.llm.set_fault("ok")
+
+
+@dataclass
+class StopLlm(Fault):
+    """Stop the LLM server's process, then start it again on the same port: connections are refused meanwhile."""
+
+    async def inject(self, target: Target) -> None:
+        self.observed["llm_busy_at_fault"] = await target.llm.wait_for_requests()
+        await target.llm.stop()
+
+    async def heal(self, target: Target) -> None:
+        began = time.monotonic()
+        await target.llm.start()
+        self.observed["ready_after_s"] = round(time.monotonic() - began, 1)
+
+
+def all_faults() -> list[Fault]:
+    """Every fault of the run, in the order it injects them; fresh objects, since each records what it saw."""
+    # No hold: healing is the supervisor's restart, and waiting for it measures how soon it comes.
+    kills = [KillService(f"kill-{name}", f"SIGKILL {name}; the supervisor restarts it", hold_s=0.0, service=name)
+             for name in ("planning", "dispatch", "agents", "collector", "projection")]
+    return [
+        Fault("none", "no fault: the baseline"),
+        *kills,
+        RestartServer("nats-restart", "nats-server stopped for 5 s and started again (same port and store)",
+                      server="nats"),
+        StopLlm("llm-stopped", "the LLM server stopped for 5 s: connections refused"),
+        LlmMode("llm-slow", "the LLM answers 2 s after the agents' timeout", mode="slow"),
+        LlmMode("llm-http500", "the LLM answers HTTP 500", mode="http500"),
+        LlmMode("llm-malformed", "the LLM answers truncated JSON", mode="malformed"),
+        RestartServer("store-restart", "redis+FalkorDB (the graph and KV) stopped for 5 s and started again",
+                      server="redis+falkordb"),
+    ]
+
+
+FAULT_NAMES = tuple(f.name for f in all_faults())
+
+
+def chosen(names: list[str] | None) -> list[Fault]:
+    faults = all_faults()
+    if not names:
+        return faults
+    unknown = set(names) - set(FAULT_NAMES)
+    if unknown:
+        raise ValueError(f"unknown fault(s) {', '.join(sorted(unknown))}; there are: {', '.join(FAULT_NAMES)}")
+    return [f for f in faults if f.name in names]
