@@ -38,5 +38,10 @@ k8s-check *ARGS:
 bench *ARGS:
     uv run python -m bench {{ARGS}}
 
+# Fault runs: plan approvals through each injected fault (services killed, NATS, the LLM, the stores restarted),
+# then the invariants as a table, and JSON under bench/results/. See docs/reliability.md.
+chaos *ARGS:
+    uv run python -m tests.chaos {{ARGS}}
+
 lint:
     uv run ruff check .
