@@ -42,8 +42,7 @@ async def wire(mesh: Mesh) -> list[Binding]:
         raise SettingsError(
             f"FLEET_LLM_TIMEOUT_S={settings.llm_timeout_s:g} must be at most {longest_s:g}: a judge or "
             f"architect turn may call the LLM {STRUCTURED_ATTEMPTS} times within the agents' handler deadline "
-            f"of {AGENTS_TURNS.handler_timeout_s:g}s "
-            f"in streams/definitions.py is {AGENTS_TURNS.handler_timeout_s:g}s)"
+            f"of {AGENTS_TURNS.handler_timeout_s:g}s (AGENTS_TURNS in streams/definitions.py)"
         )
     connect_ray(settings.ray_address)
     config = LlmConfig(
