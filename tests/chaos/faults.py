@@ -24,6 +24,7 @@ from services.embedded.processes import ManagedProcess
 from services.embedded.servers import ServerPlan, http_ready, tcp_ready
 from services.embedded.stack import EmbeddedStack
 from streams.definitions import CONSUMERS
+from tests.chaos.readback import wait_until
 
 # How long a healed thing may take to be back before the fault run says it did not come back.
 BACK_WITHIN_S = 90.0
@@ -79,8 +80,8 @@ class StandInServer:
             return (await self.stats())["requests"] > before
 
         try:
-            await _until(grew, "an LLM request", within_s=within_s, every_s=0.05)
-        except FaultDidNotHeal:
+            await wait_until(grew, within_s, "an LLM request", every_s=0.05)
+        except TimeoutError:
             return False
         return True
 
@@ -100,12 +101,10 @@ class Target:
 
 async def _until(condition, what: str, within_s: float = BACK_WITHIN_S, every_s: float = 0.2) -> float:
     """Seconds until `condition()` (async) holds; FaultDidNotHeal after `within_s`."""
-    began = time.monotonic()
-    while not await condition():
-        if time.monotonic() - began > within_s:
-            raise FaultDidNotHeal(f"{what} not within {within_s:.0f}s")
-        await asyncio.sleep(every_s)
-    return time.monotonic() - began
+    try:
+        return await wait_until(condition, within_s, what, every_s)
+    except TimeoutError as exc:
+        raise FaultDidNotHeal(str(exc)) from None
 
 
 async def services_connected(stack: EmbeddedStack) -> bool:

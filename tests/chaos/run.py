@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from rich.console import Console
 
 from contracts import catalog
@@ -24,19 +23,24 @@ from contracts.events import CouncilCreated, PlanApproved, PlannedTask, Role
 from services.councils.domain import new_council
 from services.embedded.servers import LLM_MODEL_NAME, llm_plan, running_server
 from services.embedded.stack import SERVICES, EmbeddedStack
-from services.mesh.settings import Settings
-from services.projection.app import projectors
-from services.projection.projector import Projector
-from services.projection.rebuild import rebuild
-from streams.definitions import CONSUMERS, DEAD_LETTERS
+from streams.definitions import DEAD_LETTERS
 from tests.chaos import invariants
 from tests.chaos.faults import Fault, FaultDidNotHeal, StandInServer, Target, services_connected
-from tests.chaos.invariants import Check, Comparison, Expected, Outcomes
+from tests.chaos.invariants import Check, Outcomes
+from tests.chaos.readback import (
+    busy_durables,
+    compare_read_models,
+    dead_letters_after,
+    durables_idle,
+    last_sequence,
+    results_of,
+    wait_for_results,
+    wait_until,
+)
 from tests.e2e.flows import as_operator
 from tests.support import body_of, decode, read_stream
 
 STANDIN, EMBEDDED = "standin", "embedded"
-RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
 # The monitor only reads; on 2 cores its fold of every stream would slow the services under test.
 SERVICES_UNDER_TEST = tuple(s for s in SERVICES if s != "monitor")
 
@@ -119,98 +123,6 @@ async def seed_councils(js: JetStreamContext, options: Options, run_id: str) -> 
 
 async def _count(js: JetStreamContext, subject: str, at_least: int) -> bool:
     return len(await read_stream(js, subject)) >= at_least
-
-
-async def wait_until(condition: Callable, within_s: float, what: str) -> float:
-    began = time.monotonic()
-    while not await condition():
-        if time.monotonic() - began > within_s:
-            raise TimeoutError(f"{what}: not within {within_s:.0f}s")
-        await asyncio.sleep(1.0)
-    return time.monotonic() - began
-
-
-async def results_of(js: JetStreamContext, plans: set[str]) -> list:
-    found = []
-    for subject in RESULT_SUBJECTS:
-        found += [e for e in map(decode, await read_stream(js, subject)) if e.plan_id in plans]
-    return found
-
-
-async def wait_for_results(js: JetStreamContext, expected: list[Expected], within_s: float) -> tuple[bool, float]:
-    """(all ended, seconds waited): polls until every expected deliberation has a result, or gives up."""
-    plans = {e.plan_id for e in expected}
-    wanted = {e.deliberation_id for e in expected}
-    began = time.monotonic()
-    while True:
-        ended = {r.deliberation_id for r in await results_of(js, plans)}
-        if wanted <= ended:
-            return True, time.monotonic() - began
-        if time.monotonic() - began > within_s:
-            return False, time.monotonic() - began
-        await asyncio.sleep(2.0)
-
-
-async def busy_durables(js: JetStreamContext) -> dict[str, dict[str, int]]:
-    """Durables with messages still to deliver or to be acked: a redelivery may still come from these."""
-    busy = {}
-    for spec in CONSUMERS:
-        info = await js.consumer_info(spec.stream, spec.durable)
-        if info.num_pending or info.num_ack_pending:
-            busy[spec.durable] = {"pending": info.num_pending, "unacked": info.num_ack_pending,
-                                  "redelivered": info.num_redelivered}
-    return busy
-
-
-async def durables_idle(js: JetStreamContext) -> bool:
-    return not await busy_durables(js)
-
-
-async def caught_up(js: JetStreamContext, projector: Projector) -> bool:
-    """The live projection's checkpoint in each stream is at its last message (deleted messages aside)."""
-    store = projector.store
-    namespace = await store.active_namespace()
-    for stream in projector.spec.streams:
-        checkpoint = await store.checkpoint(namespace, stream.name)
-        if checkpoint >= (await js.stream_info(stream.name)).state.last_seq:
-            continue
-        try:
-            await js.get_msg(stream.name, seq=checkpoint + 1, subject=">", next=True)
-        except NotFoundError:
-            continue  # only deleted messages (fired or cancelled schedules) after the checkpoint
-        return False
-    return True
-
-
-async def compare_read_models(js: JetStreamContext, stack: EmbeddedStack, within_s: float = 120.0) -> list[Comparison]:
-    """Wait for the live projection to reach the end of the log, then rebuild each model from 0 and compare."""
-    endpoints = stack.endpoints
-    settings = Settings(data_dir=stack.data_dir, nats_url=endpoints["nats_url"], valkey_url=endpoints["valkey_url"],
-                        graph_uri=endpoints["graph_uri"])
-    comparisons = []
-    for projector in projectors(settings):
-        try:
-            try:
-                await wait_until(lambda p=projector: caught_up(js, p), within_s, f"{projector.spec.name} caught up")
-                is_caught_up = True
-            except TimeoutError:
-                is_caught_up = False
-            live = await projector.store.content_hash(await projector.store.active_namespace())
-            rebuilt = await rebuild(js, projector, grace_s=1.0)
-            comparisons.append(Comparison(projector.spec.name, is_caught_up, live, rebuilt.content_hash,
-                                          rebuilt.replaced_hash))
-        finally:
-            await projector.store.close()
-    return comparisons
-
-
-async def last_sequence(js: JetStreamContext, stream: str) -> int:
-    return (await js.stream_info(stream)).state.last_seq
-
-
-async def dead_letters_after(js: JetStreamContext, sequence: int) -> list:
-    return [(m.metadata.sequence.stream, decode(m)) for m in await read_stream(js, catalog.MESSAGE_REJECTED.subject)
-            if m.metadata.sequence.stream > sequence]
 
 
 async def run_fault(target: Target, js: JetStreamContext, fault: Fault, options: Options, run_id: str,
