@@ -35,8 +35,8 @@ def parse(argv: list[str]) -> tuple[Options, Path]:
     parser.add_argument("--agents", type=int, default=3, help="agents per council, quorum a majority (default 3)")
     parser.add_argument("--critique-rounds", type=int, default=1, help="critique rounds (default 1)")
     parser.add_argument("--spread", type=float, default=10.0, help="seconds over which approvals go out (default 10)")
-    parser.add_argument("--result-timeout", type=float, default=420.0,
-                        help="seconds to wait for every result after a fault (default 420)")
+    parser.add_argument("--result-timeout", type=float, default=600.0,
+                        help="seconds to wait for every result after a fault (default 600)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where the JSON goes")
     options = parser.parse_args(argv)
     try:
@@ -76,6 +76,7 @@ def write(runs: list[FaultRun], options: Options, out: Path, started: dt.datetim
         "llm": options.llm, "approvals_per_fault": options.approvals, "tasks": options.tasks,
         "roles": [r.value for r in options.roles], "agents": options.agents,
         "critique_rounds": options.critique_rounds, "llm_timeout_s": options.llm_timeout_s,
+        "result_timeout_s": options.result_timeout_s,
         "held": all(r.held for r in runs), "runs": [r.as_json() for r in runs],
     }
     path = out / f"chaos-{started.strftime('%Y%m%dT%H%M%SZ')}.json"

@@ -58,7 +58,7 @@ class Options:
     # Approvals go out over this long; the fault starts after a third of it and lasts its hold_s.
     spread_s: float = 10.0
     # How long to wait for every result once the fault is healed: a lost deliberation fails, it does not hang.
-    result_timeout_s: float = 420.0
+    result_timeout_s: float = 600.0
     data_dir: Path | None = None
 
     @property
