@@ -49,7 +49,11 @@ async def run_all(options: argparse.Namespace, console: Console) -> list[Result]
         module = importlib.import_module(BENCHMARKS[name])
         console.rule(f"[bold]{name}[/]")
         began = time.monotonic()
-        result = await module.run(options, console)
+        try:
+            result = await module.run(options, console)
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not lose the others' figures
+            console.print_exception()
+            result = Result(benchmark=name, figures=[], error=f"{type(exc).__name__}: {exc}")
         result.seconds = time.monotonic() - began
         results.append(result)
     return results
@@ -68,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     show(results, console)
     path = write(results, options.out, facts, started, argv)
     console.print(f"written to {path} and {options.out / 'latest.json'}")
-    return 0
+    failed = [f"{r.benchmark} ({r.error})" for r in results if r.error]
+    if failed:
+        console.print(f"[red]failed: {'; '.join(failed)}[/]")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import math
 import os
+import shutil
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -37,6 +40,8 @@ from tests.e2e.flows import as_operator
 from tests.support import body_of, read_stream, wait_for
 
 BENCH_USER = "bench"
+# Where the logs of a mesh that broke off go (git ignores bench/results).
+KEPT_LOGS = Path("bench/results")
 RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
 # The production default of FLEET_AGENT_CONCURRENCY (services/mesh/settings.py): enough for 15 agents
 # answering at once. `fleet up` lowers it to 2 only for its own llama.cpp, which answers one at a time.
@@ -88,8 +93,21 @@ async def standin_mesh(
                 yield Mesh(stack, client, llm["standin_url"], wanted, lines)
             finally:
                 await client.close()
+        except Exception:
+            kept = keep_logs(data_dir)
+            print(f"the mesh's logs are kept in {kept}", file=sys.stderr)
+            raise
         finally:
             await stack.stop()
+
+
+def keep_logs(data_dir: Path) -> Path:
+    """The servers' and services' logs of a run that broke off, out of its temporary folder."""
+    kept = KEPT_LOGS / f"logs-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+    for logs in (data_dir / "logs", data_dir / "fleet" / "logs"):
+        if logs.is_dir():
+            shutil.copytree(logs, kept / logs.parent.name, dirs_exist_ok=True)
+    return kept
 
 
 async def set_councils(stack: EmbeddedStack, councils: Iterable[Council], remove: Iterable[Role] = ()) -> None:

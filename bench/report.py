@@ -57,10 +57,12 @@ class Result:
     details: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Why the benchmark gave no figures, when it broke off.
+    error: str | None = None
 
     def as_json(self) -> dict:
         return {"benchmark": self.benchmark, "seconds": round(self.seconds, 2), "details": self.details,
-                "notes": self.notes, "figures": [f.as_json() for f in self.figures]}
+                "notes": self.notes, "figures": [f.as_json() for f in self.figures], "error": self.error}
 
 
 def _command_output(*argv: str) -> str | None:
@@ -142,3 +144,5 @@ def show(results: list[Result], console: Console) -> None:
     for result in results:
         for note in result.notes:
             console.print(f"[dim]{result.benchmark}:[/] {note}")
+        if result.error:
+            console.print(f"[red]{result.benchmark}: broke off, no figures: {result.error}[/]")
