@@ -28,6 +28,7 @@ from bench.llm_standin import standin_plan
 from contracts import catalog
 from contracts.envelope import MSG_ID
 from contracts.events import Council, PlanApproved, PlannedTask, Role
+from services.cli.stream_tools import consumer_statuses, one_line, read_all
 from services.councils.directory import CouncilDirectory, created, deleted
 from services.embedded.servers import running_server
 from services.embedded.stack import EmbeddedStack
@@ -91,22 +92,27 @@ async def standin_mesh(
             try:
                 await councils_seeded(stack, client)
                 yield Mesh(stack, client, llm["standin_url"], wanted, lines)
+            except Exception:
+                kept = await keep_evidence(data_dir, client.jetstream())
+                print(f"the mesh's logs, events and durables are kept in {kept}", file=sys.stderr)
+                raise
             finally:
                 await client.close()
-        except Exception:
-            kept = keep_logs(data_dir)
-            print(f"the mesh's logs are kept in {kept}", file=sys.stderr)
-            raise
         finally:
             await stack.stop()
 
 
-def keep_logs(data_dir: Path) -> Path:
-    """The servers' and services' logs of a run that broke off, out of its temporary folder."""
-    kept = KEPT_LOGS / f"logs-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+async def keep_evidence(data_dir: Path, js: JetStreamContext) -> Path:
+    """Out of the temporary folder of a run that broke off: the logs, every stored event, every durable's state."""
+    kept = KEPT_LOGS / f"broke-off-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
     for logs in (data_dir / "logs", data_dir / "fleet" / "logs"):
         if logs.is_dir():
-            shutil.copytree(logs, kept / logs.parent.name, dirs_exist_ok=True)
+            shutil.copytree(logs, kept / ("servers" if logs.parent == data_dir else "mesh"), dirs_exist_ok=True)
+    with contextlib.suppress(Exception):
+        events = await read_all(js)
+        (kept / "events.txt").write_text("".join(f"{event.stream} {one_line(event)}\n" for event in events))
+        _, durables = await consumer_statuses(js)
+        (kept / "durables.txt").write_text("".join(f"{d}\n" for d in durables))
     return kept
 
 

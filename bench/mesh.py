@@ -41,6 +41,9 @@ from services.councils.domain import new_council
 FULL, PROPOSE_ONLY = Role.DEV, Role.QA
 WARM_UP = 5
 RESULT_TIMEOUT_S = 120.0
+# The first deliberations also create the agents' Ray actors, a worker process each: on 2 busy cores
+# that has taken minutes.
+WARM_UP_TIMEOUT_S = 300.0
 # Deliberations in flight at once during the throughput run: enough to keep every service busy.
 WINDOW = 64
 SCRATCH_STREAM, SCRATCH_SUBJECT = "BENCH_RAW", "bench.raw.messages"
@@ -48,13 +51,13 @@ SCRATCH_STREAM, SCRATCH_SUBJECT = "BENCH_RAW", "bench.raw.messages"
 RAW_MESSAGE = b"x" * 1024
 
 
-async def one_deliberation(mesh: Mesh, results: Results, role: Role) -> tuple[float, str]:
+async def one_deliberation(mesh: Mesh, results: Results, role: Role, timeout_s: float) -> tuple[float, str]:
     approved = approval([role])
     [deliberation] = deliberations_of(approved)
     arrival = results.expect(deliberation)
     began = time.perf_counter()
     await approve(mesh.js, approved)
-    arrived_at, outcome = await asyncio.wait_for(arrival, RESULT_TIMEOUT_S)
+    arrived_at, outcome = await asyncio.wait_for(arrival, timeout_s)
     return arrived_at - began, outcome
 
 
@@ -64,7 +67,8 @@ async def latencies(mesh: Mesh, results: Results, samples: int, console: Console
     failed = 0
     for sample in range(WARM_UP + samples):
         for role in (PROPOSE_ONLY, FULL):
-            seconds, outcome = await one_deliberation(mesh, results, role)
+            timeout_s = WARM_UP_TIMEOUT_S if sample < WARM_UP else RESULT_TIMEOUT_S
+            seconds, outcome = await one_deliberation(mesh, results, role, timeout_s)
             failed += outcome != "completed"
             if sample >= WARM_UP:
                 measured[role].append(seconds)
