@@ -3,6 +3,8 @@ set dotenv-load := false
 
 export RAY_AUTH_MODE := "disabled"
 export RAY_USAGE_STATS_ENABLED := "0"
+# Recipes run under `uv run`; Ray must not start its workers with `uv run` too (services/embedded/stack.py).
+export RAY_ENABLE_UV_RUN_RUNTIME_ENV := "0"
 
 # List the recipes.
 default:

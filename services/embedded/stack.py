@@ -203,6 +203,10 @@ class EmbeddedStack:
         env = dict(self._env)
         # Passive OpenMP waits: llama.cpp's threads otherwise spin for a core the mesh also needs.
         env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", OMP_WAIT_POLICY="PASSIVE")
+        # Under `uv run` (`just up`, `just test`), Ray would start every worker with `uv run` in an
+        # uploaded copy of the project, building a fresh environment per actor: minutes on 2 cores, past
+        # the agents' handler deadline. The services already run in the project's environment.
+        env["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
         if "RAY_ADDRESS" not in self._env:
             # A one-node Ray of our own stays on loopback. Otherwise Ray swaps 127.0.0.1 for the
             # host's routable address; despite its name, this switch is the general one for that.

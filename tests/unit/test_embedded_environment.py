@@ -1,0 +1,21 @@
+"""What `fleet up` hands its services and servers, whatever shell or runner started it."""
+
+from pathlib import Path
+
+from services.embedded.stack import EmbeddedStack
+
+
+def stack_started_by(env: dict[str, str]) -> EmbeddedStack:
+    return EmbeddedStack(Path("/tmp/fleet-env-spec"), env=env, report=lambda line: None)
+
+
+def test_ray_never_starts_its_workers_with_uv_run_even_when_fleet_up_runs_under_it():
+    # `just up` is `uv run fleet up`: Ray finds `uv run` among the agents' ancestors and, unless told
+    # not to, builds an environment for every actor, which outlasted the agents' handler deadline.
+    env = stack_started_by({"PATH": "/usr/bin", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "1"}).service_environment()
+    assert env["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] == "0"
+
+
+def test_a_one_node_ray_stays_on_loopback_unless_an_address_is_given():
+    assert stack_started_by({})._server_env()["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in stack_started_by({"RAY_ADDRESS": "ray://h:10001"})._server_env()
