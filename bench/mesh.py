@@ -41,8 +41,8 @@ from services.councils.domain import new_council
 FULL, PROPOSE_ONLY = Role.DEV, Role.QA
 WARM_UP = 5
 RESULT_TIMEOUT_S = 120.0
-# The first deliberations also create the agents' Ray actors, a worker process each: on 2 busy cores
-# that has taken minutes.
+# The first deliberations also create the agents' Ray actors, a worker process each: 20 to 40 s on 2
+# busy cores.
 WARM_UP_TIMEOUT_S = 300.0
 # Deliberations in flight at once during the throughput run: enough to keep every service busy.
 WINDOW = 64
