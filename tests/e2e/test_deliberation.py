@@ -101,7 +101,8 @@ async def stable_hash(store, settle_s: float = 1.0, timeout_s: float = 60.0) -> 
 
 async def test_the_read_models_show_the_story_and_its_decision_and_a_rebuild_reproduces_them(js, mesh, dev_approval):
     stack, endpoints = mesh
-    deliberation = id_of(dev_approval)
+    # Approved by the first spec when the module runs whole; run alone, this one approves it (same message id).
+    deliberation = await approve(js, dev_approval)
     result = await result_of(js, deliberation)
     client = await as_operator(stack)
     try:
