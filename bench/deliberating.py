@@ -30,7 +30,7 @@ from contracts.envelope import MSG_ID
 from contracts.events import Council, PlanApproved, PlannedTask, Role
 from services.cli.stream_tools import consumer_statuses, one_line, read_all
 from services.councils.directory import CouncilDirectory, created, deleted
-from services.embedded.servers import running_server
+from services.embedded.servers import ray_temp_dir, running_server
 from services.embedded.stack import EmbeddedStack
 from services.mesh.publishing import EventPublisher
 from services.mesh.runtime import new_broker
@@ -108,6 +108,9 @@ async def keep_evidence(data_dir: Path, js: JetStreamContext) -> Path:
     for logs in (data_dir / "logs", data_dir / "fleet" / "logs"):
         if logs.is_dir():
             shutil.copytree(logs, kept / ("servers" if logs.parent == data_dir else "mesh"), dirs_exist_ok=True)
+    ray_logs = ray_temp_dir(data_dir / "fleet") / "session_latest" / "logs"
+    if ray_logs.is_dir():
+        shutil.copytree(ray_logs, kept / "ray", dirs_exist_ok=True)
     with contextlib.suppress(Exception):
         events = await read_all(js)
         (kept / "events.txt").write_text("".join(f"{event.stream} {one_line(event)}\n" for event in events))
