@@ -112,7 +112,9 @@ async def test_planning_does_its_work_as_its_own_user(secured, unique):
 
 
 async def test_the_clusters_users_file_takes_each_password_from_the_servers_environment(tmp_path, monkeypatch):
-    passwords = {user: secrets.token_urlsafe(16) for user in USERS}
+    # Hex, as k8s/create-secrets.sh makes them: nats-server parses a variable's value as a config value,
+    # so a URL-safe token such as "12-ab..." reads as a malformed date and the server does not start.
+    passwords = {user: secrets.token_hex(24) for user in USERS}
     for user, password in passwords.items():
         monkeypatch.setenv(password_variable(user), password)
     config = tmp_path / "auth.conf"

@@ -189,7 +189,9 @@ async def test_a_batch_writes_what_its_events_write_one_at_a_time(js, stores, un
         assert await kv.store.content_hash(batched) == await kv.store.content_hash(one_by_one)
         stats = await kv.store.client.hgetall(f"{batched}:{council_stats_key('DEV')}")
         counted = await kv.store.client.smembers(f"{batched}:{council_stats_key('DEV')}:counted")
-        assert int(stats["turns_completed"]) == len([fact for fact in counted if fact.startswith("turn/")])
+        # The streams are shared with other specs, whose turns may have failed: each turn counts once either way.
+        turns = int(stats.get("turns_completed", 0)) + int(stats.get("turns_failed", 0))
+        assert turns == len([fact for fact in counted if fact.startswith("turn/")])
     finally:
         for namespace in (batched, one_by_one):
             await kv.store.drop(namespace)
