@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -126,12 +126,6 @@ async def catch_up_all(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-async def rebuild_all(
-    js: JetStreamContext, projectors: Sequence[Projector], on_progress: Callable[[Progress], None]
-) -> list[RebuildResult]:
-    return [await rebuild(js, projector, on_progress=on_progress) for projector in projectors]
 
 
 async def replay_into(
