@@ -10,6 +10,9 @@ import msgspec
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=64_000)]
+# A rubric criterion names a key of the judge's JSON answer, which cannot hold quotes, backslashes or
+# control characters unescaped: such a name is refused at ingress rather than breaking every judge turn.
+CriterionName = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r'^[^"\\\x00-\x1f]+$')]
 
 
 class Role(enum.StrEnum):
@@ -49,7 +52,7 @@ class PlanApproved(Event, frozen=True, kw_only=True):
     approved_by: NonEmpty
     roles: Annotated[list[Role], msgspec.Meta(min_length=1, max_length=5)]
     tasks: Annotated[list[PlannedTask], msgspec.Meta(max_length=100)]
-    rubric: dict[NonEmpty, Text] = {}
+    rubric: dict[CriterionName, Text] = {}
     constraints: Annotated[list[Text], msgspec.Meta(max_length=50)] = []
 
 

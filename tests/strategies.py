@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 
 import msgspec.inspect as mi
 from hypothesis import HealthCheck, settings
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from contracts import catalog
 from contracts.catalog import EventSpec
 from contracts.envelope import Envelope
-from contracts.events import Event, LegacyPlanApproved, PlanApproved, PlannedTask, Role
+from contracts.events import CriterionName, Event, LegacyPlanApproved, PlanApproved, PlannedTask, Role
 
 # No example database: failures print their example, and the working tree stays clean.
 _QUIET = {"database": None, "deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
@@ -50,9 +51,10 @@ def _bounded(low: int | None, high: int | None, more: int) -> tuple[int, int]:
 def from_info(info: mi.Type) -> st.SearchStrategy:
     """Values of a msgspec type that its decoder accepts: constraints included, no NaN or infinity."""
     match info:
-        case mi.StrType(min_length=low, max_length=high):
+        case mi.StrType(min_length=low, max_length=high, pattern=pattern):
             low, high = _bounded(low, high, LONGER_BY)
-            return st.text(text_chars, min_size=low, max_size=high)
+            text = st.text(text_chars, min_size=low, max_size=high)
+            return text if pattern is None else text.filter(re.compile(pattern).search)
         case mi.IntType(ge=ge, gt=gt, le=le, lt=lt):
             low = ge if ge is not None else gt + 1 if gt is not None else INT64[0]
             high = le if le is not None else lt - 1 if lt is not None else INT64[1]
@@ -115,7 +117,7 @@ approvals: st.SearchStrategy[PlanApproved] = st.builds(
     PlanApproved, story_id=non_empty, plan_id=non_empty, approved_by=non_empty,
     roles=st.lists(st.sampled_from(Role), min_size=1, max_size=3, unique=True),
     tasks=st.lists(tasks, max_size=3, unique_by=lambda task: task.task_id),
-    rubric=st.dictionaries(non_empty, st.text(text_chars, max_size=20), max_size=2),
+    rubric=st.dictionaries(from_info(mi.type_info(CriterionName)), st.text(text_chars, max_size=20), max_size=2),
     constraints=st.lists(st.text(text_chars, max_size=20), max_size=2),
 )
 legacy_approvals: st.SearchStrategy[LegacyPlanApproved] = st.builds(

@@ -10,8 +10,8 @@ from contracts import catalog
 from services.agents.adapters.context import read_model_context
 from services.agents.adapters.llm import LlmConfig
 from services.agents.adapters.ray_agents import NAMESPACE, AgentPool
-from services.agents.domain import ResponseFormat
 from services.agents.handlers import STRUCTURED_ATTEMPTS, AgentHandlers, on_turn_request_given_up
+from services.agents.structured import ResponseFormat
 from services.mesh.consuming import DurableConsumer
 from services.mesh.runtime import Binding, Mesh
 from services.mesh.settings import SettingsError
@@ -58,6 +58,7 @@ async def wire(mesh: Mesh) -> list[Binding]:
         response_format=ResponseFormat(settings.llm_response_format),
         context=read_model_context(mesh.client, settings.context_timeout_s),
         thinking=settings.llm_thinking,
+        context_window=settings.llm_context_tokens,
     )
     subject = catalog.TURN_REQUESTED.subject
     consumer = DurableConsumer(

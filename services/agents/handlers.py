@@ -16,16 +16,13 @@ from services.agents.domain import (
     Completion,
     GivenContext,
     LlmFailure,
-    ResponseFormat,
-    StructuredOutputInvalid,
-    answer_type,
     chat_request,
     given_up,
     outcome,
-    parse_structured,
 )
+from services.agents.structured import ResponseFormat, StructuredOutputInvalid, answer_type, parse_structured
 from services.mesh.consuming import Incoming
-from services.mesh.metrics import LLM_SECONDS, LLM_TOKENS
+from services.mesh.metrics import LLM_SECONDS, LLM_TOKENS, STRUCTURED_ANSWERS
 from services.mesh.publishing import Outgoing
 
 STRUCTURED_ATTEMPTS = 2
@@ -48,6 +45,8 @@ class AgentHandlers:
     response_format: ResponseFormat
     context: ContextSource = no_context
     thinking: bool = True
+    # Tokens the model reads and writes per request; None: prompts are never cut to fit.
+    context_window: int | None = None
 
     async def on_turn_requested(self, incoming: Incoming[TurnRequested]) -> list[Outgoing]:
         # LLM errors come back as typed failures. Ray errors (a dead actor, a lost node) raise, so
@@ -55,11 +54,10 @@ class AgentHandlers:
         request = incoming.payload
         if answer_type(request) is None:
             given = await self.context(request)
-            chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format,
-                                context=given.text, thinking=self.thinking)
+            chat = self._chat(request, context=given.text)
             return [outcome(request, await self._complete(request, chat), context=given)]
-        chat = chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format,
-                            thinking=self.thinking)
+        chat = self._chat(request)
+        phase = request.turn.phase.value
         problems = []
         for attempt in range(1, STRUCTURED_ATTEMPTS + 1):
             # A retry with the same seed, or at temperature 0, would repeat the same answer.
@@ -72,11 +70,17 @@ class AgentHandlers:
             try:
                 structured = parse_structured(request, answer.content)
             except StructuredOutputInvalid as exc:
+                STRUCTURED_ANSWERS.labels(phase, "invalid").inc()
                 problems.append(f"attempt {attempt}: {exc}")
                 continue
+            STRUCTURED_ANSWERS.labels(phase, "valid").inc()
             return [outcome(request, answer, structured=structured, attempts=attempt)]
         failure = LlmFailure(error_class=StructuredOutputInvalid.__name__, message="; ".join(problems))
         return [outcome(request, failure, attempts=STRUCTURED_ATTEMPTS)]
+
+    def _chat(self, request: TurnRequested, context: str = "") -> ChatRequest:
+        return chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format,
+                            context=context, thinking=self.thinking, context_window=self.context_window)
 
     async def _complete(self, request: TurnRequested, chat: ChatRequest) -> Completion | LlmFailure:
         began = time.perf_counter()

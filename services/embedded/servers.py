@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from services.embedded import binaries
+from services.embedded.llama_server import llama_server
 from services.embedded.processes import ManagedProcess
 
 LLM_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -116,16 +117,25 @@ def redis_plan(data_dir: Path) -> ServerPlan:
     )
 
 
-def llm_plan(threads: int) -> ServerPlan:
+# The embedded LLM's requests at once: a council of three proposes, critiques and revises together. A slot
+# batches with the others, so three at once cost far less than three one after the other.
+LLM_SLOTS = 3
+# Tokens each request may read and write (the agents cut prompts to it: FLEET_LLM_CONTEXT_TOKENS).
+LLM_CONTEXT_PER_SLOT = 4096
+
+
+def llm_plan(threads: int, slots: int = LLM_SLOTS) -> ServerPlan:
+    """llama.cpp's llama-server with SmolLM2: schemas enforced as grammars, `slots` requests at once."""
     port = free_port()
     return ServerPlan(
         name="llama.cpp",
-        argv=[str(binaries.python()), "-m", "llama_cpp.server", "--model", str(binaries.smollm2_model()),
-              "--model_alias", LLM_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
-              "--n_ctx", "4096", "--n_threads", str(threads)],
+        argv=[str(llama_server()), "--model", str(binaries.smollm2_model()), "--alias", LLM_MODEL_NAME,
+              "--host", "127.0.0.1", "--port", str(port), "--threads", str(threads),
+              "--parallel", str(slots), "--ctx-size", str(LLM_CONTEXT_PER_SLOT * slots), "--no-kv-unified",
+              "--no-webui"],
         endpoints={"llm_base_url": f"http://127.0.0.1:{port}/v1", "llm_model": LLM_MODEL_NAME},
         port=port,
-        ready_url=f"http://127.0.0.1:{port}/v1/models",
+        ready_url=f"http://127.0.0.1:{port}/health",
     )
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from services.embedded import binaries
 from services.embedded.processes import ManagedProcess, Supervised
 from services.embedded.servers import (
+    LLM_CONTEXT_PER_SLOT,
+    LLM_SLOTS,
     ServerPlan,
     free_port,
     llm_plan,
@@ -39,9 +41,9 @@ SERVICES = ("planning", "dispatch", "agents", "collector", "projection", "monito
 LOCK_FILE = "fleet.lock"
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
 EMBEDDED_LLM_MAX_TOKENS = "256"
-# llama.cpp's Python server answers one request at a time. More requests in flight would only wait
-# inside it, where the wait counts against the LLM timeout; waiting in JetStream costs nothing.
-EMBEDDED_AGENT_CONCURRENCY = "2"
+# As many LLM calls in flight as llama-server has slots. More would only wait inside it, where the wait
+# counts against the LLM timeout; waiting in JetStream costs nothing.
+EMBEDDED_AGENT_CONCURRENCY = str(LLM_SLOTS)
 
 
 class StackAlreadyRunning(RuntimeError):
@@ -244,7 +246,7 @@ class EmbeddedStack:
         if "FLEET_LLM_BASE_URL" not in self._env:
             env.setdefault("FLEET_LLM_MAX_TOKENS", EMBEDDED_LLM_MAX_TOKENS)
             env.setdefault("FLEET_AGENT_CONCURRENCY", EMBEDDED_AGENT_CONCURRENCY)
-            env.setdefault("FLEET_LLM_RESPONSE_FORMAT", "json_object")
+            env.setdefault("FLEET_LLM_CONTEXT_TOKENS", str(LLM_CONTEXT_PER_SLOT))
         env.update(self._service_env)
         return env
 

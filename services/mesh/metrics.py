@@ -35,6 +35,10 @@ LLM_TOKENS = Counter(
     "fleet_llm_tokens", "Tokens the LLM read (prompt) and wrote (completion)", ["role", "model", "kind"],
     registry=REGISTRY,
 )
+STRUCTURED_ANSWERS = Counter(
+    "fleet_structured_answers", "JSON answers of judge and select turns, each attempt, by whether it matched its "
+    "schema (valid, invalid)", ["phase", "outcome"], registry=REGISTRY,
+)
 PHASE_SECONDS = Histogram(
     "fleet_deliberation_phase_seconds", "How long each deliberation phase lasted, from asking to the last answer",
     ["role", "phase"], buckets=(0.1, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 600), registry=REGISTRY,

@@ -39,6 +39,8 @@ class Settings:
     llm_api_key: str | None = field(default=None, repr=False)
     ray_address: str | None = None
     llm_max_tokens: int = 2048
+    # Tokens the model reads and writes per request (vLLM's --max-model-len): prompts are cut to fit it.
+    llm_context_tokens: int = 8192
     # "json_schema" (OpenAI, vLLM) or "json_object" (llama.cpp's Python server): how to ask for JSON.
     llm_response_format: str = "json_schema"
     llm_timeout_s: float = 60.0
@@ -169,6 +171,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         llm_api_key=_secret(env, "FLEET_LLM_API_KEY"),
         ray_address=resolved["ray_address"],
         llm_max_tokens=_number(env, "FLEET_LLM_MAX_TOKENS", int, Settings.llm_max_tokens),
+        llm_context_tokens=_number(env, "FLEET_LLM_CONTEXT_TOKENS", int, Settings.llm_context_tokens),
         llm_response_format=_choice(env, "FLEET_LLM_RESPONSE_FORMAT", RESPONSE_FORMATS, Settings.llm_response_format),
         llm_timeout_s=_number(env, "FLEET_LLM_TIMEOUT_S", float, Settings.llm_timeout_s),
         llm_thinking=_choice(env, "FLEET_LLM_THINKING", ("on", "off"), "on") == "on",

@@ -21,7 +21,7 @@ from contracts import catalog
 from contracts.envelope import MSG_ID
 from contracts.events import CouncilCreated, PlanApproved, PlannedTask, Role
 from services.councils.domain import new_council
-from services.embedded.servers import LLM_MODEL_NAME, llm_plan, running_server
+from services.embedded.servers import LLM_CONTEXT_PER_SLOT, LLM_MODEL_NAME, LLM_SLOTS, llm_plan, running_server
 from services.embedded.stack import SERVICES, EmbeddedStack
 from streams.definitions import DEAD_LETTERS
 from tests.chaos import invariants
@@ -210,8 +210,8 @@ def service_environment(options: Options) -> dict[str, str]:
     settings = {"FLEET_LLM_TIMEOUT_S": f"{options.llm_timeout_s:g}"}
     if options.llm == EMBEDDED:
         # What `fleet up` sets for the embedded model, with the end-to-end suite's short answers.
-        settings |= {"FLEET_LLM_MAX_TOKENS": "48", "FLEET_AGENT_CONCURRENCY": "2",
-                     "FLEET_LLM_RESPONSE_FORMAT": "json_object"}
+        settings |= {"FLEET_LLM_MAX_TOKENS": "48", "FLEET_AGENT_CONCURRENCY": str(LLM_SLOTS),
+                     "FLEET_LLM_CONTEXT_TOKENS": str(LLM_CONTEXT_PER_SLOT)}
     return settings
 
 

@@ -56,6 +56,7 @@ SET_BY_ONE = {
     "FLEET_LLM_MODEL": "Deployment/agents",
     "FLEET_LLM_RESPONSE_FORMAT": "Deployment/agents",
     "FLEET_LLM_THINKING": "Deployment/agents",
+    "FLEET_LLM_CONTEXT_TOKENS": "Deployment/agents",
     "FLEET_AGENT_CONCURRENCY": "Deployment/agents",
     "FLEET_MONITOR_PORT": "Deployment/monitor",
     "FLEET_STREAM_REPLICAS": "Job/fleet-streams-apply",
@@ -237,6 +238,8 @@ def test_the_agents_join_the_ray_cluster_and_ask_vllm_for_the_model_it_serves(na
     assert base.hostname == "vllm" and base.path == "/v1"
     assert base.port in [p["port"] for p in find(resources, "Service", "vllm")["spec"]["ports"]]
     assert settings.llm_response_format == "json_schema"
+    # The agents cut prompts to the window vLLM serves, no larger.
+    assert f"--max-model-len={settings.llm_context_tokens}" in vllm["args"]
     # A judge may call the LLM twice within the agents' handler deadline (services/agents/app.py).
     assert settings.llm_timeout_s <= (AGENTS_TURNS.handler_timeout_s - DEADLINE_MARGIN_S) / STRUCTURED_ATTEMPTS
 

@@ -74,8 +74,8 @@ async def keyed_llm(tmp_path_factory):
     """A second real llama.cpp server that refuses requests without its API key."""
     key = "sk-fleet-" + uuid.uuid4().hex
     plan = llm_plan(threads=os.cpu_count() or 2)
-    # Its /v1/models wants the key too, so readiness is the port opening, after the model loads.
-    plan = dataclasses.replace(plan, argv=[*plan.argv, "--api_key", key], ready_url=None)
+    # Its /health is public, so readiness is still the model loaded.
+    plan = dataclasses.replace(plan, argv=[*plan.argv, "--api-key", key])
     async with running_server(plan, tmp_path_factory.mktemp("logs")) as endpoints:
         yield endpoints, key
 

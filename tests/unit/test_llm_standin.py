@@ -4,7 +4,7 @@ import msgspec
 import pytest
 
 from bench.llm_standin import CANNED, answer
-from services.agents.domain import ResponseFormat, choice_type, response_format, verdict_type
+from services.agents.structured import ResponseFormat, choice_type, response_format, verdict_type
 
 
 @pytest.mark.parametrize("dialect", list(ResponseFormat))
