@@ -204,9 +204,20 @@ class ProposalScore(msgspec.Struct, frozen=True, kw_only=True):
     scoring_error: str | None = None
 
 
+class ScoredBy(enum.StrEnum):
+    """What ranked the proposals the architect chose from."""
+
+    # The LLM judge's scores against the rubric, next to the deterministic checks.
+    JUDGE = "judge"
+    # The judge scored no qualified proposal: the deterministic checks, then how many peer critiques each
+    # proposal answered with a revision. The judge's errors stay in the scores.
+    CHECKS = "checks"
+
+
 class DeliberationScored(Event, frozen=True, kw_only=True):
     deliberation_id: str
     scores: list[ProposalScore]
+    scored_by: ScoredBy = ScoredBy.JUDGE
 
 
 class RankedProposal(msgspec.Struct, frozen=True, kw_only=True):
@@ -227,6 +238,7 @@ class DecisionMade(Event, frozen=True, kw_only=True):
     # The architect's agent id, or "ranking" when the architect could not decide and the top score won.
     decided_by: str
     architect_error: str | None = None
+    scored_by: ScoredBy = ScoredBy.JUDGE
 
 
 class Winner(msgspec.Struct, frozen=True, kw_only=True):
@@ -248,6 +260,7 @@ class DeliberationCompleted(Event, frozen=True, kw_only=True):
     decided_by: str
     duration_ms: int
     failed_agents: list[str] = []
+    scored_by: ScoredBy = ScoredBy.JUDGE
 
 
 class DeliberationFailed(Event, frozen=True, kw_only=True):
@@ -283,7 +296,8 @@ class Turn(msgspec.Struct, frozen=True, kw_only=True):
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     agent_id: str
     content: str
-    score: float
+    # None when the judge scored no proposal and the checks ranked them (ScoredBy.CHECKS).
+    score: float | None = None
 
 
 class TurnInput(msgspec.Struct, frozen=True, kw_only=True):

@@ -82,7 +82,8 @@ def user_prompt_parts(request: TurnRequested, context: str = "") -> list[Part]:
                            f'Answer in JSON, like {{"criteria": {{{example}}}, "justification": "..."}}')]
         case Phase.SELECT:
             for candidate in given.candidates:
-                parts += [Part(f"Candidate {candidate.agent_id} (score {candidate.score:.1f}):"),
+                score = "not scored" if candidate.score is None else f"score {candidate.score:.1f}"
+                parts += [Part(f"Candidate {candidate.agent_id} ({score}):"),
                           Part(candidate.content, cuttable=True)]
             first = json.dumps(given.candidates[0].agent_id if given.candidates else "", ensure_ascii=False)
             parts.append(Part(

@@ -29,6 +29,7 @@ from contracts.events import (
     Phase,
     ProposalScore,
     RankedProposal,
+    ScoredBy,
     Turn,
     TurnCompleted,
     TurnFailed,
@@ -273,14 +274,14 @@ def after_judging(state: Deliberation, now: dt.datetime) -> Step:
     verdicts = {a: t.verdict for a, t in judged.items() if t.status == "completed" and t.verdict is not None}
     errors = {a: t.error or "the judge gave no verdict" for a, t in judged.items() if a not in verdicts}
     scores = score_all(finals, verdicts, errors)
-    ranking = rank(scores)
+    ranking = rank(scores, {author: len(state.drafts[author]) - 1 for author in finals})
     state = msgspec.structs.replace(state, scores=scores, ranking=ranking)
     deliberation_id = state.ref.deliberation_id
+    candidates, scored_by = eligible(ranking, state.council.protocol.top_k)
     scored = Outgoing(
-        DeliberationScored(deliberation_id=deliberation_id, scores=scores),
+        DeliberationScored(deliberation_id=deliberation_id, scores=scores, scored_by=scored_by),
         event_id=deterministic_id("deliberation.scored", deliberation_id),
     )
-    candidates = eligible(ranking, state.council.protocol.top_k)
     if not candidates:
         reasons = "; ".join(_unfit(s) for s in scores)
         state, outgoing = fail(state, f"no proposal was both scored and qualified ({reasons})", now)
@@ -290,7 +291,7 @@ def after_judging(state: Deliberation, now: dt.datetime) -> Step:
         state.architect,
         TurnInput(
             candidates=[
-                Candidate(agent_id=c.agent_id, content=finals[c.agent_id], score=c.score or 0.0) for c in candidates
+                Candidate(agent_id=c.agent_id, content=finals[c.agent_id], score=c.score) for c in candidates
             ]
         ),
     )
@@ -307,7 +308,8 @@ def _unfit(score: ProposalScore) -> str:
 
 def after_selection(state: Deliberation, now: dt.datetime) -> Step:
     (selection,) = state.current_turns()
-    candidates = [c.agent_id for c in eligible(state.ranking, state.council.protocol.top_k)]
+    eligible_ranks, scored_by = eligible(state.ranking, state.council.protocol.top_k)
+    candidates = [c.agent_id for c in eligible_ranks]
     choice = selection.choice if selection.status == "completed" else None
     if choice is not None and choice.winner_id in candidates:
         winner_id, rationale, decided_by, error = choice.winner_id, choice.rationale, state.architect.agent_id, None
@@ -316,7 +318,8 @@ def after_selection(state: Deliberation, now: dt.datetime) -> Step:
             f"the architect chose {choice.winner_id!r}, who is not a candidate" if choice else "no choice"
         )
         winner_id, decided_by = candidates[0], DECIDED_BY_RANKING
-        rationale = f"The architect could not decide ({error}); the highest-scored candidate wins."
+        best = "highest-scored" if scored_by == ScoredBy.JUDGE else "best-ranked (by the checks)"
+        rationale = f"The architect could not decide ({error}); the {best} candidate wins."
     deliberation_id = state.ref.deliberation_id
     decision = DecisionMade(
         deliberation_id=deliberation_id,
@@ -326,6 +329,7 @@ def after_selection(state: Deliberation, now: dt.datetime) -> Step:
         rationale=rationale,
         decided_by=decided_by,
         architect_error=error,
+        scored_by=scored_by,
     )
     score = next(s.score for s in state.scores if s.agent_id == winner_id)
     completed = DeliberationCompleted(
@@ -341,6 +345,7 @@ def after_selection(state: Deliberation, now: dt.datetime) -> Step:
         decided_by=decided_by,
         duration_ms=_duration_ms(state, now),
         failed_agents=[a.agent_id for a in state.council.agents if a.agent_id not in state.drafts],
+        scored_by=scored_by,
     )
     state = msgspec.structs.replace(state, completed=completed)
     return state, [

@@ -12,7 +12,7 @@ from contracts.events import DeadlinePassed, DeliberationStarted, TurnCompleted,
 from services.collector.domain import Deliberation, DeliberationEvent, ended_phase, outcome_of, step
 from services.mesh.consuming import Incoming
 from services.mesh.kv import ConcurrentUpdate, VersionedStore
-from services.mesh.metrics import DELIBERATIONS, PHASE_SECONDS
+from services.mesh.metrics import DELIBERATIONS, PHASE_SECONDS, SCORED_BY
 from services.mesh.outbox import Parcel, pack, unpack
 from services.mesh.publishing import Clock, Outgoing
 from streams.definitions import stream_for_subject
@@ -89,3 +89,5 @@ def _observe(before: Deliberation | None, after: Deliberation, now) -> None:
         PHASE_SECONDS.labels(role, ended[0].value).observe(ended[1])
     if after.finished and not (before and before.finished):
         DELIBERATIONS.labels(role, outcome_of(after)).inc()
+        if after.completed is not None:
+            SCORED_BY.labels(role, after.completed.scored_by).inc()

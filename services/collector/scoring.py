@@ -7,7 +7,7 @@ import difflib
 import re
 import statistics
 
-from contracts.events import CheckResult, ProposalScore, RankedProposal, Verdict
+from contracts.events import CheckResult, ProposalScore, RankedProposal, ScoredBy, Verdict
 
 NOT_EMPTY = "not_empty"
 ORIGINAL = "original"
@@ -100,12 +100,20 @@ def score_all(finals: dict[str, str], verdicts: dict[str, Verdict], errors: dict
     return scores
 
 
-def rank(scores: list[ProposalScore]) -> list[RankedProposal]:
-    """Qualified and scored first, best score first; then unscored; then disqualified. Ties keep council order."""
+def rank(scores: list[ProposalScore], revisions: dict[str, int] | None = None) -> list[RankedProposal]:
+    """Qualified and scored first, best score first; then unscored; then disqualified.
 
-    def standing(indexed: tuple[int, ProposalScore]) -> tuple[int, float, int]:
+    Among the unscored, those that pass every check and answered more critiques with a revision come first.
+    Other ties keep council order.
+    """
+    revisions = revisions or {}
+
+    def standing(indexed: tuple[int, ProposalScore]) -> tuple:
         index, s = indexed
         tier = 0 if s.qualified and s.score is not None else 1 if s.qualified else 2
+        if tier == 1:
+            failed_checks = sum(not c.passed for c in s.checks)
+            return tier, failed_checks, -revisions.get(s.agent_id, 0), index
         return tier, -(s.score or 0.0), index
 
     ordered = [s for _, s in sorted(enumerate(scores), key=standing)]
@@ -115,6 +123,13 @@ def rank(scores: list[ProposalScore]) -> list[RankedProposal]:
     ]
 
 
-def eligible(ranking: list[RankedProposal], top_k: int) -> list[RankedProposal]:
-    """Who the architect may choose from: the best `top_k` that are qualified and scored."""
-    return [r for r in ranking if r.qualified and r.score is not None][:top_k]
+def eligible(ranking: list[RankedProposal], top_k: int) -> tuple[list[RankedProposal], ScoredBy]:
+    """Who the architect may choose from, and what ranked them.
+
+    The best `top_k` that are qualified and scored; when the judge scored none of the qualified, the best
+    `top_k` qualified by the checks.
+    """
+    scored = [r for r in ranking if r.qualified and r.score is not None][:top_k]
+    if scored:
+        return scored, ScoredBy.JUDGE
+    return [r for r in ranking if r.qualified][:top_k], ScoredBy.CHECKS

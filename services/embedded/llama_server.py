@@ -153,9 +153,10 @@ def build(report: Callable[[str], None] = print) -> Path:
 
 
 if __name__ == "__main__":
+    if binary_path().exists():
+        sys.exit(0)
     try:
-        path = build(lambda line: print(line, flush=True))
+        build(lambda line: print(f"==> {line}" if not line.startswith(" ") else line, flush=True))
     except (MissingBinary, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    print(path)

@@ -39,6 +39,10 @@ STRUCTURED_ANSWERS = Counter(
     "fleet_structured_answers", "JSON answers of judge and select turns, each attempt, by whether it matched its "
     "schema (valid, invalid)", ["phase", "outcome"], registry=REGISTRY,
 )
+SCORED_BY = Counter(
+    "fleet_deliberations_scored_by", "Completed deliberations by what ranked their candidates: judge, or checks "
+    "when the judge scored no qualified proposal", ["role", "scored_by"], registry=REGISTRY,
+)
 PHASE_SECONDS = Histogram(
     "fleet_deliberation_phase_seconds", "How long each deliberation phase lasted, from asking to the last answer",
     ["role", "phase"], buckets=(0.1, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 600), registry=REGISTRY,

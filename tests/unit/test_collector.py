@@ -19,6 +19,7 @@ from contracts.events import (
     Phase,
     PlannedTask,
     Role,
+    ScoredBy,
     Turn,
     TurnCompleted,
     TurnFailed,
@@ -243,12 +244,47 @@ def test_a_proposal_that_copies_a_peer_is_disqualified_and_cannot_win():
     assert [c.agent_id for c in select.input.candidates] == ["dev-1", "dev-3"]
 
 
-def test_when_no_proposal_can_be_scored_the_deliberation_fails_and_invents_nothing():
+def test_when_the_judge_scores_no_proposal_the_checks_and_answered_critiques_rank_them_and_it_says_so():
+    state, out = step(None, started(new_council(Role.DEV, 3, critique_rounds=1)), T0)
+    state, out = answer_proposals(state, out, ("Plan A: cache reads.", "Plan B: shard the writes.",
+                                               "Plan C: queue the batch jobs."))
+    critiques = requests(out)
+    # dev-1's critic fails, so only dev-2's and dev-3's proposals are critiqued and revised.
+    state, out = run(state, [answer(r, "Too vague.") if r.turn.author_id != "dev-1" else failure(r)
+                             for r in critiques])
+    revised = {"dev-3": "Queue jobs in JetStream, 4 workers.", "dev-2": "Shard writes by tenant id over 8 nodes."}
+    state, out = run(state, [answer(r, revised[r.turn.author_id]) for r in requests(out)])
+    state, out = run(state, [failure(r, "StructuredOutputInvalid") for r in requests(out)])
+    (scored,) = of_type(out, DeliberationScored)
+    assert scored.scored_by == ScoredBy.CHECKS
+    assert all(s.score is None and "StructuredOutputInvalid" in s.scoring_error for s in scored.scores)
+    (select,) = requests(out)
+    assert [c.agent_id for c in select.input.candidates] == ["dev-2", "dev-3", "dev-1"]
+    assert all(c.score is None for c in select.input.candidates)
+    state, out = run(state, [answer(select, choice=Choice(winner_id="dev-2", rationale="Sharding scales."))])
+    (completed,) = of_type(out, DeliberationCompleted)
+    (decision,) = of_type(out, DecisionMade)
+    assert (completed.winner.agent_id, completed.winner.score, completed.scored_by) == ("dev-2", None, "checks")
+    assert decision.scored_by == ScoredBy.CHECKS
+
+
+def test_when_the_judge_and_the_architect_both_fail_the_best_ranked_by_the_checks_wins_and_it_says_so():
     state, out = step(None, started(new_council(Role.DEV, 2, critique_rounds=0)), T0)
-    state, out = answer_proposals(state, out, ("Plan A.", "Plan B is different."))
+    broken = "Do this:\n```python\ndef f(:\n    pass\n```\n"
+    state, out = answer_proposals(state, out, (broken, "Plan B is different."))
+    state, out = run(state, [failure(r, "StructuredOutputInvalid") for r in requests(out)])
+    state, out = run(state, [failure(r, "StructuredOutputInvalid") for r in requests(out)])
+    (completed,) = of_type(out, DeliberationCompleted)
+    assert (completed.winner.agent_id, completed.decided_by, completed.scored_by) == ("dev-2", "ranking", "checks")
+    assert "best-ranked (by the checks)" in completed.rationale
+
+
+def test_when_no_proposal_is_qualified_the_deliberation_fails_and_invents_nothing():
+    state, out = step(None, started(new_council(Role.DEV, 2, critique_rounds=0)), T0)
+    state, out = answer_proposals(state, out, ("  ", " \n"))
     state, out = run(state, [failure(r, "StructuredOutputInvalid") for r in requests(out)])
     (failed,) = of_type(out, DeliberationFailed)
-    assert failed.phase == Phase.JUDGE and "not scored (StructuredOutputInvalid: slow)" in failed.reason
+    assert failed.phase == Phase.JUDGE and "dev-1 disqualified (not_empty: the proposal is empty" in failed.reason
     assert isinstance(state, Deliberation) and state.completed is None
 
 
@@ -287,12 +323,12 @@ def test_the_phase_a_step_closes_is_reported_with_how_long_it_lasted():
 
 
 def test_a_finished_deliberation_reports_its_outcome_and_the_phase_it_ended_in():
-    state, out = to_judging()
+    state, out = step(None, started(new_council(Role.DEV, 3)), T0)
     assert outcome_of(state) is None
     failed, _ = run(state, [failure(r) for r in requests(out)], now=at(30))
 
     assert outcome_of(failed) == "failed"
-    assert ended_phase(state, failed, at(30))[0] == Phase.JUDGE
+    assert ended_phase(state, failed, at(30))[0] == Phase.PROPOSE
 
 
 def recorded_deliberation(architect_answers: bool = True):
