@@ -45,5 +45,10 @@ bench *ARGS:
 chaos *ARGS:
     uv run python -m tests.chaos {{ARGS}}
 
+# The evaluation set (eval/approvals.toml) through the mesh: completion, valid JSON, distinct proposals, key
+# terms, winner against a single agent, time and tokens, per role; JSON under eval/results/. See eval/README.md.
+eval *ARGS:
+    uv run python -m eval {{ARGS}}
+
 lint:
     uv run ruff check .

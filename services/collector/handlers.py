@@ -25,7 +25,8 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
 
     Outboxes are kept per causing message (`<stream>:<sequence>`): if the service dies after saving
     but before publishing, the redelivered message finds its own outbox even when other messages
-    changed the deliberation since.
+    changed the deliberation since. Turn requests are kept without their brief, which the state holds
+    once: with three turns a phase, a brief near ingress's limit would otherwise outgrow NATS's 1 MiB.
     """
 
     deliberation: Deliberation
@@ -64,10 +65,10 @@ class CollectorHandlers:
             if updated == state:
                 # Nothing new, unless this is a redelivery of a message that changed the state.
                 stored = record.outboxes.get(cause, []) if record else []
-                return [unpack(parcel) for parcel in stored]
+                return [unpack(parcel, state.brief if state else None) for parcel in stored]
             outboxes = dict(record.outboxes) if record else {}
             if outgoing:
-                outboxes[cause] = [pack(o) for o in outgoing]
+                outboxes[cause] = [pack(o, updated.brief) for o in outgoing]
             try:
                 await self.store.save(key, Record(deliberation=updated, outboxes=outboxes), revision)
             except ConcurrentUpdate:

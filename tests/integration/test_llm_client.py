@@ -42,7 +42,8 @@ async def test_a_request_the_server_cannot_serve_is_an_http_error(llm_endpoints)
     client = LlmClient(LlmConfig(base_url=llm_endpoints["llm_base_url"]))
     try:
         with pytest.raises(LlmHttpError, match="HTTP 4|HTTP 5"):
-            await client.complete(request(llm_endpoints["llm_model"], messages=[ChatMessage("wizard", "hi")]))
+            # A prompt past the model's context window.
+            await client.complete(request(llm_endpoints["llm_model"], messages=[ChatMessage("user", "word " * 20_000)]))
     finally:
         await client.close()
 

@@ -1,6 +1,7 @@
 """The deliberation aggregate as pure functions: given these events, expect this state and these commands."""
 
 import datetime as dt
+import random
 
 import msgspec
 import pytest
@@ -27,9 +28,12 @@ from contracts.events import (
     Verdict,
 )
 from services.collector.domain import DECIDED_BY_RANKING, Deliberation, ended_phase, outcome_of, step
+from services.collector.handlers import Record as CollectorRecord
 from services.collector.replay import replay
 from services.collector.scoring import check_original, check_python_parses, rank, score_all
 from services.councils.domain import architect_of, default_councils, new_council
+from services.mesh.outbox import pack, unpack
+from services.planning.domain import MAX_BRIEF_BYTES
 
 T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 REF = DeliberationRef(deliberation_id="d-1", story_id="s", plan_id="p", task_id="t", role=Role.DEV)
@@ -432,3 +436,33 @@ def test_the_architects_recorded_choice_decides_the_replay_as_it_decided_the_del
     replayed = replay(inputs, published)
 
     assert (replayed.recomputed.winner, replayed.recomputed.decided_by) == (decision.winner_id, decision.decided_by)
+
+
+def test_a_deliberations_stored_record_at_the_largest_brief_stays_under_the_nats_payload_limit():
+    """3 agents, 2 rounds, a brief at the limit, answers of 2,048 tokens: every outbox kept, as the handler keeps it."""
+    brief = Brief(task=PlannedTask(task_id="t", title="Big", description="x" * 60_000), rubric=RUBRIC,
+                  constraints=["y" * 60_000] * 3 + ["w" * 20_000])
+    assert 250 * 1024 < len(msgspec.json.encode(brief)) <= MAX_BRIEF_BYTES
+    state, outgoing = None, []
+    first = msgspec.structs.replace(started(new_council(Role.DEV, 3, critique_rounds=2)), brief=brief)
+    record, sequence, largest = CollectorRecord(deliberation=step(None, first, T0)[0]), 0, 0
+    pending = [first]
+    while pending:
+        event = pending.pop(0)
+        state, out = step(state, event, T0)
+        sequence += 1
+        record = CollectorRecord(deliberation=state, outboxes={
+            **record.outboxes, f"AGENT:{sequence}": [pack(o, state.brief) for o in out]})
+        largest = max(largest, len(msgspec.json.encode(record)))
+        outgoing += out
+        for request in requests(out):
+            structured = ({"verdict": verdict(7, 8)} if request.turn.phase == Phase.JUDGE else
+                          {"choice": Choice(winner_id=request.input.candidates[0].agent_id, rationale="best")}
+                          if request.turn.phase == Phase.SELECT else {})
+            words = random.Random(request.turn.key).choices(["cache", "shard", "queue", "retry", "lease"], k=1_600)
+            pending.append(answer(request, " ".join(words), **structured))
+    assert of_type(outgoing, DeliberationCompleted)
+    assert largest < 1024 * 1024 - 64 * 1024  # room for the headers under NATS's 1 MiB
+    # A redelivery gets back exactly what was published, brief included.
+    parcel = record.outboxes["AGENT:1"][1]
+    assert parcel.brief_elided and unpack(parcel, state.brief).payload == requests(outgoing)[0]

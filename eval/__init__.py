@@ -1,0 +1,1 @@
+"""The evaluation set: approvals the demo never ran, run through the whole mesh and measured (`just eval`)."""

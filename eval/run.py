@@ -1,0 +1,188 @@
+"""Run the evaluation set on a mesh: approve each case, wait for its results, read its events, judge a baseline.
+
+The mesh is `fleet up --auth` in a folder of its own; with FLEET_LLM_BASE_URL set, its LLM is that server
+(vLLM on a GPU, say) and nothing else changes. The evaluation connects as the operator and publishes the
+approvals as an upstream planner does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from contracts import catalog
+from contracts.envelope import MSG_ID
+from contracts.errors import ContractViolation
+from contracts.events import DeliberationStarted, Phase, PlanApproved, Role, Turn, TurnInput, TurnRequested
+from eval.cases import Case, approval_of, deliberations_of
+from eval.measures import Record, record_of
+from services.agents.adapters.llm import LlmClient, LlmConfig, LlmError
+from services.agents.domain import chat_request
+from services.agents.handlers import RETRY_TEMPERATURE, STRUCTURED_ATTEMPTS
+from services.agents.structured import ResponseFormat, StructuredOutputInvalid, parse_structured
+from services.cli.stream_tools import read_events
+from services.collector.scoring import score_proposal
+from services.councils.directory import CouncilDirectory
+from services.embedded.stack import EmbeddedStack
+from services.mesh.consuming import decode_incoming
+from services.mesh.runtime import connect
+from services.mesh.settings import Settings, load_settings
+from streams.definitions import AGENT, ORCHESTRATION
+
+RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
+
+
+@contextlib.asynccontextmanager
+async def embedded_mesh(data_dir: Path, report: Callable[[str], None]) -> AsyncIterator[tuple[EmbeddedStack, Client]]:
+    """`fleet up --auth` in `data_dir`, its default councils seeded; the operator's client to it."""
+    stack = EmbeddedStack(data_dir, report=report, auth=True)
+    await stack.start()
+    try:
+        client = await connect(load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}))
+        try:
+            directory, deadline = CouncilDirectory(client.jetstream()), time.monotonic() + 120
+            while len(await directory.councils()) < len(Role) and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            yield stack, client
+        finally:
+            await client.close()
+    finally:
+        await stack.stop()
+
+
+class Results:
+    """Result events as the server stores them, through a core subscription made before anything is approved."""
+
+    def __init__(self) -> None:
+        self._arrived: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._subscriptions = []
+
+    async def subscribe(self, client: Client) -> None:
+        for subject in RESULT_SUBJECTS:
+            self._subscriptions.append(await client.subscribe(subject, cb=self._on_result))
+
+    async def _on_result(self, message: Msg) -> None:
+        event = catalog.spec_for_subject(message.subject).decoder.decode(message.data)
+        self._arrived[event.aggregate_id()].set()
+
+    async def wait(self, deliberation: str, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived[deliberation].wait(), timeout_s)
+        return self._arrived[deliberation].is_set()
+
+    async def close(self) -> None:
+        for subscription in self._subscriptions:
+            await subscription.unsubscribe()
+
+
+async def approve(js: JetStreamContext, approval: PlanApproved) -> None:
+    """As upstream publishes: the ingress subject, the message id, nothing else."""
+    await js.publish(catalog.PLAN_APPROVED.subject, msgspec.json.encode(approval),
+                     headers={MSG_ID: f"{approval.plan_id}-approved"})
+
+
+async def events_by_deliberation(js: JetStreamContext) -> dict[str, list[object]]:
+    """Every orchestration and agent event, decoded, grouped by deliberation, in stored order."""
+    grouped: dict[str, list[object]] = defaultdict(list)
+    for stream in (ORCHESTRATION, AGENT):
+        async for stored in read_events(js, stream.name):
+            if stored.is_schedule:
+                continue
+            try:
+                incoming = decode_incoming(stored.subject, stored.headers, stored.data, received_at=stored.stored_at,
+                                           stream_sequence=stored.sequence, deliveries=1)
+            except ContractViolation:
+                continue  # not a deliberation's event: the dead letters say what it was
+            grouped[incoming.payload.aggregate_id()].append(incoming.payload)
+    return grouped
+
+
+@dataclass(frozen=True)
+class Judge:
+    """The judge turn the collector would ask for, sent straight to the LLM the agents use."""
+
+    settings: Settings
+
+    async def score(self, started: DeliberationStarted, proposal: str) -> tuple[float | None, str]:
+        """The judged score of one proposal (checks applied as the collector applies them), or why there is none."""
+        judge = msgspec.structs.replace(started.architect, temperature=0.0)
+        request = TurnRequested(
+            deliberation=started.deliberation, agent=judge, brief=started.brief,
+            turn=Turn(phase=Phase.JUDGE, round=0, agent_id=judge.agent_id, author_id="single-agent-baseline"),
+            input=TurnInput(proposal=proposal))
+        chat = chat_request(request, model=self.settings.llm_model, max_tokens=self.settings.llm_max_tokens,
+                            dialect=ResponseFormat(self.settings.llm_response_format),
+                            thinking=self.settings.llm_thinking, context_window=self.settings.llm_context_tokens)
+        client = LlmClient(LlmConfig(base_url=self.settings.require_llm(), timeout_s=self.settings.llm_timeout_s,
+                                     api_key=self.settings.llm_api_key))
+        problems = []
+        try:
+            for attempt in range(STRUCTURED_ATTEMPTS):
+                sent = chat if attempt == 0 else msgspec.structs.replace(
+                    chat, seed=(chat.seed or 0) + attempt, temperature=max(chat.temperature, RETRY_TEMPERATURE))
+                try:
+                    verdict = parse_structured(request, (await client.complete(sent)).content)
+                except StructuredOutputInvalid as exc:
+                    problems.append(str(exc))
+                    continue
+                return score_proposal("baseline", proposal, {}, verdict, None).score, ""
+        except LlmError as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        finally:
+            await client.close()
+        return None, "; ".join(problems)
+
+
+async def evaluate(
+    client: Client, cases: Sequence[Case], judge: Judge, *, parallel: int, timeout_s: float,
+    report: Callable[[str], None],
+) -> list[Record]:
+    """Approve every case (`parallel` approvals in flight at most), wait for each result; a record per deliberation."""
+    js, run_id = client.jetstream(), uuid.uuid4().hex[:8]
+    results = Results()
+    await results.subscribe(client)
+    records: dict[str, Record] = {}
+    gate, done, began = asyncio.Semaphore(parallel), 0, time.monotonic()
+    total = sum(len(case.roles) for case in cases)
+
+    async def run_case(case: Case) -> None:
+        nonlocal done
+        approval = approval_of(case, run_id)
+        deliberations = deliberations_of(case, approval)
+        for deliberation, role in deliberations.items():
+            records[deliberation] = Record(case=case.name, role=role.value, deliberation_id=deliberation,
+                                           keywords=case.keywords)
+        async with gate:
+            await approve(js, approval)
+            arrived = await asyncio.gather(*(results.wait(d, timeout_s) for d in deliberations))
+        for role, came in zip(deliberations.values(), arrived, strict=True):
+            done += 1
+            report(f"[{done}/{total}] {case.name} {role.value}: {'result in' if came else 'NO RESULT after'} "
+                   f"{time.monotonic() - began:.0f}s of the run")
+
+    try:
+        await asyncio.gather(*(run_case(case) for case in cases))
+    finally:
+        await results.close()
+    report("reading the events back and judging each single agent's first proposal")
+    grouped = await events_by_deliberation(js)
+    for deliberation, record in records.items():
+        events = grouped.get(deliberation, [])
+        record_of(record, events)
+        started = next((e for e in events if isinstance(e, DeliberationStarted)), None)
+        first_agent = started.council.agents[0].agent_id if started else None
+        if record.status == "completed" and first_agent in record.proposals:
+            record.baseline = record.proposals[first_agent]
+            record.baseline_score, record.baseline_error = await judge.score(started, record.baseline)
+    return list(records.values())
