@@ -20,6 +20,7 @@ BENCHMARKS = {
     "mesh": "bench.mesh",
     "scaling": "bench.scaling",
     "footprint": "bench.footprint",
+    "llm": "bench.llm_servers",
 }
 
 

@@ -76,19 +76,21 @@ def user_prompt_parts(request: TurnRequested, context: str = "") -> list[Part]:
                 Part("Rewrite your proposal so that it answers the critique. Write only the revised proposal."),
             ]
         case Phase.JUDGE:
-            example = ", ".join(f"{json.dumps(criterion, ensure_ascii=False)}: 7" for criterion in request.brief.rubric)
+            # The shape in words: a model shown an example answer copies its scores.
+            names = ", ".join(json.dumps(criterion, ensure_ascii=False) for criterion in request.brief.rubric)
             parts += [Part("Proposal:"), Part(given.proposal, cuttable=True),
-                      Part("Score the proposal on each criterion from 0 to 10, then say why in one or two sentences. "
-                           f'Answer in JSON, like {{"criteria": {{{example}}}, "justification": "..."}}')]
+                      Part("Score the proposal on each criterion from 0 (absent) to 10 (excellent), then say why in "
+                           f'one or two sentences. Answer in JSON: an object "criteria" with a score for each of '
+                           f'{names}, then "justification".')]
         case Phase.SELECT:
             for candidate in given.candidates:
                 score = "not scored" if candidate.score is None else f"score {candidate.score:.1f}"
                 parts += [Part(f"Candidate {candidate.agent_id} ({score}):"),
                           Part(candidate.content, cuttable=True)]
-            first = json.dumps(given.candidates[0].agent_id if given.candidates else "", ensure_ascii=False)
+            ids = ", ".join(json.dumps(c.agent_id, ensure_ascii=False) for c in given.candidates)
             parts.append(Part(
                 "As the architect, choose the winner among the candidates and explain why in two or three "
-                f'sentences. Answer in JSON, like {{"winner_id": {first}, "rationale": "..."}}'
+                f'sentences. Answer in JSON: "winner_id", one of {ids}, then "rationale".'
             ))
     return parts
 

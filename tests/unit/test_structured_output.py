@@ -154,4 +154,4 @@ def test_a_brief_near_the_size_limit_is_cut_so_that_prompt_and_answer_fit_the_wi
     user = chat.messages[1].content
     assert "Task t: Big" in user and "more characters cut to fit" in user
     if phase == Phase.JUDGE:
-        assert '"correctness": 7' in user  # the instructions and the answer's shape survive the cut
+        assert 'a score for each of "correctness"' in user  # the instructions and the answer's shape survive the cut
