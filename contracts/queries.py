@@ -53,6 +53,8 @@ class DeliberationView(msgspec.Struct, frozen=True, kw_only=True):
     ranking: list[Ranked] = []
     rationale: str | None = None
     decided_by: str | None = None
+    # "judge", or "checks" when the judge scored no qualified proposal and the checks ranked them.
+    scored_by: str | None = None
     architect_error: str | None = None
     reason: str | None = None
     failed_phase: str | None = None

@@ -41,6 +41,9 @@ def print_deliberation(view: DeliberationView, console: Console) -> None:
     if view.winner_id:
         console.print(f"[green]winner[/] {view.winner_id} (score {_score(view.winner_score)}, "
                       f"{view.winner_revisions} revision(s)), decided by {view.decided_by}")
+        if view.scored_by == "checks":
+            console.print("[yellow]scored by the checks:[/] the judge gave no valid verdict, so the deterministic "
+                          "checks and the critiques each author answered ranked the proposals")
     if view.rationale:
         console.print(f"rationale: {view.rationale}")
     if view.architect_error:

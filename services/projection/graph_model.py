@@ -120,7 +120,7 @@ def _decision_made(event: ev.DecisionMade, envelope: Envelope) -> list[GraphWrit
     writes: list[GraphWrite] = [
         NodeWrite(Label.DECISION, event.deliberation_id, {
             "deliberation_id": event.deliberation_id, "winner_id": event.winner_id, "rationale": event.rationale,
-            "decided_by": event.decided_by, "candidates": list(event.candidates),
+            "decided_by": event.decided_by, "scored_by": event.scored_by.value, "candidates": list(event.candidates),
             "architect_error": event.architect_error, "decided_at": format_time(envelope.occurred_at),
         }),
         EdgeWrite(Label.DELIBERATION, event.deliberation_id, Rel.DECIDED, Label.DECISION, event.deliberation_id),

@@ -123,7 +123,7 @@ def _advanced(event: ev.DeliberationAdvanced, envelope: Envelope) -> list[KvWrit
 
 def _decided(event: ev.DecisionMade, envelope: Envelope) -> list[KvWrite]:
     return [_deliberation(
-        event.deliberation_id, decided_by=event.decided_by, rationale=event.rationale,
+        event.deliberation_id, decided_by=event.decided_by, scored_by=event.scored_by.value, rationale=event.rationale,
         architect_error=event.architect_error,
         ranking=[{"rank": r.rank, "agent_id": r.agent_id, "score": r.score, "qualified": r.qualified}
                  for r in event.ranking],

@@ -33,6 +33,7 @@ from contracts.events import (
     ProposalScore,
     RankedProposal,
     Role,
+    ScoredBy,
     Turn,
     TurnCompleted,
     TurnFailed,
@@ -628,6 +629,17 @@ def test_a_deliberation_written_by_the_kv_model_reads_back_as_its_view():
     assert view.failed_agents == ["dev-3"]
     assert view.phases_started == {"propose:0": format_time(at(2)), "critique:1": format_time(at(3))}
     assert view.requested_at == format_time(at(0))
+    assert view.scored_by == "judge"
+
+
+def test_a_decision_the_checks_ranked_says_so_in_both_read_models():
+    decision = msgspec.structs.replace(decided(), scored_by=ScoredBy.CHECKS)
+    stored: dict[str, str] = {}
+    for write in kv_writes(decision, envelope(decision, at(4))):
+        if isinstance(write, SetFields) and write.key == deliberation_key("d-1"):
+            stored.update(write.fields)
+    assert deliberation_view(stored).scored_by == "checks"
+    assert nodes_of(graph_writes(decision, envelope(decision, at(4))))[(Label.DECISION, "d-1")]["scored_by"] == "checks"
 
 
 def story_row(plan_id, approved_at, task_id=None, title=None, position=None, deliberation_id=None, role=None,
