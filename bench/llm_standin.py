@@ -41,7 +41,9 @@ def instance_of(schema: dict[str, Any]) -> Any:
     if "const" in schema:
         return schema["const"]
     if "enum" in schema:
-        return schema["enum"][0]
+        values = schema["enum"]
+        # A score (an enum of integers) in the middle of its range, as for an integer with bounds; else the first.
+        return values[len(values) // 2] if all(isinstance(v, int) for v in values) else values[0]
     for combinator in ("anyOf", "oneOf", "allOf"):
         if combinator in schema:
             return instance_of(schema[combinator][0])
