@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from contracts import catalog
 from contracts.envelope import MSG_ID
-from contracts.events import PlanApproved, PlannedTask, Role
+from contracts.events import CouncilCreated, PlanApproved, PlannedTask, Role
+from services.councils.directory import CouncilDirectory
+from services.councils.domain import default_councils
 from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
 from services.planning.domain import deliberation_id
@@ -50,6 +53,17 @@ async def result_of(js, deliberation: str):
 
 async def events_of(js, subject: str, deliberation: str) -> list:
     return [decode(m) for m in await read_stream(js, subject) if of(deliberation)(m)]
+
+
+async def with_default_councils(js, roles) -> None:
+    """Give each role its default council again if an earlier spec deleted it (specs share one mesh)."""
+    directory = CouncilDirectory(js)
+    defaults = {council.role: council for council in default_councils()}
+    for role in set(roles) - set(await directory.councils()):
+        created = CouncilCreated(council=defaults[role], created_by="e2e")
+        await js.publish(catalog.COUNCIL_CREATED.subject, body_of(created), headers={MSG_ID: f"e2e-{uuid.uuid4()}"})
+    while set(roles) - set(await directory.councils()):
+        await asyncio.sleep(0.2)
 
 
 async def a_finished_deliberation(js) -> str:

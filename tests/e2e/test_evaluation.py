@@ -6,12 +6,13 @@ near ingress's size limit.
 
 import pytest
 
+from contracts.events import Role
 from eval.__main__ import missed_targets
 from eval.cases import load_cases
 from eval.measures import OVERALL, report
 from eval.run import Judge, evaluate
 from services.mesh.settings import load_settings
-from tests.e2e.flows import as_operator
+from tests.e2e.flows import as_operator, with_default_councils
 
 pytestmark = pytest.mark.e2e
 
@@ -23,6 +24,7 @@ async def figures(mesh):
     stack, _ = mesh
     client = await as_operator(stack)
     try:
+        await with_default_councils(client.jetstream(), [Role.QA, Role.DEVOPS])
         records = await evaluate(client, [c for c in load_cases() if c.name in SHORT],
                                  Judge(load_settings(stack.service_environment())), parallel=3, timeout_s=900,
                                  report=print)

@@ -11,7 +11,7 @@ from eval.cases import Case, load_cases
 from eval.measures import keyword_coverage
 from eval.run import Judge, evaluate, events_by_deliberation
 from services.mesh.settings import load_settings
-from tests.e2e.flows import as_operator
+from tests.e2e.flows import as_operator, with_default_councils
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +30,7 @@ async def scenario(mesh):
     stack, _ = mesh
     client = await as_operator(stack)
     try:
+        await with_default_councils(client.jetstream(), [*THREE_COUNCILS.roles, *COMPLEX_DEVOPS.roles])
         records = await evaluate(client, [THREE_COUNCILS, COMPLEX_DEVOPS],
                                  Judge(load_settings(stack.service_environment())), parallel=2, timeout_s=900,
                                  report=print)
