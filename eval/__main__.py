@@ -22,7 +22,7 @@ from rich.table import Table
 
 from eval.cases import load_cases
 from eval.measures import OVERALL, report
-from eval.run import Judge, embedded_mesh, evaluate
+from eval.run import embedded_mesh, evaluate
 from services.mesh.settings import load_settings
 
 TARGETS = {"structured_valid_share": 1.0, "completion_rate": 0.95}
@@ -90,7 +90,7 @@ async def main(options: argparse.Namespace, console: Console) -> int:
         settings = load_settings(stack.service_environment())
         console.print(f"LLM: {settings.llm_model} at {settings.llm_base_url} ({len(options.selected)} approvals, "
                       f"{options.parallel} at once)")
-        records = await evaluate(client, options.selected, Judge(settings), parallel=options.parallel,
+        records = await evaluate(client, options.selected, settings, parallel=options.parallel,
                                  timeout_s=options.timeout, report=console.print)
     figures = report(records)
     console.print(table(figures))

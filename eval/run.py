@@ -13,7 +13,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -24,13 +23,14 @@ from nats.js import JetStreamContext
 from contracts import catalog
 from contracts.envelope import MSG_ID
 from contracts.errors import ContractViolation
-from contracts.events import DeliberationStarted, Phase, PlanApproved, Role, Turn, TurnInput, TurnRequested
+from contracts.events import DeliberationStarted, Phase, PlanApproved, Role, Turn, TurnFailed, TurnInput, TurnRequested
 from eval.cases import Case, approval_of, deliberations_of
 from eval.measures import Record, record_of
-from services.agents.adapters.llm import LlmClient, LlmConfig, LlmError
-from services.agents.domain import chat_request
-from services.agents.handlers import RETRY_TEMPERATURE, STRUCTURED_ATTEMPTS
-from services.agents.structured import ResponseFormat, StructuredOutputInvalid, parse_structured
+from services.agents.adapters.llm import LlmConfig
+from services.agents.adapters.ray_agents import AgentActor
+from services.agents.domain import ChatRequest, Completion, LlmFailure
+from services.agents.handlers import AgentHandlers
+from services.agents.structured import ResponseFormat
 from services.cli.stream_tools import read_events
 from services.collector.scoring import score_proposal
 from services.councils.directory import CouncilDirectory
@@ -108,11 +108,21 @@ async def events_by_deliberation(js: JetStreamContext) -> dict[str, list[object]
     return grouped
 
 
-@dataclass(frozen=True)
 class Judge:
-    """The judge turn the collector would ask for, sent straight to the LLM the agents use."""
+    """The judge turn the collector would ask for, taken by the agents' own handler, its LLM call in this process."""
 
-    settings: Settings
+    def __init__(self, settings: Settings) -> None:
+        self._agent = AgentActor("eval-judge", LlmConfig(base_url=settings.require_llm(),
+                                                         timeout_s=settings.llm_timeout_s,
+                                                         api_key=settings.llm_api_key))
+        self._handlers = AgentHandlers(
+            pool=self, model=settings.llm_model, max_tokens=settings.llm_max_tokens,
+            response_format=ResponseFormat(settings.llm_response_format), thinking=settings.llm_thinking,
+            context_window=settings.llm_context_tokens)
+
+    async def complete(self, agent_id: str, request: ChatRequest) -> Completion | LlmFailure:
+        """What the agents' Ray pool does for a turn, without Ray."""
+        return await self._agent.complete(request)
 
     async def score(self, started: DeliberationStarted, proposal: str) -> tuple[float | None, str]:
         """The judged score of one proposal (checks applied as the collector applies them), or why there is none."""
@@ -121,31 +131,17 @@ class Judge:
             deliberation=started.deliberation, agent=judge, brief=started.brief,
             turn=Turn(phase=Phase.JUDGE, round=0, agent_id=judge.agent_id, author_id="single-agent-baseline"),
             input=TurnInput(proposal=proposal))
-        chat = chat_request(request, model=self.settings.llm_model, max_tokens=self.settings.llm_max_tokens,
-                            dialect=ResponseFormat(self.settings.llm_response_format),
-                            thinking=self.settings.llm_thinking, context_window=self.settings.llm_context_tokens)
-        client = LlmClient(LlmConfig(base_url=self.settings.require_llm(), timeout_s=self.settings.llm_timeout_s,
-                                     api_key=self.settings.llm_api_key))
-        problems = []
-        try:
-            for attempt in range(STRUCTURED_ATTEMPTS):
-                sent = chat if attempt == 0 else msgspec.structs.replace(
-                    chat, seed=(chat.seed or 0) + attempt, temperature=max(chat.temperature, RETRY_TEMPERATURE))
-                try:
-                    verdict = parse_structured(request, (await client.complete(sent)).content)
-                except StructuredOutputInvalid as exc:
-                    problems.append(str(exc))
-                    continue
-                return score_proposal("baseline", proposal, {}, verdict, None).score, ""
-        except LlmError as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-        finally:
-            await client.close()
-        return None, "; ".join(problems)
+        answer = (await self._handlers.take_turn(request)).payload
+        if isinstance(answer, TurnFailed):
+            return None, f"{answer.error_class}: {answer.message}"
+        return score_proposal("baseline", proposal, {}, answer.verdict, None).score, ""
+
+    async def close(self) -> None:
+        await self._agent.close()
 
 
 async def evaluate(
-    client: Client, cases: Sequence[Case], judge: Judge, *, parallel: int, timeout_s: float,
+    client: Client, cases: Sequence[Case], settings: Settings, *, parallel: int, timeout_s: float,
     report: Callable[[str], None],
 ) -> list[Record]:
     """Approve every case (`parallel` approvals in flight at most), wait for each result; a record per deliberation."""
@@ -176,7 +172,15 @@ async def evaluate(
     finally:
         await results.close()
     report("reading the events back and judging each single agent's first proposal")
-    grouped = await events_by_deliberation(js)
+    grouped, judge = await events_by_deliberation(js), Judge(settings)
+    try:
+        await _judge_baselines(records, grouped, judge)
+    finally:
+        await judge.close()
+    return list(records.values())
+
+
+async def _judge_baselines(records: dict[str, Record], grouped: dict[str, list[object]], judge: Judge) -> None:
     for deliberation, record in records.items():
         events = grouped.get(deliberation, [])
         record_of(record, events)
@@ -185,4 +189,3 @@ async def evaluate(
         if record.status == "completed" and first_agent in record.proposals:
             record.baseline = record.proposals[first_agent]
             record.baseline_score, record.baseline_error = await judge.score(started, record.baseline)
-    return list(records.values())

@@ -49,13 +49,16 @@ class AgentHandlers:
     context_window: int | None = None
 
     async def on_turn_requested(self, incoming: Incoming[TurnRequested]) -> list[Outgoing]:
-        # LLM errors come back as typed failures. Ray errors (a dead actor, a lost node) raise, so
-        # the request is retried while Ray restarts the actor, and given up on after the last try.
-        request = incoming.payload
+        return [await self.take_turn(incoming.payload)]
+
+    async def take_turn(self, request: TurnRequested) -> Outgoing:
+        """The turn's one outcome event. LLM errors come back as typed failures; Ray errors (a dead actor,
+        a lost node) raise, so the request is retried while Ray restarts the actor, and given up on after
+        the last try."""
         if answer_type(request) is None:
             given = await self.context(request)
             chat = self._chat(request, context=given.text)
-            return [outcome(request, await self._complete(request, chat), context=given)]
+            return outcome(request, await self._complete(request, chat), context=given)
         chat = self._chat(request)
         phase = request.turn.phase.value
         problems = []
@@ -66,7 +69,7 @@ class AgentHandlers:
             )
             answer = await self._complete(request, retry)
             if isinstance(answer, LlmFailure):
-                return [outcome(request, answer, attempts=attempt)]
+                return outcome(request, answer, attempts=attempt)
             try:
                 structured = parse_structured(request, answer.content)
             except StructuredOutputInvalid as exc:
@@ -74,9 +77,9 @@ class AgentHandlers:
                 problems.append(f"attempt {attempt}: {exc}")
                 continue
             STRUCTURED_ANSWERS.labels(phase, "valid").inc()
-            return [outcome(request, answer, structured=structured, attempts=attempt)]
+            return outcome(request, answer, structured=structured, attempts=attempt)
         failure = LlmFailure(error_class=StructuredOutputInvalid.__name__, message="; ".join(problems))
-        return [outcome(request, failure, attempts=STRUCTURED_ATTEMPTS)]
+        return outcome(request, failure, attempts=STRUCTURED_ATTEMPTS)
 
     def _chat(self, request: TurnRequested, context: str = "") -> ChatRequest:
         return chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format,

@@ -95,10 +95,6 @@ def user_prompt_parts(request: TurnRequested, context: str = "") -> list[Part]:
     return parts
 
 
-def user_prompt(request: TurnRequested, context: str = "") -> str:
-    return fit(user_prompt_parts(request, context), None)
-
-
 def prompt_byte_budget(context_window: int, answer_tokens: int, system: str) -> int:
     """How many bytes the user prompt may take. No token is shorter than a byte, so bytes bound tokens."""
     return max(context_window - answer_tokens - TEMPLATE_TOKENS - len(system.encode()), 0)

@@ -10,7 +10,7 @@ from contracts.events import Role
 from eval.__main__ import missed_targets
 from eval.cases import load_cases
 from eval.measures import OVERALL, report
-from eval.run import Judge, evaluate
+from eval.run import evaluate
 from services.mesh.settings import load_settings
 from tests.e2e.flows import as_operator, with_default_councils
 
@@ -26,7 +26,7 @@ async def figures(mesh):
     try:
         await with_default_councils(client.jetstream(), [Role.QA, Role.DEVOPS])
         records = await evaluate(client, [c for c in load_cases() if c.name in SHORT],
-                                 Judge(load_settings(stack.service_environment())), parallel=3, timeout_s=900,
+                                 load_settings(stack.service_environment()), parallel=3, timeout_s=900,
                                  report=print)
     finally:
         await client.close()

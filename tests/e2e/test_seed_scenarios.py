@@ -9,7 +9,7 @@ import pytest
 from contracts.events import DeliberationStarted, Phase, Role, TurnCompleted
 from eval.cases import Case, load_cases
 from eval.measures import keyword_coverage
-from eval.run import Judge, evaluate, events_by_deliberation
+from eval.run import evaluate, events_by_deliberation
 from services.mesh.settings import load_settings
 from tests.e2e.flows import as_operator, with_default_councils
 
@@ -32,7 +32,7 @@ async def scenario(mesh):
     try:
         await with_default_councils(client.jetstream(), [*THREE_COUNCILS.roles, *COMPLEX_DEVOPS.roles])
         records = await evaluate(client, [THREE_COUNCILS, COMPLEX_DEVOPS],
-                                 Judge(load_settings(stack.service_environment())), parallel=2, timeout_s=900,
+                                 load_settings(stack.service_environment()), parallel=2, timeout_s=900,
                                  report=print)
         events = await events_by_deliberation(client.jetstream())
     finally:

@@ -23,6 +23,9 @@ class AgentActor:
         except LlmError as exc:
             return LlmFailure(error_class=type(exc).__name__, message=str(exc))
 
+    async def close(self) -> None:
+        await self._client.close()
+
 
 class AgentPool:
     """Finds or starts the actor of each agent. Handles are a cache; the actors hold no state."""
