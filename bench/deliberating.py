@@ -7,7 +7,6 @@ is measured is the mesh, not a model. The benchmark itself connects as the opera
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import math
@@ -21,29 +20,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bench.llm_standin import standin_plan
 from contracts import catalog
-from contracts.envelope import MSG_ID
 from contracts.events import Council, PlanApproved, PlannedTask, Role
 from services.cli.stream_tools import consumer_statuses, one_line, read_all
 from services.councils.directory import CouncilDirectory, created, deleted
 from services.embedded.servers import ray_temp_dir, running_server
 from services.embedded.stack import EmbeddedStack
 from services.mesh.publishing import EventPublisher
-from services.mesh.runtime import new_broker
+from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
-from services.planning.domain import deliberation_id
+from services.planning.client import approve_plan
 from streams.definitions import STREAMS
 from tests.e2e.flows import as_operator
-from tests.support import body_of, read_stream, wait_for
+from tests.support import read_stream, wait_for
 
 BENCH_USER = "bench"
 # Where the logs of a mesh that broke off go (git ignores bench/results).
 KEPT_LOGS = Path("bench/results")
-RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
 # The production default of FLEET_AGENT_CONCURRENCY (services/mesh/settings.py): enough for 15 agents
 # answering at once. `fleet up` lowers it to 2 only for its own llama.cpp, which answers one at a time.
 AGENT_CONCURRENCY = "16"
@@ -121,9 +117,8 @@ async def keep_evidence(data_dir: Path, js: JetStreamContext) -> Path:
 
 async def set_councils(stack: EmbeddedStack, councils: Iterable[Council], remove: Iterable[Role] = ()) -> None:
     """Replace the councils of these roles and delete those of `remove`, as `fleet council` does."""
-    broker = new_broker(BENCH_USER, load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}))
-    client = await broker.connect()
-    directory, publisher = CouncilDirectory(client.jetstream()), EventPublisher(broker, producer=BENCH_USER)
+    client = await connect(load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}))
+    directory, publisher = CouncilDirectory(client.jetstream()), EventPublisher(client.jetstream(), producer=BENCH_USER)
     try:
         for council in councils:
             if council.role in await directory.councils():
@@ -133,7 +128,7 @@ async def set_councils(stack: EmbeddedStack, councils: Iterable[Council], remove
             if role in await directory.councils():
                 await publisher.publish(deleted(role, BENCH_USER, revision=await directory.revision()))
     finally:
-        await broker.stop()
+        await client.drain()
 
 
 def approval(roles: list[Role], tasks: int = 1) -> PlanApproved:
@@ -146,55 +141,9 @@ def approval(roles: list[Role], tasks: int = 1) -> PlanApproved:
     )
 
 
-def deliberations_of(approved: PlanApproved) -> list[str]:
-    return [deliberation_id(approved.story_id, approved.plan_id, task.task_id, role)
-            for task in approved.tasks for role in approved.roles]
-
-
-class Results:
-    """Result events as they are stored, through a core NATS subscription (no consumer, no ack).
-
-    A core subscription sees each message the moment the server takes it into the stream, which is
-    the earliest any reader could; subscribe before publishing the approval, or a result may be missed.
-    """
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, asyncio.Future[tuple[float, str]]] = {}
-        self._early: dict[str, tuple[float, str]] = {}
-        self._subscriptions = []
-
-    async def subscribe(self, client: Client) -> None:
-        for subject in RESULT_SUBJECTS:
-            self._subscriptions.append(await client.subscribe(subject, cb=self._arrived))
-
-    async def close(self) -> None:
-        for subscription in self._subscriptions:
-            await subscription.unsubscribe()
-
-    async def _arrived(self, message: Msg) -> None:
-        at = time.perf_counter()
-        event = catalog.spec_for_subject(message.subject).decoder.decode(message.data)
-        outcome = "completed" if message.subject == catalog.DELIBERATION_COMPLETED.subject else "failed"
-        key = event.aggregate_id()
-        future = self._waiting.pop(key, None)
-        if future is None:
-            self._early[key] = (at, outcome)
-        elif not future.done():
-            future.set_result((at, outcome))
-
-    def expect(self, deliberation: str) -> asyncio.Future[tuple[float, str]]:
-        """A future of (perf_counter time of arrival, "completed" or "failed")."""
-        future = asyncio.get_running_loop().create_future()
-        if deliberation in self._early:
-            future.set_result(self._early.pop(deliberation))
-        else:
-            self._waiting[deliberation] = future
-        return future
-
-
 async def approve(js: JetStreamContext, approved: PlanApproved) -> None:
     """Publish the approval and wait for JetStream's ack, as an upstream planner would."""
-    await js.publish(catalog.PLAN_APPROVED.subject, body_of(approved), headers={MSG_ID: f"{approved.plan_id}-1"})
+    await approve_plan(js, approved, by=BENCH_USER)
 
 
 async def stored_messages(js: JetStreamContext) -> int:

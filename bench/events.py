@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from contracts import catalog
 from contracts import events as ev
 from contracts.envelope import deterministic_id, to_headers
-from services.mesh.publishing import Cause, Outgoing, envelope_for
+from services.mesh.messages import Cause, Outgoing
+from services.mesh.publishing import envelope_for
 
 START = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 ROLES = (ev.Role.DEV, ev.Role.QA)

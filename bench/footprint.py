@@ -30,11 +30,12 @@ from pathlib import Path
 import aiohttp
 from rich.console import Console
 
-from bench.deliberating import Results, approval, approve, councils_seeded, deliberations_of
+from bench.deliberating import Results, approval, approve, councils_seeded
 from bench.report import Figure, Result
 from contracts.events import Role
 from services.embedded import binaries
 from services.embedded.stack import EmbeddedStack
+from services.planning.client import deliberation_ids
 from tests.e2e.flows import as_operator
 
 COLD_START_TARGET_S = 15.0
@@ -149,7 +150,7 @@ async def peak_under_load(stack: EmbeddedStack, console: Console) -> tuple[Memor
     results = Results()
     await results.subscribe(client)
     approved = approval([Role.DEV, Role.QA])
-    arrivals = asyncio.gather(*(results.expect(d) for d in deliberations_of(approved)))
+    arrivals = asyncio.gather(*(results.expect(d) for d in deliberation_ids(approved)))
     began = time.monotonic()
     await approve(client.jetstream(), approved)
     roots = roots_of(stack)

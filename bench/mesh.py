@@ -28,7 +28,6 @@ from bench.deliberating import (
     Results,
     approval,
     approve,
-    deliberations_of,
     percentile,
     set_councils,
     standin_mesh,
@@ -37,6 +36,7 @@ from bench.deliberating import (
 from bench.report import Figure, Result
 from contracts.events import Role
 from services.councils.domain import new_council
+from services.planning.client import deliberation_ids
 
 FULL, PROPOSE_ONLY = Role.DEV, Role.QA
 WARM_UP = 5
@@ -53,7 +53,7 @@ RAW_MESSAGE = b"x" * 1024
 
 async def one_deliberation(mesh: Mesh, results: Results, role: Role, timeout_s: float) -> tuple[float, str]:
     approved = approval([role])
-    [deliberation] = deliberations_of(approved)
+    [deliberation] = deliberation_ids(approved)
     arrival = results.expect(deliberation)
     began = time.perf_counter()
     await approve(mesh.js, approved)
@@ -88,7 +88,7 @@ async def throughput(mesh: Mesh, results: Results, count: int) -> tuple[float, f
     for _ in range(count):
         await room.acquire()
         approved = approval([FULL])
-        [deliberation] = deliberations_of(approved)
+        [deliberation] = deliberation_ids(approved)
         arrival = results.expect(deliberation)
         arrival.add_done_callback(lambda _: room.release())
         arrivals.append(arrival)

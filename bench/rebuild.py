@@ -26,14 +26,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from bench.events import event_log
 from bench.report import Figure, Result
 from services.embedded.servers import nats_plan, redis_plan, running_server
-from services.mesh import nats_headers
-from services.mesh.consuming import decode_incoming
+from services.mesh import nats_patches
+from services.mesh.decoding import decode_incoming, stored_position
+from services.mesh.log_reader import Reading, read_log
 from services.mesh.settings import Settings
 from services.projection.app import projectors
+from services.projection.fold import fold
 from services.projection.graph_model import graph_writes
 from services.projection.kv_model import kv_writes
 from services.projection.projector import Progress as StreamProgress
-from services.projection.projector import Projector, fold, stored_position, stream_reader
+from services.projection.projector import Projector
 from services.projection.rebuild import RebuildResult, rebuild
 from streams.apply import apply_all
 from streams.definitions import GRAPH_PROJECTION, StreamSpec
@@ -136,7 +138,7 @@ async def read_batched(js: JetStreamContext, streams: Sequence[StreamSpec]) -> t
         last = (await js.stream_info(stream.name)).state.last_seq
         if not last:
             continue
-        async with stream_reader(js, stream, 1) as reader:
+        async with read_log(js, Reading(stream.name)) as reader:
             through = 0
             while not reader.caught_up and through < last:
                 batch = await reader.next_batch(GRAPH_PROJECTION.catch_up_batch_size, wait_s=2.0)
@@ -216,7 +218,7 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
         async with (running_server(nats_plan(root), root / "logs") as nats_endpoints,
                     running_server(redis_plan(root), root / "logs") as redis_endpoints):
             # As every fleet process does (services/mesh/runtime.py): nats-py's header parse, only faster.
-            nats_headers.install()
+            nats_patches.install()
             client = await nats.connect(nats_endpoints["nats_url"])
             try:
                 js = client.jetstream(publish_async_max_pending=2 * PUBLISH_WINDOW)

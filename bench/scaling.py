@@ -29,7 +29,6 @@ from bench.deliberating import (
     TurnTiming,
     approval,
     approve,
-    deliberations_of,
     set_councils,
     standin_mesh,
     turn_timings,
@@ -37,6 +36,7 @@ from bench.deliberating import (
 from bench.report import Figure, Result
 from contracts.events import Role
 from services.councils.domain import new_council
+from services.planning.client import deliberation_ids
 
 LATENCY_MS = 500.0
 TARGET = 1.05
@@ -48,7 +48,7 @@ ROLES = [Role.DEV, Role.QA, Role.ARCHITECT, Role.DEVOPS, Role.DATA]
 async def wall_time(mesh: Mesh, results: Results, roles: list[Role]) -> tuple[float, list[str]]:
     """Seconds from the approval's publish to the last result, and the deliberations it started."""
     approved = approval(roles)
-    deliberations = deliberations_of(approved)
+    deliberations = deliberation_ids(approved)
     arrivals = [results.expect(d) for d in deliberations]
     began = time.perf_counter()
     await approve(mesh.js, approved)

@@ -17,14 +17,11 @@ from pathlib import Path
 
 import msgspec
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from contracts import catalog
-from contracts.envelope import MSG_ID
 from contracts.errors import ContractViolation
-from contracts.events import DeliberationStarted, Phase, PlanApproved, Role, Turn, TurnFailed, TurnInput, TurnRequested
-from eval.cases import Case, approval_of, deliberations_of
+from contracts.events import DeliberationStarted, Phase, Role, Turn, TurnFailed, TurnInput, TurnRequested
+from eval.cases import EVAL_USER, Case, approval_of, deliberations_of
 from eval.measures import Record, record_of
 from services.agents.adapters.llm import LlmConfig
 from services.agents.adapters.ray_agents import AgentActor
@@ -35,12 +32,11 @@ from services.cli.stream_tools import read_events
 from services.collector.scoring import score_proposal
 from services.councils.directory import CouncilDirectory
 from services.embedded.stack import EmbeddedStack
-from services.mesh.consuming import decode_incoming
+from services.mesh.decoding import decode_incoming
 from services.mesh.runtime import connect
 from services.mesh.settings import Settings, load_settings
+from services.planning.client import Results, approve_plan
 from streams.definitions import AGENT, ORCHESTRATION
-
-RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
 
 
 @contextlib.asynccontextmanager
@@ -59,37 +55,6 @@ async def embedded_mesh(data_dir: Path, report: Callable[[str], None]) -> AsyncI
             await client.close()
     finally:
         await stack.stop()
-
-
-class Results:
-    """Result events as the server stores them, through a core subscription made before anything is approved."""
-
-    def __init__(self) -> None:
-        self._arrived: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
-        self._subscriptions = []
-
-    async def subscribe(self, client: Client) -> None:
-        for subject in RESULT_SUBJECTS:
-            self._subscriptions.append(await client.subscribe(subject, cb=self._on_result))
-
-    async def _on_result(self, message: Msg) -> None:
-        event = catalog.spec_for_subject(message.subject).decoder.decode(message.data)
-        self._arrived[event.aggregate_id()].set()
-
-    async def wait(self, deliberation: str, timeout_s: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._arrived[deliberation].wait(), timeout_s)
-        return self._arrived[deliberation].is_set()
-
-    async def close(self) -> None:
-        for subscription in self._subscriptions:
-            await subscription.unsubscribe()
-
-
-async def approve(js: JetStreamContext, approval: PlanApproved) -> None:
-    """As upstream publishes: the ingress subject, the message id, nothing else."""
-    await js.publish(catalog.PLAN_APPROVED.subject, msgspec.json.encode(approval),
-                     headers={MSG_ID: f"{approval.plan_id}-approved"})
 
 
 async def events_by_deliberation(js: JetStreamContext) -> dict[str, list[object]]:
@@ -160,7 +125,7 @@ async def evaluate(
             records[deliberation] = Record(case=case.name, role=role.value, deliberation_id=deliberation,
                                            keywords=case.keywords)
         async with gate:
-            await approve(js, approval)
+            await approve_plan(js, approval, by=EVAL_USER)
             arrived = await asyncio.gather(*(results.wait(d, timeout_s) for d in deliberations))
         for role, came in zip(deliberations.values(), arrived, strict=True):
             done += 1

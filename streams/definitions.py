@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contracts import catalog
+from streams.subjects import subject_matches, subject_within, subjects_overlap
 
 MINUTE = 60.0
 HOUR = 60 * MINUTE
@@ -186,14 +188,10 @@ def stream_for_subject(subject: str) -> StreamSpec:
     return matches[0]
 
 
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: `*` is one token, a trailing `>` is one or more."""
-    pattern_tokens, subject_tokens = pattern.split("."), subject.split(".")
-    for index, token in enumerate(pattern_tokens):
-        if token == ">":
-            return len(subject_tokens) > index
-        if index >= len(subject_tokens):
-            return False
-        if token not in ("*", subject_tokens[index]):
-            return False
-    return len(pattern_tokens) == len(subject_tokens)
+def streams_for(subject_filter: str, streams: Sequence[StreamSpec] = STREAMS) -> list[StreamSpec]:
+    return [s for s in streams if any(subjects_overlap(subject_filter, own) for own in s.subjects)]
+
+
+def covers_stream(subject_filter: str, stream: StreamSpec) -> bool:
+    """Whether the filter passes every message of the stream, so its last N are its last N sequences."""
+    return all(subject_within(own, subject_filter) for own in stream.subjects)

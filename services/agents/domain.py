@@ -18,7 +18,7 @@ from contracts.events import (
 )
 from services.agents.prompts import Part, fit, prompt_byte_budget, system_prompt, user_prompt_parts
 from services.agents.structured import ResponseFormat, answer_token_bound, answer_type, response_format
-from services.mesh.publishing import Outgoing
+from services.mesh.messages import Outgoing
 from services.mesh.redaction import redact
 
 

@@ -21,9 +21,8 @@ from services.agents.domain import (
     outcome,
 )
 from services.agents.structured import ResponseFormat, StructuredOutputInvalid, answer_type, parse_structured
-from services.mesh.consuming import Incoming
+from services.mesh.messages import Incoming, Outgoing
 from services.mesh.metrics import LLM_SECONDS, LLM_TOKENS, STRUCTURED_ANSWERS
-from services.mesh.publishing import Outgoing
 
 STRUCTURED_ATTEMPTS = 2
 RETRY_TEMPERATURE = 0.7

@@ -7,7 +7,7 @@ from nats.js.errors import NotFoundError
 from contracts.events import Council, Role
 from services.councils.directory import CouncilDirectory, created, deleted, seed_default_councils
 from services.mesh.publishing import EventPublisher
-from services.mesh.runtime import new_broker
+from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
 from streams.definitions import CONFIG
 
@@ -19,29 +19,27 @@ class CouncilCommandError(RuntimeError):
 
 
 async def _session():
-    settings = load_settings()
-    broker = new_broker(OPERATOR, settings)
-    client = await broker.connect()
+    client = await connect(load_settings())
     js = client.jetstream()
     try:
         await js.stream_info(CONFIG.name)
     except NotFoundError:
-        await broker.stop()
+        await client.close()
         raise CouncilCommandError(
             f"the {CONFIG.name} stream does not exist yet: run `fleet streams apply` first") from None
-    return broker, CouncilDirectory(js), EventPublisher(broker, producer=OPERATOR)
+    return client, CouncilDirectory(js), EventPublisher(js, producer=OPERATOR)
 
 
 async def list_councils() -> dict[Role, Council]:
-    broker, directory, _ = await _session()
+    client, directory, _ = await _session()
     try:
         return await directory.councils()
     finally:
-        await broker.stop()
+        await client.drain()
 
 
 async def create_council(council: Council, by: str) -> None:
-    broker, directory, publisher = await _session()
+    client, directory, publisher = await _session()
     try:
         existing = (await directory.councils()).get(council.role)
         if existing is not None:
@@ -51,23 +49,23 @@ async def create_council(council: Council, by: str) -> None:
             )
         await publisher.publish(created(council, by, revision=await directory.revision()))
     finally:
-        await broker.stop()
+        await client.drain()
 
 
 async def delete_council(role: Role, by: str) -> None:
-    broker, directory, publisher = await _session()
+    client, directory, publisher = await _session()
     try:
         if role not in await directory.councils():
             raise CouncilCommandError(f"{role.value} has no council")
         await publisher.publish(deleted(role, by, revision=await directory.revision()))
     finally:
-        await broker.stop()
+        await client.drain()
 
 
 async def seed_councils(by: str) -> bool:
     """The default councils, if no council was ever configured; False when there was one."""
-    broker, directory, publisher = await _session()
+    client, directory, publisher = await _session()
     try:
         return await seed_default_councils(directory, publisher, by=by)
     finally:
-        await broker.stop()
+        await client.drain()

@@ -25,12 +25,12 @@ from contracts.envelope import (
     MSG_ID,
     TRACEPARENT,
     deterministic_id,
-    to_headers,
     traceparent_for,
 )
 from contracts.events import MessageRedriven, MessageRejected
 from services.cli.stream_tools import read_events
-from services.mesh.publishing import Cause, Outgoing, envelope_for
+from services.mesh.messages import Cause, Outgoing
+from services.mesh.publishing import EventPublisher
 from streams.definitions import DEAD_LETTERS
 
 # On a re-published message: the id of the dead letter it redrives.
@@ -196,15 +196,13 @@ class Redriven:
 async def redrive(js: JetStreamContext, letter: Letter, by: str, now: dt.datetime) -> Redriven:
     """Re-publish the original message, then record the redrive; a retry after a crash repeats neither."""
     republished = republish_of(letter, await original_body(js, letter))
-    # Expecting the original's stream: a subject since moved elsewhere fails loudly, it is not stored astray.
-    ack = await js.publish(republished.subject, republished.body, headers=republished.headers,
-                           stream=letter.rejected.stream)
+    publisher = EventPublisher(js, producer=catalog.CLI, clock=lambda: now)
+    ack = await publisher.republish(republished.subject, republished.body, republished.headers,
+                                    stream=letter.rejected.stream)
     record = redriven_event(letter, republished, ack.seq, by)
     cause = Cause(letter.event_id, letter.headers.get(CORRELATION_ID) or letter.event_id,
                   letter.headers.get(TRACEPARENT, ""))
-    envelope = envelope_for(record, producer=catalog.CLI, cause=cause, now=now)
-    await js.publish(catalog.MESSAGE_REDRIVEN.subject, catalog.encode(record.payload), headers=to_headers(envelope),
-                     stream=DEAD_LETTERS.name)
+    await publisher.publish(record, cause=cause)
     return Redriven(letter, ack.seq, bool(ack.duplicate))
 
 

@@ -8,8 +8,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import msgspec
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
@@ -17,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from contracts import catalog
-from contracts.envelope import CORRELATION_ID, MSG_ID
+from contracts.envelope import CORRELATION_ID
 from contracts.events import (
     DecisionMade,
     DeliberationAdvanced,
@@ -29,9 +27,13 @@ from contracts.events import (
     TurnCompleted,
     TurnFailed,
 )
+from services.mesh.log_reader import Reading, after_last, follow
+from services.mesh.messages import Outgoing
+from services.mesh.publishing import EventPublisher
 from services.mesh.runtime import connect
 from services.mesh.settings import Settings
 from services.planning.domain import deliberation_id
+from streams.definitions import stream_for_subject
 
 FOLLOWED = (
     catalog.DELIBERATION_ADVANCED,
@@ -140,20 +142,19 @@ async def run_demo(settings: Settings, console: Console, timeout_s: float = 900.
     updated = asyncio.Event()
     client = await connect(settings)
     js = client.jetstream()
+    # From what each stream holds now, not from whenever its reader happens to start.
+    readings = [Reading(stream_for_subject(spec.subject).name, spec.subject,
+                        await after_last(js, stream_for_subject(spec.subject).name)) for spec in FOLLOWED]
 
-    async def follow(message) -> None:
-        if (message.headers or {}).get(CORRELATION_ID) == event_id:
-            apply_event(progress, message.subject, message.data)
-            updated.set()
+    async def watch() -> None:
+        async for message in follow(js, readings):
+            if (message.headers or {}).get(CORRELATION_ID) == event_id:
+                apply_event(progress, message.subject, message.data)
+                updated.set()
 
-    subscriptions = []
+    watching = asyncio.create_task(watch())
     try:
-        for subject in (spec.subject for spec in FOLLOWED):
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-            subscriptions.append(await js.subscribe(subject, cb=follow, ordered_consumer=True, config=config))
-        await js.publish(
-            catalog.PLAN_APPROVED.subject, msgspec.json.encode(approval), headers={MSG_ID: event_id}
-        )
+        await EventPublisher(js, producer=catalog.CLI).publish(Outgoing(approval, event_id=event_id))
         console.print(
             f"Published plan approval {approval.plan_id} (story {approval.story_id}): "
             f"{len(approval.tasks)} tasks x {len(approval.roles)} roles, event id {event_id}"
@@ -164,13 +165,16 @@ async def run_demo(settings: Settings, console: Console, timeout_s: float = 900.
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"deliberations not finished after {timeout_s:.0f}s; see the logs")
+                if watching.done():
+                    watching.result()  # the reading broke off: say why
                 updated.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(updated.wait(), timeout=min(remaining, 1.0))
                 live.update(progress.table())
     finally:
-        for subscription in subscriptions:
-            await subscription.unsubscribe()
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
         await client.close()
     return progress
 

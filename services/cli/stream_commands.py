@@ -17,7 +17,7 @@ from services.cli.stream_tools import (
     body_of,
     chain_of,
     consumer_statuses,
-    follow,
+    follow_events,
     one_line,
     parse_moment,
     read_all,
@@ -41,7 +41,7 @@ def _print_event(console: Console, event: StoredEvent, as_json: bool) -> None:
 async def print_tail(js: JetStreamContext, console: Console, subject_filter: str, last: int, as_json: bool) -> None:
     if not as_json:
         console.print(f"[dim]following {subject_filter} (Ctrl-C stops)...[/]")
-    async for event in follow(js, subject_filter, last):
+    async for event in follow_events(js, subject_filter, last):
         _print_event(console, event, as_json)
 
 

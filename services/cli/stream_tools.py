@@ -6,7 +6,6 @@ the readers below it are thin: ordered consumers that declare nothing durable.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
@@ -28,8 +27,9 @@ from contracts.envelope import (
     TRACEPARENT,
 )
 from contracts.errors import ContractViolation
-from services.mesh.consuming import decode_incoming
-from streams.definitions import CONSUMERS, STREAMS, StreamSpec
+from services.mesh.decoding import decode_incoming, stored_position, stream_of
+from services.mesh.log_reader import NEW, Reading, Start, follow, read_to_end
+from streams.definitions import CONSUMERS, STREAMS, StreamSpec, covers_stream, streams_for
 
 # --- what one stored message says ---------------------------------------------------------------
 
@@ -73,11 +73,9 @@ class StoredEvent:
 
 
 def stored_event(message: Msg) -> StoredEvent:
-    meta = message.metadata
-    return StoredEvent(
-        stream=meta.stream, sequence=meta.sequence.stream, subject=message.subject,
-        stored_at=meta.timestamp or dt.datetime.now(dt.UTC), headers=dict(message.headers or {}), data=message.data,
-    )
+    sequence, stored_at = stored_position(message)
+    return StoredEvent(stream=stream_of(message), sequence=sequence, subject=message.subject, stored_at=stored_at,
+                       headers=dict(message.headers or {}), data=message.data)
 
 
 def body_of(event: StoredEvent) -> object:
@@ -107,46 +105,6 @@ def one_line(event: StoredEvent) -> str:
     kind = " (schedule)" if event.is_schedule else ""
     return (f"{event.stored_at:%H:%M:%S.%f}"[:-3] + f" {event.stream}#{event.sequence} {event.subject}{kind} "
             f"id={event.event_id} corr={event.correlation_id} {body[:400]}")
-
-
-# --- which streams a subject filter reaches ------------------------------------------------------
-
-
-def subjects_overlap(left: str, right: str) -> bool:
-    """Whether two NATS subject patterns can match a common subject (`*` one token, `>` the rest)."""
-    a, b = left.split("."), right.split(".")
-    for index in range(max(len(a), len(b))):
-        x = a[index] if index < len(a) else None
-        y = b[index] if index < len(b) else None
-        if x == ">":
-            return y is not None
-        if y == ">":
-            return x is not None
-        if x is None or y is None:
-            return False
-        if x != y and "*" not in (x, y):
-            return False
-    return True
-
-
-def streams_for(subject_filter: str, streams: Sequence[StreamSpec] = STREAMS) -> list[StreamSpec]:
-    return [s for s in streams if any(subjects_overlap(subject_filter, own) for own in s.subjects)]
-
-
-def subject_within(inner: str, outer: str) -> bool:
-    """Whether every subject `inner` matches is also matched by `outer`."""
-    a, b = inner.split("."), outer.split(".")
-    for index, y in enumerate(b):
-        if y == ">":
-            return len(a) > index
-        if index >= len(a) or a[index] == ">" or (y != "*" and (a[index] == "*" or a[index] != y)):
-            return False
-    return len(a) == len(b)
-
-
-def covers_stream(subject_filter: str, stream: StreamSpec) -> bool:
-    """Whether the filter passes every message of the stream, so its last N are its last N sequences."""
-    return all(subject_within(own, subject_filter) for own in stream.subjects)
 
 
 # --- when to start and stop ----------------------------------------------------------------------
@@ -276,35 +234,12 @@ async def read_events(
     start_time: dt.datetime | None = None, until: Until = Until(),
 ) -> AsyncIterator[StoredEvent]:
     """The stored events of one stream in order, from a sequence or a time, to the end or `until`."""
-    info = await js.stream_info(stream)
-    if info.state.messages == 0:
-        return
-    # A filtered consumer that matches nothing only says so after a fetch times out: ask the stream first.
-    if subject != ">" and not (await js.stream_info(stream, subjects_filter=subject)).state.subjects:
-        return
-    if start_time is not None:
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start_time.isoformat())
-    else:
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                opt_start_seq=max(start_sequence or info.state.first_seq, 1))
-    subscription = await js.subscribe(subject, stream=stream, ordered_consumer=True, config=config,
-                                      inactive_threshold=30.0)
-    try:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=2.0)
-            except TimeoutError:
-                if (await subscription.consumer_info()).num_pending == 0:
-                    return
-                continue
-            event = stored_event(message)
-            if until.passed(event):
-                return
-            yield event
-            if message.metadata.num_pending == 0:
-                return
-    finally:
-        await subscription.unsubscribe()
+    start = Start(time=start_time) if start_time is not None else Start(sequence=start_sequence or 1)
+    async for message in read_to_end(js, Reading(stream, subject, start)):
+        event = stored_event(message)
+        if until.passed(event):
+            return
+        yield event
 
 
 async def read_all(js: JetStreamContext, streams: Sequence[StreamSpec] = STREAMS) -> list[StoredEvent]:
@@ -314,30 +249,16 @@ async def read_all(js: JetStreamContext, streams: Sequence[StreamSpec] = STREAMS
     return events
 
 
-async def follow(
-    js: JetStreamContext, subject_filter: str, last: int = 0,
-) -> AsyncIterator[StoredEvent]:
+async def follow_events(js: JetStreamContext, subject_filter: str, last: int = 0) -> AsyncIterator[StoredEvent]:
     """New events on every stream the filter reaches, as they are stored (after the last `last` of each)."""
-    queue: asyncio.Queue[StoredEvent] = asyncio.Queue()
-
-    async def keep(message: Msg) -> None:
-        await queue.put(stored_event(message))
-
-    subscriptions = []
-    try:
-        for stream in streams_for(subject_filter):
-            state = (await js.stream_info(stream.name)).state
-            config = (ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                     opt_start_seq=await _start_of_last(js, stream, subject_filter, last, state))
-                      if last and state.messages else ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
-            subscriptions.append(await js.subscribe(
-                subject_filter, stream=stream.name, ordered_consumer=True, config=config, cb=keep,
-                inactive_threshold=30.0))
-        while True:
-            yield await queue.get()
-    finally:
-        for subscription in subscriptions:
-            await subscription.unsubscribe()
+    readings = []
+    for stream in streams_for(subject_filter):
+        state = (await js.stream_info(stream.name)).state
+        start = (Start(sequence=await _start_of_last(js, stream, subject_filter, last, state))
+                 if last and state.messages else NEW)
+        readings.append(Reading(stream.name, subject_filter, start))
+    async for message in follow(js, readings):
+        yield stored_event(message)
 
 
 async def _start_of_last(js: JetStreamContext, stream: StreamSpec, subject_filter: str, last: int, state) -> int:

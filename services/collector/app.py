@@ -8,7 +8,8 @@ from contracts import catalog
 from services.collector.handlers import CollectorHandlers, Record
 from services.mesh.consuming import DurableConsumer
 from services.mesh.kv import VersionedStore
-from services.mesh.publishing import cancel_schedule, utc_now
+from services.mesh.messages import utc_now
+from services.mesh.publishing import cancel_schedule
 from services.mesh.runtime import Binding, Mesh
 from streams.definitions import COLLECTOR_DELIBERATIONS, COLLECTOR_DELIBERATIONS_IN, COLLECTOR_TURNS
 

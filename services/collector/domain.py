@@ -39,7 +39,7 @@ from contracts.events import (
     Winner,
 )
 from services.collector.scoring import eligible, rank, score_all
-from services.mesh.publishing import Outgoing
+from services.mesh.messages import Outgoing
 
 DECIDED_BY_RANKING = "ranking"
 # How a turn left unanswered at its phase deadline is recorded; a failure caused by it is a timeout.

@@ -10,11 +10,10 @@ import msgspec
 
 from contracts.events import DeadlinePassed, DeliberationStarted, TurnCompleted, TurnFailed
 from services.collector.domain import Deliberation, DeliberationEvent, ended_phase, outcome_of, step
-from services.mesh.consuming import Incoming
 from services.mesh.kv import ConcurrentUpdate, VersionedStore
+from services.mesh.messages import Clock, Incoming, Outgoing
 from services.mesh.metrics import DELIBERATIONS, PHASE_SECONDS, SCORED_BY
 from services.mesh.outbox import Parcel, pack, unpack
-from services.mesh.publishing import Clock, Outgoing
 from streams.definitions import stream_for_subject
 
 log = logging.getLogger("fleet.collector")

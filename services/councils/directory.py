@@ -13,7 +13,8 @@ from contracts import catalog
 from contracts.envelope import deterministic_id
 from contracts.events import Council, CouncilCreated, CouncilDeleted, Role
 from services.councils.domain import CouncilEvent, current_councils, default_councils
-from services.mesh.publishing import EventPublisher, Outgoing
+from services.mesh.messages import Outgoing
+from services.mesh.publishing import EventPublisher
 from streams.definitions import CONFIG
 
 COUNCIL_SUBJECTS = "config.council.>"

@@ -7,7 +7,7 @@ from services.dispatch.domain import Claim
 from services.dispatch.handlers import DispatchHandlers
 from services.mesh.consuming import DurableConsumer
 from services.mesh.kv import VersionedStore
-from services.mesh.publishing import utc_now
+from services.mesh.messages import utc_now
 from services.mesh.runtime import Binding, Mesh
 from streams.definitions import DISPATCH_CLAIMS, DISPATCH_REQUESTS
 

@@ -8,7 +8,7 @@ import msgspec
 
 from contracts.envelope import deterministic_id
 from contracts.events import DeliberationRequested, DeliberationStarted
-from services.mesh.publishing import Outgoing
+from services.mesh.messages import Outgoing
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 from contracts.events import DeliberationRequested
 from services.dispatch.domain import Claim, start
-from services.mesh.consuming import Incoming
 from services.mesh.kv import VersionedStore
-from services.mesh.publishing import Clock, Outgoing
+from services.mesh.messages import Clock, Incoming, Outgoing
 
 log = logging.getLogger("fleet.dispatch")
 

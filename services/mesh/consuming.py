@@ -10,93 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-import msgspec
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsMessage
 
-from contracts import catalog
-from contracts.envelope import CORRELATION_ID, MSG_ID, SCHEDULER, Envelope, deterministic_id, from_headers
+from contracts.envelope import CORRELATION_ID, MSG_ID
 from contracts.errors import ContractViolation, Rejected
-from contracts.events import Event
-from contracts.upcast import upcast
 from services.mesh.deadletters import DeadLetter, dead_letter_event
+from services.mesh.decoding import decode_incoming
 from services.mesh.logs import correlated
+from services.mesh.messages import Cause, Clock, GiveUp, Handler, Incoming, utc_now
 from services.mesh.metrics import HANDLER_SECONDS, MESSAGES
-from services.mesh.publishing import Cause, Clock, EventPublisher, Outgoing, utc_now
+from services.mesh.publishing import EventPublisher
 from streams.definitions import ConsumerSpec
 
 log = logging.getLogger("fleet.consumer")
 
 # What became of a delivery, as the fleet_messages metric counts it.
 HANDLED, FAILED, DEAD_LETTERED = "handled", "failed", "dead_lettered"
-
-
-@dataclass(frozen=True)
-class Incoming[P: Event]:
-    payload: P
-    envelope: Envelope
-    subject: str
-    stream_sequence: int
-    deliveries: int
-
-
-type Handler = Callable[[Incoming], Awaitable[Sequence[Outgoing]]]
-# What to publish when a decodable message is given up on, so that nothing downstream waits for it.
-type GiveUp = Callable[[Incoming, str], Sequence[Outgoing]]
-
-
-def decode_incoming(
-    subject: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    received_at: dt.datetime,
-    stream_sequence: int,
-    deliveries: int,
-) -> Incoming:
-    """Turn a raw message into a typed, upcast event, or raise ContractViolation with the reason."""
-    try:
-        spec = catalog.spec_for_subject(subject)
-    except KeyError as exc:
-        raise ContractViolation(str(exc)) from None
-    try:
-        payload = spec.decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise ContractViolation(f"invalid {spec.subject} payload: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ContractViolation(f"{spec.subject} body is not valid JSON: {exc}") from None
-    # Legacy publishers send no Nats-Msg-Id, and the JetStream scheduler drops it from the messages
-    # it produces; the body itself identifies the fact.
-    fallback_id = (
-        deterministic_id("legacy" if spec.legacy else SCHEDULER, subject, hashlib.sha256(body).hexdigest())
-        if spec.legacy or SCHEDULER in headers
-        else None
-    )
-    envelope = from_headers(
-        headers,
-        event_type=spec.event_type,
-        schema_version=spec.version,
-        aggregate_type=spec.aggregate_type,
-        aggregate_id=payload.aggregate_id(),
-        received_at=received_at,
-        fallback_event_id=fallback_id,
-    )
-    return Incoming(
-        payload=upcast(payload),
-        envelope=envelope,
-        subject=subject,
-        stream_sequence=stream_sequence,
-        deliveries=deliveries,
-    )
 
 
 def retry_delay_s(deliveries: int) -> float:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from contracts import catalog
 from contracts.envelope import CORRELATION_ID, MSG_ID, TRACEPARENT, deterministic_id, traceparent_for
 from contracts.events import MessageRejected
-from services.mesh.publishing import Cause, Outgoing
+from services.mesh.messages import Cause, Outgoing
 
 # Base64 in JSON grows a body by a third; 512 KiB inline keeps a dead letter under NATS's 1 MiB payload.
 MAX_INLINE_BODY = 512 * 1024

@@ -8,7 +8,7 @@ import msgspec
 
 from contracts import catalog
 from contracts.events import Brief, PlannedTask
-from services.mesh.publishing import Outgoing
+from services.mesh.messages import Outgoing
 
 
 class Parcel(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
@@ -19,40 +17,8 @@ from contracts.envelope import (
     new_traceparent,
     to_headers,
 )
-from contracts.events import Event
+from services.mesh.messages import Cause, Clock, Outgoing, utc_now
 from streams.definitions import schedule_subject, stream_for_subject
-
-Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True)
-class Cause:
-    """What a new event inherits from the event that caused it."""
-
-    event_id: str
-    correlation_id: str
-    traceparent: str
-
-    @classmethod
-    def of(cls, envelope: Envelope) -> Cause:
-        return cls(envelope.event_id, envelope.correlation_id, envelope.traceparent)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """An event a handler decided to emit. `event_id` must be derived from the fact it records.
-
-    With `deliver_at`, the event is handed to the JetStream scheduler instead, which stores it on
-    its subject at that time. An aggregate has one schedule: a later one replaces it.
-    """
-
-    payload: Event
-    event_id: str
-    deliver_at: dt.datetime | None = None
 
 
 def schedule_at(moment: dt.datetime) -> str:
@@ -82,10 +48,12 @@ def envelope_for(
 
 
 class EventPublisher:
-    """Publishes to JetStream and waits for the PubAck, so an event is stored before we ack input."""
+    """The one way onto the log: publishes to JetStream and waits for the PubAck, so an event is
+    stored before the input that caused it is acked. It needs only a JetStream context, so a service,
+    a CLI command and a test publish the same way."""
 
-    def __init__(self, broker: NatsBroker, producer: str, clock: Clock = utc_now) -> None:
-        self._broker = broker
+    def __init__(self, js: JetStreamContext, producer: str, clock: Clock = utc_now) -> None:
+        self._js = js
         self._producer = producer
         self._clock = clock
 
@@ -96,12 +64,13 @@ class EventPublisher:
         if outgoing.deliver_at is not None:
             headers |= {SCHEDULE: schedule_at(outgoing.deliver_at), SCHEDULE_TARGET: spec.subject}
             subject = schedule_subject(spec.subject, envelope.aggregate_id)
-        return await self._broker.publish(
-            catalog.encode(outgoing.payload),
-            subject,
-            headers=headers,
-            stream=stream_for_subject(spec.subject).name,
-        )
+        return await self.republish(
+            subject, catalog.encode(outgoing.payload), headers, stream=stream_for_subject(spec.subject).name)
+
+    async def republish(self, subject: str, body: bytes, headers: Mapping[str, str], *, stream: str) -> PubAck:
+        """Store a message exactly as given, such as the original of a dead letter. The stream is
+        expected, so a subject since moved elsewhere fails loudly; it is not stored astray."""
+        return await self._js.publish(subject, body, headers=dict(headers), stream=stream)
 
 
 async def cancel_schedule(js: JetStreamContext, target_subject: str, aggregate_id: str) -> None:

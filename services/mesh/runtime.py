@@ -17,7 +17,7 @@ from faststream.security import SASLPlaintext
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from services.mesh import nats_headers
+from services.mesh import nats_patches
 from services.mesh.consuming import DurableConsumer
 from services.mesh.metrics import REGISTRY, serve_health_and_metrics
 from services.mesh.publishing import EventPublisher
@@ -61,12 +61,12 @@ Wiring = Callable[[Mesh], Awaitable[Sequence[Binding | Background]]]
 
 async def connect(settings: Settings, **options) -> Client:
     """A plain nats.py client, as this process's NATS user when it has one."""
-    nats_headers.install()
+    nats_patches.install()
     return await nats.connect(settings.nats_url, **settings.nats_options(), **options)
 
 
 def new_broker(service: str, settings: Settings) -> NatsBroker:
-    nats_headers.install()
+    nats_patches.install()
     credentials = settings.nats_options()
     return NatsBroker(
         settings.nats_url,
@@ -89,7 +89,7 @@ async def bind_durables(broker: NatsBroker, service: str, settings: Settings, wi
     """
     client = await broker.connect()
     js = client.jetstream()
-    mesh = Mesh(service, settings, broker, client, js, EventPublisher(broker, producer=service))
+    mesh = Mesh(service, settings, broker, client, js, EventPublisher(js, producer=service))
     background = []
     for item in await wire(mesh):
         if isinstance(item, Background):

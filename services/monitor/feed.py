@@ -7,14 +7,13 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts import catalog
 from contracts.envelope import format_time
 from contracts.errors import ContractViolation
-from services.mesh.consuming import decode_incoming
+from services.mesh.decoding import decode_incoming, stored_position, stream_of
+from services.mesh.log_reader import FIRST, Reading, Start, follow
 from services.monitor.domain import MonitorState, Source
 from streams.definitions import CONFIG, CONSUMERS, DEAD_LETTERS, STREAMS
 
@@ -26,32 +25,19 @@ POLL_EVERY_S = 3.0
 
 
 async def follow_streams(js: JetStreamContext, state: MonitorState, changed: Callable[[], None]) -> None:
-    """One ordered consumer per stream, all at once; each event folds into the state as it is stored."""
-
-    async def take(message: Msg) -> None:
-        meta = message.metadata
+    """Every stream at once, each in order; each event folds into the state as it is stored."""
+    since = Start(time=dt.datetime.now(dt.UTC) - LOOK_BACK)
+    readings = [Reading(stream.name, start=FIRST if stream is CONFIG else since) for stream in STREAMS]
+    log.info("monitor follows %s", ", ".join(s.name for s in STREAMS))
+    async for message in follow(js, readings):
+        sequence, stored_at = stored_position(message)
         try:
-            incoming = decode_incoming(message.subject, dict(message.headers or {}), message.data,
-                                       received_at=meta.timestamp, stream_sequence=meta.sequence.stream,
-                                       deliveries=1)
+            incoming = decode_incoming(message.subject, message.headers or {}, message.data, received_at=stored_at,
+                                       stream_sequence=sequence, deliveries=1)
         except ContractViolation:
-            return  # schedules and rejected input: not shown; the dead-letter count says what was rejected
-        if state.apply(incoming.payload, incoming.envelope, message.subject, meta.stream, meta.sequence.stream):
+            continue  # schedules and rejected input: not shown; the dead-letter count says what was rejected
+        if state.apply(incoming.payload, incoming.envelope, message.subject, stream_of(message), sequence):
             changed()
-
-    since = dt.datetime.now(dt.UTC) - LOOK_BACK
-    subscriptions = []
-    try:
-        for stream in STREAMS:
-            config = (ConsumerConfig(deliver_policy=DeliverPolicy.ALL) if stream is CONFIG else
-                      ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat()))
-            subscriptions.append(await js.subscribe(stream.subjects[0], stream=stream.name, ordered_consumer=True,
-                                                    config=config, cb=take, inactive_threshold=60.0))
-        log.info("monitor follows %s", ", ".join(s.name for s in STREAMS))
-        await asyncio.Event().wait()
-    finally:
-        for subscription in subscriptions:
-            await subscription.unsubscribe()
 
 
 async def poll_jetstream(js: JetStreamContext, state: MonitorState, changed: Callable[[], None]) -> None:

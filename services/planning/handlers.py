@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from contracts.envelope import deterministic_id
 from contracts.events import PlanApproved
 from services.councils.directory import CouncilDirectory
-from services.mesh.consuming import Incoming
-from services.mesh.publishing import Outgoing
+from services.mesh.messages import Incoming, Outgoing
 from services.planning.domain import request_deliberations
 
 

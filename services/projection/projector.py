@@ -7,31 +7,22 @@ in where they write (the active namespace or a fresh one) and in when they stop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from contracts import catalog
-from contracts.envelope import SCHEDULE as SCHEDULE_HEADER
-from contracts.envelope import Envelope
-from contracts.errors import ContractViolation
-from contracts.events import Event
-from services.mesh.consuming import decode_incoming
 from services.mesh.deadletters import DeadLetter
+from services.mesh.log_reader import Reading, Start, read_log
 from services.mesh.metrics import PROJECTED, PROJECTION_POSITION
+from services.projection.fold import Folded, ToWrites, fold, letter_for
 from services.projection.stores import ReadModelStore
 from streams.definitions import ProjectionSpec, StreamSpec
 
 log = logging.getLogger("fleet.projection")
 
-type ToWrites[W] = Callable[[Event, Envelope], list[W]]
 # Called for a stored message that breaks its contract: the live service dead-letters it.
 type Reject = Callable[[DeadLetter, str], Awaitable[None]]
 # Asked before a retried write: is the namespace still the one to write to?
@@ -40,152 +31,6 @@ type Guard = Callable[[], Awaitable[bool]]
 # A write that fails for another reason than an unreachable store is tried this often, then the
 # event is dead-lettered and the projection moves past it.
 MAX_ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class Folded[W]:
-    writes: list[W]
-    last_sequence: int
-    rejected: list[tuple[DeadLetter, str]]
-    applied_events: int
-
-
-def letter_for(message: Msg, projection: str) -> DeadLetter:
-    meta = message.metadata
-    return DeadLetter(
-        service=catalog.PROJECTION, consumer=f"projection-{projection}", stream=meta.stream,
-        stream_sequence=meta.sequence.stream, deliveries=1, subject=message.subject,
-        headers=dict(message.headers or {}), body=message.data,
-    )
-
-
-def fold[W](messages: Sequence[Msg], to_writes: ToWrites[W], projection: str) -> Folded[W]:
-    """The writes a batch of stored messages makes, and the messages that break their contract.
-
-    Schedules are skipped: they are timers held in the stream, not events. Ingress that breaks its
-    contract is skipped too, since the planning service owns rejecting it and has dead-lettered it.
-    """
-    writes: list[W] = []
-    rejected: list[tuple[DeadLetter, str]] = []
-    applied = 0
-    for message in messages:
-        headers = message.headers or {}
-        if SCHEDULE_HEADER in headers:
-            continue
-        sequence, stored_at = stored_position(message)
-        try:
-            incoming = decode_incoming(
-                message.subject, headers, message.data, received_at=stored_at, stream_sequence=sequence,
-                deliveries=1,
-            )
-        except ContractViolation as exc:
-            if _is_ingress(message.subject):
-                log.info("%s seq=%s skipped: %s (planning dead-letters ingress)", message.subject, sequence, exc)
-            else:
-                rejected.append((letter_for(message, projection), str(exc)))
-            continue
-        try:
-            writes += to_writes(incoming.payload, incoming.envelope)
-        except Exception as exc:  # noqa: BLE001 - one event the model cannot take must not stop the stream
-            log.exception("%s seq=%s: the %s model cannot take it", message.subject, sequence, projection)
-            rejected.append((letter_for(message, projection), f"{type(exc).__name__}: {exc}"))
-            continue
-        applied += 1
-    return Folded(writes, stored_position(messages[-1])[0] if messages else 0, rejected, applied)
-
-
-# A reply subject without a domain and an account hash has this many tokens.
-_V1_ACK_TOKENS = 9
-
-
-def stored_position(message: Msg) -> tuple[int, dt.datetime]:
-    """The stream sequence and the time the stream stored the message, from its reply subject.
-
-    The same values as nats-py's `message.metadata`, without building its frozen dataclasses, which
-    cost as much as decoding the event. The subject is `$JS.ACK.<stream>.<consumer>.<delivered>.
-    <stream seq>.<consumer seq>.<time ns>.<pending>`, or that with a domain and an account hash
-    after `$JS.ACK`.
-    """
-    tokens = message.reply.split(".")
-    offset = 0 if len(tokens) == _V1_ACK_TOKENS else 2
-    return int(tokens[5 + offset]), dt.datetime.fromtimestamp(int(tokens[7 + offset]) / 1e9, dt.UTC)
-
-
-def _is_ingress(subject: str) -> bool:
-    try:
-        return catalog.spec_for_subject(subject).is_ingress
-    except KeyError:
-        return False
-
-
-@contextlib.asynccontextmanager
-async def stream_reader(js: JetStreamContext, stream: StreamSpec, start: int) -> AsyncIterator[StreamReader]:
-    """An ordered consumer from `start`: no durable, no acks; it re-creates itself on any gap."""
-    subject = stream.subjects[0] if len(stream.subjects) == 1 else ">"
-    subscription = await js.subscribe(
-        subject, stream=stream.name, ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        config=ConsumerConfig(opt_start_seq=max(start, 1)), inactive_threshold=60.0,
-    )
-    try:
-        yield StreamReader(subscription)
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
-
-
-class StreamReader:
-    def __init__(self, subscription) -> None:
-        self._subscription = subscription
-        self.caught_up = False
-
-    async def next_batch(self, limit: int, wait_s: float) -> list[Msg]:
-        """Up to `limit` messages: waits `wait_s` for the first, then for the rest the stream already holds."""
-        batch: list[Msg] = []
-        try:
-            batch.append(await self._subscription.next_msg(timeout=wait_s))
-            batch += await self._take_received(limit - 1)
-            while len(batch) < limit and batch[-1].metadata.num_pending > 0:
-                batch.append(await self._subscription.next_msg(timeout=wait_s))
-                batch += await self._take_received(limit - len(batch))
-        except TimeoutError:
-            pass
-        if batch:
-            self.caught_up = batch[-1].metadata.num_pending == 0
-        else:
-            # Nothing came in time: caught up only if the server agrees nothing is left to deliver.
-            self.caught_up = await self._nothing_pending()
-        return batch
-
-    async def _take_received(self, limit: int) -> list[Msg]:
-        """Up to `limit` messages nats-py has already received, without the task and timer `next_msg`
-        makes for each one (they cost more than parsing the message).
-
-        This reaches into nats-py's subscription (the version is pinned in uv.lock): its queue, and the
-        flow-control reply `next_msg` would send once the messages before it are taken, without which
-        the server stops delivering. tests/integration/test_projection.py reads a stream long enough
-        to need flow control.
-        """
-        core = self._subscription._sub
-        queue = core._pending_queue
-        taken: list[Msg] = []
-        while len(taken) < limit and not queue.empty():
-            message = queue.get_nowait()
-            queue.task_done()
-            core._pending_size -= len(message.data)
-            taken.append(message)
-        flow = core._jsi
-        if flow is not None and flow._fcr and flow.get_js_delivered() >= flow._fcd:
-            reply, flow._fcr = flow._fcr, None
-            await core._conn.publish(reply)
-        return taken
-
-    async def _nothing_pending(self) -> bool:
-        try:
-            info = await self._subscription.consumer_info()
-        except Exception as exc:  # noqa: BLE001 - an ordered consumer may be re-creating itself just now
-            log.debug("consumer info unavailable: %s", exc)
-            return False
-        return info.num_pending == 0 and (info.num_ack_pending or 0) == 0
 
 
 @dataclass
@@ -297,7 +142,7 @@ class Projector[W]:
         writing: asyncio.Task | None = None
         read_through = progress.last_sequence
         try:
-            async with stream_reader(js, stream, read_through + 1) as reader:
+            async with read_log(js, Reading(stream.name, start=Start(sequence=read_through + 1))) as reader:
                 while not reader.caught_up and read_through < progress.target:
                     batch = await reader.next_batch(self.spec.catch_up_batch_size, wait_s=2.0)
                     if not batch:
@@ -346,7 +191,7 @@ class Projector[W]:
                 return (await self.store.active_namespace() == namespace
                         and await self.store.rebuild_in_place() is None)
 
-            async with stream_reader(js, stream, progress.last_sequence + 1) as reader:
+            async with read_log(js, Reading(stream.name, start=Start(sequence=progress.last_sequence + 1))) as reader:
                 while True:
                     batch = await reader.next_batch(self.spec.batch_size, wait_s=1.0)
                     if not await still_ours():
@@ -394,8 +239,3 @@ _UNREACHABLE = {
     "ServiceUnavailable", "SessionExpired", "TransientError",
 }
 _UNREACHABLE_REPLIES = {"OOM", "MISCONF", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"}
-
-
-def elapsed_rate(progress: Sequence[Progress], began: float) -> float:
-    applied = sum(p.applied for p in progress)
-    return applied / max(time.monotonic() - began, 1e-6)

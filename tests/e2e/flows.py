@@ -12,6 +12,7 @@ from services.councils.directory import CouncilDirectory
 from services.councils.domain import default_councils
 from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
+from services.planning.client import approve_plan
 from services.planning.domain import deliberation_id
 from tests.support import body_of, decode, read_stream, wait_for
 
@@ -40,7 +41,7 @@ def of(deliberation: str):
 
 
 async def approve(js, approval: PlanApproved) -> str:
-    await js.publish(catalog.PLAN_APPROVED.subject, body_of(approval), headers={MSG_ID: f"{approval.plan_id}-1"})
+    await approve_plan(js, approval, by="e2e")
     return id_of(approval)
 
 

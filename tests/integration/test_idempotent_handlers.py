@@ -29,9 +29,9 @@ from services.collector.handlers import CollectorHandlers, Record
 from services.councils.domain import new_council
 from services.dispatch.domain import Claim
 from services.dispatch.handlers import DispatchHandlers
-from services.mesh.consuming import Incoming
 from services.mesh.kv import VersionedStore
-from services.mesh.publishing import cancel_schedule, utc_now
+from services.mesh.messages import Incoming, utc_now
+from services.mesh.publishing import cancel_schedule
 from streams.definitions import COLLECTOR_DELIBERATIONS, DISPATCH_CLAIMS
 
 pytestmark = pytest.mark.integration

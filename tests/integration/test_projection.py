@@ -29,11 +29,12 @@ from contracts.events import (
     TurnCompleted,
     Winner,
 )
+from services.mesh.log_reader import Reading, read_log
 from services.mesh.settings import Settings
 from services.projection.app import projectors
 from services.projection.graph_model import graph_writes
 from services.projection.kv_model import AddToIndex, council_stats_key
-from services.projection.projector import Progress, Projector, stored_position, stream_reader
+from services.projection.projector import Progress, Projector
 from services.projection.reads import ReadModels
 from services.projection.rebuild import rebuild
 from services.projection.vocabulary import Label, NodeWrite
@@ -182,7 +183,7 @@ async def test_a_batch_writes_what_its_events_write_one_at_a_time(js, stores, un
         for stream in (ORCHESTRATION, AGENT):
             await kv.catch_up(js, batched, stream, lambda p: None)
             progress = Progress(stream=stream.name)
-            async with stream_reader(js, stream, 1) as reader:
+            async with read_log(js, Reading(stream.name)) as reader:
                 while not reader.caught_up:
                     for message in await reader.next_batch(500, wait_s=2.0):
                         await kv.apply(one_by_one, stream.name, [message], progress)
@@ -214,26 +215,6 @@ async def test_a_capped_index_written_in_one_batch_keeps_what_it_keeps_written_o
     finally:
         for namespace in (batched, one_by_one):
             await kv.store.drop(namespace)
-
-
-async def test_the_reader_takes_a_long_stream_whole_and_in_order_in_full_batches(empty_log):
-    """About 20 MB: enough that the server waits for flow-control replies, which the reader must send."""
-    _, js = empty_log
-    bodies = [f"{index:06d}".encode() * 1_700 for index in range(2_000)]
-    for body in bodies:
-        await js.publish_async(f"{ORCHESTRATION.subjects[0][:-1]}bench.raw", body)
-    await js.publish_async_completed()
-
-    batches = []
-    async with stream_reader(js, ORCHESTRATION, 1) as reader:
-        while not reader.caught_up:
-            batches.append(await reader.next_batch(500, wait_s=2.0))
-
-    assert [len(batch) for batch in batches] == [500, 500, 500, 500]
-    taken = [message for batch in batches for message in batch]
-    assert [stored_position(message)[0] for message in taken] == list(range(1, 2_001))
-    assert [message.data for message in taken] == bodies
-    assert [stored_position(message)[1] for message in taken] == [message.metadata.timestamp for message in taken]
 
 
 async def test_a_rebuild_twice_gives_the_same_hash_as_the_live_model(js, stores, unique):

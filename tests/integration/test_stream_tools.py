@@ -24,7 +24,8 @@ from contracts.events import (
     PlannedTask,
     Role,
 )
-from services.mesh.publishing import Cause, Outgoing, envelope_for
+from services.mesh.messages import Cause, Outgoing
+from services.mesh.publishing import envelope_for
 from services.mesh.settings import Settings
 from services.projection.app import projectors
 from streams.definitions import ORCHESTRATION

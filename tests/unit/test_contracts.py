@@ -48,7 +48,8 @@ from contracts.events import (
 )
 from contracts.export import catalog_markdown, json_schemas
 from services.councils.domain import new_council
-from streams.definitions import CONSUMERS, PROJECTIONS, STREAMS, stream_for_subject, subject_matches
+from streams.definitions import CONSUMERS, PROJECTIONS, STREAMS, stream_for_subject
+from streams.subjects import subject_matches
 
 NOW = dt.datetime(2026, 11, 22, 10, 30, tzinfo=dt.UTC)
 REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA)

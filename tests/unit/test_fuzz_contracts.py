@@ -25,9 +25,9 @@ from contracts.errors import ContractViolation
 from contracts.events import PlanApproved, Role
 from contracts.upcast import upcast
 from services.councils.domain import new_council
-from services.mesh.consuming import decode_incoming
+from services.mesh.decoding import decode_incoming
 from services.planning.domain import request_deliberations
-from services.projection.projector import fold
+from services.projection.fold import fold
 from tests.malformed import Ingress, malformed_approvals, unknown_subjects
 from tests.strategies import approvals, envelopes, events, header_values
 

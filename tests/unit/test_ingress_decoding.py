@@ -9,7 +9,7 @@ from contracts import catalog
 from contracts.envelope import CORRELATION_ID, EVENT_TYPE, MSG_ID, OCCURRED_AT, SCHEDULER, SCHEMA_VERSION
 from contracts.errors import ContractViolation, Rejected
 from contracts.events import DeadlinePassed, Phase, PlanApproved, Role
-from services.mesh.consuming import decode_incoming
+from services.mesh.decoding import decode_incoming
 
 RECEIVED = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
 VALID = {"story_id": "s-1", "plan_id": "p-1", "approved_by": "alice", "roles": ["DEV"], "tasks": []}

@@ -14,7 +14,8 @@ from contracts.errors import ContractViolation
 from contracts.events import Brief, PlanApproved, PlannedTask, Role
 from services.councils.domain import new_council
 from services.mesh.deadletters import MAX_REASON_CHARS, DeadLetter, dead_letter_event
-from services.mesh.publishing import envelope_for, utc_now
+from services.mesh.messages import utc_now
+from services.mesh.publishing import envelope_for
 from services.planning.domain import MAX_BRIEF_BYTES, request_deliberations
 from tests.strategies import MiB, approvals
 

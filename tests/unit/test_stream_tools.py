@@ -12,13 +12,11 @@ from services.cli.stream_tools import (
     body_of,
     causal_tree,
     chain_of,
-    covers_stream,
     parse_moment,
-    streams_for,
-    subject_within,
-    subjects_overlap,
     trace_rows,
 )
+from streams.definitions import covers_stream, streams_for
+from streams.subjects import subject_within, subjects_overlap
 
 T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)
 SEQUENCES = itertools.count(1)
