@@ -30,7 +30,7 @@ HEADER_MEANINGS = {
     envelope.AGGREGATE_ID: "The aggregate's id.",
     envelope.TRACEPARENT: "W3C trace context; a whole deliberation is one trace.",
 }
-QUERY_ASKERS = ("cli", catalog.AGENTS)
+QUERY_ASKERS = (catalog.OPERATOR, catalog.AGENTS)
 
 
 def _slug(text: str) -> str:

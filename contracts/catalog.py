@@ -9,16 +9,19 @@ import msgspec
 
 from contracts import events as ev
 
+# Who produces events: each name is also the producer in the envelope and the NATS user.
 UPSTREAM = "upstream planning"
 PLANNING = "planning"
 DISPATCH = "dispatch"
 AGENTS = "agents"
 COLLECTOR = "collector"
 PROJECTION = "projection"
+MONITOR = "monitor"
+# Every service process, by name: `fleet service NAME`, the embedded stack, the Deployments in k8s/.
+SERVICES = (PLANNING, DISPATCH, AGENTS, COLLECTOR, PROJECTION, MONITOR)
 ANY_SERVICE = "any service"
-OPERATOR = "fleet council (operator)"
-# Operator tools that publish events themselves (`fleet dlq redrive`).
-CLI = "cli"
+# The `fleet` CLI in an operator's hands: councils, dead-letter redrives, the demo's approval.
+OPERATOR = "operator"
 
 SUBJECT_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
 
@@ -238,7 +241,7 @@ MESSAGE_REDRIVEN = EventSpec(
     version=1,
     payload=ev.MessageRedriven,
     aggregate_type="letter",
-    producers=(CLI,),
+    producers=(OPERATOR,),
     consumers=(PROJECTION,),
     summary="A dead letter's original message was re-published after a fix, under an id derived from the "
             "letter, so a second redrive is a duplicate.",

@@ -26,12 +26,12 @@ from streams.definitions import (
     stream_for_subject,
 )
 
-MONITOR = "monitor"
+MONITOR = catalog.MONITOR
 # Runs the provisioning Jobs: declares streams, durables and buckets, and seeds the default councils.
 PROVISIONER = "provisioner"
 # The `fleet` CLI in an operator's hands: reads everything, redrives dead letters, manages councils.
-OPERATOR = "operator"
-SERVICE_USERS = (catalog.PLANNING, catalog.DISPATCH, catalog.AGENTS, catalog.COLLECTOR, catalog.PROJECTION, MONITOR)
+OPERATOR = catalog.OPERATOR
+SERVICE_USERS = catalog.SERVICES
 USERS = (*SERVICE_USERS, PROVISIONER, OPERATOR)
 
 # Events stored through the JetStream scheduler, on a schedule subject of their stream, by their producer.

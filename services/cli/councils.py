@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from nats.js.errors import NotFoundError
 
+from contracts import catalog
 from contracts.events import Council, Role
 from services.councils.directory import CouncilDirectory, created, deleted, seed_default_councils
 from services.mesh.publishing import EventPublisher
 from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
 from streams.definitions import CONFIG
-
-OPERATOR = "fleet-cli"
 
 
 class CouncilCommandError(RuntimeError):
@@ -27,7 +26,7 @@ async def _session():
         await client.close()
         raise CouncilCommandError(
             f"the {CONFIG.name} stream does not exist yet: run `fleet streams apply` first") from None
-    return client, CouncilDirectory(js), EventPublisher(js, producer=OPERATOR)
+    return client, CouncilDirectory(js), EventPublisher(js, producer=catalog.OPERATOR)
 
 
 async def list_councils() -> dict[Role, Council]:

@@ -196,7 +196,7 @@ class Redriven:
 async def redrive(js: JetStreamContext, letter: Letter, by: str, now: dt.datetime) -> Redriven:
     """Re-publish the original message, then record the redrive; a retry after a crash repeats neither."""
     republished = republish_of(letter, await original_body(js, letter))
-    publisher = EventPublisher(js, producer=catalog.CLI, clock=lambda: now)
+    publisher = EventPublisher(js, producer=catalog.OPERATOR, clock=lambda: now)
     ack = await publisher.republish(republished.subject, republished.body, republished.headers,
                                     stream=letter.rejected.stream)
     record = redriven_event(letter, republished, ack.seq, by)

@@ -154,7 +154,7 @@ async def run_demo(settings: Settings, console: Console, timeout_s: float = 900.
 
     watching = asyncio.create_task(watch())
     try:
-        await EventPublisher(js, producer=catalog.CLI).publish(Outgoing(approval, event_id=event_id))
+        await EventPublisher(js, producer=catalog.OPERATOR).publish(Outgoing(approval, event_id=event_id))
         console.print(
             f"Published plan approval {approval.plan_id} (story {approval.story_id}): "
             f"{len(approval.tasks)} tasks x {len(approval.roles)} roles, event id {event_id}"

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts import catalog
 from services.mesh.settings import DEFAULT_DATA_DIR, SettingsError, load_settings, read_endpoints
 
 app = typer.Typer(help="SWE AI Fleet: councils of LLM agents on a NATS JetStream mesh.", no_args_is_help=True)
@@ -40,7 +41,6 @@ console = Console()
 DataDir = Annotated[
     Path, typer.Option("--data-dir", envvar="FLEET_DATA_DIR", help="Where the embedded servers keep their data.")
 ]
-SERVICE_NAMES = ("planning", "dispatch", "agents", "collector", "projection", "monitor")
 
 
 def _fail(message: str) -> None:
@@ -284,7 +284,7 @@ def dlq_redrive(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Redrive letters already redriven too (inside the stream's "
                                         "duplicate window JetStream still drops the copy).")] = False,
-    by: Annotated[str, typer.Option("--by", envvar="USER", help="Who redrives, for the record.")] = "operator",
+    by: Annotated[str, typer.Option("--by", envvar="USER", help="Who redrives, for the record.")] = catalog.OPERATOR,
 ) -> None:
     """Re-publish dead letters' original messages after a fix; a letter is redriven once unless --force."""
     from services.cli.dead_letters import matching, redrive_letters, select
@@ -379,7 +379,7 @@ def council_create(
     quorum: Annotated[int | None, typer.Option(min=1, help="Proposals needed to go on; default: a majority.")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="How many best-scored proposals the architect chooses from.")] = 3,
     deadline: Annotated[float, typer.Option(min=1, help="Seconds each phase may take.")] = 300.0,
-    by: Annotated[str, typer.Option(help="Who is creating it, for the record.")] = "operator",
+    by: Annotated[str, typer.Option(help="Who is creating it, for the record.")] = catalog.OPERATOR,
 ) -> None:
     """Give a role a council. Each agent gets its own persona, temperature and seed."""
     from services.cli.councils import create_council
@@ -425,7 +425,7 @@ def council_list() -> None:
 
 @council_app.command("delete")
 def council_delete(
-    role: RoleOption, by: Annotated[str, typer.Option(help="Who is deleting it, for the record.")] = "operator"
+    role: RoleOption, by: Annotated[str, typer.Option(help="Who is deleting it, for the record.")] = catalog.OPERATOR
 ) -> None:
     """Remove a role's council; approvals naming the role are dead-lettered until a new one exists."""
     from services.cli.councils import delete_council
@@ -564,10 +564,10 @@ def projections_rebuild(
 
 
 @app.command()
-def service(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE_NAMES)}")]) -> None:
+def service(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(catalog.SERVICES)}")]) -> None:
     """Run one service process (what `fleet up` and the Kubernetes Deployments run)."""
-    if name not in SERVICE_NAMES:
-        _fail(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}")
+    if name not in catalog.SERVICES:
+        _fail(f"unknown service {name!r}; choose one of {', '.join(catalog.SERVICES)}")
     from services.mesh.logs import configure_logging
     from services.mesh.runtime import build_app
 

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from contracts import catalog
 from services.embedded import binaries
 from services.embedded.processes import ManagedProcess, Supervised
 from services.embedded.servers import (
@@ -37,7 +38,6 @@ from services.mesh.settings import (
 from streams.apply import Change, apply_all
 from streams.permissions import OPERATOR, PROVISIONER, USERS, authorization
 
-SERVICES = ("planning", "dispatch", "agents", "collector", "projection", "monitor")
 LOCK_FILE = "fleet.lock"
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
 EMBEDDED_LLM_MAX_TOKENS = "256"
@@ -100,7 +100,7 @@ class EmbeddedStack:
         env: Mapping[str, str] | None = None,
         report: Callable[[str], None] = print,
         service_env: Mapping[str, str] | None = None,
-        services: tuple[str, ...] = SERVICES,
+        services: tuple[str, ...] = catalog.SERVICES,
         auth: bool = False,
     ) -> None:
         self.data_dir = data_dir.resolve()

@@ -13,9 +13,10 @@ import click
 import pytest
 import typer
 
+from contracts.catalog import SERVICES as SERVICE_NAMES
 from services.agents.app import DEADLINE_MARGIN_S
 from services.agents.handlers import STRUCTURED_ATTEMPTS
-from services.cli.main import SERVICE_NAMES, app
+from services.cli.main import app
 from services.mesh.settings import Settings, load_settings
 from streams import permissions
 from streams.apply import REPLICAS_VARIABLE, replicas_from

@@ -89,7 +89,7 @@ async def test_a_forced_redrive_inside_the_duplicate_window_is_still_one_message
     records = [m for m in await read_stream(js, catalog.MESSAGE_REDRIVEN.subject)
                if json.loads(m.data)["letter_id"] == letter_id]
     assert len(records) == 1 and records[0].headers[AGGREGATE_ID] == letter_id
-    assert records[0].headers[PRODUCER] == catalog.CLI
+    assert records[0].headers[PRODUCER] == catalog.OPERATOR
 
 
 async def test_redriving_every_letter_of_a_service_skips_the_ones_already_redriven(js, nats_url, tmp_path, unique):
