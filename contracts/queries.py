@@ -6,11 +6,12 @@ the header `Fleet-Query-Status`: 200 with the reply type as its body, or an erro
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import msgspec
 
-from contracts.events import DeliberationRef, Phase, Role
+from contracts.events import DeliberationFailed, DeliberationRef, Phase, RankedProposal, Role
 
 STATUS_HEADER = "Fleet-Query-Status"
 
@@ -20,18 +21,31 @@ class QueryError(msgspec.Struct, frozen=True, kw_only=True):
     error: str
 
 
+class DeliberationStatus(enum.StrEnum):
+    """Where a deliberation stands, as the read models show it."""
+
+    # Requested: ingress accepted it, dispatch has not started it yet.
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    # Failed in a phase; TIMED_OUT when that phase ended at its deadline with turns unanswered.
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def finished(self) -> bool:
+        return self in (DeliberationStatus.COMPLETED, DeliberationStatus.FAILED, DeliberationStatus.TIMED_OUT)
+
+
+def failed_status(failed: DeliberationFailed) -> DeliberationStatus:
+    return DeliberationStatus.TIMED_OUT if failed.timed_out else DeliberationStatus.FAILED
+
+
 # --- deliberation.show ----------------------------------------------------------------------
 
 
 class ShowDeliberation(msgspec.Struct, frozen=True, kw_only=True):
     deliberation_id: str
-
-
-class Ranked(msgspec.Struct, frozen=True, kw_only=True):
-    rank: int
-    agent_id: str
-    score: float | None
-    qualified: bool
 
 
 class DeliberationView(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,8 +55,7 @@ class DeliberationView(msgspec.Struct, frozen=True, kw_only=True):
     task_id: str
     role: str
     title: str = ""
-    # PENDING, IN_PROGRESS, COMPLETED, FAILED or TIMED_OUT
-    status: str
+    status: DeliberationStatus
     phase: str | None = None
     round: int | None = None
     agents: list[str] = []
@@ -50,7 +63,7 @@ class DeliberationView(msgspec.Struct, frozen=True, kw_only=True):
     winner_score: float | None = None
     winner_content: str | None = None
     winner_revisions: int | None = None
-    ranking: list[Ranked] = []
+    ranking: list[RankedProposal] = []
     rationale: str | None = None
     decided_by: str | None = None
     # "judge", or "checks" when the judge scored no qualified proposal and the checks ranked them.
@@ -72,7 +85,7 @@ class DeliberationView(msgspec.Struct, frozen=True, kw_only=True):
 
 class ListDeliberations(msgspec.Struct, frozen=True, kw_only=True):
     story_id: str | None = None
-    status: str | None = None
+    status: DeliberationStatus | None = None
     limit: int = 50
 
 
@@ -81,7 +94,7 @@ class DeliberationSummary(msgspec.Struct, frozen=True, kw_only=True):
     story_id: str
     task_id: str
     role: str
-    status: str
+    status: DeliberationStatus
     phase: str | None = None
     winner_id: str | None = None
     requested_at: str | None = None
@@ -102,7 +115,7 @@ class ShowStory(msgspec.Struct, frozen=True, kw_only=True):
 class DecisionBrief(msgspec.Struct, frozen=True, kw_only=True):
     deliberation_id: str
     role: str
-    status: str | None = None
+    status: DeliberationStatus | None = None
     winner_id: str | None = None
     winner_score: float | None = None
     rationale: str | None = None

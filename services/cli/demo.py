@@ -204,9 +204,6 @@ def print_winners(progress: Progress, console: Console) -> None:
             console.print(Panel(f"[red]{result.reason}[/]", title=f"{title}: failed in {result.phase}"))
 
 
-FINISHED = ("COMPLETED", "FAILED", "TIMED_OUT")
-
-
 async def print_story(settings: Settings, story_id: str, console: Console, timeout_s: float = 30.0) -> None:
     """The story as the graph read model shows it, once the projection has caught up with the results."""
     from contracts.queries import SHOW_STORY, ShowStory
@@ -222,7 +219,8 @@ async def print_story(settings: Settings, story_id: str, console: Console, timeo
             except QueryFailed as exc:
                 story, problem = None, str(exc)
             else:
-                decided = [d.status in FINISHED for p in story.plans for t in p.tasks for d in t.deliberations]
+                decided = [d.status is not None and d.status.finished
+                           for p in story.plans for t in p.tasks for d in t.deliberations]
                 if decided and all(decided):
                     break
                 problem = "the read model has not caught up with every result"

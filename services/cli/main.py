@@ -511,13 +511,14 @@ def deliberation_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Deliberations, newest first."""
-    from contracts.queries import LIST_DELIBERATIONS, ListDeliberations
+    from contracts.queries import LIST_DELIBERATIONS, DeliberationStatus, ListDeliberations
     from services.cli.read_models import print_deliberations
-    from services.projection.kv_model import Status
 
-    if status is not None and status.upper() not in Status.ALL:
-        _fail(f"unknown status {status!r}; choose one of {', '.join(Status.ALL)}")
-    found = _ask(LIST_DELIBERATIONS, ListDeliberations(story_id=story, status=status, limit=limit))
+    known = [known.value for known in DeliberationStatus]
+    if status is not None and status.upper() not in known:
+        _fail(f"unknown status {status!r}; choose one of {', '.join(known)}")
+    wanted = DeliberationStatus(status.upper()) if status is not None else None
+    found = _ask(LIST_DELIBERATIONS, ListDeliberations(story_id=story, status=wanted, limit=limit))
     if as_json:
         print(msgspec.json.encode(found).decode())
     else:

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from contracts import queries
-from contracts.queries import DeliberationList, DeliberationView, StoryView
+from contracts.queries import DeliberationList, DeliberationStatus, DeliberationView, StoryView
 from services.mesh.queries import ask
 from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
@@ -17,7 +17,8 @@ from services.projection.app import projectors
 from services.projection.projector import Progress
 from services.projection.rebuild import RebuildResult, rebuild
 
-STATUS_COLOURS = {"COMPLETED": "green", "FAILED": "red", "TIMED_OUT": "red", "IN_PROGRESS": "yellow"}
+STATUS_COLOURS = {DeliberationStatus.COMPLETED: "green", DeliberationStatus.FAILED: "red",
+                  DeliberationStatus.TIMED_OUT: "red", DeliberationStatus.IN_PROGRESS: "yellow"}
 
 
 async def query(spec: queries.QuerySpec, request):
@@ -28,7 +29,7 @@ async def query(spec: queries.QuerySpec, request):
         await client.close()
 
 
-def _status(status: str | None) -> str:
+def _status(status: DeliberationStatus | None) -> str:
     colour = STATUS_COLOURS.get(status or "", "dim")
     return f"[{colour}]{status}[/]"
 

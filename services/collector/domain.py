@@ -42,7 +42,7 @@ from services.collector.scoring import eligible, rank, score_all
 from services.mesh.messages import Outgoing
 
 DECIDED_BY_RANKING = "ranking"
-# How a turn left unanswered at its phase deadline is recorded; a failure caused by it is a timeout.
+# How a turn left unanswered at its phase deadline is described.
 DEADLINE_ERROR = "DeadlinePassed"
 
 
@@ -53,6 +53,8 @@ class TurnState(msgspec.Struct, frozen=True, kw_only=True):
     verdict: Verdict | None = None
     choice: Choice | None = None
     error: str = ""
+    # Failed because its phase's deadline passed with it unanswered: a failure it causes is a timeout.
+    timed_out: bool = False
 
 
 class Deliberation(msgspec.Struct, frozen=True, kw_only=True):
@@ -149,7 +151,8 @@ def on_deadline(state: Deliberation, deadline: DeadlinePassed, now: dt.datetime)
     for pending in [t for t in state.current_turns() if t.status == "pending"]:
         state = with_turn(
             state,
-            msgspec.structs.replace(pending, status="failed", error=f"{DEADLINE_ERROR}: no answer within {seconds:g}s"),
+            msgspec.structs.replace(pending, status="failed", error=f"{DEADLINE_ERROR}: no answer within {seconds:g}s",
+                                    timed_out=True),
         )
     return close_phase(state, now)
 
@@ -355,7 +358,7 @@ def after_selection(state: Deliberation, now: dt.datetime) -> Step:
 
 
 def fail(state: Deliberation, reason: str, now: dt.datetime) -> Step:
-    timed_out = any(t.status == "failed" and t.error.startswith(DEADLINE_ERROR) for t in state.current_turns())
+    timed_out = any(t.timed_out for t in state.current_turns())
     failed = DeliberationFailed(
         **_ids(state.ref), phase=state.phase, reason=reason, duration_ms=_duration_ms(state, now), timed_out=timed_out
     )

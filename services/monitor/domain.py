@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
+from contracts.queries import DeliberationStatus, failed_status
 
 RECENT_EVENTS = 100
 FINISHED_KEPT = 50
@@ -37,7 +38,7 @@ class DeliberationRow:
     task_id: str
     title: str
     role: str
-    status: str = "PENDING"
+    status: DeliberationStatus = DeliberationStatus.PENDING
     phase: str | None = None
     round: int = 0
     requested_at: str | None = None
@@ -55,7 +56,7 @@ class DeliberationRow:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("COMPLETED", "FAILED", "TIMED_OUT")
+        return self.status.finished
 
 
 @dataclass
@@ -167,7 +168,7 @@ def _started(state: MonitorState, event: ev.DeliberationStarted, at: str) -> Non
         ref.deliberation_id, ref.story_id, ref.plan_id, ref.task_id, event.brief.task.title, ref.role.value))
     row.started_at = format_time(event.started_at)
     if not row.finished:
-        row.status = "IN_PROGRESS"
+        row.status = DeliberationStatus.IN_PROGRESS
 
 
 def _close_phase(row: DeliberationRow, at: str) -> None:
@@ -185,7 +186,7 @@ def _advanced(state: MonitorState, event: ev.DeliberationAdvanced, at: str) -> N
     row.phases.append(PhaseTiming(event.phase.value, event.round, at))
     row.phase, row.round = event.phase.value, event.round
     if not row.finished:
-        row.status = "IN_PROGRESS"
+        row.status = DeliberationStatus.IN_PROGRESS
 
 
 def _decided(state: MonitorState, event: ev.DecisionMade, at: str) -> None:
@@ -200,7 +201,7 @@ def _completed(state: MonitorState, event: ev.DeliberationCompleted, at: str) ->
     if (row := state._row(event.deliberation_id)) is None:
         return
     _close_phase(row, at)
-    row.status, row.finished_at, row.duration_ms = "COMPLETED", at, event.duration_ms
+    row.status, row.finished_at, row.duration_ms = DeliberationStatus.COMPLETED, at, event.duration_ms
     row.winner_id, row.winner_score = event.winner.agent_id, event.winner.score
     row.winner_content, row.rationale, row.decided_by = event.winner.content, event.rationale, event.decided_by
     row.ranking = [{"rank": r.rank, "agent_id": r.agent_id, "score": r.score, "qualified": r.qualified}
@@ -211,7 +212,7 @@ def _failed(state: MonitorState, event: ev.DeliberationFailed, at: str) -> None:
     if (row := state._row(event.deliberation_id)) is None:
         return
     _close_phase(row, at)
-    row.status = "TIMED_OUT" if event.timed_out else "FAILED"
+    row.status = failed_status(event)
     row.finished_at, row.duration_ms, row.reason = at, event.duration_ms, event.reason
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
+from contracts.queries import DeliberationStatus, failed_status
 from services.projection.vocabulary import (
     EdgeWrite,
     GraphWrite,
@@ -87,7 +88,8 @@ def _deliberation_requested(event: ev.DeliberationRequested, envelope: Envelope)
         NodeWrite(Label.DELIBERATION, ref.deliberation_id, {
             "deliberation_id": ref.deliberation_id, "story_id": ref.story_id, "plan_id": ref.plan_id,
             "task_id": ref.task_id, "role": ref.role.value, "requested_at": format_time(envelope.occurred_at),
-            "architect_id": event.architect.agent_id, "status": "PENDING", "approved_by": event.approved_by,
+            "architect_id": event.architect.agent_id, "status": DeliberationStatus.PENDING.value,
+            "approved_by": event.approved_by,
         }),
         EdgeWrite(Label.TASK, task, Rel.DELIBERATED_IN, Label.DELIBERATION, ref.deliberation_id),
         EdgeWrite(Label.DELIBERATION, ref.deliberation_id, Rel.HELD_BY, Label.COUNCIL, ref.role.value),
@@ -96,7 +98,7 @@ def _deliberation_requested(event: ev.DeliberationRequested, envelope: Envelope)
 
 def _deliberation_started(event: ev.DeliberationStarted, envelope: Envelope) -> list[GraphWrite]:
     return [NodeWrite(Label.DELIBERATION, event.deliberation.deliberation_id, {
-        "status": "IN_PROGRESS", "started_at": format_time(event.started_at),
+        "status": DeliberationStatus.IN_PROGRESS.value, "started_at": format_time(event.started_at),
     })]
 
 
@@ -135,7 +137,8 @@ def _decision_made(event: ev.DecisionMade, envelope: Envelope) -> list[GraphWrit
 
 def _deliberation_completed(event: ev.DeliberationCompleted, envelope: Envelope) -> list[GraphWrite]:
     return [NodeWrite(Label.DELIBERATION, event.deliberation_id, {
-        "status": "COMPLETED", "winner_id": event.winner.agent_id, "winner_score": event.winner.score,
+        "status": DeliberationStatus.COMPLETED.value, "winner_id": event.winner.agent_id,
+        "winner_score": event.winner.score,
         "duration_ms": event.duration_ms, "finished_at": format_time(envelope.occurred_at),
         "failed_agents": list(event.failed_agents),
     })]
@@ -143,7 +146,7 @@ def _deliberation_completed(event: ev.DeliberationCompleted, envelope: Envelope)
 
 def _deliberation_failed(event: ev.DeliberationFailed, envelope: Envelope) -> list[GraphWrite]:
     return [NodeWrite(Label.DELIBERATION, event.deliberation_id, {
-        "status": "TIMED_OUT" if event.timed_out else "FAILED", "failed_phase": event.phase.value,
+        "status": failed_status(event).value, "failed_phase": event.phase.value,
         "reason": event.reason, "duration_ms": event.duration_ms, "finished_at": format_time(envelope.occurred_at),
     })]
 

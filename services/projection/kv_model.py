@@ -14,6 +14,7 @@ from json.encoder import encode_basestring_ascii as _json_string
 
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
+from contracts.queries import DeliberationStatus, failed_status
 
 ACTIVITY_KEY = "activity"
 ACTIVITY_KEPT = 200
@@ -75,15 +76,6 @@ class AddToSet:
 type KvWrite = SetFields | CountOnce | AddToIndex | AddToSet
 
 
-class Status:
-    PENDING = "PENDING"
-    IN_PROGRESS = "IN_PROGRESS"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    TIMED_OUT = "TIMED_OUT"
-    ALL = (PENDING, IN_PROGRESS, COMPLETED, FAILED, TIMED_OUT)
-
-
 def _fields(**values) -> dict[str, str]:
     return {
         name: value if isinstance(value, str) else _JSON.encode(value)
@@ -101,7 +93,8 @@ def _requested(event: ev.DeliberationRequested, envelope: Envelope) -> list[KvWr
     return [
         _deliberation(
             ref.deliberation_id, deliberation_id=ref.deliberation_id, story_id=ref.story_id, plan_id=ref.plan_id,
-            task_id=ref.task_id, role=ref.role.value, title=event.brief.task.title, status=Status.PENDING,
+            task_id=ref.task_id, role=ref.role.value, title=event.brief.task.title,
+            status=DeliberationStatus.PENDING.value,
             requested_at=format_time(envelope.occurred_at), agents=[a.agent_id for a in event.council.agents],
         ),
         AddToIndex(DELIBERATIONS_KEY, ref.deliberation_id, envelope.occurred_at.timestamp()),
@@ -110,7 +103,7 @@ def _requested(event: ev.DeliberationRequested, envelope: Envelope) -> list[KvWr
 
 
 def _started(event: ev.DeliberationStarted, envelope: Envelope) -> list[KvWrite]:
-    return [_deliberation(event.deliberation.deliberation_id, status=Status.IN_PROGRESS,
+    return [_deliberation(event.deliberation.deliberation_id, status=DeliberationStatus.IN_PROGRESS.value,
                           started_at=format_time(event.started_at))]
 
 
@@ -134,7 +127,7 @@ def _completed(event: ev.DeliberationCompleted, envelope: Envelope) -> list[KvWr
     stats = council_stats_key(event.role.value)
     return [
         _deliberation(
-            event.deliberation_id, status=Status.COMPLETED, winner_id=event.winner.agent_id,
+            event.deliberation_id, status=DeliberationStatus.COMPLETED.value, winner_id=event.winner.agent_id,
             winner_score=event.winner.score, winner_content=event.winner.content,
             winner_revisions=event.winner.revisions, duration_ms=event.duration_ms,
             finished_at=format_time(envelope.occurred_at), failed_agents=list(event.failed_agents),
@@ -145,7 +138,7 @@ def _completed(event: ev.DeliberationCompleted, envelope: Envelope) -> list[KvWr
 
 
 def _failed(event: ev.DeliberationFailed, envelope: Envelope) -> list[KvWrite]:
-    status = Status.TIMED_OUT if event.timed_out else Status.FAILED
+    status = failed_status(event).value
     stats = council_stats_key(event.role.value)
     return [
         _deliberation(event.deliberation_id, status=status, reason=event.reason, failed_phase=event.phase.value,

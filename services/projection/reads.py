@@ -10,6 +10,7 @@ from contracts.events import DeliberationRef
 from contracts.queries import (
     DecisionBrief,
     DeliberationList,
+    DeliberationStatus,
     DeliberationSummary,
     DeliberationView,
     ListDeliberations,
@@ -41,7 +42,7 @@ def deliberation_view(fields: dict[str, str]) -> DeliberationView:
         else:
             values[name] = raw
     values["phases_started"] = dict(sorted(phases.items(), key=lambda item: item[1]))
-    values.setdefault("status", "PENDING")
+    values.setdefault("status", DeliberationStatus.PENDING.value)
     for required in ("deliberation_id", "story_id", "plan_id", "task_id", "role"):
         values.setdefault(required, "")
     return msgspec.convert(values, DeliberationView)
@@ -124,7 +125,7 @@ class ReadModels:
             hashes = await pipe.execute()
         views = [deliberation_view(fields) for fields in hashes if fields]
         if request.status:
-            views = [v for v in views if v.status == request.status.upper()]
+            views = [v for v in views if v.status == request.status]
         views.sort(key=lambda v: (v.requested_at or "", v.deliberation_id), reverse=True)
         return DeliberationList(deliberations=[summary_of(v) for v in views[: request.limit]])
 

@@ -199,9 +199,27 @@ def test_a_deadline_fails_the_turns_still_out_and_closes_the_phase():
     deadline = DeadlinePassed(deliberation_id="d-1", phase=Phase.PROPOSE, round=0, deadline_at=at(60))
     state, out = step(state, deadline, at(60))
     assert state.turns[asked[2].turn.key].error.startswith("DeadlinePassed")
+    assert state.turns[asked[2].turn.key].timed_out
     assert state.phase == Phase.CRITIQUE
     late, out = step(state, answer(asked[2]), at(61))
     assert late == state and out == []
+
+
+def test_a_phase_that_fails_at_its_deadline_is_a_timeout_and_one_failed_by_its_agents_is_not():
+    state, out = step(None, started(), T0)
+    asked = requests(out)
+    state, _ = run(state, [answer(asked[0])])
+    deadline = DeadlinePassed(deliberation_id="d-1", phase=Phase.PROPOSE, round=0, deadline_at=at(60))
+    _, out = step(state, deadline, at(60))
+    (timed_out,) = of_type(out, DeliberationFailed)
+    assert timed_out.timed_out
+
+    # An agent's own error that reads like the deadline's is still the agent's failure, not a timeout.
+    state, out = step(None, started(), T0)
+    asked = requests(out)
+    _, out = run(state, [answer(asked[0]), failure(asked[1], "DeadlinePassed"), failure(asked[2], "DeadlinePassed")])
+    (failed,) = of_type(out, DeliberationFailed)
+    assert not failed.timed_out and "dev-2: DeadlinePassed" in failed.reason
 
 
 def test_a_deadline_of_a_phase_already_over_changes_nothing():
