@@ -33,9 +33,10 @@ from contracts.events import (
     TurnRequested,
 )
 from eval.cases import load_cases
-from services.agents.adapters.llm import LlmClient, LlmConfig, LlmError
-from services.agents.domain import chat_request
-from services.agents.structured import ResponseFormat, StructuredOutputInvalid, parse_structured
+from services.agents.adapters.llm import LlmClient, LlmConfig
+from services.agents.adapters.wire import LlmError, ResponseFormat
+from services.agents.domain import prompt_for
+from services.agents.structured import StructuredOutputInvalid, parse_structured
 from services.embedded import binaries
 from services.embedded.servers import (
     LLM_CONTEXT_PER_SLOT,
@@ -94,16 +95,15 @@ class Measured:
 
 
 async def measure(base_url: str, dialect: ResponseFormat, in_flight: int) -> Measured:
-    client = LlmClient(LlmConfig(base_url=base_url, timeout_s=300))
+    client = LlmClient(LlmConfig(base_url=base_url, timeout_s=300, dialect=dialect))
     gate = asyncio.Semaphore(in_flight)
     measured = Measured(0.0, 0, 0, 0, [])
 
     async def one(request: TurnRequested) -> None:
-        chat = chat_request(request, model=LLM_MODEL_NAME, max_tokens=MAX_TOKENS, dialect=dialect,
-                            context_window=LLM_CONTEXT_PER_SLOT)
+        prompt = prompt_for(request, model=LLM_MODEL_NAME, max_tokens=MAX_TOKENS, context_window=LLM_CONTEXT_PER_SLOT)
         async with gate:
             try:
-                completion = await client.complete(chat)
+                completion = await client.complete(prompt)
             except LlmError as exc:
                 measured.errors.append(f"{type(exc).__name__}: {exc}"[:200])
                 return

@@ -23,11 +23,10 @@ from contracts.errors import ContractViolation
 from contracts.events import DeliberationStarted, Phase, Role, Turn, TurnFailed, TurnInput, TurnRequested
 from eval.cases import EVAL_USER, Case, approval_of, deliberations_of
 from eval.measures import Record, record_of
-from services.agents.adapters.llm import LlmConfig
+from services.agents.adapters.llm import llm_config
 from services.agents.adapters.ray_agents import AgentActor
-from services.agents.domain import ChatRequest, Completion, LlmFailure
+from services.agents.domain import Completion, LlmFailure, Prompt
 from services.agents.handlers import AgentHandlers
-from services.agents.structured import ResponseFormat
 from services.cli.stream_tools import read_events
 from services.collector.scoring import score_proposal
 from services.councils.directory import CouncilDirectory
@@ -77,17 +76,13 @@ class Judge:
     """The judge turn the collector would ask for, taken by the agents' own handler, its LLM call in this process."""
 
     def __init__(self, settings: Settings) -> None:
-        self._agent = AgentActor("eval-judge", LlmConfig(base_url=settings.require_llm(),
-                                                         timeout_s=settings.llm_timeout_s,
-                                                         api_key=settings.llm_api_key))
-        self._handlers = AgentHandlers(
-            pool=self, model=settings.llm_model, max_tokens=settings.llm_max_tokens,
-            response_format=ResponseFormat(settings.llm_response_format), thinking=settings.llm_thinking,
-            context_window=settings.llm_context_tokens)
+        self._agent = AgentActor("eval-judge", llm_config(settings))
+        self._handlers = AgentHandlers(pool=self, model=settings.llm_model, max_tokens=settings.llm_max_tokens,
+                                       context_window=settings.llm_context_tokens)
 
-    async def complete(self, agent_id: str, request: ChatRequest) -> Completion | LlmFailure:
+    async def complete(self, agent_id: str, prompt: Prompt) -> Completion | LlmFailure:
         """What the agents' Ray pool does for a turn, without Ray."""
-        return await self._agent.complete(request)
+        return await self._agent.complete(prompt)
 
     async def score(self, started: DeliberationStarted, proposal: str) -> tuple[float | None, str]:
         """The judged score of one proposal (checks applied as the collector applies them), or why there is none."""

@@ -8,10 +8,9 @@ import ray
 
 from contracts import catalog
 from services.agents.adapters.context import read_model_context
-from services.agents.adapters.llm import LlmConfig
+from services.agents.adapters.llm import llm_config
 from services.agents.adapters.ray_agents import NAMESPACE, AgentPool
 from services.agents.handlers import STRUCTURED_ATTEMPTS, AgentHandlers, on_turn_request_given_up
-from services.agents.structured import ResponseFormat
 from services.mesh.consuming import DurableConsumer
 from services.mesh.runtime import Binding, Mesh
 from services.mesh.settings import SettingsError
@@ -45,19 +44,12 @@ async def wire(mesh: Mesh) -> list[Binding]:
             f"of {AGENTS_TURNS.handler_timeout_s:g}s (AGENTS_TURNS in streams/definitions.py)"
         )
     connect_ray(settings.ray_address)
-    config = LlmConfig(
-        base_url=settings.require_llm(),
-        timeout_s=settings.llm_timeout_s,
-        api_key=settings.llm_api_key,
-    )
-    pool = AgentPool(config, max_concurrency=settings.agent_concurrency)
+    pool = AgentPool(llm_config(settings), max_concurrency=settings.agent_concurrency)
     handlers = AgentHandlers(
         pool=pool,
         model=settings.llm_model,
         max_tokens=settings.llm_max_tokens,
-        response_format=ResponseFormat(settings.llm_response_format),
         context=read_model_context(mesh.client, settings.context_timeout_s),
-        thinking=settings.llm_thinking,
         context_window=settings.llm_context_tokens,
     )
     subject = catalog.TURN_REQUESTED.subject

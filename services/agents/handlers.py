@@ -10,17 +10,9 @@ import msgspec
 
 from contracts.events import TurnRequested
 from services.agents.adapters.ray_agents import AgentPool
-from services.agents.domain import (
-    NO_CONTEXT,
-    ChatRequest,
-    Completion,
-    GivenContext,
-    LlmFailure,
-    chat_request,
-    given_up,
-    outcome,
-)
-from services.agents.structured import ResponseFormat, StructuredOutputInvalid, answer_type, parse_structured
+from services.agents.domain import Completion, LlmFailure, Prompt, prompt_for
+from services.agents.outcomes import NO_CONTEXT, GivenContext, given_up, outcome
+from services.agents.structured import StructuredOutputInvalid, answer_type, parse_structured
 from services.mesh.messages import Incoming, Outgoing
 from services.mesh.metrics import LLM_SECONDS, LLM_TOKENS, STRUCTURED_ANSWERS
 
@@ -41,9 +33,7 @@ class AgentHandlers:
     pool: AgentPool
     model: str
     max_tokens: int
-    response_format: ResponseFormat
     context: ContextSource = no_context
-    thinking: bool = True
     # Tokens the model reads and writes per request; None: prompts are never cut to fit.
     context_window: int | None = None
 
@@ -56,15 +46,15 @@ class AgentHandlers:
         the last try."""
         if answer_type(request) is None:
             given = await self.context(request)
-            chat = self._chat(request, context=given.text)
-            return outcome(request, await self._complete(request, chat), context=given)
-        chat = self._chat(request)
+            prompt = self._prompt(request, context=given.text)
+            return outcome(request, await self._complete(request, prompt), context=given)
+        prompt = self._prompt(request)
         phase = request.turn.phase.value
         problems = []
         for attempt in range(1, STRUCTURED_ATTEMPTS + 1):
             # A retry with the same seed, or at temperature 0, would repeat the same answer.
-            retry = chat if attempt == 1 else msgspec.structs.replace(
-                chat, seed=(chat.seed or 0) + attempt - 1, temperature=max(chat.temperature, RETRY_TEMPERATURE)
+            retry = prompt if attempt == 1 else msgspec.structs.replace(
+                prompt, seed=(prompt.seed or 0) + attempt - 1, temperature=max(prompt.temperature, RETRY_TEMPERATURE)
             )
             answer = await self._complete(request, retry)
             if isinstance(answer, LlmFailure):
@@ -80,15 +70,15 @@ class AgentHandlers:
         failure = LlmFailure(error_class=StructuredOutputInvalid.__name__, message="; ".join(problems))
         return outcome(request, failure, attempts=STRUCTURED_ATTEMPTS)
 
-    def _chat(self, request: TurnRequested, context: str = "") -> ChatRequest:
-        return chat_request(request, model=self.model, max_tokens=self.max_tokens, dialect=self.response_format,
-                            context=context, thinking=self.thinking, context_window=self.context_window)
+    def _prompt(self, request: TurnRequested, context: str = "") -> Prompt:
+        return prompt_for(request, model=self.model, max_tokens=self.max_tokens, context=context,
+                          context_window=self.context_window)
 
-    async def _complete(self, request: TurnRequested, chat: ChatRequest) -> Completion | LlmFailure:
+    async def _complete(self, request: TurnRequested, prompt: Prompt) -> Completion | LlmFailure:
         began = time.perf_counter()
-        answer = await self.pool.complete(request.agent.agent_id, chat)
+        answer = await self.pool.complete(request.agent.agent_id, prompt)
         seconds = time.perf_counter() - began
-        role, model = request.agent.role.value, chat.model
+        role, model = request.agent.role.value, prompt.model
         if isinstance(answer, LlmFailure):
             LLM_SECONDS.labels(role, model, answer.error_class).observe(seconds)
         else:

@@ -7,7 +7,6 @@ length), and the turn is given enough tokens for the longest answer the schema a
 
 from __future__ import annotations
 
-import enum
 import functools
 import json
 import re
@@ -31,15 +30,6 @@ TOKENS_PER_STRING_CHAR = 6
 # most 20) wherever JSON allows any; other builders allow less.
 WHITESPACE_TOKENS = 22
 END_OF_ANSWER_TOKENS = 1
-
-
-class ResponseFormat(enum.StrEnum):
-    """How the LLM server is asked for JSON that follows a schema."""
-
-    # OpenAI, vLLM and llama.cpp's llama-server: {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}
-    JSON_SCHEMA = "json_schema"
-    # llama.cpp's Python server: {"type": "json_object", "schema": ...}
-    JSON_OBJECT = "json_object"
 
 
 class StructuredOutputInvalid(ValueError):
@@ -121,13 +111,6 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
         return node
 
     return resolve(schema)
-
-
-def response_format(kind: type[msgspec.Struct], dialect: ResponseFormat) -> dict[str, Any]:
-    schema = answer_schema(kind)
-    if dialect == ResponseFormat.JSON_OBJECT:
-        return {"type": "json_object", "schema": schema}
-    return {"type": "json_schema", "json_schema": {"name": kind.__name__, "schema": schema, "strict": True}}
 
 
 @functools.lru_cache(maxsize=ANSWER_TYPES_CACHED)

@@ -7,24 +7,19 @@ import uuid
 
 import pytest
 
-from services.agents.adapters.llm import LlmClient, LlmConfig, LlmConnectionRefused, LlmHttpError, LlmTimeout
-from services.agents.domain import ChatMessage, ChatRequest
+from services.agents.adapters.llm import LlmClient, LlmConfig
+from services.agents.adapters.wire import LlmConnectionRefused, LlmHttpError, LlmTimeout
+from services.agents.domain import Prompt
 from services.embedded.servers import free_port, llm_plan, running_server
 from services.mesh.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
 
-def request(model: str, **changes) -> ChatRequest:
-    fields = {
-        "model": model,
-        "messages": [
-            ChatMessage("system", "You are a QA engineer."),
-            ChatMessage("user", "Name one edge case of sorting."),
-        ],
-        "temperature": 0.7, "max_tokens": 24,
-    }
-    return ChatRequest(**{**fields, **changes})
+def request(model: str, **changes) -> Prompt:
+    fields = {"model": model, "system": "You are a QA engineer.", "user": "Name one edge case of sorting.",
+              "temperature": 0.7, "max_tokens": 24}
+    return Prompt(**{**fields, **changes})
 
 
 async def test_a_real_model_answers_with_text_and_token_counts(llm_endpoints):
@@ -43,7 +38,7 @@ async def test_a_request_the_server_cannot_serve_is_an_http_error(llm_endpoints)
     try:
         with pytest.raises(LlmHttpError, match="HTTP 4|HTTP 5"):
             # A prompt past the model's context window.
-            await client.complete(request(llm_endpoints["llm_model"], messages=[ChatMessage("user", "word " * 20_000)]))
+            await client.complete(request(llm_endpoints["llm_model"], user="word " * 20_000))
     finally:
         await client.close()
 

@@ -21,18 +21,11 @@ from contracts.events import (
     TurnRequested,
     Verdict,
 )
-from services.agents.adapters.llm import LlmBadResponse, parse_completion
-from services.agents.domain import (
-    Completion,
-    GivenContext,
-    LlmFailure,
-    chat_request,
-    given_up,
-    outcome,
-)
+from services.agents.adapters.wire import LlmBadResponse, ResponseFormat, chat_request, parse_completion
+from services.agents.domain import Completion, LlmFailure, prompt_for
+from services.agents.outcomes import GivenContext, given_up, outcome
 from services.agents.prompts import ROLE_FOCUS, system_prompt
 from services.agents.structured import (
-    ResponseFormat,
     StructuredOutputInvalid,
     answer_token_bound,
     choice_type,
@@ -68,8 +61,11 @@ JUDGE = ask(Phase.JUDGE, agent=ARCHITECT, author="qa-1", proposal="Fuzz it.")
 SELECT = ask(Phase.SELECT, agent=ARCHITECT, author="", candidates=CANDIDATES)
 
 
-def chat(request: TurnRequested, dialect: ResponseFormat = ResponseFormat.JSON_SCHEMA, max_tokens: int = 100):
-    return chat_request(request, model="m", max_tokens=max_tokens, dialect=dialect)
+def chat(request: TurnRequested, dialect: ResponseFormat = ResponseFormat.JSON_SCHEMA, max_tokens: int = 100,
+         thinking: bool = True, context: str = ""):
+    """The request body a turn sends: its prompt, in the dialect."""
+    return chat_request(prompt_for(request, model="m", max_tokens=max_tokens, context=context), dialect,
+                        thinking=thinking)
 
 
 def prompt(request: TurnRequested) -> str:
@@ -140,8 +136,7 @@ def test_the_chat_request_carries_the_agents_temperature_seed_and_persona_with_t
 
 
 def test_a_model_asked_not_to_think_gets_it_in_its_chat_template_and_otherwise_nothing_extra_is_sent():
-    quiet = chat_request(ask(Phase.PROPOSE), model="m", max_tokens=100, dialect=ResponseFormat.JSON_SCHEMA,
-                         thinking=False)
+    quiet = chat(ask(Phase.PROPOSE), thinking=False)
     default = chat(ask(Phase.PROPOSE))
 
     assert json.loads(msgspec.json.encode(quiet))["chat_template_kwargs"] == {"enable_thinking": False}
@@ -333,8 +328,7 @@ def test_an_empty_or_malformed_completion_is_an_error_not_a_proposal(body, reaso
 
 
 def test_the_read_model_context_comes_before_the_brief_in_the_user_prompt():
-    request = chat_request(ask(Phase.PROPOSE), model="m", max_tokens=100, dialect=ResponseFormat.JSON_SCHEMA,
-                           context="Decisions already made:\n- task t, DEV: dev-1 won.")
+    request = chat(ask(Phase.PROPOSE), context="Decisions already made:\n- task t, DEV: dev-1 won.")
     user = request.messages[1].content
     assert user.index("dev-1 won.") < user.index("Task t")
 
@@ -343,8 +337,7 @@ def test_no_secret_in_a_task_reaches_the_prompt():
     leaky = msgspec.structs.replace(BRIEF, task=msgspec.structs.replace(
         BRIEF.task, description="Connect with postgres://app:s3cr3t@db/app and api_key=AKIA0123456789ABCDEF."))
     request = msgspec.structs.replace(ask(Phase.PROPOSE), brief=leaky)
-    sent = " ".join(m.content for m in chat_request(
-        request, model="m", max_tokens=100, dialect=ResponseFormat.JSON_SCHEMA, context="token: abc123def456").messages)
+    sent = " ".join(m.content for m in chat(request, context="token: abc123def456").messages)
     assert "s3cr3t" not in sent and "AKIA0123456789ABCDEF" not in sent and "abc123def456" not in sent
     assert "postgres://app:[REDACTED]@db/app" in sent
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from services.agents.structured import ResponseFormat
+from services.agents.adapters.wire import ResponseFormat
 from services.mesh.settings import RESPONSE_FORMATS, SettingsError, load_settings
 
 NATS = {"FLEET_NATS_URL": "nats://x:1"}

@@ -24,11 +24,11 @@ from contracts.events import (
     TurnInput,
     TurnRequested,
 )
-from services.agents.domain import chat_request
+from services.agents.adapters.wire import ResponseFormat, chat_request
+from services.agents.domain import prompt_for
 from services.agents.prompts import TEMPLATE_TOKENS, Part, fit
 from services.agents.structured import (
     WHITESPACE_TOKENS,
-    ResponseFormat,
     UnboundedSchema,
     answer_schema,
     answer_token_bound,
@@ -148,7 +148,7 @@ def test_a_brief_near_the_size_limit_is_cut_so_that_prompt_and_answer_fit_the_wi
                                                                          score=5.0)])
     request = TurnRequested(deliberation=ref, turn=Turn(phase=phase, round=0, agent_id="architect-1", author_id="a"),
                             agent=agent, brief=brief, input=given_input)
-    chat = chat_request(request, model="m", max_tokens=256, dialect=ResponseFormat.JSON_SCHEMA, context_window=4096)
+    chat = chat_request(prompt_for(request, model="m", max_tokens=256, context_window=4096), ResponseFormat.JSON_SCHEMA)
     prompt_bytes = sum(len(m.content.encode()) for m in chat.messages)
     assert prompt_bytes + chat.max_tokens + TEMPLATE_TOKENS <= 4096
     user = chat.messages[1].content

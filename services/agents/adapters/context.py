@@ -8,8 +8,8 @@ from nats.aio.client import Client
 
 from contracts.events import TurnRequested
 from contracts.queries import AGENT_CONTEXT, GetAgentContext
-from services.agents.domain import GivenContext
 from services.agents.handlers import ContextSource
+from services.agents.outcomes import GivenContext
 from services.mesh.queries import QueryFailed, ask
 
 log = logging.getLogger("fleet.agents.context")

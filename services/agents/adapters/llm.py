@@ -8,70 +8,16 @@ from dataclasses import dataclass, field
 import aiohttp
 import msgspec
 
-from services.agents.domain import ChatRequest, Completion
-
-
-class LlmError(Exception):
-    """Base of the typed LLM errors; the class name is reported as `error_class`."""
-
-
-class LlmConnectionRefused(LlmError):
-    pass
-
-
-class LlmTimeout(LlmError):
-    pass
-
-
-class LlmHttpError(LlmError):
-    pass
-
-
-class LlmBadResponse(LlmError):
-    pass
-
-
-class _Message(msgspec.Struct):
-    content: str | None = None
-
-
-class _Choice(msgspec.Struct):
-    message: _Message
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class _ChatResponse(msgspec.Struct):
-    choices: list[_Choice]
-    model: str = ""
-    usage: _Usage | None = None
-
-
-_response_decoder = msgspec.json.Decoder(_ChatResponse)
-
-
-def parse_completion(body: bytes, *, requested_model: str, latency_ms: int) -> Completion:
-    """Read a chat completion; an empty or malformed answer is an error, never a proposal."""
-    try:
-        response = _response_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise LlmBadResponse(f"malformed chat completion: {exc}") from None
-    if not response.choices:
-        raise LlmBadResponse("chat completion has no choices")
-    content = (response.choices[0].message.content or "").strip()
-    if not content:
-        raise LlmBadResponse("chat completion content is empty")
-    usage = response.usage or _Usage()
-    return Completion(
-        content=content,
-        model=response.model or requested_model,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        latency_ms=latency_ms,
-    )
+from services.agents.adapters.wire import (
+    LlmConnectionRefused,
+    LlmHttpError,
+    LlmTimeout,
+    ResponseFormat,
+    chat_request,
+    parse_completion,
+)
+from services.agents.domain import Completion, Prompt
+from services.mesh.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -79,6 +25,18 @@ class LlmConfig:
     base_url: str
     timeout_s: float = 60.0
     api_key: str | None = field(default=None, repr=False)
+    # How the server is asked for a schema-following answer.
+    dialect: ResponseFormat = ResponseFormat.JSON_SCHEMA
+    # False asks a hybrid reasoning model (Qwen3 on vLLM) to answer without thinking first.
+    thinking: bool = True
+
+
+def llm_config(settings: Settings) -> LlmConfig:
+    """The LLM server the settings name, and how to speak to it."""
+    return LlmConfig(
+        base_url=settings.require_llm(), timeout_s=settings.llm_timeout_s, api_key=settings.llm_api_key,
+        dialect=ResponseFormat(settings.llm_response_format), thinking=settings.llm_thinking,
+    )
 
 
 class LlmClient:
@@ -92,7 +50,8 @@ class LlmClient:
             headers["Authorization"] = f"Bearer {self._config.api_key}"
         return headers
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def complete(self, prompt: Prompt) -> Completion:
+        request = chat_request(prompt, self._config.dialect, thinking=self._config.thinking)
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._config.timeout_s))
         url = self._config.base_url.rstrip("/") + "/chat/completions"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ray
 
-from services.agents.adapters.llm import LlmClient, LlmConfig, LlmError
-from services.agents.domain import ChatRequest, Completion, LlmFailure
+from services.agents.adapters.llm import LlmClient, LlmConfig
+from services.agents.adapters.wire import LlmError
+from services.agents.domain import Completion, LlmFailure, Prompt
 
 NAMESPACE = "swe-ai-fleet"
 
@@ -17,9 +18,9 @@ class AgentActor:
         self.agent_id = agent_id
         self._client = LlmClient(config)
 
-    async def complete(self, request: ChatRequest) -> Completion | LlmFailure:
+    async def complete(self, prompt: Prompt) -> Completion | LlmFailure:
         try:
-            return await self._client.complete(request)
+            return await self._client.complete(prompt)
         except LlmError as exc:
             return LlmFailure(error_class=type(exc).__name__, message=str(exc))
 
@@ -52,9 +53,9 @@ class AgentPool:
             )
         return self._actors[agent_id]
 
-    async def complete(self, agent_id: str, request: ChatRequest) -> Completion | LlmFailure:
+    async def complete(self, agent_id: str, prompt: Prompt) -> Completion | LlmFailure:
         try:
-            return await self._actor(agent_id).complete.remote(request)
+            return await self._actor(agent_id).complete.remote(prompt)
         except ray.exceptions.RayActorError:
             # The cached handle points at a dead actor: look it up again next time.
             self._actors.pop(agent_id, None)
