@@ -56,6 +56,34 @@ class ReadModelStore[W](Protocol):
     async def close(self) -> None: ...
 
 
+class NamespacePointer:
+    """The active namespace, and the rebuild holding it in place, as two keys of a Redis-compatible server
+    (Valkey, or the server FalkorDB runs in), beside the namespaces themselves."""
+
+    def __init__(self, client, *, key_prefix: str, first_namespace: str) -> None:
+        self._client = client
+        self._active = f"{key_prefix}:active"
+        self._rebuilding = f"{key_prefix}:rebuilding"
+        self._first = first_namespace
+
+    async def active(self) -> str:
+        """The first call names the first namespace; every later call returns what the pointer says."""
+        await self._client.set(self._active, self._first, nx=True)
+        return await self._client.get(self._active)
+
+    async def switch_to(self, namespace: str) -> str | None:
+        return await self._client.set(self._active, namespace, get=True)
+
+    async def rebuild_in_place(self) -> str | None:
+        return await self._client.get(self._rebuilding)
+
+    async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
+        if rebuild is None:
+            await self._client.delete(self._rebuilding)
+        else:
+            await self._client.set(self._rebuilding, rebuild)
+
+
 def canonical_hash(items: Sequence[object]) -> str:
     """SHA-256 of the sorted, canonical JSON of the items."""
     lines = sorted(json.dumps(item, sort_keys=True, default=str) for item in items)

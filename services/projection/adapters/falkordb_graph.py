@@ -8,7 +8,7 @@ from falkordb.asyncio import FalkorDB
 from redis.exceptions import ResponseError
 
 from services.projection import cypher
-from services.projection.stores import canonical_hash
+from services.projection.stores import NamespacePointer, canonical_hash
 from services.projection.vocabulary import GraphWrite, Label
 
 FIRST_GENERATION = "g1"
@@ -22,15 +22,14 @@ class FalkorGraphStore:
         self._db = FalkorDB.from_url(uri)
         self._base = base
         # The pointer to the active graph lives beside the graphs, in the same server.
-        self._pointer = f"{base}:graph:active"
-        self._rebuild_marker = f"{base}:graph:rebuilding"
+        self._pointer = NamespacePointer(self._db.connection, key_prefix=f"{base}:graph",
+                                         first_namespace=self.fresh_namespace(FIRST_GENERATION))
 
     def fresh_namespace(self, generation: str) -> str:
         return f"{self._base}_{generation}"
 
     async def active_namespace(self) -> str:
-        await self._db.connection.set(self._pointer, self.fresh_namespace(FIRST_GENERATION), nx=True)
-        return await self._db.connection.get(self._pointer)
+        return await self._pointer.active()
 
     async def prepare(self, namespace: str) -> None:
         graph = self._db.select_graph(namespace)
@@ -58,16 +57,13 @@ class FalkorGraphStore:
         await self._db.select_graph(namespace).query(cypher.REWIND_QUERY, {"stream": stream, "sequence": sequence})
 
     async def rebuild_in_place(self) -> str | None:
-        return await self._db.connection.get(self._rebuild_marker)
+        return await self._pointer.rebuild_in_place()
 
     async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
-        if rebuild is None:
-            await self._db.connection.delete(self._rebuild_marker)
-        else:
-            await self._db.connection.set(self._rebuild_marker, rebuild)
+        await self._pointer.mark_rebuild_in_place(rebuild)
 
     async def switch_to(self, namespace: str) -> str | None:
-        return await self._db.connection.set(self._pointer, namespace, get=True)
+        return await self._pointer.switch_to(namespace)
 
     async def drop(self, namespace: str) -> None:
         if namespace in await self._db.list_graphs():

@@ -9,7 +9,7 @@ import msgspec
 import valkey.asyncio as valkey
 
 from services.projection.kv_model import AddToIndex, AddToSet, CountOnce, KvWrite, SetFields
-from services.projection.stores import canonical_hash
+from services.projection.stores import NamespacePointer, canonical_hash
 
 FIRST_GENERATION = "g1"
 CHECKPOINT = "checkpoint"
@@ -50,15 +50,14 @@ class ValkeyStore:
     def __init__(self, url: str, base: str = "fleet") -> None:
         self._client = valkey.from_url(url, decode_responses=True)
         self._base = base
-        self._pointer = f"{base}:kv:active"
-        self._rebuild_marker = f"{base}:kv:rebuilding"
+        self._pointer = NamespacePointer(self._client, key_prefix=f"{base}:kv",
+                                         first_namespace=self.fresh_namespace(FIRST_GENERATION))
 
     def fresh_namespace(self, generation: str) -> str:
         return f"{self._base}:kv:{generation}"
 
     async def active_namespace(self) -> str:
-        await self._client.set(self._pointer, self.fresh_namespace(FIRST_GENERATION), nx=True)
-        return await self._client.get(self._pointer)
+        return await self._pointer.active()
 
     async def prepare(self, namespace: str) -> None:
         """Nothing to declare: keys come into being with their first write."""
@@ -75,16 +74,13 @@ class ValkeyStore:
         await self._client.set(f"{namespace}:{CHECKPOINT}:{stream}", sequence)
 
     async def rebuild_in_place(self) -> str | None:
-        return await self._client.get(self._rebuild_marker)
+        return await self._pointer.rebuild_in_place()
 
     async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
-        if rebuild is None:
-            await self._client.delete(self._rebuild_marker)
-        else:
-            await self._client.set(self._rebuild_marker, rebuild)
+        await self._pointer.mark_rebuild_in_place(rebuild)
 
     async def switch_to(self, namespace: str) -> str | None:
-        return await self._client.set(self._pointer, namespace, get=True)
+        return await self._pointer.switch_to(namespace)
 
     async def drop(self, namespace: str) -> None:
         batch = []
