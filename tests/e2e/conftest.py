@@ -12,8 +12,13 @@ from tests.support import wait_for
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that leave the shared mesh broken (`@pytest.mark.breaks_mesh`) run after all the others."""
-    items.sort(key=lambda item: item.get_closest_marker("breaks_mesh") is not None)
+    """Specs that need the mesh as it started (`@pytest.mark.fresh_mesh`) run first; specs that leave it
+    broken (`@pytest.mark.breaks_mesh`) run after all the others."""
+
+    def order(item) -> int:
+        return -1 if item.get_closest_marker("fresh_mesh") else int(item.get_closest_marker("breaks_mesh") is not None)
+
+    items.sort(key=order)
 
 
 @pytest.fixture(scope="session")
