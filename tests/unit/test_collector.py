@@ -291,6 +291,7 @@ def test_when_the_judge_scores_no_proposal_the_checks_and_answered_critiques_ran
     state, out = run(state, [failure(r, "StructuredOutputInvalid") for r in requests(out)])
     (scored,) = of_type(out, DeliberationScored)
     assert scored.scored_by == ScoredBy.CHECKS
+    assert sorted(s.agent_id for s in scored.scores) == ["dev-1", "dev-2", "dev-3"]
     assert all(s.score is None and "StructuredOutputInvalid" in s.scoring_error for s in scored.scores)
     (select,) = requests(out)
     assert [c.agent_id for c in select.input.candidates] == ["dev-2", "dev-3", "dev-1"]
