@@ -38,11 +38,14 @@ async def test_it_runs_idempotent_cypher_merges(redis_endpoints, unique):
 async def test_its_falkordb_module_is_the_release_the_docker_route_pins(redis_endpoints):
     client = valkey.from_url(redis_endpoints["valkey_url"])
     try:
-        modules = {m[b"name"]: m[b"ver"] for m in await client.execute_command("MODULE", "LIST")}
+        # Each module comes as a flat list of its fields and their values: name, graph, ver, 42201, ...
+        modules = [dict(zip(fields[::2], fields[1::2], strict=True))
+                   for fields in await client.execute_command("MODULE", "LIST")]
     finally:
         await client.aclose()
     # The module reports its version as major * 10000 + minor * 100 + patch.
-    major, rest = divmod(modules[b"graph"], 10_000)
+    [graph] = [m[b"ver"] for m in modules if m[b"name"] == b"graph"]
+    major, rest = divmod(graph, 10_000)
     minor, patch = divmod(rest, 100)
 
     assert FALKORDB_IMAGE.endswith(f":v{major}.{minor}.{patch}")
