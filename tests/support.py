@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import catalog
 from services.mesh.runtime import SideWork, Wiring, bind_durables, new_broker
@@ -85,3 +86,13 @@ async def running_service(service: str, nats_url: str, wire: Wiring, **settings)
 
 def body_of(payload) -> bytes:
     return msgspec.json.encode(payload)
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of the first Prometheus sample `name` with these label values (exact, so role="DEV" is not
+    role="DEVOPS"); 0 when there is none."""
+    for family in text_string_to_metric_families(metrics):
+        for found in family.samples:
+            if found.name == name and labels.items() <= found.labels.items():
+                return found.value
+    return 0.0
