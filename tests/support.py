@@ -60,6 +60,8 @@ async def wait_for(
 
 async def wait_until_idle(js: JetStreamContext, stream: str, durables: list[str], timeout_s: float = 60.0) -> None:
     """Wait until each durable has consumed and acked everything in its stream."""
+    if not durables:
+        raise ValueError("no durables to wait for: an empty list would be idle at once")
     deadline = time.monotonic() + timeout_s
     while True:
         infos = [await js.consumer_info(stream, durable) for durable in durables]

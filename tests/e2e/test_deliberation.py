@@ -125,6 +125,7 @@ async def test_the_read_models_show_the_story_and_its_decision_and_a_rebuild_rep
         result.winner.agent_id, result.rationale, "COMPLETED")
     written = [t for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)
                if t.turn.phase in (Phase.PROPOSE, Phase.REVISE)]
+    assert {t.turn.phase for t in written} == {Phase.PROPOSE, Phase.REVISE}
     assert all(t.context_hash and t.context_error is None for t in written)
 
     settings = Settings(data_dir=Path("."), nats_url=endpoints["nats_url"], valkey_url=endpoints["valkey_url"],
