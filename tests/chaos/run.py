@@ -32,13 +32,12 @@ from tests.chaos.readback import (
     compare_read_models,
     dead_letters_after,
     durables_idle,
-    last_sequence,
     results_of,
     wait_for_results,
     wait_until,
 )
 from tests.e2e.flows import as_operator
-from tests.support import body_of, decode, read_stream
+from tests.support import body_of, decode, last_sequence, read_stream
 
 STANDIN, EMBEDDED = "standin", "embedded"
 # The monitor only reads; on 2 cores its fold of every stream would slow the services under test.

@@ -40,7 +40,7 @@ from services.projection.rebuild import rebuild
 from services.projection.vocabulary import Label, NodeWrite
 from streams.definitions import AGENT, ORCHESTRATION, PLANNING
 from tests.servers import docker_available
-from tests.support import decode, read_stream
+from tests.support import decode, last_sequence, read_stream
 
 pytestmark = pytest.mark.integration
 
@@ -302,7 +302,7 @@ async def test_a_killed_projector_resumes_from_its_checkpoint_and_counts_each_ev
     follower = asyncio.create_task(kv.follow(js, AGENT))
     for index, event in enumerate(data_proposals[:3]):
         await publish(js, event, f"{unique}-turn-{index}")
-    await checkpoint_reaches(kv, namespace, AGENT, await last_sequence(js, AGENT))
+    await checkpoint_reaches(kv, namespace, AGENT, await last_sequence(js, AGENT.name))
     follower.cancel()  # killed: nothing in memory survives, only the checkpoint stored with the model
     with contextlib.suppress(asyncio.CancelledError):
         await follower
@@ -319,7 +319,7 @@ async def test_a_killed_projector_resumes_from_its_checkpoint_and_counts_each_ev
     restarted = Projector(kv.spec, kv.store, counted)
     follower = asyncio.create_task(restarted.follow(js, AGENT))
     try:
-        await checkpoint_reaches(kv, namespace, AGENT, await last_sequence(js, AGENT))
+        await checkpoint_reaches(kv, namespace, AGENT, await last_sequence(js, AGENT.name))
     finally:
         follower.cancel()
 
@@ -331,10 +331,6 @@ async def test_a_killed_projector_resumes_from_its_checkpoint_and_counts_each_ev
                   if decode(m).deliberation.role == Role.DATA]
     assert len(data_turns) >= 6
     assert int(stats["turns_completed"]) == len(data_turns)
-
-
-async def last_sequence(js, stream) -> int:
-    return (await js.stream_info(stream.name)).state.last_seq
 
 
 async def checkpoint_reaches(projector, namespace: str, stream, sequence: int, within_s: float = 30.0) -> None:

@@ -1,6 +1,5 @@
 """The deliberation aggregate as pure functions: given these events, expect this state and these commands."""
 
-import datetime as dt
 import random
 
 import msgspec
@@ -14,7 +13,6 @@ from contracts.events import (
     DeliberationAdvanced,
     DeliberationCompleted,
     DeliberationFailed,
-    DeliberationRef,
     DeliberationScored,
     DeliberationStarted,
     Phase,
@@ -32,14 +30,12 @@ from services.collector.domain import DECIDED_BY_RANKING, Deliberation, ended_ph
 from services.collector.handlers import Record as CollectorRecord
 from services.collector.replay import replay
 from services.collector.scoring import check_original, check_python_parses, eligible, rank, score_all
-from services.councils.domain import architect_of, default_councils, new_council
+from services.councils.domain import new_council
 from services.mesh.outbox import pack, unpack
 from services.planning.domain import MAX_BRIEF_BYTES
+from tests.support import ARCHITECT, REF, T0, at
 
-T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-REF = DeliberationRef(deliberation_id="d-1", story_id="s", plan_id="p", task_id="t", role=Role.DEV)
 RUBRIC = {"correctness": "works", "clarity": "clear"}
-ARCHITECT = architect_of({c.role: c for c in default_councils()})
 
 
 def started(council=None) -> DeliberationStarted:
@@ -50,10 +46,6 @@ def started(council=None) -> DeliberationStarted:
         architect=ARCHITECT,
         started_at=T0,
     )
-
-
-def at(seconds: float) -> dt.datetime:
-    return T0 + dt.timedelta(seconds=seconds)
 
 
 def requests(outgoing) -> list[TurnRequested]:

@@ -6,9 +6,10 @@ import msgspec
 
 from contracts import catalog
 from contracts.events import Brief, DeliberationRef, DeliberationRequested, DeliberationStarted, PlannedTask, Role
-from services.councils.domain import architect_of, default_councils, new_council
+from services.councils.domain import new_council
 from services.dispatch.domain import Claim, start
 from services.mesh.publishing import Outgoing
+from tests.support import ARCHITECT
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 REQUEST = DeliberationRequested(
@@ -16,7 +17,7 @@ REQUEST = DeliberationRequested(
     brief=Brief(task=PlannedTask(task_id="t", title="Ship it"), rubric={"safety": "no downtime"}),
     approved_by="alice",
     council=new_council(Role.DEVOPS, 5, critique_rounds=2),
-    architect=architect_of({c.role: c for c in default_councils()}),
+    architect=ARCHITECT,
 )
 
 

@@ -70,18 +70,13 @@ from services.projection.vocabulary import (
     revision_key,
     task_key,
 )
+from tests.support import REF, T0, at
 
-T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV)
 DEV_COUNCIL = new_council(Role.DEV, 3)
 ARCHITECT = AgentProfile(agent_id="architect-1", role=Role.ARCHITECT, persona="the architect", temperature=0.2,
                          seed=7)
 BRIEF = Brief(task=PlannedTask(task_id="t-1", title="Add caching", description="Cache the reads."),
               rubric={"correctness": "works"})
-
-
-def at(seconds: float) -> dt.datetime:
-    return T0 + dt.timedelta(seconds=seconds)
 
 
 def envelope(event: Event, occurred_at: dt.datetime = T0, event_id: str | None = None) -> Envelope:
