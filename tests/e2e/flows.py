@@ -7,7 +7,7 @@ import uuid
 
 from contracts import catalog
 from contracts.envelope import MSG_ID
-from contracts.events import CouncilCreated, PlanApproved, PlannedTask, Role
+from contracts.events import Council, CouncilCreated, CouncilDeleted, PlanApproved, PlannedTask, Role
 from services.councils.directory import CouncilDirectory
 from services.councils.domain import default_councils
 from services.mesh.runtime import connect
@@ -63,6 +63,24 @@ async def with_default_councils(js, roles) -> None:
         created = CouncilCreated(council=defaults[role], created_by="e2e")
         await js.publish(catalog.COUNCIL_CREATED.subject, body_of(created), headers={MSG_ID: f"e2e-{uuid.uuid4()}"})
     while set(roles) - set(await directory.councils()):
+        await asyncio.sleep(0.2)
+
+
+async def put_back_councils(js, councils: dict[Role, Council], within_s: float = 60.0) -> None:
+    """Make the mesh's councils `councils` again: re-create each one changed or deleted, delete any added."""
+    directory = CouncilDirectory(js)
+    now = await directory.councils()
+    for role, council in councils.items():
+        if now.get(role) != council:
+            created = CouncilCreated(council=council, created_by="e2e")
+            await js.publish(catalog.COUNCIL_CREATED.subject, body_of(created),
+                             headers={MSG_ID: f"e2e-{uuid.uuid4()}"})
+    for role in now.keys() - councils.keys():
+        deleted = CouncilDeleted(role=role, deleted_by="e2e")
+        await js.publish(catalog.COUNCIL_DELETED.subject, body_of(deleted), headers={MSG_ID: f"e2e-{uuid.uuid4()}"})
+    deadline = asyncio.get_running_loop().time() + within_s
+    while await directory.councils() != councils:
+        assert asyncio.get_running_loop().time() < deadline, "the councils were not put back"
         await asyncio.sleep(0.2)
 
 
