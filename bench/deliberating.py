@@ -26,7 +26,7 @@ from bench.llm_standin import standin_plan
 from contracts import catalog
 from contracts.events import Council, PlanApproved, PlannedTask, Role
 from services.cli.stream_tools import consumer_statuses, one_line, read_all
-from services.councils.directory import CouncilDirectory, created, deleted
+from services.councils.directory import CouncilDirectory, replace_councils
 from services.embedded.servers import ray_temp_dir, running_server
 from services.embedded.stack import EmbeddedStack
 from services.mesh.publishing import EventPublisher
@@ -118,15 +118,9 @@ async def keep_evidence(data_dir: Path, js: JetStreamContext) -> Path:
 async def set_councils(stack: EmbeddedStack, councils: Iterable[Council], remove: Iterable[Role] = ()) -> None:
     """Replace the councils of these roles and delete those of `remove`, as `fleet council` does."""
     client = await connect(load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}))
-    directory, publisher = CouncilDirectory(client.jetstream()), EventPublisher(client.jetstream(), producer=BENCH_USER)
+    publisher = EventPublisher(client.jetstream(), producer=BENCH_USER)
     try:
-        for council in councils:
-            if council.role in await directory.councils():
-                await publisher.publish(deleted(council.role, BENCH_USER, revision=await directory.revision()))
-            await publisher.publish(created(council, BENCH_USER, revision=await directory.revision()))
-        for role in remove:
-            if role in await directory.councils():
-                await publisher.publish(deleted(role, BENCH_USER, revision=await directory.revision()))
+        await replace_councils(CouncilDirectory(client.jetstream()), publisher, BENCH_USER, put=councils, remove=remove)
     finally:
         await client.drain()
 

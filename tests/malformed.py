@@ -40,6 +40,11 @@ class Ingress:
         body = self.body if len(self.body) <= 200 else self.body[:200] + f"... ({len(self.body)} bytes)".encode()
         return f"Ingress({self.flaw!r}, {self.subject!r}, {self.headers!r}, {body!r}, says={self.says!r})"
 
+    def __post_init__(self) -> None:
+        # A case that says nothing would pass any rejection: `all()` over no parts is true.
+        if not self.says:
+            raise ValueError(f"{self.flaw}: a malformed message must say what its rejection names")
+
     @property
     def wire_size(self) -> int:
         """Headers and body as NATS counts them against its 1 MiB payload limit."""

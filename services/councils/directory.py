@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 import msgspec
 from nats.js import JetStreamContext
@@ -73,6 +74,24 @@ def created(council: Council, by: str, *, revision: int) -> Outgoing:
 def deleted(role: Role, by: str, *, revision: int) -> Outgoing:
     event = CouncilDeleted(role=role, deleted_by=by)
     return Outgoing(event, event_id=deterministic_id("council.deleted", role.value, str(revision)))
+
+
+async def replace_councils(
+    directory: CouncilDirectory, publisher: EventPublisher, by: str, *, put: Iterable[Council] = (),
+    remove: Iterable[Role] = (),
+) -> None:
+    """Give each council's role that council (a different one it had is deleted first), and delete the
+    councils of `remove`; as `fleet council delete` and `create` would, one after the other."""
+    for council in put:
+        existing = (await directory.councils()).get(council.role)
+        if existing == council:
+            continue
+        if existing is not None:
+            await publisher.publish(deleted(council.role, by, revision=await directory.revision()))
+        await publisher.publish(created(council, by, revision=await directory.revision()))
+    for role in remove:
+        if role in await directory.councils():
+            await publisher.publish(deleted(role, by, revision=await directory.revision()))
 
 
 async def seed_default_councils(directory: CouncilDirectory, publisher: EventPublisher, by: str) -> bool:

@@ -20,16 +20,20 @@ import aiohttp
 from nats.js import JetStreamContext
 
 from bench.llm_standin import standin_plan
+from contracts import catalog
 from services.embedded.processes import ManagedProcess
 from services.embedded.servers import ServerPlan, http_ready, tcp_ready
 from services.embedded.stack import EmbeddedStack
-from streams.definitions import CONSUMERS
+from streams.definitions import CONSUMERS, ConsumerSpec
 from tests.chaos.readback import wait_until
 
 # How long a healed thing may take to be back before the fault run says it did not come back.
 BACK_WITHIN_S = 90.0
 # How long a kill waits for its service to hold unacknowledged messages, so that it cuts work in half.
 IN_FLIGHT_WITHIN_S = 10.0
+# How long a kill keeps its service frozen waiting for a message its open pull request may still bring,
+# before it lets the service run again and fetch anew (a pull request lasts 5 s, services/mesh/consuming.py).
+FROZEN_FOR_WORK_S = 1.5
 
 
 class FaultDidNotHeal(RuntimeError):
@@ -111,7 +115,7 @@ async def services_connected(stack: EmbeddedStack) -> bool:
     """Every service's /healthz says its NATS connection is up."""
     answers = await asyncio.gather(*(http_ready(f"http://127.0.0.1:{port}/healthz")
                                      for port in stack.metrics_ports.values()))
-    return all(answers)
+    return bool(answers) and all(answers)
 
 
 @dataclass
@@ -136,25 +140,49 @@ class Fault:
 
 @dataclass
 class KillService(Fault):
-    """SIGKILL a service's process: no shutdown, no acks; the supervisor must restart it."""
+    """SIGKILL a service's process: no shutdown, no acks; the supervisor must restart it.
+
+    The kill comes while the service holds work: delivered messages it has not acknowledged. It is
+    frozen (SIGSTOP) first, so what its durables report is what the kill meets: a frozen process
+    acknowledges nothing more. `observed["work_at_kill"]` has each durable's figures at that moment,
+    and `observed["unacked_at_kill"]` their unacknowledged messages in all (None for the projection,
+    which follows streams with no durable).
+    """
 
     service: str = ""
 
     async def inject(self, target: Target) -> None:
         supervised = target.stack.services[self.service]
-        with contextlib.suppress(FaultDidNotHeal):
-            await _until(lambda: self._in_flight(target.js), "work in flight", within_s=IN_FLIGHT_WITHIN_S,
-                         every_s=0.05)
-        self.observed.update(killed_pid=supervised.process.pid, restarts_before=supervised.restarts,
-                             unacked_at_kill=self._unacked)
-        self._killed_at = time.monotonic()
-        os.kill(supervised.process.pid, signal.SIGKILL)
-
-    async def _in_flight(self, js: JetStreamContext) -> bool:
-        """The service's durables hold delivered, unacknowledged messages (the projection has no durable)."""
+        pid = supervised.process.pid
         durables = [c for c in CONSUMERS if c.service == self.service]
-        self._unacked = sum([(await js.consumer_info(c.stream, c.durable)).num_ack_pending or 0 for c in durables])
-        return self._unacked > 0 or not durables
+        work = await self._frozen_holding_work(target.js, pid, durables)
+        self.observed.update(killed_pid=pid, restarts_before=supervised.restarts, work_at_kill=work,
+                             unacked_at_kill=_unacked(work) if durables else None)
+        self._killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+
+    async def _frozen_holding_work(self, js: JetStreamContext, pid: int, durables: list[ConsumerSpec]) -> dict:
+        """Freeze the service once it holds unacknowledged messages, or at the deadline; its durables' figures.
+
+        Frozen while idle, it still gets the messages its open pull request asks for, and cannot ack
+        them; if none comes, it runs again for a moment to fetch anew.
+        """
+        deadline = time.monotonic() + IN_FLIGHT_WITHIN_S
+        while True:
+            os.kill(pid, signal.SIGSTOP)
+            if not durables:
+                return {}
+
+            async def holds_work() -> bool:
+                return _unacked(await held_work(js, durables)) > 0
+
+            with contextlib.suppress(FaultDidNotHeal):
+                await _until(holds_work, "work in flight", within_s=FROZEN_FOR_WORK_S, every_s=0.05)
+            work = await held_work(js, durables)
+            if _unacked(work) > 0 or time.monotonic() > deadline:
+                return work
+            os.kill(pid, signal.SIGCONT)
+            await asyncio.sleep(0.1)
 
     async def heal(self, target: Target) -> None:
         supervised = target.stack.services[self.service]
@@ -169,6 +197,17 @@ class KillService(Fault):
         self.observed["healthy_after_s"] = round(
             await _until(lambda: http_ready(f"http://127.0.0.1:{port}/healthz"), f"{self.service} healthy")
             + self.observed["restarted_after_s"], 1)
+
+
+async def held_work(js: JetStreamContext, durables: list[ConsumerSpec]) -> dict[str, dict[str, int]]:
+    """Each durable's messages delivered and not yet acknowledged (unacked), and not yet delivered (pending)."""
+    infos = {c.durable: await js.consumer_info(c.stream, c.durable) for c in durables}
+    return {durable: {"unacked": info.num_ack_pending or 0, "pending": info.num_pending or 0}
+            for durable, info in infos.items()}
+
+
+def _unacked(work: dict[str, dict[str, int]]) -> int:
+    return sum(figures["unacked"] for figures in work.values())
 
 
 @dataclass
@@ -245,7 +284,7 @@ def all_faults() -> list[Fault]:
     """Every fault of the run, in the order it injects them; fresh objects, since each records what it saw."""
     # No hold: healing is the supervisor's restart, and waiting for it measures how soon it comes.
     kills = [KillService(f"kill-{name}", f"SIGKILL {name}; the supervisor restarts it", hold_s=0.0, service=name)
-             for name in ("planning", "dispatch", "agents", "collector", "projection")]
+             for name in catalog.SERVICES if name != catalog.MONITOR]
     return [
         Fault("none", "no fault: the baseline"),
         *kills,

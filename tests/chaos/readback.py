@@ -107,10 +107,6 @@ async def compare_read_models(js: JetStreamContext, stack: EmbeddedStack, within
     return comparisons
 
 
-async def last_sequence(js: JetStreamContext, stream: str) -> int:
-    return (await js.stream_info(stream)).state.last_seq
-
-
 async def dead_letters_after(js: JetStreamContext, sequence: int) -> list:
     return [(m.metadata.sequence.stream, decode(m)) for m in await read_stream(js, catalog.MESSAGE_REJECTED.subject)
             if m.metadata.sequence.stream > sequence]

@@ -32,13 +32,12 @@ from tests.chaos.readback import (
     compare_read_models,
     dead_letters_after,
     durables_idle,
-    last_sequence,
     results_of,
     wait_for_results,
     wait_until,
 )
 from tests.e2e.flows import as_operator
-from tests.support import body_of, decode, read_stream
+from tests.support import body_of, decode, last_sequence, read_stream
 
 STANDIN, EMBEDDED = "standin", "embedded"
 # The monitor only reads; on 2 cores its fold of every stream would slow the services under test.
@@ -60,9 +59,13 @@ class Options:
     # How long to wait for every result once the fault is healed: a lost deliberation fails, it does not hang.
     result_timeout_s: float = 600.0
     data_dir: Path | None = None
+    # The agents' LLM timeout, when not the default for the LLM below.
+    llm_timeout: float | None = None
 
     @property
     def llm_timeout_s(self) -> float:
+        if self.llm_timeout is not None:
+            return self.llm_timeout
         # The stand-in answers at once; a real SmolLM2 on 2 cores queues a turn behind another.
         return 3.0 if self.llm == STANDIN else 20.0
 
@@ -196,6 +199,8 @@ async def run_fault(target: Target, js: JetStreamContext, fault: Fault, options:
            + "; ".join(f"{c.name}: {c.summary}" for c in checks))
     for reason, count in done.outcomes.failure_reasons.items():
         report(f"  [dim]{count} failed: {reason}[/]")
+    if (work := fault.observed.get("work_at_kill")) is not None:
+        report(f"  [dim]killed holding {fault.observed['unacked_at_kill']} unacknowledged message(s): {work}[/]")
     return done
 
 

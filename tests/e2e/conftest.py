@@ -6,8 +6,9 @@ import pytest
 
 from contracts import catalog
 from contracts.events import Role
+from services.councils.directory import CouncilDirectory
 from services.embedded.stack import EmbeddedStack
-from tests.e2e.flows import as_operator
+from tests.e2e.flows import as_operator, put_back_councils
 from tests.support import wait_for
 
 
@@ -47,3 +48,12 @@ async def js(mesh):
     client = await as_operator(stack)
     yield client.jetstream()
     await client.drain()
+
+
+@pytest.fixture
+async def councils_put_back(js):
+    """The councils as the spec found them, put back after it: a spec that deletes or changes one leaves
+    the next the mesh it found, whether it passed or failed."""
+    before = await CouncilDirectory(js).councils()
+    yield
+    await put_back_councils(js, before)

@@ -6,17 +6,20 @@ import asyncio
 import uuid
 
 from contracts import catalog
-from contracts.envelope import MSG_ID
-from contracts.events import CouncilCreated, PlanApproved, PlannedTask, Role
-from services.councils.directory import CouncilDirectory
+from contracts.events import Council, PlanApproved, PlannedTask, Role
+from services.councils.directory import CouncilDirectory, replace_councils
 from services.councils.domain import default_councils
+from services.mesh.publishing import EventPublisher
 from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
 from services.planning.client import approve_plan
 from services.planning.domain import deliberation_id
-from tests.support import body_of, decode, read_stream, wait_for
+from tests.support import decode, read_stream, wait_for
 
 RESULT_TIMEOUT_S = 300.0
+
+# The producer and the author of what the end-to-end specs publish.
+E2E = "e2e"
 
 
 async def as_operator(stack):
@@ -41,7 +44,7 @@ def of(deliberation: str):
 
 
 async def approve(js, approval: PlanApproved) -> str:
-    await approve_plan(js, approval, by="e2e")
+    await approve_plan(js, approval, by=E2E)
     return id_of(approval)
 
 
@@ -60,10 +63,18 @@ async def with_default_councils(js, roles) -> None:
     """Give each role its default council again if an earlier spec deleted it (specs share one mesh)."""
     directory = CouncilDirectory(js)
     defaults = {council.role: council for council in default_councils()}
-    for role in set(roles) - set(await directory.councils()):
-        created = CouncilCreated(council=defaults[role], created_by="e2e")
-        await js.publish(catalog.COUNCIL_CREATED.subject, body_of(created), headers={MSG_ID: f"e2e-{uuid.uuid4()}"})
-    while set(roles) - set(await directory.councils()):
+    missing = set(roles) - set(await directory.councils())
+    await replace_councils(directory, EventPublisher(js, producer=E2E), E2E, put=[defaults[role] for role in missing])
+
+
+async def put_back_councils(js, councils: dict[Role, Council], within_s: float = 60.0) -> None:
+    """Make the mesh's councils `councils` again: re-create each one changed or deleted, delete any added."""
+    directory = CouncilDirectory(js)
+    await replace_councils(directory, EventPublisher(js, producer=E2E), E2E, put=councils.values(),
+                           remove=(await directory.councils()).keys() - councils.keys())
+    deadline = asyncio.get_running_loop().time() + within_s
+    while await directory.councils() != councils:
+        assert asyncio.get_running_loop().time() < deadline, "the councils were not put back"
         await asyncio.sleep(0.2)
 
 

@@ -1,6 +1,7 @@
 """Repairing and explaining on the running mesh: a dead letter redriven after its fix, a decision replayed."""
 
 import json
+import uuid
 
 import pytest
 
@@ -16,17 +17,18 @@ from tests.support import body_of, decode, read_stream, wait_for
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.usefixtures("councils_put_back")
 async def test_an_approval_dead_lettered_for_want_of_a_council_is_redriven_after_the_fix_and_runs_once(js, mesh):
     stack, _ = mesh
     await js.publish(catalog.COUNCIL_DELETED.subject, body_of(CouncilDeleted(role=Role.DEVOPS, deleted_by="e2e")),
-                     headers={MSG_ID: "e2e-redrive-delete-devops"})
+                     headers={MSG_ID: f"e2e-redrive-delete-devops-{uuid.uuid4()}"})
     approval = approval_for(Role.DEVOPS)
     deliberation = await approve(js, approval)
     [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
                               lambda m: decode(m).original_headers.get(MSG_ID) == f"{approval.plan_id}-1", 1)
     await js.publish(catalog.COUNCIL_CREATED.subject,
                      body_of(CouncilCreated(council=new_council(Role.DEVOPS, 3), created_by="e2e")),
-                     headers={MSG_ID: "e2e-redrive-create-devops"})
+                     headers={MSG_ID: f"e2e-redrive-create-devops-{uuid.uuid4()}"})
 
     first = await fleet(stack, "dlq", "redrive", str(letter.metadata.sequence.stream), "--yes")
     second = await fleet(stack, "dlq", "redrive", str(letter.metadata.sequence.stream), "--yes")

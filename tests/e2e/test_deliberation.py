@@ -125,6 +125,7 @@ async def test_the_read_models_show_the_story_and_its_decision_and_a_rebuild_rep
         result.winner.agent_id, result.rationale, "COMPLETED")
     written = [t for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)
                if t.turn.phase in (Phase.PROPOSE, Phase.REVISE)]
+    assert {t.turn.phase for t in written} == {Phase.PROPOSE, Phase.REVISE}
     assert all(t.context_hash and t.context_error is None for t in written)
 
     settings = Settings(data_dir=Path("."), nats_url=endpoints["nats_url"], valkey_url=endpoints["valkey_url"],
@@ -148,9 +149,10 @@ async def test_a_malformed_approval_is_dead_lettered_with_its_reason_and_the_mes
     assert decode(letter).original_body == malformed
 
 
+@pytest.mark.usefixtures("councils_put_back")
 async def test_a_role_without_a_council_is_dead_lettered_with_that_reason(js):
     await js.publish(catalog.COUNCIL_DELETED.subject, body_of(CouncilDeleted(role=Role.DEVOPS, deleted_by="e2e")),
-                     headers={MSG_ID: "e2e-delete-devops"})
+                     headers={MSG_ID: f"e2e-delete-devops-{uuid.uuid4()}"})
     approval = approval_for(Role.DEVOPS)
     await approve(js, approval)
     [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
@@ -158,13 +160,14 @@ async def test_a_role_without_a_council_is_dead_lettered_with_that_reason(js):
     assert decode(letter).reason.startswith("no council for role DEVOPS")
 
 
+@pytest.mark.usefixtures("councils_put_back")
 async def test_a_failing_agent_leaves_a_quorum_that_completes_without_it(js):
     council = new_council(Role.DATA, 3)
     # A persona longer than the model's context: the server refuses every request of this agent.
     unanswerable = msgspec.structs.replace(council.agents[1], persona="word " * 5000)
     council = msgspec.structs.replace(council, agents=[council.agents[0], unanswerable, council.agents[2]])
     await js.publish(catalog.COUNCIL_CREATED.subject, body_of(CouncilCreated(council=council, created_by="e2e")),
-                     headers={MSG_ID: "e2e-data-council"})
+                     headers={MSG_ID: f"e2e-data-council-{uuid.uuid4()}"})
     deliberation = await approve(js, approval_for(Role.DATA))
     result = await result_of(js, deliberation)
     assert isinstance(result, DeliberationCompleted), result

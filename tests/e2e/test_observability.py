@@ -5,7 +5,7 @@ import pytest
 
 from contracts.events import Role
 from tests.e2e.flows import approval_for, approve, result_of
-from tests.integration.test_observability import sample
+from tests.support import sample
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +32,7 @@ async def test_each_service_serves_health_and_metrics_and_a_deliberation_shows_i
     assert sample(agents, "fleet_llm_tokens_total", kind="completion") >= 1
     assert sample(agents, "fleet_messages_total", consumer="agents-turn-requests", outcome="handled") >= 1
     assert sample(collector, "fleet_deliberation_phase_seconds_count", phase="propose") >= 1
-    assert sample(collector, "fleet_deliberations_total", outcome="completed") >= 1
-    assert Role.DEV.value in collector
+    assert sample(collector, "fleet_deliberations_total", role=Role.DEV.value, outcome="completed") >= 1
     projection = await scrape(metrics["projection"])
     assert sample(projection, "fleet_projected_events_total", projection="graph", stream="ORCHESTRATION") >= 1
     assert sample(projection, "fleet_projection_position", projection="kv", stream="AGENT") >= 1

@@ -5,6 +5,8 @@ import valkey.asyncio as valkey
 from falkordb.asyncio import FalkorDB
 from redis.asyncio import BlockingConnectionPool
 
+from tests.servers import FALKORDB_IMAGE
+
 pytestmark = pytest.mark.integration
 
 
@@ -31,3 +33,19 @@ async def test_it_runs_idempotent_cypher_merges(redis_endpoints, unique):
     assert result.result_set == [["s-1", "p-1", 1]]
     await graph.delete()
     await pool.aclose()
+
+
+async def test_its_falkordb_module_is_the_release_the_docker_route_pins(redis_endpoints):
+    client = valkey.from_url(redis_endpoints["valkey_url"])
+    try:
+        # Each module comes as a flat list of its fields and their values: name, graph, ver, 42201, ...
+        modules = [dict(zip(fields[::2], fields[1::2], strict=True))
+                   for fields in await client.execute_command("MODULE", "LIST")]
+    finally:
+        await client.aclose()
+    # The module reports its version as major * 10000 + minor * 100 + patch.
+    [graph] = [m[b"ver"] for m in modules if m[b"name"] == b"graph"]
+    major, rest = divmod(graph, 10_000)
+    minor, patch = divmod(rest, 100)
+
+    assert FALKORDB_IMAGE.endswith(f":v{major}.{minor}.{patch}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from pathlib import Path
 
@@ -18,7 +19,15 @@ from services.mesh.runtime import connect
 from services.mesh.settings import Settings
 from services.planning.app import SERVICE, wire
 from streams.apply import apply_all
-from streams.permissions import OPERATOR, PROVISIONER, USERS, authorization, inbox_prefix, password_variable
+from streams.permissions import (
+    OPERATOR,
+    PROVISIONER,
+    SERVICE_USERS,
+    USERS,
+    authorization,
+    inbox_prefix,
+    password_variable,
+)
 from tests.integration.test_planning_service import approval
 from tests.integration.test_stream_tools import fleet
 from tests.support import body_of, decode, read_stream, running_service, wait_for
@@ -73,6 +82,28 @@ async def test_a_service_cannot_publish_an_event_it_does_not_produce(secured):
                for r in refused), refused
 
 
+def refused_publishing(refused: list[str]) -> set[str]:
+    """The subjects the server's permission errors name as refused for publishing."""
+    return {match[1] for r in refused if (match := re.search(r'permissions violation for publish to "([^"]+)"', r,
+                                                              re.IGNORECASE))}
+
+
+@pytest.mark.parametrize("user", SERVICE_USERS)
+async def test_the_server_refuses_a_service_each_event_it_does_not_produce(secured, user):
+    url, passwords = secured
+    others = {spec.subject for spec in catalog.EVENTS
+              if catalog.ANY_SERVICE not in spec.producers and user not in spec.producers}
+
+    async def publish_each(client) -> None:
+        for subject in sorted(others):
+            await client.publish(subject, b"{}")
+
+    refused = await refusals(url, user, passwords, publish_each)
+
+    # A wildcard grant ("orchestration.>", ">") would let some of them through: each must be refused.
+    assert refused_publishing(refused) == others
+
+
 async def test_a_service_cannot_read_events_or_replies_meant_for_others(secured):
     url, passwords = secured
 
@@ -121,8 +152,16 @@ async def test_the_clusters_users_file_takes_each_password_from_the_servers_envi
     config.write_text(authorization())  # as k8s/base/nats/auth.conf has it: no password written in
 
     async with running_server(nats_plan(tmp_path, config), tmp_path) as endpoints:
-        client = await connect(as_user(endpoints["nats_url"], catalog.COLLECTOR, passwords))
+        url = endpoints["nats_url"]
+        client = await connect(as_user(url, catalog.COLLECTOR, passwords))
+        connected = client.is_connected
         await client.close()
+        # Another user's password, which the server also read from its environment, is not the collector's.
+        with pytest.raises(nats.errors.Error, match="(?i)authorization"):
+            await connect(as_user(url, catalog.COLLECTOR, {catalog.COLLECTOR: passwords[catalog.PLANNING]}),
+                          max_reconnect_attempts=0, allow_reconnect=False)
+
+    assert connected
 
 
 async def test_the_provisioning_jobs_declare_the_streams_and_seed_the_councils_once_as_the_provisioner(

@@ -13,7 +13,7 @@ from contracts.envelope import MSG_ID, TRACEPARENT, traceparent_for
 from contracts.events import PlanApproved, PlannedTask, Role
 from services.mesh.logs import CorrelationFilter, formatter
 from services.planning.app import SERVICE, wire
-from tests.support import body_of, decode, running_service, wait_for, wait_until_idle
+from tests.support import body_of, decode, running_service, sample, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.integration
 
@@ -21,14 +21,6 @@ pytestmark = pytest.mark.integration
 def approval(unique: str) -> PlanApproved:
     return PlanApproved(story_id=f"s-{unique}", plan_id=f"p-{unique}", approved_by="alice", roles=[Role.DEV],
                         tasks=[PlannedTask(task_id="t-1", title="Model orders")])
-
-
-def sample(metrics: str, name: str, **labels: str) -> float:
-    """The value of one Prometheus sample whose labels include `labels`; 0 when there is none."""
-    for line in metrics.splitlines():
-        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """The deliberation aggregate as pure functions: given these events, expect this state and these commands."""
 
-import datetime as dt
 import random
 
 import msgspec
@@ -14,11 +13,11 @@ from contracts.events import (
     DeliberationAdvanced,
     DeliberationCompleted,
     DeliberationFailed,
-    DeliberationRef,
     DeliberationScored,
     DeliberationStarted,
     Phase,
     PlannedTask,
+    RankedProposal,
     Role,
     ScoredBy,
     Turn,
@@ -30,15 +29,13 @@ from contracts.events import (
 from services.collector.domain import DECIDED_BY_RANKING, Deliberation, ended_phase, outcome_of, step
 from services.collector.handlers import Record as CollectorRecord
 from services.collector.replay import replay
-from services.collector.scoring import check_original, check_python_parses, rank, score_all
-from services.councils.domain import architect_of, default_councils, new_council
+from services.collector.scoring import check_original, check_python_parses, eligible, rank, score_all
+from services.councils.domain import new_council
 from services.mesh.outbox import pack, unpack
 from services.planning.domain import MAX_BRIEF_BYTES
+from tests.support import ARCHITECT, REF, T0, at
 
-T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-REF = DeliberationRef(deliberation_id="d-1", story_id="s", plan_id="p", task_id="t", role=Role.DEV)
 RUBRIC = {"correctness": "works", "clarity": "clear"}
-ARCHITECT = architect_of({c.role: c for c in default_councils()})
 
 
 def started(council=None) -> DeliberationStarted:
@@ -49,10 +46,6 @@ def started(council=None) -> DeliberationStarted:
         architect=ARCHITECT,
         started_at=T0,
     )
-
-
-def at(seconds: float) -> dt.datetime:
-    return T0 + dt.timedelta(seconds=seconds)
 
 
 def requests(outgoing) -> list[TurnRequested]:
@@ -93,9 +86,9 @@ def answer_proposals(state, outgoing, contents=("Plan A: cache reads.", "Plan B:
     return run(state, [answer(r, c) for r, c in zip(asked, contents, strict=True)])
 
 
-def to_judging(contents=None):
+def to_judging(contents=None, council=None):
     """Through propose, one critique round and revise, to the start of judging."""
-    state, out = step(None, started(), T0)
+    state, out = step(None, started(council), T0)
     state, out = answer_proposals(state, out, *([contents] if contents else []))
     state, out = run(state, [answer(r) for r in requests(out)])  # critiques
     state, out = run(state, [answer(r, f"Revised by {r.turn.author_id}: {r.input.proposal}") for r in requests(out)])
@@ -162,6 +155,35 @@ def test_scores_rank_the_proposals_and_the_architect_chooses_among_the_top_k():
     assert [r.agent_id for r in completed.ranking] == ["dev-2", "dev-3", "dev-1"]
     assert completed.duration_ms == 100_000
     assert state.finished
+
+
+def test_of_more_scored_proposals_than_k_only_the_top_k_go_to_the_architect_who_cannot_choose_another():
+    state, out = to_judging(council=new_council(Role.DEV, 3, top_k=2, phase_deadline_s=60))
+    verdicts = {"dev-1": verdict(5, 5), "dev-2": verdict(9, 8), "dev-3": verdict(7, 7)}
+    state, out = run(state, [answer(r, verdict=verdicts[r.turn.author_id]) for r in requests(out)])
+    (select,) = requests(out)
+    assert [c.agent_id for c in select.input.candidates] == ["dev-2", "dev-3"]
+
+    state, out = step(state, answer(select, choice=Choice(winner_id="dev-1", rationale="Cheapest.")), at(100))
+    (decision,) = of_type(out, DecisionMade)
+    assert decision.candidates == ["dev-2", "dev-3"]
+    assert (decision.winner_id, decision.decided_by) == ("dev-2", DECIDED_BY_RANKING)
+    assert "'dev-1', who is not a candidate" in decision.rationale
+
+
+def test_the_top_k_are_the_best_scored_qualified_proposals_and_without_scores_the_best_by_the_checks():
+    def ranked(*standings):
+        return [RankedProposal(rank=rank, agent_id=agent, score=score, qualified=qualified)
+                for rank, (agent, score, qualified) in enumerate(standings, start=1)]
+
+    judged = ranked(("dev-4", 9.0, True), ("dev-1", 8.0, True), ("dev-5", 7.5, True), ("dev-2", 6.0, True),
+                    ("dev-3", None, True), ("dev-6", None, False))
+    unscored = ranked(("dev-2", None, True), ("dev-1", None, True), ("dev-3", None, True), ("dev-4", None, False))
+
+    assert [(r.agent_id, r.rank) for r in eligible(judged, 2)[0]] == [("dev-4", 1), ("dev-1", 2)]
+    assert eligible(judged, 2)[1] == ScoredBy.JUDGE
+    assert [r.agent_id for r in eligible(unscored, 2)[0]] == ["dev-2", "dev-1"]
+    assert eligible(unscored, 2)[1] == ScoredBy.CHECKS
 
 
 def test_an_architect_that_cannot_decide_leaves_the_top_score_to_win_and_says_so():
@@ -279,6 +301,7 @@ def test_when_the_judge_scores_no_proposal_the_checks_and_answered_critiques_ran
     state, out = run(state, [failure(r, "StructuredOutputInvalid") for r in requests(out)])
     (scored,) = of_type(out, DeliberationScored)
     assert scored.scored_by == ScoredBy.CHECKS
+    assert sorted(s.agent_id for s in scored.scores) == ["dev-1", "dev-2", "dev-3"]
     assert all(s.score is None and "StructuredOutputInvalid" in s.scoring_error for s in scored.scores)
     (select,) = requests(out)
     assert [c.agent_id for c in select.input.candidates] == ["dev-2", "dev-3", "dev-1"]

@@ -307,4 +307,8 @@ def test_the_asyncapi_document_has_every_subject_and_who_sends_and_receives_it()
                       == spec.subject]
         assert sum(o["action"] == "send" for o in on_subject) == len(spec.producers), spec.subject
         assert sum(o["action"] == "receive" for o in on_subject) == len(spec.consumers), spec.subject
-    assert all("reply" in o for o in operations if o["channel"]["$ref"].endswith(("show_v1", "list_v1", "context_v1")))
+    for query in QUERIES:
+        on_query = [o for o in operations if document["channels"][o["channel"]["$ref"].rsplit("/", 1)[1]]["address"]
+                    == query.subject]
+        assert {o["action"] for o in on_query} == {"send", "receive"}, query.subject
+        assert all("reply" in o for o in on_query), query.subject

@@ -102,7 +102,7 @@ def test_every_case_of_the_set_is_a_valid_approval_within_the_brief_limit():
         approval = approval_of(case, "test")
         assert not oversized_briefs(approval), case.name
         text = (case.title + " " + case.description).lower()
-        assert all(keyword in text for keyword in case.keywords), case.name
+        assert case.keywords and all(keyword in text for keyword in case.keywords), case.name
     near_limit = [approval_of(c, "test") for c in cases if c.pad_to_bytes]
     assert len(near_limit) == 2
     assert all(len(msgspec.json.encode(a)) > 0.75 * MAX_BRIEF_BYTES for a in near_limit)

@@ -25,9 +25,9 @@ from contracts.events import (
 )
 from services.councils.domain import new_council
 from services.monitor.domain import FINISHED_KEPT, RECENT_EVENTS, MonitorState
+from tests.support import REF
 
 T0 = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)
-REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV)
 AGENT = AgentProfile(agent_id="dev-1", role=Role.DEV, persona="p", temperature=0.2, seed=1)
 
 

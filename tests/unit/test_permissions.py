@@ -1,4 +1,8 @@
-"""NATS permissions follow the catalog: who produces an event may publish it, and nobody else."""
+"""NATS permissions follow the catalog: who produces an event may publish it, and nobody else.
+
+A grant is read as nats-server reads it, a pattern (`*` one token, `>` the rest), so a wildcard added
+to a service's grants lets it through to subjects the catalog gives to others, and these specs fail.
+"""
 
 from pathlib import Path
 
@@ -6,7 +10,7 @@ import pytest
 
 from contracts import catalog
 from contracts.queries import AGENT_CONTEXT, QUERIES
-from streams.definitions import BUCKETS, CONSUMERS
+from streams.definitions import BUCKETS, CONSUMERS, STREAMS, subject_matches
 from streams.permissions import (
     MONITOR,
     OPERATOR,
@@ -22,8 +26,17 @@ from streams.permissions import (
 CHECKED_IN = Path(__file__).parents[2] / "k8s" / "base" / "nats" / "auth.conf"
 
 
+EVENT_SUBJECTS = {spec.subject for spec in catalog.EVENTS}
+
+
 def may_publish(user: str, subject: str) -> bool:
-    return subject in permissions_for(user).publish
+    """Whether one of `user`'s publish grants lets `subject` through, as the server matches them."""
+    return any(subject_matches(grant, subject) for grant in permissions_for(user).publish)
+
+
+def acked(spec) -> str:
+    """A subject the server acks one message of durable `spec` on (delivery count, sequences, time, pending)."""
+    return f"$JS.ACK.{spec.stream}.{spec.durable}.1.7.7.1764676800000000000.0"
 
 
 @pytest.mark.parametrize("spec", [s for s in catalog.EVENTS if catalog.ANY_SERVICE not in s.producers],
@@ -41,24 +54,34 @@ def test_every_service_that_handles_messages_may_dead_letter_them_and_the_monito
     assert not any(may_publish(MONITOR, spec.subject) for spec in catalog.EVENTS)
 
 
-def test_a_durable_is_pulled_and_acked_by_the_service_that_owns_it_alone():
-    for spec in CONSUMERS:
-        pull = f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}"
-        ack = f"$JS.ACK.{spec.stream}.{spec.durable}.>"
-        assert {user for user in SERVICE_USERS if may_publish(user, pull)} == {spec.service}
-        assert {user for user in SERVICE_USERS if may_publish(user, ack)} == {spec.service}
+@pytest.mark.parametrize("spec", CONSUMERS, ids=lambda s: s.durable)
+def test_a_durable_is_pulled_and_acked_by_the_service_that_owns_it_alone(spec):
+    pull = f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}"
+
+    assert {user for user in SERVICE_USERS if may_publish(user, pull)} == {spec.service}
+    assert {user for user in SERVICE_USERS if may_publish(user, acked(spec))} == {spec.service}
 
 
-def test_a_bucket_is_written_by_the_service_that_owns_it_alone():
-    for spec in BUCKETS:
-        assert {user for user in SERVICE_USERS if may_publish(user, f"$KV.{spec.bucket}.>")} == {spec.service}
+@pytest.mark.parametrize("spec", BUCKETS, ids=lambda s: s.bucket)
+def test_a_bucket_is_written_by_the_service_that_owns_it_alone(spec):
+    assert {user for user in SERVICE_USERS if may_publish(user, f"$KV.{spec.bucket}.d-1")} == {spec.service}
 
 
-def test_no_service_may_declare_or_delete_streams_only_the_provisioner():
-    for user in SERVICE_USERS:
-        assert not any(s.startswith(("$JS.API.STREAM.CREATE", "$JS.API.STREAM.DELETE", "$JS.API.STREAM.UPDATE",
-                                     "$JS.API.>")) for s in permissions_for(user).publish), user
-    assert "$JS.API.>" in permissions_for(PROVISIONER).publish
+@pytest.mark.parametrize("stream", [s.name for s in STREAMS])
+def test_no_service_may_declare_change_or_delete_a_stream_only_the_provisioner(stream):
+    for action in ("CREATE", "UPDATE", "DELETE"):
+        api = f"$JS.API.STREAM.{action}.{stream}"
+        assert {user for user in USERS if may_publish(user, api)} == {PROVISIONER, OPERATOR}, api
+
+
+@pytest.mark.parametrize("user", SERVICE_USERS)
+def test_a_service_is_granted_each_event_subject_by_name_never_by_a_wildcard(user):
+    # The catalog names every event subject, so a pattern that covers one (">", "orchestration.>")
+    # grants what nothing asked for, now or when an event is added.
+    covering = {grant for grant in permissions_for(user).publish
+                if any(subject_matches(grant, subject) for subject in EVENT_SUBJECTS)}
+
+    assert covering <= EVENT_SUBJECTS, covering - EVENT_SUBJECTS
 
 
 def test_each_user_reads_only_its_own_inboxes_and_only_the_projection_answers_queries():

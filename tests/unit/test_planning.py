@@ -33,6 +33,7 @@ def test_an_approval_requests_one_deliberation_per_task_and_role():
 def test_each_request_carries_its_roles_council_and_the_architect_as_they_are_at_approval():
     councils = {**COUNCILS, Role.DEV: new_council(Role.DEV, 5)}
     requests = request_deliberations(approval(), councils)
+    assert len(requests) == 4
     assert all(r.council == councils[r.deliberation.role] for r in requests)
     assert {len(r.council.agents) for r in requests if r.deliberation.role == Role.DEV} == {5}
     assert all(r.architect == COUNCILS[Role.ARCHITECT].agents[0] for r in requests)
@@ -68,11 +69,13 @@ def test_the_legacy_format_is_upcast_to_v1_with_the_plan_as_its_topic():
 
 def test_rubric_and_constraints_reach_every_request():
     requests = request_deliberations(approval(rubric={"clarity": "plain"}, constraints=["no downtime"]), COUNCILS)
+    assert len(requests) == 4
     assert all(r.brief.rubric == {"clarity": "plain"} and r.brief.constraints == ["no downtime"] for r in requests)
 
 
 def test_an_approval_without_a_rubric_is_judged_on_the_default_one():
     requests = request_deliberations(approval(), COUNCILS)
+    assert len(requests) == 4
     assert all(r.brief.rubric == DEFAULT_RUBRIC for r in requests)
 
 

@@ -69,18 +69,13 @@ from services.projection.vocabulary import (
     revision_key,
     task_key,
 )
+from tests.support import REF, T0, at
 
-T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-REF = DeliberationRef(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV)
 DEV_COUNCIL = new_council(Role.DEV, 3)
 ARCHITECT = AgentProfile(agent_id="architect-1", role=Role.ARCHITECT, persona="the architect", temperature=0.2,
                          seed=7)
 BRIEF = Brief(task=PlannedTask(task_id="t-1", title="Add caching", description="Cache the reads."),
               rubric={"correctness": "works"})
-
-
-def at(seconds: float) -> dt.datetime:
-    return T0 + dt.timedelta(seconds=seconds)
 
 
 def envelope(event: Event, occurred_at: dt.datetime = T0, event_id: str | None = None) -> Envelope:
@@ -560,10 +555,11 @@ def test_the_activity_entry_is_unique_per_event_id_and_the_same_for_a_replayed_e
     replayed = kv_model.activity_entry(event, envelope(event, event_id="e-1"))
     another = kv_model.activity_entry(event, envelope(event, event_id="e-2"))
 
-    assert first == replayed
-    assert first.member != another.member
-    assert json.loads(first.member)["event_id"] == "e-1"
-    assert json.loads(first.member)["type"] == "deliberation.started.v1"
+    expected = AddToIndex(ACTIVITY_KEY, (
+        '{"aggregate_id": "d-1", "at": "2026-11-22T12:00:00.000000Z", "correlation_id": "c-1", "event_id": "e-1", '
+        '"producer": "test", "type": "deliberation.started.v1"}'), T0.timestamp(), capped=ACTIVITY_KEPT)
+    assert [first, replayed] == [expected, expected]
+    assert json.loads(another.member)["event_id"] == "e-2"
 
 
 @given(st.text(), st.text(), st.text(), st.text(), st.sampled_from(["deliberation.started", "a\"b\\c"]))
