@@ -12,6 +12,8 @@ import statistics
 from collections import deque
 from dataclasses import asdict, dataclass, field
 
+import msgspec
+
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
 from contracts.queries import DeliberationStatus, failed_status
@@ -193,8 +195,7 @@ def _decided(state: MonitorState, event: ev.DecisionMade, at: str) -> None:
     if (row := state._row(event.deliberation_id)) is None:
         return
     row.rationale, row.decided_by = event.rationale, event.decided_by
-    row.ranking = [{"rank": r.rank, "agent_id": r.agent_id, "score": r.score, "qualified": r.qualified}
-                   for r in event.ranking]
+    row.ranking = msgspec.to_builtins(event.ranking)
 
 
 def _completed(state: MonitorState, event: ev.DeliberationCompleted, at: str) -> None:
@@ -204,8 +205,7 @@ def _completed(state: MonitorState, event: ev.DeliberationCompleted, at: str) ->
     row.status, row.finished_at, row.duration_ms = DeliberationStatus.COMPLETED, at, event.duration_ms
     row.winner_id, row.winner_score = event.winner.agent_id, event.winner.score
     row.winner_content, row.rationale, row.decided_by = event.winner.content, event.rationale, event.decided_by
-    row.ranking = [{"rank": r.rank, "agent_id": r.agent_id, "score": r.score, "qualified": r.qualified}
-                   for r in event.ranking]
+    row.ranking = msgspec.to_builtins(event.ranking)
 
 
 def _failed(state: MonitorState, event: ev.DeliberationFailed, at: str) -> None:

@@ -84,6 +84,24 @@ class NamespacePointer:
             await self._client.set(self._rebuilding, rebuild)
 
 
+class PointedNamespaces:
+    """The ReadModelStore methods about which namespace is active, for a store that keeps a NamespacePointer."""
+
+    _pointer: NamespacePointer
+
+    async def active_namespace(self) -> str:
+        return await self._pointer.active()
+
+    async def rebuild_in_place(self) -> str | None:
+        return await self._pointer.rebuild_in_place()
+
+    async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
+        await self._pointer.mark_rebuild_in_place(rebuild)
+
+    async def switch_to(self, namespace: str) -> str | None:
+        return await self._pointer.switch_to(namespace)
+
+
 def canonical_hash(items: Sequence[object]) -> str:
     """SHA-256 of the sorted, canonical JSON of the items."""
     lines = sorted(json.dumps(item, sort_keys=True, default=str) for item in items)

@@ -8,13 +8,13 @@ from falkordb.asyncio import FalkorDB
 from redis.exceptions import ResponseError
 
 from services.projection import cypher
-from services.projection.stores import NamespacePointer, canonical_hash
+from services.projection.stores import NamespacePointer, PointedNamespaces, canonical_hash
 from services.projection.vocabulary import GraphWrite, Label
 
 FIRST_GENERATION = "g1"
 
 
-class FalkorGraphStore:
+class FalkorGraphStore(PointedNamespaces):
     kind = "graph"
     supports_swap = True
 
@@ -27,9 +27,6 @@ class FalkorGraphStore:
 
     def fresh_namespace(self, generation: str) -> str:
         return f"{self._base}_{generation}"
-
-    async def active_namespace(self) -> str:
-        return await self._pointer.active()
 
     async def prepare(self, namespace: str) -> None:
         graph = self._db.select_graph(namespace)
@@ -55,15 +52,6 @@ class FalkorGraphStore:
 
     async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
         await self._db.select_graph(namespace).query(cypher.REWIND_QUERY, {"stream": stream, "sequence": sequence})
-
-    async def rebuild_in_place(self) -> str | None:
-        return await self._pointer.rebuild_in_place()
-
-    async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
-        await self._pointer.mark_rebuild_in_place(rebuild)
-
-    async def switch_to(self, namespace: str) -> str | None:
-        return await self._pointer.switch_to(namespace)
 
     async def drop(self, namespace: str) -> None:
         if namespace in await self._db.list_graphs():

@@ -9,7 +9,7 @@ import msgspec
 import valkey.asyncio as valkey
 
 from services.projection.kv_model import AddToIndex, AddToSet, CountOnce, KvWrite, SetFields
-from services.projection.stores import NamespacePointer, canonical_hash
+from services.projection.stores import NamespacePointer, PointedNamespaces, canonical_hash
 
 FIRST_GENERATION = "g1"
 CHECKPOINT = "checkpoint"
@@ -43,7 +43,7 @@ return 1
 """
 
 
-class ValkeyStore:
+class ValkeyStore(PointedNamespaces):
     kind = "kv"
     supports_swap = True
 
@@ -55,9 +55,6 @@ class ValkeyStore:
 
     def fresh_namespace(self, generation: str) -> str:
         return f"{self._base}:kv:{generation}"
-
-    async def active_namespace(self) -> str:
-        return await self._pointer.active()
 
     async def prepare(self, namespace: str) -> None:
         """Nothing to declare: keys come into being with their first write."""
@@ -72,15 +69,6 @@ class ValkeyStore:
 
     async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
         await self._client.set(f"{namespace}:{CHECKPOINT}:{stream}", sequence)
-
-    async def rebuild_in_place(self) -> str | None:
-        return await self._pointer.rebuild_in_place()
-
-    async def mark_rebuild_in_place(self, rebuild: str | None) -> None:
-        await self._pointer.mark_rebuild_in_place(rebuild)
-
-    async def switch_to(self, namespace: str) -> str | None:
-        return await self._pointer.switch_to(namespace)
 
     async def drop(self, namespace: str) -> None:
         batch = []
