@@ -49,6 +49,8 @@ class Permissions:
     subscribe: tuple[str, ...]
     # May reply to whoever asked it, and only to them, once per request.
     allow_responses: bool = False
+    # Refused even where an allow matches: the durables of others, which an ordered reader's wildcards reach.
+    deny_publish: tuple[str, ...] = ()
 
 
 def inbox_prefix(user: str) -> str:
@@ -76,7 +78,10 @@ def permissions_for(user: str) -> Permissions:
     answers = user == catalog.PROJECTION
     if answers:
         subscribe += [spec.subject for spec in QUERIES]
-    return Permissions(user, publish=_unique(publish), subscribe=_unique(subscribe), allow_responses=answers)
+    ordered_streams = {stream.name for stream in _ordered_reads(user)}
+    deny = [subject for spec in CONSUMERS if spec.stream in ordered_streams for subject in _durable_changes(spec)]
+    return Permissions(user, publish=_unique(publish), subscribe=_unique(subscribe), allow_responses=answers,
+                       deny_publish=_unique(deny))
 
 
 def _produced_by(user: str, only: Iterable[catalog.EventSpec] | None = None) -> list[str]:
@@ -120,6 +125,17 @@ def _ordered_consumer(stream: StreamSpec) -> list[str]:
             f"$JS.API.CONSUMER.DELETE.{stream.name}.*", f"$JS.FC.{stream.name}.>"]
 
 
+def _durable_changes(spec: ConsumerSpec) -> list[str]:
+    """Creating, changing or deleting a declared durable: for the provisioner and the operator alone.
+
+    An ordered consumer's name is the server's choice, so its reader is allowed any name on its stream;
+    this keeps the declared durables out of that reach (nats-server applies a deny before an allow).
+    """
+    prefix = "$JS.API.CONSUMER"
+    return [f"{prefix}.CREATE.{spec.stream}.{spec.durable}", f"{prefix}.CREATE.{spec.stream}.{spec.durable}.>",
+            f"{prefix}.DURABLE.CREATE.{spec.stream}.{spec.durable}", f"{prefix}.DELETE.{spec.stream}.{spec.durable}"]
+
+
 def _unique(subjects: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(subjects))
 
@@ -141,7 +157,8 @@ def authorization(passwords: Mapping[str, str] | None = None) -> str:
         allowed = permissions_for(user)
         secret = _quoted(passwords[user]) if passwords is not None else f"${password_variable(user)}"
         lines += [f"    {{user: {_quoted(user)}, password: {secret}, permissions: {{",
-                  f"      publish: {{allow: {_list(allowed.publish)}}},",
+                  f"      publish: {{allow: {_list(allowed.publish)}"
+                  + (f", deny: {_list(allowed.deny_publish)}" if allowed.deny_publish else "") + "},",
                   f"      subscribe: {{allow: {_list(allowed.subscribe)}}}"]
         if allowed.allow_responses:
             lines[-1] += ","

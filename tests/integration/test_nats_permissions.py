@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 from pathlib import Path
@@ -15,10 +16,12 @@ from contracts.envelope import MSG_ID
 from contracts.events import Role
 from services.embedded.servers import nats_plan, running_server
 from services.embedded.stack import write_private
+from services.mesh.log_reader import Reading, read_to_end
 from services.mesh.runtime import connect
 from services.mesh.settings import Settings
 from services.planning.app import SERVICE, wire
 from streams.apply import apply_all
+from streams.definitions import CONSUMERS, PROJECTIONS, STREAMS
 from streams.permissions import (
     OPERATOR,
     PROVISIONER,
@@ -102,6 +105,40 @@ async def test_the_server_refuses_a_service_each_event_it_does_not_produce(secur
 
     # A wildcard grant ("orchestration.>", ">") would let some of them through: each must be refused.
     assert refused_publishing(refused) == others
+
+
+PROJECTED = {stream for projection in PROJECTIONS for stream in projection.streams}
+
+
+@pytest.mark.parametrize("reader", [catalog.MONITOR, catalog.PROJECTION])
+async def test_a_reader_of_the_log_may_make_its_own_ordered_consumers_but_not_touch_another_services_durable(
+        secured, reader):
+    url, passwords = secured
+    durable = next(spec for spec in CONSUMERS if spec.service not in (reader, catalog.MONITOR)
+                   and spec.stream in {s.name for s in STREAMS if reader == catalog.MONITOR or s in PROJECTED})
+    operator = await connect(as_user(url, OPERATOR, passwords))
+    await operator.jetstream().publish(durable.filter_subjects[0], b"{}")
+    read = []
+
+    async def read_then_meddle(client) -> None:
+        js = client.jetstream()
+        async for message in read_to_end(js, Reading(durable.stream)):
+            read.append(message)
+        for action in (js.delete_consumer(durable.stream, durable.durable),
+                       js.add_consumer(durable.stream, durable_name=durable.durable, ack_wait=1.0)):
+            with contextlib.suppress(nats.errors.Error):
+                await action
+
+    refused = await refusals(url, reader, passwords, read_then_meddle)
+
+    # The server lowercases the subjects it names.
+    assert refused_publishing(refused) == {
+        f"$JS.API.CONSUMER.DELETE.{durable.stream}.{durable.durable}".lower(),
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{durable.stream}.{durable.durable}".lower()}
+    assert read, "the reader read nothing of the stream it may read"
+    info = await operator.jetstream().consumer_info(durable.stream, durable.durable)
+    await operator.close()
+    assert info.config.ack_wait == durable.ack_wait_s
 
 
 async def test_a_service_cannot_read_events_or_replies_meant_for_others(secured):
