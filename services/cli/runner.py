@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +14,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from services.mesh.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
 
 console = Console()
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -45,7 +49,7 @@ async def _ignore(_: Exception) -> None:
 
 
 @contextlib.asynccontextmanager
-async def nats_connection(settings: Settings | None = None) -> AsyncIterator[Any]:
+async def nats_connection(settings: Settings | None = None) -> AsyncIterator[Client]:
     """A client of the mesh's NATS (as the operator under `fleet up --auth`), closed on the way out."""
     from services.mesh.runtime import connect
 
@@ -63,7 +67,7 @@ async def nats_connection(settings: Settings | None = None) -> AsyncIterator[Any
         await client.close()
 
 
-async def on_jetstream[T](work: Callable[[Any], Awaitable[T]]) -> T:
+async def on_jetstream[T](work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
     """`work(js)` against the mesh's JetStream."""
     async with nats_connection() as client:
         return await work(client.jetstream())
