@@ -30,12 +30,12 @@ from pathlib import Path
 import aiohttp
 from rich.console import Console
 
-from bench.deliberating import Results, approval, approve, councils_seeded
+from bench.deliberating import approval, approve, councils_seeded
 from bench.report import Figure, Result
 from contracts.events import Role
 from services.embedded import binaries
 from services.embedded.stack import EmbeddedStack
-from services.planning.client import deliberation_ids
+from services.planning.client import Results, deliberation_ids
 from tests.e2e.flows import as_operator
 
 COLD_START_TARGET_S = 15.0

@@ -25,7 +25,6 @@ from rich.console import Console
 
 from bench.deliberating import (
     Mesh,
-    Results,
     approval,
     approve,
     percentile,
@@ -36,7 +35,7 @@ from bench.deliberating import (
 from bench.report import Figure, Result
 from contracts.events import Role
 from services.councils.domain import new_council
-from services.planning.client import deliberation_ids
+from services.planning.client import Results, deliberation_ids
 
 FULL, PROPOSE_ONLY = Role.DEV, Role.QA
 WARM_UP = 5

@@ -6,20 +6,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import catalog
-from contracts.events import DeliberationRef, Role
+from contracts.envelope import to_headers
+from contracts.events import (
+    AgentProfile,
+    Brief,
+    Council,
+    DeliberationRef,
+    DeliberationRequested,
+    PlanApproved,
+    PlannedTask,
+    Role,
+)
 from services.councils.domain import architect_of, default_councils
+from services.mesh.log_reader import Reading, read_to_end
+from services.mesh.messages import Cause, Outgoing
+from services.mesh.publishing import envelope_for
 from services.mesh.runtime import SideWork, Wiring, bind_durables, new_broker
 from services.mesh.settings import Settings
+from streams.definitions import stream_for_subject
 
 # One deliberation of one task, and when it starts: each spec changes only what it is about.
 T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
@@ -34,26 +49,8 @@ def at(seconds: float) -> dt.datetime:
 
 
 async def read_stream(js: JetStreamContext, subject: str) -> list:
-    """Every message stored on `subject`, from the start of its stream."""
-    subscription = await js.pull_subscribe(
-        subject, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
-                                       inactive_threshold=30.0)
-    )
-    messages = []
-    try:
-        while True:
-            try:
-                batch = await subscription.fetch(256, timeout=0.5)
-            except TimeoutError:
-                # Nothing came within the timeout: the end, unless the server still holds messages for us
-                # (a busy machine can take longer than that to deliver the next batch).
-                if (await subscription.consumer_info()).num_pending == 0:
-                    break
-                continue
-            messages += batch
-    finally:
-        await subscription.unsubscribe()
-    return messages
+    """Every message stored on `subject` (a filter), from the start of its stream, through the mesh's log reader."""
+    return [message async for message in read_to_end(js, Reading(stream_for_subject(subject).name, subject))]
 
 
 async def last_sequence(js: JetStreamContext, stream: str) -> int:
@@ -118,3 +115,46 @@ def sample(metrics: str, name: str, **labels: str) -> float:
             if found.name == name and labels.items() <= found.labels.items():
                 return found.value
     return 0.0
+
+
+# When the chain publish_chain stores began, in its envelopes.
+CHAIN_STARTED = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)
+
+
+async def start_fleet(nats_url: str, data_dir, *args: str, env: dict | None = None):
+    """`fleet ARGS` as its own process, as an operator runs it, pointed at the test's NATS and data dir."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "FLEET_NATS_URL": nats_url, "FLEET_DATA_DIR": str(data_dir), "COLUMNS": "250",
+             **(env or {})},
+    )
+
+
+async def fleet(nats_url: str, data_dir, *args: str, env: dict | None = None, timeout_s: float = 60.0
+                ) -> tuple[int, str]:
+    """`fleet ARGS` run to its end: its exit code and what it printed."""
+    process = await start_fleet(nats_url, data_dir, *args, env=env)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout_s)
+    return process.returncode, out.decode()
+
+
+def profile(agent_id: str, role: Role = Role.DEV) -> AgentProfile:
+    return AgentProfile(agent_id=agent_id, role=role, persona="p", temperature=0.3, seed=1)
+
+
+async def publish_chain(js, unique: str) -> tuple[str, str]:
+    """An approval and the request it caused, with the envelope the services would give them."""
+    approval = PlanApproved(story_id=f"s-{unique}", plan_id=f"p-{unique}", approved_by="alice", roles=[Role.DEV],
+                            tasks=[PlannedTask(task_id="t", title="Cache reads")])
+    first = envelope_for(Outgoing(approval, f"approval-{unique}"), producer="upstream", cause=None, now=CHAIN_STARTED)
+    await js.publish(catalog.PLAN_APPROVED.subject, msgspec.json.encode(approval), headers=to_headers(first))
+    deliberation = f"d-{unique}"
+    request = DeliberationRequested(
+        deliberation=DeliberationRef(deliberation_id=deliberation, story_id=approval.story_id,
+                                     plan_id=approval.plan_id, task_id="t", role=Role.DEV),
+        brief=Brief(task=approval.tasks[0], rubric={}), approved_by="alice",
+        council=Council(role=Role.DEV, agents=[profile("dev-1")]), architect=profile("architect-1", Role.ARCHITECT))
+    second = envelope_for(Outgoing(request, f"request-{unique}"), producer="planning", cause=Cause.of(first),
+                          now=CHAIN_STARTED + dt.timedelta(milliseconds=40))
+    await js.publish(catalog.DELIBERATION_REQUESTED.subject, msgspec.json.encode(request), headers=to_headers(second))
+    return first.correlation_id, deliberation

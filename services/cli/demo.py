@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from nats.aio.client import Client
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
@@ -30,8 +31,6 @@ from contracts.events import (
 from services.mesh.log_reader import Reading, after_last, follow
 from services.mesh.messages import Outgoing
 from services.mesh.publishing import EventPublisher
-from services.mesh.runtime import connect
-from services.mesh.settings import Settings
 from services.planning.domain import deliberation_id
 from streams.definitions import stream_for_subject
 
@@ -130,7 +129,7 @@ def apply_event(progress: Progress, subject: str, data: bytes) -> None:
         row.result = event
 
 
-async def run_demo(settings: Settings, console: Console, timeout_s: float = 900.0) -> Progress:
+async def run_demo(client: Client, console: Console, timeout_s: float = 900.0) -> Progress:
     """Publish a sample approval and follow its causal chain until every deliberation has a result."""
     approval = sample_approval()
     event_id = str(uuid.uuid4())
@@ -140,7 +139,6 @@ async def run_demo(settings: Settings, console: Console, timeout_s: float = 900.
             key = deliberation_id(approval.story_id, approval.plan_id, task.task_id, role)
             progress.rows[key] = Row(task.task_id, role.value)
     updated = asyncio.Event()
-    client = await connect(settings)
     js = client.jetstream()
     # From what each stream holds now, not from whenever its reader happens to start.
     readings = [Reading(stream_for_subject(spec.subject).name, spec.subject,
@@ -175,7 +173,6 @@ async def run_demo(settings: Settings, console: Console, timeout_s: float = 900.
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watching
-        await client.close()
     return progress
 
 
@@ -204,31 +201,27 @@ def print_winners(progress: Progress, console: Console) -> None:
             console.print(Panel(f"[red]{result.reason}[/]", title=f"{title}: failed in {result.phase}"))
 
 
-async def print_story(settings: Settings, story_id: str, console: Console, timeout_s: float = 30.0) -> None:
+async def print_story(client: Client, story_id: str, console: Console, timeout_s: float = 30.0) -> None:
     """The story as the graph read model shows it, once the projection has caught up with the results."""
     from contracts.queries import SHOW_STORY, ShowStory
     from services.cli.read_models import story_tree
     from services.mesh.queries import QueryFailed, ask
 
-    client = await connect(settings)
     deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            try:
-                story = await ask(client, SHOW_STORY, ShowStory(story_id=story_id))
-            except QueryFailed as exc:
-                story, problem = None, str(exc)
-            else:
-                decided = [d.status is not None and d.status.finished
-                           for p in story.plans for t in p.tasks for d in t.deliberations]
-                if decided and all(decided):
-                    break
-                problem = "the read model has not caught up with every result"
-            if time.monotonic() > deadline:
-                console.print(f"[yellow]story {story_id} not shown:[/] {problem}")
-                return
-            await asyncio.sleep(0.5)
-    finally:
-        await client.close()
+    while True:
+        try:
+            story = await ask(client, SHOW_STORY, ShowStory(story_id=story_id))
+        except QueryFailed as exc:
+            story, problem = None, str(exc)
+        else:
+            decided = [d.status is not None and d.status.finished
+                       for p in story.plans for t in p.tasks for d in t.deliberations]
+            if decided and all(decided):
+                break
+            problem = "the read model has not caught up with every result"
+        if time.monotonic() > deadline:
+            console.print(f"[yellow]story {story_id} not shown:[/] {problem}")
+            return
+        await asyncio.sleep(0.5)
     console.print(story_tree(story))
     console.print(f"[dim]Again any time: fleet story show {story_id}[/]")

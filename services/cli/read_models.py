@@ -10,8 +10,8 @@ from rich.tree import Tree
 
 from contracts import queries
 from contracts.queries import DeliberationList, DeliberationStatus, DeliberationView, StoryView
+from services.cli.runner import nats_connection
 from services.mesh.queries import ask
-from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
 from services.projection.app import projectors
 from services.projection.projector import Progress
@@ -22,11 +22,8 @@ STATUS_COLOURS = {DeliberationStatus.COMPLETED: "green", DeliberationStatus.FAIL
 
 
 async def query(spec: queries.QuerySpec, request):
-    client = await connect(load_settings(), max_reconnect_attempts=2)
-    try:
+    async with nats_connection() as client:
         return await ask(client, spec, request)
-    finally:
-        await client.close()
 
 
 def _status(status: DeliberationStatus | None) -> str:
@@ -128,17 +125,14 @@ async def rebuild_projections(names: list[str], console: Console, in_place: bool
     """Rebuild each named projection from sequence 0, printing progress and the rate as it goes."""
     settings = load_settings()
     chosen = [p for p in projectors(settings) if p.spec.name in names]
-    client = await connect(settings, max_reconnect_attempts=2)
     results = []
-    try:
+    async with nats_connection(settings) as client:
         for projector in chosen:
             where = "in place" if in_place or not projector.store.supports_swap else "beside the live one"
             console.print(f"rebuilding the {projector.spec.name} read model from sequence 0, {where}...")
             printer = ProgressPrinter(projector.spec.name, console)
             results.append(await rebuild(client.jetstream(), projector, on_progress=printer, in_place=in_place))
             await projector.store.close()
-    finally:
-        await client.close()
     return results
 
 

@@ -22,7 +22,7 @@ from contracts.envelope import MSG_ID
 from contracts.events import CouncilCreated, PlanApproved, PlannedTask, Role
 from services.councils.domain import new_council
 from services.embedded.servers import LLM_CONTEXT_PER_SLOT, LLM_MODEL_NAME, LLM_SLOTS, llm_plan, running_server
-from services.embedded.stack import SERVICES, EmbeddedStack
+from services.embedded.stack import EmbeddedStack
 from streams.definitions import DEAD_LETTERS
 from tests.chaos import invariants
 from tests.chaos.faults import Fault, FaultDidNotHeal, StandInServer, Target, services_connected
@@ -41,7 +41,7 @@ from tests.support import body_of, decode, last_sequence, read_stream
 
 STANDIN, EMBEDDED = "standin", "embedded"
 # The monitor only reads; on 2 cores its fold of every stream would slow the services under test.
-SERVICES_UNDER_TEST = tuple(s for s in SERVICES if s != "monitor")
+SERVICES_UNDER_TEST = tuple(s for s in catalog.SERVICES if s != catalog.MONITOR)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
 from services.planning.client import approve_plan
 from services.planning.domain import deliberation_id
-from tests.support import decode, read_stream, wait_for
+from tests.support import decode, fleet, read_stream, wait_for
 
 RESULT_TIMEOUT_S = 300.0
 
@@ -85,3 +85,10 @@ async def a_finished_deliberation(js) -> str:
     deliberation = await approve(js, approval_for(Role.DEV))
     await result_of(js, deliberation)
     return deliberation
+
+
+async def fleet_on(stack, *args: str) -> str:
+    """`fleet ARGS` against the running mesh, as an operator runs it; it must succeed. What it printed."""
+    code, out = await fleet(stack.endpoints["nats_url"], stack.data_dir, *args, timeout_s=120)
+    assert code == 0, out
+    return out

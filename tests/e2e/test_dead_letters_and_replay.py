@@ -11,7 +11,7 @@ from contracts.events import CouncilCreated, CouncilDeleted, DeliberationComplet
 from services.cli.dead_letters import REDRIVE_OF
 from services.councils.domain import new_council
 from tests.e2e.flows import a_finished_deliberation, approval_for, approve, events_of, of, result_of
-from tests.e2e.test_stream_tools import fleet
+from tests.e2e.flows import fleet_on as fleet
 from tests.support import body_of, decode, read_stream, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,8 @@ from rich.console import Console
 
 from contracts import catalog
 from contracts.events import DeliberationCompleted
-from services.cli.demo import run_demo, sample_approval
-from services.mesh.settings import load_settings
-from tests.e2e.flows import with_default_councils
+from services.cli.demo import print_story, print_winners, run_demo, sample_approval
+from tests.e2e.flows import as_operator, with_default_councils
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fresh_mesh]
 
@@ -36,10 +35,19 @@ async def test_a_demo_run_logs_no_error_and_no_traceback_in_any_service(mesh, js
     logs = {service: stack.logs_dir / f"{service}.log" for service in catalog.SERVICES}
     assert all(path.exists() for path in logs.values()), sorted(logs)
 
-    progress = await run_demo(load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}), Console(file=io.StringIO()))
+    shown = Console(file=io.StringIO(), width=200)
+    client = await as_operator(stack)
+    try:
+        progress = await run_demo(client, shown)
+        print_winners(progress, shown)
+        await print_story(client, progress.story_id, shown)
+    finally:
+        await client.close()
 
     results = [row.result for row in progress.rows.values()]
     assert len(results) == 2 and all(isinstance(result, DeliberationCompleted) for result in results)
+    output = shown.file.getvalue()
+    assert f"fleet story show {progress.story_id}" in output and "not shown" not in output
     logged = {service: path.read_text(errors="replace").splitlines() for service, path in logs.items()}
     assert all(logged.values()), "a service logged nothing at all, not even its start"
     assert {service: [line for line in lines if unhealthy(line)] for service, lines in logged.items()} == {

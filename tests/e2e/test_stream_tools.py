@@ -1,26 +1,13 @@
 """The stream tools on the running mesh: a finished deliberation traced end to end, and every durable's lag."""
 
-import asyncio
 import json
-import os
-import sys
 
 import pytest
 
 from tests.e2e.flows import a_finished_deliberation
+from tests.e2e.flows import fleet_on as fleet
 
 pytestmark = pytest.mark.e2e
-
-
-async def fleet(stack, *args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "FLEET_DATA_DIR": str(stack.data_dir), "FLEET_NATS_URL": stack.endpoints["nats_url"],
-             "COLUMNS": "250"},
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, out.decode()
-    return out.decode()
 
 
 async def test_a_finished_deliberation_is_one_causal_tree_and_one_trace_from_approval_to_result(js, mesh):

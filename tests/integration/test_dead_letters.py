@@ -12,8 +12,7 @@ from contracts.envelope import AGGREGATE_ID, MSG_ID, PRODUCER, deterministic_id,
 from services.cli.dead_letters import REDRIVE_OF
 from services.mesh.deadletters import MAX_INLINE_BODY, DeadLetter, dead_letter_event
 from services.mesh.publishing import envelope_for
-from tests.integration.test_stream_tools import fleet
-from tests.support import read_stream
+from tests.support import fleet, read_stream
 
 pytestmark = pytest.mark.integration
 

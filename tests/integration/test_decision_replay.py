@@ -11,7 +11,7 @@ from contracts import catalog
 from contracts.envelope import MSG_ID
 from contracts.events import DeliberationCompleted, Event
 from services.collector.replay import INPUTS, RESULTS
-from tests.integration.test_stream_tools import fleet
+from tests.support import fleet
 from tests.unit.test_collector import recorded_deliberation, verdict, with_judge_verdict
 
 pytestmark = pytest.mark.integration

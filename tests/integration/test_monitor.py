@@ -16,8 +16,7 @@ from contracts.events import CouncilCreated, DeliberationAdvanced, Phase, Role
 from services.councils.domain import new_council
 from services.embedded.servers import free_port
 from services.monitor.app import SERVICE, wire
-from tests.integration.test_stream_tools import publish_chain
-from tests.support import running_service
+from tests.support import publish_chain, running_service
 
 pytestmark = pytest.mark.integration
 

@@ -32,8 +32,7 @@ from streams.permissions import (
     password_variable,
 )
 from tests.integration.test_planning_service import approval
-from tests.integration.test_stream_tools import fleet
-from tests.support import body_of, decode, read_stream, running_service, wait_for
+from tests.support import body_of, decode, fleet, read_stream, running_service, wait_for
 
 pytestmark = pytest.mark.integration
 

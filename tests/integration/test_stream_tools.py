@@ -3,72 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
-import os
 import signal
-import sys
 
-import msgspec
 import pytest
 
 from contracts import catalog
-from contracts.envelope import MSG_ID, to_headers
-from contracts.events import (
-    AgentProfile,
-    Brief,
-    Council,
-    DeliberationRef,
-    DeliberationRequested,
-    PlanApproved,
-    PlannedTask,
-    Role,
-)
-from services.mesh.messages import Cause, Outgoing
-from services.mesh.publishing import envelope_for
+from contracts.envelope import MSG_ID
 from services.mesh.settings import Settings
 from services.projection.app import projectors
 from streams.definitions import ORCHESTRATION
+from tests.support import fleet, publish_chain, start_fleet
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)
-
-
-async def start_fleet(nats_url: str, tmp_path, *args: str, env: dict | None = None):
-    """`fleet ARGS` as its own process, pointed at the test's NATS."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "FLEET_NATS_URL": nats_url, "FLEET_DATA_DIR": str(tmp_path), "COLUMNS": "250",
-             **(env or {})},
-    )
-
-
-async def fleet(nats_url: str, tmp_path, *args: str, env: dict | None = None) -> tuple[int, str]:
-    process = await start_fleet(nats_url, tmp_path, *args, env=env)
-    out, _ = await asyncio.wait_for(process.communicate(), 60.0)
-    return process.returncode, out.decode()
-
-
-def profile(agent_id: str, role: Role = Role.DEV) -> AgentProfile:
-    return AgentProfile(agent_id=agent_id, role=role, persona="p", temperature=0.3, seed=1)
-
-
-async def publish_chain(js, unique: str) -> tuple[str, str]:
-    """An approval and the request it caused, with the envelope the services would give them."""
-    approval = PlanApproved(story_id=f"s-{unique}", plan_id=f"p-{unique}", approved_by="alice", roles=[Role.DEV],
-                            tasks=[PlannedTask(task_id="t", title="Cache reads")])
-    first = envelope_for(Outgoing(approval, f"approval-{unique}"), producer="upstream", cause=None, now=NOW)
-    await js.publish(catalog.PLAN_APPROVED.subject, msgspec.json.encode(approval), headers=to_headers(first))
-    deliberation = f"d-{unique}"
-    request = DeliberationRequested(
-        deliberation=DeliberationRef(deliberation_id=deliberation, story_id=approval.story_id,
-                                     plan_id=approval.plan_id, task_id="t", role=Role.DEV),
-        brief=Brief(task=approval.tasks[0], rubric={}), approved_by="alice",
-        council=Council(role=Role.DEV, agents=[profile("dev-1")]), architect=profile("architect-1", Role.ARCHITECT))
-    second = envelope_for(Outgoing(request, f"request-{unique}"), producer="planning", cause=Cause.of(first),
-                          now=NOW + dt.timedelta(milliseconds=40))
-    await js.publish(catalog.DELIBERATION_REQUESTED.subject, msgspec.json.encode(request), headers=to_headers(second))
-    return first.correlation_id, deliberation
 
 
 async def test_trace_shows_the_chain_of_a_deliberation_as_a_tree_in_one_trace(js, nats_url, tmp_path, unique):
