@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -30,6 +31,7 @@ from contracts.events import (
 )
 from services.councils.domain import architect_of, default_councils
 from services.mesh.log_reader import Reading, read_to_end
+from services.mesh.logs import formatter
 from services.mesh.messages import Cause, Outgoing
 from services.mesh.publishing import envelope_for
 from services.mesh.runtime import SideWork, Wiring, bind_durables, new_broker
@@ -158,3 +160,23 @@ async def publish_chain(js, unique: str) -> tuple[str, str]:
                           now=CHAIN_STARTED + dt.timedelta(milliseconds=40))
     await js.publish(catalog.DELIBERATION_REQUESTED.subject, msgspec.json.encode(request), headers=to_headers(second))
     return first.correlation_id, deliberation
+
+
+@contextlib.contextmanager
+def log_lines(logger: logging.Logger, service: str, *filters: logging.Filter) -> Iterator[list[str]]:
+    """The lines `logger` writes within the block, formatted as the service's JSON lines, through `filters`."""
+    kept: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(self.format(record))
+
+    handler = Keep()
+    for log_filter in filters:
+        handler.addFilter(log_filter)
+    handler.setFormatter(formatter(service, "json"))
+    logger.addHandler(handler)
+    try:
+        yield kept
+    finally:
+        logger.removeHandler(handler)

@@ -11,9 +11,9 @@ import pytest
 from contracts import catalog
 from contracts.envelope import MSG_ID, TRACEPARENT, traceparent_for
 from contracts.events import PlanApproved, PlannedTask, Role
-from services.mesh.logs import CorrelationFilter, formatter
+from services.mesh.logs import CorrelationFilter
 from services.planning.app import SERVICE, wire
-from tests.support import body_of, decode, running_service, sample, wait_for, wait_until_idle
+from tests.support import body_of, decode, log_lines, running_service, sample, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.integration
 
@@ -26,21 +26,8 @@ def approval(unique: str) -> PlanApproved:
 @pytest.fixture
 def json_lines():
     """The JSON lines the fleet's loggers write while the test runs, as `fleet service` configures them."""
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    handler = Keep()
-    handler.addFilter(CorrelationFilter())
-    handler.setFormatter(formatter("planning", "json"))
-    fleet = logging.getLogger("fleet")
-    fleet.addHandler(handler)
-    try:
+    with log_lines(logging.getLogger("fleet"), "planning", CorrelationFilter()) as lines:
         yield lines
-    finally:
-        fleet.removeHandler(handler)
 
 
 async def test_a_service_counts_what_it_handled_and_dead_lettered_and_says_it_is_healthy(js, nats_url, unique):

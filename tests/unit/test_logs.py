@@ -8,28 +8,18 @@ import pytest
 from contracts.envelope import traceparent_for
 from services.mesh.logs import CorrelationFilter, correlated, current_correlation_id, formatter
 from services.mesh.redaction import MASK, RedactingFilter
+from tests.support import log_lines
 
 
 @pytest.fixture
 def lines():
-    kept: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            kept.append(self.format(record))
-
-    handler = Keep()
-    handler.addFilter(RedactingFilter())
-    handler.addFilter(CorrelationFilter())
-    handler.setFormatter(formatter("collector", "json"))
     logger = logging.getLogger("tests.unit.test_logs")
-    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     try:
-        yield logger, kept
+        with log_lines(logger, "collector", RedactingFilter(), CorrelationFilter()) as kept:
+            yield logger, kept
     finally:
-        logger.removeHandler(handler)
         logger.propagate = True
 
 
