@@ -26,14 +26,16 @@ def deliberation_ids(approval: PlanApproved) -> list[str]:
             for task in approval.tasks for role in approval.roles]
 
 
+def approval_event_id(approval: PlanApproved) -> str:
+    """One per plan, so publishing the same approval again is de-duplicated."""
+    return f"{approval.plan_id}-approved"
+
+
 async def approve_plan(
     js: JetStreamContext, approval: PlanApproved, *, by: str, event_id: str | None = None,
 ) -> list[str]:
-    """Publish the approval in the envelope and wait for JetStream's ack; returns the deliberations it starts.
-
-    The event id defaults to one per plan, so publishing the same approval again is de-duplicated.
-    """
-    outgoing = Outgoing(approval, event_id=event_id or f"{approval.plan_id}-approved")
+    """Publish the approval in the envelope and wait for JetStream's ack; returns the deliberations it starts."""
+    outgoing = Outgoing(approval, event_id=event_id or approval_event_id(approval))
     await EventPublisher(js, producer=by).publish(outgoing)
     return deliberation_ids(approval)
 

@@ -10,6 +10,7 @@ from contracts.envelope import CORRELATION_ID, MSG_ID
 from contracts.events import CouncilCreated, CouncilDeleted, DeliberationCompleted, Role
 from services.cli.dead_letters import REDRIVE_OF
 from services.councils.domain import new_council
+from services.planning.client import approval_event_id
 from tests.e2e.flows import a_finished_deliberation, approval_for, approve, events_of, of, result_of
 from tests.e2e.flows import fleet_on as fleet
 from tests.support import body_of, decode, read_stream, wait_for
@@ -25,7 +26,7 @@ async def test_an_approval_dead_lettered_for_want_of_a_council_is_redriven_after
     approval = approval_for(Role.DEVOPS)
     deliberation = await approve(js, approval)
     [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
-                              lambda m: decode(m).original_headers.get(MSG_ID) == f"{approval.plan_id}-1", 1)
+                              lambda m: decode(m).original_headers.get(MSG_ID) == approval_event_id(approval), 1)
     await js.publish(catalog.COUNCIL_CREATED.subject,
                      body_of(CouncilCreated(council=new_council(Role.DEVOPS, 3), created_by="e2e")),
                      headers={MSG_ID: f"e2e-redrive-create-devops-{uuid.uuid4()}"})
@@ -43,7 +44,7 @@ async def test_an_approval_dead_lettered_for_want_of_a_council_is_redriven_after
     assert len(await events_of(js, catalog.DELIBERATION_STARTED.subject, deliberation)) == 1
     [completed] = [m for m in await read_stream(js, catalog.DELIBERATION_COMPLETED.subject) if of(deliberation)(m)]
     # The redriven work stays in the chain of the approval that was first rejected.
-    assert completed.headers[CORRELATION_ID] == f"{approval.plan_id}-1"
+    assert completed.headers[CORRELATION_ID] == approval_event_id(approval)
     listed = json.loads(await fleet(stack, "dlq", "list", "--service", "planning", "--json", "--limit", "1000"))
     assert [x["redriven"] for x in listed if x["seq"] == letter.metadata.sequence.stream] == [True]
 

@@ -25,6 +25,7 @@ from contracts.queries import SHOW_DELIBERATION, SHOW_STORY, ShowDeliberation, S
 from services.councils.domain import new_council
 from services.mesh.queries import ask
 from services.mesh.settings import Settings
+from services.planning.client import approval_event_id
 from services.projection.app import projectors
 from services.projection.rebuild import rebuild
 from tests.e2e.flows import approval_for, approve, as_operator, events_of, id_of, of, result_of
@@ -156,7 +157,7 @@ async def test_a_role_without_a_council_is_dead_lettered_with_that_reason(js):
     approval = approval_for(Role.DEVOPS)
     await approve(js, approval)
     [letter] = await wait_for(js, catalog.MESSAGE_REJECTED.subject,
-                              lambda m: decode(m).original_headers.get(MSG_ID) == f"{approval.plan_id}-1", 1)
+                              lambda m: decode(m).original_headers.get(MSG_ID) == approval_event_id(approval), 1)
     assert decode(letter).reason.startswith("no council for role DEVOPS")
 
 
