@@ -95,8 +95,12 @@ class LogReader:
         self._fast = fast
         self.caught_up = False
 
-    async def next_batch(self, limit: int, wait_s: float) -> list[Msg]:
-        """Up to `limit` messages: waits `wait_s` for the first, then for the rest the stream already holds."""
+    async def next_batch(self, limit: int, wait_s: float, *, ask_when_idle: bool = True) -> list[Msg]:
+        """Up to `limit` messages: waits `wait_s` for the first, then for the rest the stream already holds.
+
+        When nothing came, `caught_up` is what the server says, which costs a request; a reader that
+        follows the stream for ever never asks (`ask_when_idle=False`).
+        """
         batch: list[Msg] = []
         try:
             batch.append(await self._subscription.next_msg(timeout=wait_s))
@@ -110,15 +114,16 @@ class LogReader:
             self.caught_up = batch[-1].metadata.num_pending == 0
         else:
             # Nothing came in time: caught up only if the server agrees nothing is left to deliver.
-            self.caught_up = await self._nothing_pending()
+            self.caught_up = await self._nothing_pending() if ask_when_idle else False
         return batch
 
     async def _take_received(self, limit: int) -> list[Msg]:
         """Up to `limit` messages nats-py has already received, without `next_msg`'s task and timer each.
 
         The fast path: it takes them from nats-py's queue, and sends the flow-control reply that
-        `next_msg` would send once the messages before it are taken, without which the server stops
-        delivering. tests/integration/test_log_reader.py reads a stream long enough to need it.
+        `next_msg` would send once the messages before it are taken. The server holds the stream until
+        that reply comes; nats-py's own task would send it only at its next look, every 0.25 s.
+        tests/integration/test_log_reader.py reads a stream long enough to need it, that task stopped.
         """
         if not self._fast:
             return []
@@ -185,7 +190,7 @@ async def follow(js: JetStreamContext, readings: Sequence[Reading], *, batch: in
         try:
             async with read_log(js, reading) as reader:
                 while True:
-                    for message in await reader.next_batch(batch, wait_s=5.0):
+                    for message in await reader.next_batch(batch, wait_s=5.0, ask_when_idle=False):
                         queue.put_nowait(message)
         except Exception as exc:  # noqa: BLE001 - handed to the reading's owner below
             queue.put_nowait(exc)

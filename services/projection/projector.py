@@ -193,7 +193,7 @@ class Projector[W]:
 
             async with read_log(js, Reading(stream.name, start=Start(sequence=progress.last_sequence + 1))) as reader:
                 while True:
-                    batch = await reader.next_batch(self.spec.batch_size, wait_s=1.0)
+                    batch = await reader.next_batch(self.spec.batch_size, wait_s=1.0, ask_when_idle=False)
                     if not await still_ours():
                         log.info("%s projection: %s was switched or taken for a rebuild", self.spec.name, namespace)
                         break

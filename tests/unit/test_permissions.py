@@ -10,7 +10,7 @@ import pytest
 
 from contracts import catalog
 from contracts.queries import AGENT_CONTEXT, QUERIES
-from streams.definitions import BUCKETS, CONSUMERS, STREAMS, subject_matches
+from streams.definitions import BUCKETS, CONSUMERS, STREAMS
 from streams.permissions import (
     MONITOR,
     OPERATOR,
@@ -22,6 +22,7 @@ from streams.permissions import (
     password_variable,
     permissions_for,
 )
+from streams.subjects import subject_matches
 
 CHECKED_IN = Path(__file__).parents[2] / "k8s" / "base" / "nats" / "auth.conf"
 
