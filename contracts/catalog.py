@@ -20,8 +20,12 @@ MONITOR = "monitor"
 # Every service process, by name: `fleet service NAME`, the embedded stack, the Deployments in k8s/.
 SERVICES = (PLANNING, DISPATCH, AGENTS, COLLECTOR, PROJECTION, MONITOR)
 ANY_SERVICE = "any service"
-# The `fleet` CLI in an operator's hands: councils, dead-letter redrives, the demo's approval.
+# The `fleet` CLI in an operator's hands: councils, dead-letter redrives, cancels and retries.
 OPERATOR = "operator"
+# Readers outside the mesh, with no durable of their own (docs/clients.md): upstream planning follows
+# what became of its approvals; monitoring subscribers follow results and decisions.
+MONITORING_SUBSCRIBERS = "monitoring subscribers"
+OUTSIDE_READERS = (UPSTREAM, MONITORING_SUBSCRIBERS)
 
 SUBJECT_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
 
@@ -94,6 +98,57 @@ LEGACY_PLAN_APPROVED = EventSpec(
     summary="Pre-envelope plan approval, no tasks. Accepted and upcast to v1.",
     legacy=True,
 )
+STORY_TRANSITIONED = EventSpec(
+    subject="planning.story.transitioned.v1",
+    event_type="story.transitioned",
+    version=1,
+    payload=ev.StoryTransitioned,
+    aggregate_type="story",
+    producers=(UPSTREAM,),
+    consumers=(PLANNING, PROJECTION),
+    summary="Upstream moved a story between two states of its workflow; the read models keep its history.",
+)
+LEGACY_STORY_TRANSITIONED = EventSpec(
+    subject="planning.story.transitioned",
+    event_type="story.transitioned",
+    version=0,
+    payload=ev.LegacyStoryTransitioned,
+    aggregate_type="story",
+    producers=(UPSTREAM,),
+    consumers=(PLANNING, PROJECTION),
+    summary="Pre-envelope story transition with a `timestamp`. Accepted and upcast to v1.",
+    legacy=True,
+)
+PLAN_ACCEPTED = EventSpec(
+    subject="orchestration.plan.accepted.v1",
+    event_type="plan.accepted",
+    version=1,
+    payload=ev.PlanAccepted,
+    aggregate_type="plan",
+    producers=(PLANNING,),
+    consumers=(PLANNING, PROJECTION, UPSTREAM, MONITORING_SUBSCRIBERS),
+    summary="Ingress accepted an approval: the deliberation of each (task, role) it requested.",
+)
+PLAN_REJECTED = EventSpec(
+    subject="orchestration.plan.rejected.v1",
+    event_type="plan.rejected",
+    version=1,
+    payload=ev.PlanRejected,
+    aggregate_type="plan",
+    producers=(PLANNING,),
+    consumers=(PROJECTION, UPSTREAM, MONITORING_SUBSCRIBERS),
+    summary="Ingress refused an approval, with every reason; nothing was started. Also dead-lettered.",
+)
+PLAN_CONCLUDED = EventSpec(
+    subject="orchestration.plan.concluded.v1",
+    event_type="plan.concluded",
+    version=1,
+    payload=ev.PlanConcluded,
+    aggregate_type="plan",
+    producers=(PLANNING,),
+    consumers=(PROJECTION, UPSTREAM, MONITORING_SUBSCRIBERS),
+    summary="Every deliberation of an accepted plan has ended, with each outcome; again after a retry ends.",
+)
 COUNCIL_CREATED = EventSpec(
     subject="config.council.created.v1",
     event_type="council.created",
@@ -121,9 +176,30 @@ DELIBERATION_REQUESTED = EventSpec(
     version=1,
     payload=ev.DeliberationRequested,
     aggregate_type="deliberation",
-    producers=(PLANNING,),
-    consumers=(DISPATCH, PROJECTION),
-    summary="One deliberation is due for a (plan, task, role), with the council and architect of that moment.",
+    producers=(PLANNING, COLLECTOR),
+    consumers=(DISPATCH, PLANNING, PROJECTION),
+    summary="One deliberation is due for a (plan, task, role), with the council and architect of that moment; "
+    "the collector requests a retry's new attempt.",
+)
+DELIBERATION_CANCEL_REQUESTED = EventSpec(
+    subject="orchestration.deliberation.cancel_requested.v1",
+    event_type="deliberation.cancel_requested",
+    version=1,
+    payload=ev.DeliberationCancelRequested,
+    aggregate_type="deliberation",
+    producers=(OPERATOR,),
+    consumers=(COLLECTOR, PROJECTION),
+    summary="An operator asked to stop a deliberation in progress, and why; it fails as cancelled.",
+)
+DELIBERATION_RETRY_REQUESTED = EventSpec(
+    subject="orchestration.deliberation.retry_requested.v1",
+    event_type="deliberation.retry_requested",
+    version=1,
+    payload=ev.DeliberationRetryRequested,
+    aggregate_type="deliberation",
+    producers=(OPERATOR,),
+    consumers=(COLLECTOR, PROJECTION),
+    summary="An operator asked for a new attempt at an ended deliberation, and why; it gets its own id.",
 )
 DELIBERATION_STARTED = EventSpec(
     subject="orchestration.deliberation.started.v1",
@@ -172,7 +248,7 @@ DECISION_MADE = EventSpec(
     payload=ev.DecisionMade,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(PROJECTION,),
+    consumers=(PROJECTION, MONITORING_SUBSCRIBERS),
     summary="The architect's choice among the top candidates, with the ranking and the rationale.",
 )
 TURN_REQUESTED = EventSpec(
@@ -212,7 +288,7 @@ DELIBERATION_COMPLETED = EventSpec(
     payload=ev.DeliberationCompleted,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(PROJECTION,),
+    consumers=(PLANNING, PROJECTION, UPSTREAM, MONITORING_SUBSCRIBERS),
     summary="The one result of a deliberation: winner, score, ranking, rationale, duration.",
 )
 DELIBERATION_FAILED = EventSpec(
@@ -222,7 +298,7 @@ DELIBERATION_FAILED = EventSpec(
     payload=ev.DeliberationFailed,
     aggregate_type="deliberation",
     producers=(COLLECTOR,),
-    consumers=(PROJECTION,),
+    consumers=(PLANNING, PROJECTION, UPSTREAM, MONITORING_SUBSCRIBERS),
     summary="The one result of a deliberation that could not complete, with the phase and the precise reason.",
 )
 MESSAGE_REJECTED = EventSpec(
@@ -250,9 +326,16 @@ MESSAGE_REDRIVEN = EventSpec(
 EVENTS: tuple[EventSpec, ...] = (
     PLAN_APPROVED,
     LEGACY_PLAN_APPROVED,
+    STORY_TRANSITIONED,
+    LEGACY_STORY_TRANSITIONED,
+    PLAN_ACCEPTED,
+    PLAN_REJECTED,
+    PLAN_CONCLUDED,
     COUNCIL_CREATED,
     COUNCIL_DELETED,
     DELIBERATION_REQUESTED,
+    DELIBERATION_CANCEL_REQUESTED,
+    DELIBERATION_RETRY_REQUESTED,
     DELIBERATION_STARTED,
     DELIBERATION_ADVANCED,
     DEADLINE_PASSED,

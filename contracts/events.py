@@ -32,7 +32,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
             return ref.deliberation_id
         if (deliberation_id := getattr(self, "deliberation_id", None)) is not None:
             return deliberation_id
-        return getattr(self, "plan_id", "")
+        return getattr(self, "plan_id", None) or getattr(self, "story_id", "")
 
 
 # --- planning (ingress, owned by upstream planning services) -------------------------
@@ -56,6 +56,30 @@ class PlanApproved(Event, frozen=True, kw_only=True):
     constraints: Annotated[list[Text], msgspec.Meta(max_length=50)] = []
 
 
+class StoryTransitioned(Event, frozen=True, kw_only=True):
+    """planning.story.transitioned.v1: a story moved between two states of upstream's workflow.
+
+    The states are upstream's own words (for example "DESIGN" to "BUILD"); the mesh records them, it does
+    not interpret them.
+    """
+
+    story_id: NonEmpty
+    from_state: NonEmpty
+    to_state: NonEmpty
+    transitioned_by: NonEmpty
+    reason: Text = ""
+
+
+class LegacyStoryTransitioned(Event, frozen=True, kw_only=True):
+    """planning.story.transitioned: the pre-envelope format, upcast to StoryTransitioned on read."""
+
+    story_id: NonEmpty
+    from_state: NonEmpty
+    to_state: NonEmpty
+    transitioned_by: NonEmpty
+    timestamp: str | int | float | None = None
+
+
 class LegacyPlanApproved(Event, frozen=True, kw_only=True):
     """planning.plan.approved: the pre-envelope format, upcast to PlanApproved on read."""
 
@@ -64,6 +88,69 @@ class LegacyPlanApproved(Event, frozen=True, kw_only=True):
     approved_by: NonEmpty
     roles: Annotated[list[Role], msgspec.Meta(min_length=1, max_length=5)]
     timestamp: str | int | float | None = None
+
+
+# --- planning answers: what became of an approval, and of its plan ----------------------
+
+
+class PlannedDeliberation(msgspec.Struct, frozen=True, kw_only=True):
+    deliberation_id: str
+    task_id: str
+    role: Role
+
+
+class PlanAccepted(Event, frozen=True, kw_only=True):
+    """orchestration.plan.accepted.v1: ingress took the approval; these deliberations will run."""
+
+    story_id: str
+    plan_id: str
+    approved_by: str
+    # The approval's event id (Nats-Msg-Id): what upstream matches this answer by.
+    approval_id: str
+    deliberations: list[PlannedDeliberation]
+
+
+class PlanRejected(Event, frozen=True, kw_only=True):
+    """orchestration.plan.rejected.v1: ingress refused the approval, and why; nothing was started.
+
+    The same message is in the dead letters for operators; this answer is for the publisher.
+    """
+
+    approval_id: str
+    original_subject: str
+    reasons: list[str]
+    # Empty when the approval could not be read far enough to tell.
+    story_id: str = ""
+    plan_id: str = ""
+
+    def aggregate_id(self) -> str:
+        return self.plan_id or self.approval_id
+
+
+class DeliberationOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one deliberation of a plan ended: its last attempt, when it was retried."""
+
+    deliberation_id: str
+    task_id: str
+    role: Role
+    # completed, failed, timed_out or cancelled.
+    outcome: str
+    winner_id: str | None = None
+    reason: str | None = None
+
+
+class PlanConcluded(Event, frozen=True, kw_only=True):
+    """orchestration.plan.concluded.v1: every deliberation of an accepted plan has ended.
+
+    Published again, with a higher `revision`, when a retried deliberation of the plan ends.
+    """
+
+    story_id: str
+    plan_id: str
+    outcomes: list[DeliberationOutcome]
+    completed: int
+    failed: int
+    revision: int = 1
 
 
 # --- config (councils: event-sourced configuration) ---------------------------------------
@@ -81,6 +168,12 @@ class AgentProfile(msgspec.Struct, frozen=True, kw_only=True):
     model: str | None = None
 
 
+# A 1-round deliberation has five phases (propose, critique, revise, judge, select), each allowed 300 s;
+# most finish in well under a minute. 30 minutes lets a slow LLM finish any sane protocol and stops a
+# deliberation that keeps limping from phase to phase (docs/architecture.md, "A deliberation's lifecycle").
+DEFAULT_DELIBERATION_DEADLINE_S = 1800.0
+
+
 class Protocol(msgspec.Struct, frozen=True, kw_only=True):
     """How a council deliberates."""
 
@@ -91,6 +184,9 @@ class Protocol(msgspec.Struct, frozen=True, kw_only=True):
     top_k: Annotated[int, msgspec.Meta(ge=1)] = 3
     # Every phase must be over this long after it started; unanswered turns then count as failed.
     phase_deadline_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    # The whole deliberation must be over this long after it started, whatever its phases; it then
+    # fails as timed out. Enforced at the phase deadlines, so it ends at most one phase deadline late.
+    deliberation_deadline_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_DELIBERATION_DEADLINE_S
 
 
 class Council(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,6 +242,17 @@ class Brief(msgspec.Struct, frozen=True, kw_only=True):
     constraints: list[str] = []
 
 
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """A retry: a new deliberation of the same (plan, task, role), with its own id, linked to the first."""
+
+    first_id: str
+    previous_id: str
+    # 2 for the first retry.
+    number: Annotated[int, msgspec.Meta(ge=2)]
+    requested_by: str
+    reason: str
+
+
 class DeliberationRequested(Event, frozen=True, kw_only=True):
     """One deliberation is due; the council and the architect are fixed here, as they were at approval."""
 
@@ -154,6 +261,24 @@ class DeliberationRequested(Event, frozen=True, kw_only=True):
     approved_by: str
     council: Council
     architect: AgentProfile
+    # Set when an operator retried an ended deliberation; None for the first attempt.
+    attempt: Attempt | None = None
+
+
+class DeliberationCancelRequested(Event, frozen=True, kw_only=True):
+    """An operator asked to stop a deliberation in progress; it ends as failed, cancelled by them."""
+
+    deliberation_id: NonEmpty
+    requested_by: NonEmpty
+    reason: Text = ""
+
+
+class DeliberationRetryRequested(Event, frozen=True, kw_only=True):
+    """An operator asked for a new attempt at an ended deliberation."""
+
+    deliberation_id: NonEmpty
+    requested_by: NonEmpty
+    reason: Text = ""
 
 
 class DeliberationStarted(Event, frozen=True, kw_only=True):
@@ -272,8 +397,11 @@ class DeliberationFailed(Event, frozen=True, kw_only=True):
     phase: Phase
     reason: str
     duration_ms: int
-    # True when the phase ended at its deadline with turns unanswered: the read models say TIMED_OUT.
+    # True when the phase ended at its deadline with turns unanswered, or the deliberation's overall
+    # deadline passed: the read models say TIMED_OUT.
     timed_out: bool = False
+    # Who cancelled it (`fleet deliberation cancel`); the reason says why. The read models say CANCELLED.
+    cancelled_by: str | None = None
 
 
 # --- agent (turns taken by the Ray actors) ------------------------------------------------

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from contracts.events import Event, LegacyPlanApproved, PlanApproved, PlannedTask
+from contracts.events import (
+    Event,
+    LegacyPlanApproved,
+    LegacyStoryTransitioned,
+    PlanApproved,
+    PlannedTask,
+    StoryTransitioned,
+)
 
 
 def plan_as_task(story_id: str, plan_id: str) -> PlannedTask:
@@ -27,7 +34,17 @@ def upcast_v0_v1(legacy: LegacyPlanApproved) -> PlanApproved:
     )
 
 
-UPCASTERS = {LegacyPlanApproved: upcast_v0_v1}
+def upcast_legacy_transition(legacy: LegacyStoryTransitioned) -> StoryTransitioned:
+    """The legacy `timestamp` is dropped: when it happened is the envelope's `occurred_at`."""
+    return StoryTransitioned(
+        story_id=legacy.story_id,
+        from_state=legacy.from_state,
+        to_state=legacy.to_state,
+        transitioned_by=legacy.transitioned_by,
+    )
+
+
+UPCASTERS = {LegacyPlanApproved: upcast_v0_v1, LegacyStoryTransitioned: upcast_legacy_transition}
 
 
 def upcast(payload: Event) -> Event:

@@ -14,6 +14,7 @@ from contracts.asyncapi import asyncapi_document
 from contracts.envelope import Envelope, from_headers, to_headers
 from contracts.events import (
     AgentProfile,
+    Attempt,
     Brief,
     Candidate,
     CheckResult,
@@ -23,21 +24,30 @@ from contracts.events import (
     DeadlinePassed,
     DecisionMade,
     DeliberationAdvanced,
+    DeliberationCancelRequested,
     DeliberationCompleted,
     DeliberationFailed,
+    DeliberationOutcome,
     DeliberationRef,
     DeliberationRequested,
+    DeliberationRetryRequested,
     DeliberationScored,
     DeliberationStarted,
     LegacyPlanApproved,
+    LegacyStoryTransitioned,
     MessageRedriven,
     MessageRejected,
     Phase,
+    PlanAccepted,
     PlanApproved,
+    PlanConcluded,
+    PlannedDeliberation,
     PlannedTask,
+    PlanRejected,
     ProposalScore,
     RankedProposal,
     Role,
+    StoryTransitioned,
     Turn,
     TurnCompleted,
     TurnFailed,
@@ -71,10 +81,40 @@ EXAMPLES = {
     catalog.LEGACY_PLAN_APPROVED.subject: LegacyPlanApproved(
         story_id="s-1", plan_id="p-1", approved_by="alice", roles=[Role.DEV], timestamp="2025-01-01T00:00:00Z"
     ),
+    catalog.STORY_TRANSITIONED.subject: StoryTransitioned(
+        story_id="s-1", from_state="DESIGN", to_state="BUILD", transitioned_by="alice", reason="plan approved",
+    ),
+    catalog.LEGACY_STORY_TRANSITIONED.subject: LegacyStoryTransitioned(
+        story_id="s-1", from_state="DESIGN", to_state="BUILD", transitioned_by="alice", timestamp=1764000000,
+    ),
+    catalog.PLAN_ACCEPTED.subject: PlanAccepted(
+        story_id="s-1", plan_id="p-1", approved_by="alice", approval_id="p-1-approved",
+        deliberations=[PlannedDeliberation(deliberation_id="d-1", task_id="t-1", role=Role.QA)],
+    ),
+    catalog.PLAN_REJECTED.subject: PlanRejected(
+        approval_id="p-1-approved", original_subject="planning.plan.approved.v1", story_id="s-1", plan_id="p-1",
+        reasons=["no council for role DATA"],
+    ),
+    catalog.PLAN_CONCLUDED.subject: PlanConcluded(
+        story_id="s-1", plan_id="p-1", completed=1, failed=1, revision=2,
+        outcomes=[
+            DeliberationOutcome(deliberation_id="d-1", task_id="t-1", role=Role.QA, outcome="completed",
+                                winner_id="qa-2"),
+            DeliberationOutcome(deliberation_id="d-2", task_id="t-1", role=Role.DEV, outcome="cancelled",
+                                reason="cancelled by alice: wrong brief"),
+        ],
+    ),
+    catalog.DELIBERATION_CANCEL_REQUESTED.subject: DeliberationCancelRequested(
+        deliberation_id="d-1", requested_by="alice", reason="wrong brief",
+    ),
+    catalog.DELIBERATION_RETRY_REQUESTED.subject: DeliberationRetryRequested(
+        deliberation_id="d-1", requested_by="alice", reason="the LLM was down",
+    ),
     catalog.COUNCIL_CREATED.subject: CouncilCreated(council=COUNCIL, created_by="alice"),
     catalog.COUNCIL_DELETED.subject: CouncilDeleted(role=Role.QA, deleted_by="alice"),
     catalog.DELIBERATION_REQUESTED.subject: DeliberationRequested(
         deliberation=REF, brief=BRIEF, approved_by="alice", council=COUNCIL, architect=ARCHITECT,
+        attempt=Attempt(first_id="d-0", previous_id="d-0", number=2, requested_by="alice", reason="LLM down"),
     ),
     catalog.DELIBERATION_STARTED.subject: DeliberationStarted(
         deliberation=REF, brief=BRIEF, council=COUNCIL, architect=ARCHITECT, started_at=NOW,
@@ -118,7 +158,7 @@ EXAMPLES = {
     ),
     catalog.DELIBERATION_FAILED.subject: DeliberationFailed(
         deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.QA, phase=Phase.PROPOSE,
-        reason="1 proposal, quorum is 2", duration_ms=900,
+        reason="1 proposal, quorum is 2", duration_ms=900, cancelled_by="alice",
     ),
     catalog.MESSAGE_REJECTED.subject: MessageRejected(
         service="planning", consumer="planning-plan-approvals", reason="bad",
@@ -143,7 +183,7 @@ def test_every_event_round_trips_through_its_wire_encoding(spec):
     assert spec.decoder.decode(catalog.encode(example)) == example
 
 
-AGGREGATE_IDS = {"plan": "p-1", "council": "QA", "deliberation": "d-1", "message": "PLANNING:7", "letter": "l-1"}
+AGGREGATE_IDS = {"plan": "p-1", "story": "s-1", "council": "QA", "deliberation": "d-1", "message": "PLANNING:7", "letter": "l-1"}
 
 
 @pytest.mark.parametrize("spec", catalog.EVENTS, ids=lambda s: s.subject)
@@ -162,9 +202,10 @@ def test_every_subject_follows_context_aggregate_event_version(spec):
     assert spec.subject.split(".")[1:3] == spec.event_type.split(".")
 
 
-def test_the_only_subject_outside_the_naming_rule_is_the_legacy_ingress():
+def test_the_only_subjects_outside_the_naming_rule_are_the_legacy_ingress():
     outside = [s.subject for s in catalog.EVENTS if not catalog.SUBJECT_PATTERN.match(s.subject)]
-    assert outside == ["planning.plan.approved"]
+    assert outside == ["planning.plan.approved", "planning.story.transitioned"]
+    assert all(catalog.spec_for_subject(subject).legacy for subject in outside)
 
 
 @pytest.mark.parametrize("spec", catalog.EVENTS, ids=lambda s: s.subject)
@@ -208,7 +249,8 @@ READ_WITHOUT_A_DURABLE = {
 
 def test_catalog_consumers_are_exactly_the_durables_the_council_log_readers_and_the_projections():
     declared = {(c.service, s) for c in CONSUMERS for s in c.filter_subjects}
-    catalogued = {(service, spec.subject) for spec in catalog.EVENTS for service in spec.consumers}
+    catalogued = {(service, spec.subject) for spec in catalog.EVENTS for service in spec.consumers
+                  if service not in catalog.OUTSIDE_READERS}
     assert declared == catalogued - READ_WITHOUT_A_DURABLE
     assert catalogued >= READ_WITHOUT_A_DURABLE
 
