@@ -12,6 +12,7 @@ from services.cli.commands import (
     log,
     mesh,
     nats_users,
+    plan,
     projections,
     story,
     streams,
@@ -26,6 +27,7 @@ app.add_typer(mesh.app)
 app.add_typer(log.app)
 app.add_typer(streams.app, name="streams")
 app.add_typer(contracts.app, name="contracts")
+app.add_typer(plan.app, name="plan")
 app.add_typer(council.app, name="council")
 app.add_typer(deliberation.app, name="deliberation")
 app.add_typer(story.app, name="story")

@@ -1,23 +1,46 @@
-"""Approving a plan as an upstream planner does, and waiting for its deliberations' results: the one way the
-demo, the evaluation, the benchmarks and the tests do both."""
+"""The client of an upstream planner: approve a plan, then follow what becomes of it, in the log's order.
+
+`approve_plan` publishes the approval in the envelope; `follow_plan` yields the answers about it: accepted (or
+rejected, and it ends), each deliberation's result as it is stored, then the plan's conclusion, where it ends.
+It needs only a JetStream context, so it runs as the `upstream` NATS user (docs/clients.md); the demo, the
+evaluation, the benchmarks, `fleet plan approve` and the tests use it too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from contracts import catalog
-from contracts.events import PlanApproved
+from contracts.events import (
+    DeliberationCompleted,
+    DeliberationFailed,
+    PlanAccepted,
+    PlanApproved,
+    PlanConcluded,
+    PlanRejected,
+)
+from services.mesh.decoding import decode_incoming, stored_position
+from services.mesh.log_reader import Reading, Start, after_last, follow
 from services.mesh.messages import Outgoing
 from services.mesh.publishing import EventPublisher
 from services.planning.domain import deliberation_id
+from streams.definitions import ORCHESTRATION, PLANNING
 
 RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
+# Everything ingress and the collector tell upstream about a plan: all of it in one stream, so one reading
+# keeps the order in which it was stored.
+ANSWER_SUBJECTS = tuple(spec.subject for spec in catalog.EVENTS if catalog.UPSTREAM in spec.consumers)
+
+type PlanUpdate = PlanAccepted | PlanRejected | DeliberationCompleted | DeliberationFailed | PlanConcluded
 
 
 def deliberation_ids(approval: PlanApproved) -> list[str]:
@@ -31,13 +54,60 @@ def approval_event_id(approval: PlanApproved) -> str:
     return f"{approval.plan_id}-approved"
 
 
+@dataclass(frozen=True)
+class Approval:
+    """An approval stored in the log: what its answers are matched by, and where in the log they begin."""
+
+    approval: PlanApproved
+    approval_id: str
+    deliberation_ids: list[str]
+    answers_from: Start
+    # The log already held this approval (the same event id within the de-duplication window).
+    duplicate: bool = False
+
+
 async def approve_plan(
     js: JetStreamContext, approval: PlanApproved, *, by: str, event_id: str | None = None,
-) -> list[str]:
-    """Publish the approval in the envelope and wait for JetStream's ack; returns the deliberations it starts."""
+) -> Approval:
+    """Publish the approval in the envelope and wait for JetStream's ack.
+
+    `by` is the producer in the envelope (the upstream service's name); `event_id` defaults to one per plan.
+    """
+    answers_from = await after_last(js, ORCHESTRATION.name)
     outgoing = Outgoing(approval, event_id=event_id or approval_event_id(approval))
-    await EventPublisher(js, producer=by).publish(outgoing)
-    return deliberation_ids(approval)
+    ack = await EventPublisher(js, producer=by).publish(outgoing)
+    if ack.duplicate:
+        # Answered when it was first stored, at most one de-duplication window ago.
+        window = dt.timedelta(seconds=PLANNING.duplicate_window_s + 60)
+        answers_from = Start(time=dt.datetime.now(dt.UTC) - window)
+    return Approval(approval, outgoing.event_id, deliberation_ids(approval), answers_from, bool(ack.duplicate))
+
+
+async def follow_plan(js: JetStreamContext, approval: Approval) -> AsyncIterator[PlanUpdate]:
+    """What becomes of an approval, as it is stored: PlanAccepted or PlanRejected (the end), each deliberation's
+    DeliberationCompleted or DeliberationFailed (a retried one's new attempt too), then PlanConcluded (the end).
+
+    It waits as long as the plan runs; bound it with `asyncio.timeout`. Close it (`aclosing`) if you stop early.
+    """
+    plan = approval.approval
+    reading = Reading(ORCHESTRATION.name, ANSWER_SUBJECTS, approval.answers_from)
+    async with contextlib.aclosing(follow(js, [reading])) as messages:
+        async for message in messages:
+            update = _decoded(message)
+            if isinstance(update, PlanRejected):
+                if update.approval_id == approval.approval_id:
+                    yield update
+                    return
+            elif (update.story_id, update.plan_id) == (plan.story_id, plan.plan_id):
+                yield update
+                if isinstance(update, PlanConcluded):
+                    return
+
+
+def _decoded(message: Msg) -> PlanUpdate:
+    sequence, stored_at = stored_position(message)
+    return decode_incoming(message.subject, message.headers or {}, message.data, received_at=stored_at,
+                           stream_sequence=sequence, deliveries=1).payload
 
 
 class Results:

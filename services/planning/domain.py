@@ -6,6 +6,7 @@ from collections import Counter
 
 import msgspec
 
+from contracts import catalog
 from contracts.envelope import deterministic_id
 from contracts.errors import ContractViolation, Rejected
 from contracts.events import Brief, Council, DeliberationRef, DeliberationRequested, PlanApproved, Role
@@ -50,6 +51,20 @@ def problems_with(approval: PlanApproved) -> list[str]:
             + (f"; {len(oversized) - 1} more task(s) too" if len(oversized) > 1 else "")
         )
     return problems
+
+
+def read_approval(body: bytes) -> PlanApproved:
+    """An approval as ingress will read it, or ContractViolation with every reason, each naming its field path
+    (`$.tasks[0].title`): what `fleet plan approve` checks before it publishes anything."""
+    try:
+        approval = catalog.PLAN_APPROVED.decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise ContractViolation(f"invalid plan approval: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ContractViolation(f"the plan approval is not valid JSON: {exc}") from None
+    if problems := problems_with(approval):
+        raise ContractViolation("invalid plan approval: " + "; ".join(problems))
+    return approval
 
 
 def oversized_briefs(approval: PlanApproved) -> list[tuple[int, str]]:

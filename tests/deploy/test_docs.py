@@ -24,3 +24,23 @@ def test_the_guide_lists_every_secret_and_names_every_workload(name):
     for kind in ("StatefulSet", "Deployment", "Job", "RayCluster"):
         for resource in of_kind(overlay(name), kind):
             assert f"`{resource['metadata']['name']}`" in GUIDE, resource["metadata"]["name"]
+
+
+CLIENTS = (ROOT / "docs" / "clients.md").read_text()
+EXAMPLES = {"python": ROOT / "docs" / "examples" / "upstream.py", "js": ROOT / "docs" / "examples" / "upstream.mjs"}
+
+
+@pytest.mark.parametrize("language", EXAMPLES)
+def test_the_client_guide_quotes_its_examples_as_they_run(language):
+    """tests/e2e/test_clients.py runs the example files; the guide's snippets must be lines of them."""
+    example = {line.strip() for line in EXAMPLES[language].read_text().splitlines()}
+    snippets = re.findall(rf"```{language}\n(.*?)```", CLIENTS, re.S)
+    assert snippets
+    for snippet in snippets:
+        for line in filter(None, (line.strip() for line in snippet.splitlines())):
+            assert line in example, f"docs/clients.md quotes a line that {EXAMPLES[language].name} does not have: {line}"
+
+
+def test_every_file_the_client_guide_links_exists():
+    links = re.findall(r"\]\(((?:examples|contracts)/[^)#]+)\)", CLIENTS)
+    assert links and all((ROOT / "docs" / link).exists() for link in links), links

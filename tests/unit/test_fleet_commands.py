@@ -38,6 +38,7 @@ NEEDS_NATS = [
     ["dlq", "show", "1"],
     ["dlq", "redrive", "1", "--yes"],
     ["service", "planning"],
+    ["plan", "approve", "docs/examples/plan.json"],
 ]
 
 
@@ -93,6 +94,7 @@ def test_a_command_whose_nats_does_not_answer_names_the_address_it_tried(fleet, 
     (["replay", "--stream", "PLANNING", "--into", "search"], "--into takes graph or kv"),
     (["deliberation", "replay", "some-id"], "only --dry-run exists"),
     (["dlq", "redrive"], "name the letters to redrive, or give --all"),
+    (["plan", "approve", "no/such/plan.json"], "no such file: no/such/plan.json"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else "")
 def test_an_unknown_name_or_an_impossible_choice_is_refused_before_anything_is_asked(fleet, args, expected):
     assert expected in failed_in_one_line(fleet(*args))
@@ -112,6 +114,7 @@ def test_an_unknown_name_or_an_impossible_choice_is_refused_before_anything_is_a
     (["deliberation", "list", "--limit", "0"], "--limit"),
     (["dlq", "list", "--limit", "0"], "--limit"),
     (["up", "--no-such-option"], "--no-such-option"),
+    (["plan", "approve", "docs/examples/plan.json", "--wait", "--timeout", "0"], "--timeout"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else "")
 def test_a_number_out_of_range_or_an_unknown_option_is_a_usage_error_naming_the_option(fleet, args, option):
     result = fleet(*args)
@@ -202,3 +205,21 @@ def test_a_signal_cancels_the_command_so_its_cleanup_runs_and_it_exits_cleanly()
 def test_a_bug_keeps_its_traceback_rather_than_passing_as_bad_input():
     assert as_command_error(KeyError("views")) is None
     assert as_command_error(AttributeError("x")) is None
+
+
+@pytest.mark.parametrize(("approval", "expected"), [
+    ("{", "the plan approval is not valid JSON"),
+    ('{"story_id": "s"}', "Object missing required field `plan_id`"),
+    ('{"story_id": "s", "plan_id": "p", "approved_by": "a", "roles": ["DEV"], "tasks": [{"task_id": "t", "title": ""}]}',
+     "- at `$.tasks[0].title`"),
+    ('{"story_id": "s", "plan_id": "p", "approved_by": "a", "roles": ["DEV", "JANITOR"], "tasks": []}',
+     "- at `$.roles[1]`"),
+    ('{"story_id": "s", "plan_id": "p", "approved_by": "a", "roles": ["QA", "QA"], "tasks": []}',
+     "roles listed more than once: QA"),
+], ids=["not JSON", "a field missing", "an empty title", "an unknown role", "a role twice"])
+def test_plan_approve_checks_the_contract_first_and_names_the_field_path(fleet, approval, expected, monkeypatch):
+    """Nothing is published: no NATS is running, and the error is the contract's, not a connection's."""
+    result = CliRunner().invoke(app, ["plan", "approve", "-"], input=approval)
+
+    message = failed_in_one_line(result)
+    assert expected in message and "NATS" not in message

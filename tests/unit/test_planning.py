@@ -108,3 +108,14 @@ def test_without_an_architect_council_no_deliberation_can_be_judged():
 
 def test_roles_with_councils_and_an_architect_are_not_missing_anything():
     assert missing_councils(list(Role), COUNCILS) is None
+
+
+def test_every_answer_upstream_follows_is_in_one_stream_so_one_reader_keeps_their_order():
+    from contracts import catalog
+    from services.planning.client import ANSWER_SUBJECTS
+    from streams.definitions import stream_for_subject
+
+    assert set(ANSWER_SUBJECTS) == {
+        catalog.PLAN_ACCEPTED.subject, catalog.PLAN_REJECTED.subject, catalog.PLAN_CONCLUDED.subject,
+        catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject}
+    assert {stream_for_subject(subject).name for subject in ANSWER_SUBJECTS} == {"ORCHESTRATION"}
