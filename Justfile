@@ -14,6 +14,10 @@ default:
 up *ARGS:
     uv run fleet up {{ARGS}}
 
+# Any `fleet` command, e.g. `./dev fleet plan approve docs/examples/plan.json --wait`.
+fleet *ARGS:
+    uv run fleet {{ARGS}}
+
 # Publish a sample plan approval and follow each deliberation to its winner.
 demo *ARGS:
     uv run fleet demo {{ARGS}}
