@@ -38,7 +38,7 @@ def test_the_client_guide_quotes_its_examples_as_they_run(language):
     assert snippets
     for snippet in snippets:
         for line in filter(None, (line.strip() for line in snippet.splitlines())):
-            assert line in example, f"docs/clients.md quotes a line that {EXAMPLES[language].name} does not have: {line}"
+            assert line in example, f"docs/clients.md quotes a line {EXAMPLES[language].name} lacks: {line}"
 
 
 def test_every_file_the_client_guide_links_exists():

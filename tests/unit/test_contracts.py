@@ -183,7 +183,8 @@ def test_every_event_round_trips_through_its_wire_encoding(spec):
     assert spec.decoder.decode(catalog.encode(example)) == example
 
 
-AGGREGATE_IDS = {"plan": "p-1", "story": "s-1", "council": "QA", "deliberation": "d-1", "message": "PLANNING:7", "letter": "l-1"}
+AGGREGATE_IDS = {"plan": "p-1", "story": "s-1", "council": "QA", "deliberation": "d-1", "message": "PLANNING:7",
+                 "letter": "l-1"}
 
 
 @pytest.mark.parametrize("spec", catalog.EVENTS, ids=lambda s: s.subject)

@@ -210,7 +210,8 @@ def test_a_bug_keeps_its_traceback_rather_than_passing_as_bad_input():
 @pytest.mark.parametrize(("approval", "expected"), [
     ("{", "the plan approval is not valid JSON"),
     ('{"story_id": "s"}', "Object missing required field `plan_id`"),
-    ('{"story_id": "s", "plan_id": "p", "approved_by": "a", "roles": ["DEV"], "tasks": [{"task_id": "t", "title": ""}]}',
+    ('{"story_id": "s", "plan_id": "p", "approved_by": "a", "roles": ["DEV"], '
+     '"tasks": [{"task_id": "t", "title": ""}]}',
      "- at `$.tasks[0].title`"),
     ('{"story_id": "s", "plan_id": "p", "approved_by": "a", "roles": ["DEV", "JANITOR"], "tasks": []}',
      "- at `$.roles[1]`"),

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from contracts.events import PlanApproved, PlanConcluded
-    from services.planning.client import Approval, PlanUpdate
+    from services.planning.client import PlanUpdate
 
 app = typer.Typer(help="Plans, approved as upstream planning approves them.")
 
@@ -23,7 +23,7 @@ app = typer.Typer(help="Plans, approved as upstream planning approves them.")
 @app.command("approve")
 def plan_approve(
     source: Annotated[str, typer.Argument(
-        help="A JSON file holding the approval (planning.plan.approved.v1; docs/clients.md), or - for standard input.")],
+        help="A JSON file with the approval (planning.plan.approved.v1; docs/clients.md), or - for stdin.")],
     wait: Annotated[bool, typer.Option(
         "--wait", help="Follow every deliberation to its result; exit 1 unless all of them completed.")] = False,
     timeout_s: Annotated[float, typer.Option(
