@@ -83,6 +83,8 @@ class PlanRow:
     revision: int | None = None
     completed: int | None = None
     failed: int | None = None
+    # What upstream matches the answer by; all a rejected approval that names no plan has.
+    approval_id: str | None = None
 
 
 @dataclass
@@ -267,12 +269,14 @@ def _failed(state: MonitorState, event: ev.DeliberationFailed, at: str) -> None:
 
 def _plan_accepted(state: MonitorState, event: ev.PlanAccepted, at: str) -> None:
     state.plans[f"{event.story_id}/{event.plan_id}"] = PlanRow(
-        event.story_id, event.plan_id, at, "accepted", deliberations=[d.deliberation_id for d in event.deliberations])
+        event.story_id, event.plan_id, at, "accepted", deliberations=[d.deliberation_id for d in event.deliberations],
+        approval_id=event.approval_id)
 
 
 def _plan_rejected(state: MonitorState, event: ev.PlanRejected, at: str) -> None:
     key = f"{event.story_id}/{event.plan_id}" if event.plan_id else event.approval_id
-    state.plans[key] = PlanRow(event.story_id, event.plan_id, at, "rejected", reasons=list(event.reasons))
+    state.plans[key] = PlanRow(event.story_id, event.plan_id, at, "rejected", reasons=list(event.reasons),
+                               approval_id=event.approval_id)
 
 
 def _plan_concluded(state: MonitorState, event: ev.PlanConcluded, at: str) -> None:

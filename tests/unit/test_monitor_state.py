@@ -230,4 +230,4 @@ def test_the_plans_show_what_ingress_answered_and_how_they_ended_newest_first():
     concluded, rejected = log.state.snapshot(T0, True)["plans"]
     assert (concluded["status"], concluded["revision"], concluded["completed"], concluded["deliberations"]) == (
         "concluded", 2, 1, ["d-1"])
-    assert (rejected["status"], rejected["reasons"]) == ("rejected", ["no tasks"])
+    assert (rejected["status"], rejected["reasons"], rejected["approval_id"]) == ("rejected", ["no tasks"], "a-2")
