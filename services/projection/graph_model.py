@@ -1,7 +1,8 @@
 """What each event writes into the graph: pure functions from an event to MERGEs.
 
-A property is written by one kind of event only, and every kind of event comes from one stream, so
-the final graph does not depend on how the streams interleave: a rebuild gives the same graph.
+A property is written by the events of one stream only (ids excepted, which always carry the same value),
+and each stream keeps its order, so the final graph does not depend on how the streams interleave: a
+rebuild gives the same graph.
 """
 
 from __future__ import annotations
