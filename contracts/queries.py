@@ -137,7 +137,8 @@ class DeliberationSummary(msgspec.Struct, frozen=True, kw_only=True):
     winner_id: str | None = None
     requested_at: str | None = None
     duration_ms: int | None = None
-    attempt: int = 1
+    # 1 for a first attempt, 2 for its first retry.
+    attempt_number: int = 1
     retried_as: str | None = None
     cancelled_by: str | None = None
 
@@ -161,7 +162,7 @@ class DecisionBrief(msgspec.Struct, frozen=True, kw_only=True):
     winner_score: float | None = None
     rationale: str | None = None
     decided_by: str | None = None
-    attempt: int = 1
+    attempt_number: int = 1
     retried_as: str | None = None
     cancelled_by: str | None = None
 

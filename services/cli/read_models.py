@@ -113,7 +113,7 @@ def print_deliberations(found: DeliberationList, console: Console) -> None:
     for d in found.deliberations:
         status = _status(d.status) + (f" by {d.cancelled_by}" if d.cancelled_by else "")
         status += f", retried as {d.retried_as}" if d.retried_as else ""
-        table.add_row(d.deliberation_id, d.story_id, d.task_id, d.role, str(d.attempt), status, d.phase or "",
+        table.add_row(d.deliberation_id, d.story_id, d.task_id, d.role, str(d.attempt_number), status, d.phase or "",
                       d.winner_id or "", f"{d.duration_ms / 1000:.1f}s" if d.duration_ms is not None else "")
     console.print(table)
 
@@ -135,7 +135,7 @@ def story_tree(story: StoryView) -> Tree:
                 leaf.add("[dim]no deliberation yet[/]")
             for d in task.deliberations:
                 line = f"{d.role} {_status(d.status)} {d.deliberation_id}"
-                line += f" (attempt {d.attempt})" if d.attempt > 1 else ""
+                line += f" (attempt {d.attempt_number})" if d.attempt_number > 1 else ""
                 line += f" by {d.cancelled_by}" if d.cancelled_by else ""
                 line += f", retried as {d.retried_as}" if d.retried_as else ""
                 if d.winner_id:

@@ -136,7 +136,7 @@ def _deliberation_requested(event: ev.DeliberationRequested, envelope: Envelope)
             "deliberation_id": ref.deliberation_id, "story_id": ref.story_id, "plan_id": ref.plan_id,
             "task_id": ref.task_id, "role": ref.role.value, "requested_at": format_time(envelope.occurred_at),
             "architect_id": event.architect.agent_id, "status": DeliberationStatus.PENDING.value,
-            "approved_by": event.approved_by, "attempt": attempt.number if attempt else 1,
+            "approved_by": event.approved_by, "attempt_number": attempt.number if attempt else 1,
             "first_id": attempt.first_id if attempt else None,
             "previous_id": attempt.previous_id if attempt else None,
             "attempt_requested_by": attempt.requested_by if attempt else None,

@@ -53,7 +53,7 @@ def summary_of(view: DeliberationView) -> DeliberationSummary:
     return DeliberationSummary(
         deliberation_id=view.deliberation_id, story_id=view.story_id, task_id=view.task_id, role=view.role,
         status=view.status, phase=view.phase, winner_id=view.winner_id, requested_at=view.requested_at,
-        duration_ms=view.duration_ms, attempt=view.attempt.number if view.attempt else 1,
+        duration_ms=view.duration_ms, attempt_number=view.attempt.number if view.attempt else 1,
         retried_as=view.retried_as, cancelled_by=view.cancelled_by,
     )
 
@@ -65,7 +65,7 @@ OPTIONAL MATCH (d)-[:{Rel.DECIDED}]->(c:{Label.DECISION})
 OPTIONAL MATCH (d)-[:{Rel.RETRIED_AS}]->(r:{Label.DELIBERATION})
 RETURN p.plan_id, p.approved_by, p.approved_at, p.accepted_at, p.accepted_deliberations, p.rejected_at,
        p.rejection_reasons, p.concluded_at, p.conclusion_revision, p.completed, p.failed, p.outcomes,
-       t.task_id, t.title, t.position, d.id, d.role, d.status, d.winner_score, d.attempt, d.cancelled_by,
+       t.task_id, t.title, t.position, d.id, d.role, d.status, d.winner_score, d.attempt_number, d.cancelled_by,
        r.id, c.winner_id, c.rationale, c.decided_by"""
 STORY_TRANSITIONS_QUERY = f"""MATCH (s:{Label.STORY} {{id: $story}})
 OPTIONAL MATCH (s)-[:{Rel.TRANSITIONED}]->(t:{Label.TRANSITION})
@@ -82,7 +82,7 @@ def story_view(story_id: str, rows: list[list], transition_rows: list[list] = ()
     plans: dict[str, dict] = {}
     for row in rows:
         plan_id, plan_columns = row[0], row[1:12]
-        (task_id, title, position, deliberation_id, role, status, score, attempt, cancelled_by, retried_as,
+        (task_id, title, position, deliberation_id, role, status, score, attempt_number, cancelled_by, retried_as,
          winner_id, rationale, decided_by) = row[12:]
         plan = plans.setdefault(plan_id, {**dict(zip(_PLAN_COLUMNS, plan_columns, strict=True)), "tasks": {}})
         if task_id is None:
@@ -91,7 +91,7 @@ def story_view(story_id: str, rows: list[list], transition_rows: list[list] = ()
         if deliberation_id is not None:
             task["deliberations"][deliberation_id] = DecisionBrief(
                 deliberation_id=deliberation_id, role=role or "", status=status, winner_id=winner_id,
-                winner_score=score, rationale=rationale, decided_by=decided_by, attempt=attempt or 1,
+                winner_score=score, rationale=rationale, decided_by=decided_by, attempt_number=attempt_number or 1,
                 retried_as=retried_as, cancelled_by=cancelled_by,
             )
     transitions = [
@@ -109,7 +109,7 @@ def story_view(story_id: str, rows: list[list], transition_rows: list[list] = ()
 def _plan_view(plan_id: str, plan: dict) -> PlanView:
     tasks = [
         TaskView(task_id=task_id, title=task["title"],
-                 deliberations=sorted(task["deliberations"].values(), key=lambda d: (d.role, d.attempt)))
+                 deliberations=sorted(task["deliberations"].values(), key=lambda d: (d.role, d.attempt_number)))
         for task_id, task in sorted(plan.pop("tasks").items(), key=lambda item: (item[1]["position"], item[0]))
     ]
     outcomes = plan.pop("outcomes")

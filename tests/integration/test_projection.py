@@ -203,7 +203,7 @@ async def test_the_lifecycle_is_what_story_show_deliberation_show_and_list_answe
     assert [o.outcome for o in accepted.outcomes] == ["completed", "completed"]
     assert (rejected.plan_id, rejected.rejection_reasons) == (f"plan2-{unique}", ["no council for DATA"])
     [task] = accepted.tasks
-    assert [(d.role, d.attempt, d.status, d.cancelled_by, d.retried_as) for d in task.deliberations] == [
+    assert [(d.role, d.attempt_number, d.status, d.cancelled_by, d.retried_as) for d in task.deliberations] == [
         ("DEV", 1, "COMPLETED", None, None), ("QA", 1, "CANCELLED", "ops", f"qa2-{unique}"),
         ("QA", 2, "PENDING", None, None)]
     assert (cancelled.status, cancelled.cancelled_by, cancelled.retried_as) == ("CANCELLED", "ops", f"qa2-{unique}")

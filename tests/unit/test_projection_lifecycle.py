@@ -171,7 +171,7 @@ def test_a_deliberation_shows_its_deadline_the_cancel_request_and_who_cancelled_
     assert (view.deadline_s, view.deadline_at) == (1800.0, "2026-11-22T12:30:01.000000Z")
     assert view.attempt is None and view.retried_as is None
     summary = summary_of(view)
-    assert (summary.status, summary.cancelled_by, summary.attempt) == ("CANCELLED", "ops", 1)
+    assert (summary.status, summary.cancelled_by, summary.attempt_number) == ("CANCELLED", "ops", 1)
 
 
 def test_a_retried_deliberation_points_to_its_new_attempt_which_points_back_to_the_first():
@@ -184,7 +184,7 @@ def test_a_retried_deliberation_points_to_its_new_attempt_which_points_back_to_t
     assert second.status is DeliberationStatus.PENDING
     assert (second.attempt.number, second.attempt.first_id, second.attempt.previous_id) == (2, "d-1", "d-1")
     assert (second.attempt.requested_by, second.attempt.reason) == ("ops", "rubric fixed")
-    assert summary_of(second).attempt == 2 and summary_of(first).retried_as == "d-2"
+    assert summary_of(second).attempt_number == 2 and summary_of(first).retried_as == "d-2"
 
 
 def test_a_retry_in_the_graph_is_a_deliberation_of_the_same_task_linked_from_the_one_it_retries():
@@ -192,10 +192,11 @@ def test_a_retry_in_the_graph_is_a_deliberation_of_the_same_task_linked_from_the
     writes = graph_writes(event, envelope(event))
     node = nodes_of(writes)[(Label.DELIBERATION, RETRY_REF.deliberation_id)]
 
-    assert (node["attempt"], node["first_id"], node["previous_id"]) == (2, "d-1", "d-1")
+    assert (node["attempt_number"], node["first_id"], node["previous_id"]) == (2, "d-1", "d-1")
     assert (Label.DELIBERATION, "d-1", Rel.RETRIED_AS, Label.DELIBERATION, "d-2") in edges_of(writes)
     assert (Label.TASK, "s-1/p-1/t-1", Rel.DELIBERATED_IN, Label.DELIBERATION, "d-2") in edges_of(writes)
-    assert nodes_of(graph_writes(requested(), envelope(requested())))[(Label.DELIBERATION, "d-1")]["attempt"] == 1
+    first = nodes_of(graph_writes(requested(), envelope(requested())))[(Label.DELIBERATION, "d-1")]
+    assert first["attempt_number"] == 1
 
 
 # --- story.show: transitions and the plan's answers -------------------------------------------------
@@ -250,14 +251,15 @@ def test_a_plan_in_a_story_shows_what_ingress_answered_and_how_it_ended():
 def test_a_tasks_attempts_are_listed_in_order_with_who_cancelled_and_what_retried_them():
     approved = "2026-11-22T09:00:00.000000Z"
     view = story_view("s-1", [
-        story_row("p-1", approved, "t-1", "One", 0, "d-2", "DEV", "COMPLETED", attempt=2),
-        story_row("p-1", approved, "t-1", "One", 0, "d-1", "DEV", "CANCELLED", attempt=None, cancelled_by="ops",
+        story_row("p-1", approved, "t-1", "One", 0, "d-2", "DEV", "COMPLETED", attempt_number=2),
+        story_row("p-1", approved, "t-1", "One", 0, "d-1", "DEV", "CANCELLED", attempt_number=None, cancelled_by="ops",
                   retried_as="d-2"),
     ])
 
     first, second = view.plans[0].tasks[0].deliberations
-    assert (first.deliberation_id, first.attempt, first.cancelled_by, first.retried_as) == ("d-1", 1, "ops", "d-2")
-    assert (second.deliberation_id, second.attempt) == ("d-2", 2)
+    assert (first.deliberation_id, first.attempt_number, first.cancelled_by, first.retried_as) == (
+        "d-1", 1, "ops", "d-2")
+    assert (second.deliberation_id, second.attempt_number) == ("d-2", 2)
 
 
 # --- the CLI's views ---------------------------------------------------------------------------------
