@@ -6,12 +6,22 @@ the header `Fleet-Query-Status`: 200 with the reply type as its body, or an erro
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
 import msgspec
 
-from contracts.events import DeliberationFailed, DeliberationRef, Phase, RankedProposal, Role
+from contracts.events import (
+    Attempt,
+    DeliberationFailed,
+    DeliberationOutcome,
+    DeliberationRef,
+    DeliberationStarted,
+    Phase,
+    RankedProposal,
+    Role,
+)
 
 STATUS_HEADER = "Fleet-Query-Status"
 
@@ -31,14 +41,32 @@ class DeliberationStatus(enum.StrEnum):
     # Failed in a phase; TIMED_OUT when that phase ended at its deadline with turns unanswered.
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
+    # Stopped by an operator (`fleet deliberation cancel`); the view says who.
+    CANCELLED = "CANCELLED"
 
     @property
     def finished(self) -> bool:
-        return self in (DeliberationStatus.COMPLETED, DeliberationStatus.FAILED, DeliberationStatus.TIMED_OUT)
+        return self in (DeliberationStatus.COMPLETED, DeliberationStatus.FAILED, DeliberationStatus.TIMED_OUT,
+                        DeliberationStatus.CANCELLED)
 
 
 def failed_status(failed: DeliberationFailed) -> DeliberationStatus:
+    if failed.cancelled_by is not None:
+        return DeliberationStatus.CANCELLED
     return DeliberationStatus.TIMED_OUT if failed.timed_out else DeliberationStatus.FAILED
+
+
+def deadline_of(started: DeliberationStarted) -> dt.datetime:
+    """When the whole deliberation must be over: its start plus the council's overall deadline."""
+    return started.started_at + dt.timedelta(seconds=started.council.protocol.deliberation_deadline_s)
+
+
+class OperatorRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator's cancel or retry request: who asked, why, and when."""
+
+    by: str
+    reason: str = ""
+    at: str
 
 
 # --- deliberation.show ----------------------------------------------------------------------
@@ -78,6 +106,16 @@ class DeliberationView(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: int | None = None
     # "<phase>:<round>" -> when that phase began
     phases_started: dict[str, str] = {}
+    # The overall deadline, from the council's protocol and the start.
+    deadline_s: float | None = None
+    deadline_at: str | None = None
+    cancel_requested: OperatorRequest | None = None
+    cancelled_by: str | None = None
+    # Set on a retry's new attempt; None for a first attempt.
+    attempt: Attempt | None = None
+    retry_requested: OperatorRequest | None = None
+    # The new attempt's id, once a retry of this one was requested.
+    retried_as: str | None = None
 
 
 # --- deliberation.list ----------------------------------------------------------------------
@@ -99,6 +137,10 @@ class DeliberationSummary(msgspec.Struct, frozen=True, kw_only=True):
     winner_id: str | None = None
     requested_at: str | None = None
     duration_ms: int | None = None
+    # 1 for a first attempt, 2 for its first retry.
+    attempt_number: int = 1
+    retried_as: str | None = None
+    cancelled_by: str | None = None
 
 
 class DeliberationList(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +162,9 @@ class DecisionBrief(msgspec.Struct, frozen=True, kw_only=True):
     winner_score: float | None = None
     rationale: str | None = None
     decided_by: str | None = None
+    attempt_number: int = 1
+    retried_as: str | None = None
+    cancelled_by: str | None = None
 
 
 class TaskView(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,11 +178,36 @@ class PlanView(msgspec.Struct, frozen=True, kw_only=True):
     approved_by: str | None = None
     approved_at: str | None = None
     tasks: list[TaskView] = []
+    # What ingress answered: accepted with these deliberations, or rejected with reasons.
+    accepted_at: str | None = None
+    accepted_deliberations: list[str] = []
+    rejected_at: str | None = None
+    rejection_reasons: list[str] = []
+    # Once every deliberation ended; a later revision after a retried one ends.
+    concluded_at: str | None = None
+    conclusion_revision: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    outcomes: list[DeliberationOutcome] = []
+
+
+class TransitionView(msgspec.Struct, frozen=True, kw_only=True):
+    """One move of a story between upstream's states."""
+
+    event_id: str
+    from_state: str
+    to_state: str
+    by: str
+    reason: str = ""
+    at: str
 
 
 class StoryView(msgspec.Struct, frozen=True, kw_only=True):
     story_id: str
     plans: list[PlanView]
+    # The state of the last transition; None before any.
+    state: str | None = None
+    transitions: list[TransitionView] = []
 
 
 # --- agent.context --------------------------------------------------------------------------
@@ -185,7 +255,8 @@ LIST_DELIBERATIONS = QuerySpec(
 )
 SHOW_STORY = QuerySpec(
     subject="query.story.show.v1", request=ShowStory, reply=StoryView,
-    summary="A story as a tree: its plans, their tasks, and each task's deliberations and decisions.",
+    summary="A story as a tree: its state and transitions, its plans with ingress's answers, their tasks, and "
+    "each task's deliberations and decisions.",
 )
 AGENT_CONTEXT = QuerySpec(
     subject="query.agent.context.v1", request=GetAgentContext, reply=AgentContext,

@@ -9,7 +9,14 @@ from rich.table import Table
 from rich.tree import Tree
 
 from contracts import queries
-from contracts.queries import DeliberationList, DeliberationStatus, DeliberationView, StoryView
+from contracts.queries import (
+    DeliberationList,
+    DeliberationStatus,
+    DeliberationView,
+    OperatorRequest,
+    PlanView,
+    StoryView,
+)
 from services.cli.runner import nats_connection
 from services.mesh.queries import ask
 from services.mesh.settings import load_settings
@@ -18,7 +25,8 @@ from services.projection.projector import Progress
 from services.projection.rebuild import RebuildResult, rebuild
 
 STATUS_COLOURS = {DeliberationStatus.COMPLETED: "green", DeliberationStatus.FAILED: "red",
-                  DeliberationStatus.TIMED_OUT: "red", DeliberationStatus.IN_PROGRESS: "yellow"}
+                  DeliberationStatus.TIMED_OUT: "red", DeliberationStatus.CANCELLED: "magenta",
+                  DeliberationStatus.IN_PROGRESS: "yellow"}
 
 
 async def query(spec: queries.QuerySpec, request):
@@ -36,6 +44,8 @@ def print_deliberation(view: DeliberationView, console: Console) -> None:
                   + (f"  phase {view.phase} (round {view.round})" if view.phase else ""))
     console.print(f"story {view.story_id} / plan {view.plan_id} / task {view.task_id}: {view.title}")
     console.print(f"council {view.role}: {', '.join(view.agents)}")
+    for line in _lifecycle(view):
+        console.print(line)
     if view.winner_id:
         console.print(f"[green]winner[/] {view.winner_id} (score {_score(view.winner_score)}, "
                       f"{view.winner_revisions} revision(s)), decided by {view.decided_by}")
@@ -59,12 +69,36 @@ def print_deliberation(view: DeliberationView, console: Console) -> None:
             timings.add_row(label, value)
     for phase, at in view.phases_started.items():
         timings.add_row(f"phase {phase}", at)
+    if view.deadline_at:
+        timings.add_row("overall deadline", f"{view.deadline_at} ({view.deadline_s:g}s after the start)")
     if view.finished_at:
         timings.add_row("finished", f"{view.finished_at} ({(view.duration_ms or 0) / 1000:.1f}s)")
     console.print(timings)
     if view.winner_content:
         console.print("[bold]winning proposal[/]")
         console.print(view.winner_content)
+
+
+def _lifecycle(view: DeliberationView) -> list[str]:
+    """The operator's hand in it: the attempt it is, cancel and retry requests, and what became of them."""
+    lines = []
+    if view.attempt:
+        a = view.attempt
+        lines.append(f"attempt {a.number}, retry of {a.previous_id} (first {a.first_id}), requested by "
+                     f"{a.requested_by}" + (f": {a.reason}" if a.reason else ""))
+    if view.cancel_requested:
+        lines.append(_requested("cancel", view.cancel_requested))
+    if view.cancelled_by:
+        lines.append(f"[magenta]cancelled by {view.cancelled_by}[/]")
+    if view.retry_requested:
+        lines.append(_requested("retry", view.retry_requested))
+    if view.retried_as:
+        lines.append(f"retried as {view.retried_as}")
+    return lines
+
+
+def _requested(what: str, request: OperatorRequest) -> str:
+    return f"{what} requested by {request.by} at {request.at}" + (f": {request.reason}" if request.reason else "")
 
 
 def _score(score: float | None) -> str:
@@ -75,29 +109,54 @@ def print_deliberations(found: DeliberationList, console: Console) -> None:
     if not found.deliberations:
         console.print("no deliberations match")
         return
-    table = Table("deliberation", "story", "task", "role", "status", "phase", "winner", "duration")
+    table = Table("deliberation", "story", "task", "role", "attempt", "status", "phase", "winner", "duration")
     for d in found.deliberations:
-        table.add_row(d.deliberation_id, d.story_id, d.task_id, d.role, _status(d.status), d.phase or "",
+        status = _status(d.status) + (f" by {d.cancelled_by}" if d.cancelled_by else "")
+        status += f", retried as {d.retried_as}" if d.retried_as else ""
+        table.add_row(d.deliberation_id, d.story_id, d.task_id, d.role, str(d.attempt_number), status, d.phase or "",
                       d.winner_id or "", f"{d.duration_ms / 1000:.1f}s" if d.duration_ms is not None else "")
     console.print(table)
 
 
 def story_tree(story: StoryView) -> Tree:
-    tree = Tree(f"[bold]story {story.story_id}[/]")
+    tree = Tree(f"[bold]story {story.story_id}[/]" + (f", now {story.state}" if story.state else ""))
+    if story.transitions:
+        history = tree.add("transitions")
+        for t in story.transitions:
+            history.add(f"{t.at} {t.from_state} → {t.to_state} by {t.by}" + (f": {t.reason}" if t.reason else ""))
     for plan in story.plans:
-        branch = tree.add(f"plan {plan.plan_id}, approved by {plan.approved_by} at {plan.approved_at}")
+        approved = f"approved by {plan.approved_by} at {plan.approved_at}" if plan.approved_at else "not approved"
+        branch = tree.add(f"plan {plan.plan_id}, {approved}")
+        for line in _plan_answers(plan):
+            branch.add(line)
         for task in plan.tasks:
             leaf = branch.add(f"task {task.task_id}: {task.title}")
             if not task.deliberations:
                 leaf.add("[dim]no deliberation yet[/]")
             for d in task.deliberations:
                 line = f"{d.role} {_status(d.status)} {d.deliberation_id}"
+                line += f" (attempt {d.attempt_number})" if d.attempt_number > 1 else ""
+                line += f" by {d.cancelled_by}" if d.cancelled_by else ""
+                line += f", retried as {d.retried_as}" if d.retried_as else ""
                 if d.winner_id:
                     line += f": [green]{d.winner_id}[/] won (score {_score(d.winner_score)}, decided by {d.decided_by})"
                 node = leaf.add(line)
                 if d.rationale:
                     node.add(f"[italic]{d.rationale}[/]")
     return tree
+
+
+def _plan_answers(plan: PlanView) -> list[str]:
+    """What ingress answered, and how the plan ended."""
+    lines = []
+    if plan.accepted_at:
+        lines.append(f"[green]accepted[/] at {plan.accepted_at}: {len(plan.accepted_deliberations)} deliberation(s)")
+    if plan.rejected_at:
+        lines.append(f"[red]rejected[/] at {plan.rejected_at}: {'; '.join(plan.rejection_reasons)}")
+    if plan.concluded_at:
+        lines.append(f"concluded at {plan.concluded_at} (revision {plan.conclusion_revision}): "
+                     f"{plan.completed} completed, {plan.failed} failed")
+    return lines
 
 
 class ProgressPrinter:

@@ -38,6 +38,7 @@ from contracts.events import (
     Verdict,
     Winner,
 )
+from contracts.queries import failed_status
 from services.collector.scoring import eligible, rank, score_all
 from services.mesh.messages import Outgoing
 
@@ -387,11 +388,11 @@ def ended_phase(before: Deliberation | None, after: Deliberation, now: dt.dateti
 
 
 def outcome_of(state: Deliberation) -> str | None:
-    """completed, failed or timed_out once finished; None before."""
+    """completed, failed, timed_out or cancelled once finished (the read models' status); None before."""
     if state.completed is not None:
         return "completed"
     if state.failed is not None:
-        return "timed_out" if state.failed.timed_out else "failed"
+        return failed_status(state.failed).value.lower()
     return None
 
 

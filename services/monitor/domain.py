@@ -16,10 +16,11 @@ import msgspec
 
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
-from contracts.queries import DeliberationStatus, failed_status
+from contracts.queries import DeliberationStatus, deadline_of, failed_status
 
 RECENT_EVENTS = 100
 FINISHED_KEPT = 50
+PLANS_KEPT = 20
 LATENCIES_KEPT = 500
 
 
@@ -55,10 +56,35 @@ class DeliberationRow:
     ranking: list[dict] = field(default_factory=list)
     reason: str | None = None
     duration_ms: int | None = None
+    deadline_at: str | None = None
+    # {"by", "reason", "at"} of an operator's request.
+    cancel_requested: dict | None = None
+    cancelled_by: str | None = None
+    # A retry's attempt (number, first_id, previous_id, requested_by, reason); None for a first attempt.
+    attempt: dict | None = None
+    retry_requested: dict | None = None
+    retried_as: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.status.finished
+
+
+@dataclass
+class PlanRow:
+    """What ingress answered for a plan, and how it ended."""
+
+    story_id: str
+    plan_id: str
+    at: str
+    status: str
+    deliberations: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    revision: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    # What upstream matches the answer by; all a rejected approval that names no plan has.
+    approval_id: str | None = None
 
 
 @dataclass
@@ -74,6 +100,8 @@ class Source:
 class MonitorState:
     councils: dict[str, dict] = field(default_factory=dict)
     deliberations: dict[str, DeliberationRow] = field(default_factory=dict)
+    # By "<story>/<plan>", or the approval's id when the rejected approval named no plan.
+    plans: dict[str, PlanRow] = field(default_factory=dict)
     # The newest events by when they happened, oldest first: on start the readers deliver each
     # stream's last hour at once, so arrival order would let old events push out new ones.
     events: list[dict] = field(default_factory=list)
@@ -98,6 +126,8 @@ class MonitorState:
         if handler is not None:
             handler(self, payload, at)
         self._forget_old_results()
+        for key in sorted(self.plans, key=lambda k: self.plans[k].at)[:-PLANS_KEPT]:
+            del self.plans[key]
         return True
 
     def _row(self, deliberation_id: str) -> DeliberationRow | None:
@@ -117,6 +147,7 @@ class MonitorState:
             "in_flight": [_row_dict(r) for r in rows if not r.finished],
             "results": [_row_dict(r) for r in sorted((r for r in rows if r.finished),
                                                      key=lambda r: r.finished_at or "", reverse=True)],
+            "plans": [asdict(p) for p in sorted(self.plans.values(), key=lambda p: p.at, reverse=True)],
             "events": list(reversed(self.events)),
             "llm": {role: _latency_summary(values, self.llm_failures.get(role, 0))
                     for role, values in sorted(self.latencies.items())},
@@ -162,6 +193,24 @@ def _requested(state: MonitorState, event: ev.DeliberationRequested, at: str) ->
     row = state.deliberations.setdefault(ref.deliberation_id, DeliberationRow(
         ref.deliberation_id, ref.story_id, ref.plan_id, ref.task_id, event.brief.task.title, ref.role.value))
     row.requested_at = row.requested_at or at
+    if (attempt := event.attempt) is not None:
+        row.attempt = msgspec.to_builtins(attempt)
+        if (previous := state._row(attempt.previous_id)) is not None:
+            previous.retried_as = ref.deliberation_id
+
+
+def _operator_request(event: ev.DeliberationCancelRequested | ev.DeliberationRetryRequested, at: str) -> dict:
+    return {"by": event.requested_by, "reason": event.reason, "at": at}
+
+
+def _cancel_requested(state: MonitorState, event: ev.DeliberationCancelRequested, at: str) -> None:
+    if (row := state._row(event.deliberation_id)) is not None:
+        row.cancel_requested = _operator_request(event, at)
+
+
+def _retry_requested(state: MonitorState, event: ev.DeliberationRetryRequested, at: str) -> None:
+    if (row := state._row(event.deliberation_id)) is not None:
+        row.retry_requested = _operator_request(event, at)
 
 
 def _started(state: MonitorState, event: ev.DeliberationStarted, at: str) -> None:
@@ -169,6 +218,7 @@ def _started(state: MonitorState, event: ev.DeliberationStarted, at: str) -> Non
     row = state.deliberations.setdefault(ref.deliberation_id, DeliberationRow(
         ref.deliberation_id, ref.story_id, ref.plan_id, ref.task_id, event.brief.task.title, ref.role.value))
     row.started_at = format_time(event.started_at)
+    row.deadline_at = format_time(deadline_of(event))
     if not row.finished:
         row.status = DeliberationStatus.IN_PROGRESS
 
@@ -214,6 +264,27 @@ def _failed(state: MonitorState, event: ev.DeliberationFailed, at: str) -> None:
     _close_phase(row, at)
     row.status = failed_status(event)
     row.finished_at, row.duration_ms, row.reason = at, event.duration_ms, event.reason
+    row.cancelled_by = event.cancelled_by
+
+
+def _plan_accepted(state: MonitorState, event: ev.PlanAccepted, at: str) -> None:
+    state.plans[f"{event.story_id}/{event.plan_id}"] = PlanRow(
+        event.story_id, event.plan_id, at, "accepted", deliberations=[d.deliberation_id for d in event.deliberations],
+        approval_id=event.approval_id)
+
+
+def _plan_rejected(state: MonitorState, event: ev.PlanRejected, at: str) -> None:
+    key = f"{event.story_id}/{event.plan_id}" if event.plan_id else event.approval_id
+    state.plans[key] = PlanRow(event.story_id, event.plan_id, at, "rejected", reasons=list(event.reasons),
+                               approval_id=event.approval_id)
+
+
+def _plan_concluded(state: MonitorState, event: ev.PlanConcluded, at: str) -> None:
+    key = f"{event.story_id}/{event.plan_id}"
+    row = state.plans.setdefault(key, PlanRow(event.story_id, event.plan_id, at, "concluded"))
+    row.at, row.status, row.revision = at, "concluded", event.revision
+    row.completed, row.failed = event.completed, event.failed
+    row.deliberations = row.deliberations or [o.deliberation_id for o in event.outcomes]
 
 
 def _turn_completed(state: MonitorState, event: ev.TurnCompleted, at: str) -> None:
@@ -230,6 +301,8 @@ _HANDLERS = {
     ev.CouncilCreated: _council_created,
     ev.CouncilDeleted: _council_deleted,
     ev.DeliberationRequested: _requested,
+    ev.DeliberationCancelRequested: _cancel_requested,
+    ev.DeliberationRetryRequested: _retry_requested,
     ev.DeliberationStarted: _started,
     ev.DeliberationAdvanced: _advanced,
     ev.DecisionMade: _decided,
@@ -237,4 +310,7 @@ _HANDLERS = {
     ev.DeliberationFailed: _failed,
     ev.TurnCompleted: _turn_completed,
     ev.TurnFailed: _turn_failed,
+    ev.PlanAccepted: _plan_accepted,
+    ev.PlanRejected: _plan_rejected,
+    ev.PlanConcluded: _plan_concluded,
 }

@@ -1,7 +1,8 @@
 """What each event writes into the graph: pure functions from an event to MERGEs.
 
-A property is written by one kind of event only, and every kind of event comes from one stream, so
-the final graph does not depend on how the streams interleave: a rebuild gives the same graph.
+A property is written by the events of one stream only (ids excepted, which always carry the same value),
+and each stream keeps its order, so the final graph does not depend on how the streams interleave: a
+rebuild gives the same graph.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import msgspec
+
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
-from contracts.queries import DeliberationStatus, failed_status
+from contracts.queries import DeliberationStatus, deadline_of, failed_status
 from services.projection.vocabulary import (
     EdgeWrite,
     GraphWrite,
@@ -52,6 +55,49 @@ def _plan_approved(event: ev.PlanApproved, envelope: Envelope) -> list[GraphWrit
     return writes
 
 
+def _story_transitioned(event: ev.StoryTransitioned, envelope: Envelope) -> list[GraphWrite]:
+    at = format_time(envelope.occurred_at)
+    return [
+        # The story's state is the last transition's, in the order its one stream keeps.
+        NodeWrite(Label.STORY, event.story_id, {"story_id": event.story_id, "state": event.to_state,
+                                                 "state_since": at}),
+        NodeWrite(Label.TRANSITION, envelope.event_id, {
+            "story_id": event.story_id, "from_state": event.from_state, "to_state": event.to_state,
+            "by": event.transitioned_by, "reason": event.reason, "at": at,
+        }),
+        EdgeWrite(Label.STORY, event.story_id, Rel.TRANSITIONED, Label.TRANSITION, envelope.event_id),
+    ]
+
+
+def _plan_accepted(event: ev.PlanAccepted, envelope: Envelope) -> list[GraphWrite]:
+    return [NodeWrite(Label.PLAN_VERSION, plan_key(event.story_id, event.plan_id), {
+        "accepted_at": format_time(envelope.occurred_at),
+        "accepted_deliberations": [d.deliberation_id for d in event.deliberations],
+    })]
+
+
+def _plan_rejected(event: ev.PlanRejected, envelope: Envelope) -> list[GraphWrite]:
+    if not (event.story_id and event.plan_id):
+        return []  # An approval too broken to name its plan: the dead letter is all there is.
+    plan = plan_key(event.story_id, event.plan_id)
+    return [
+        NodeWrite(Label.STORY, event.story_id, {"story_id": event.story_id}),
+        NodeWrite(Label.PLAN_VERSION, plan, {
+            "story_id": event.story_id, "plan_id": event.plan_id, "rejected_at": format_time(envelope.occurred_at),
+            "rejection_reasons": list(event.reasons),
+        }),
+        EdgeWrite(Label.STORY, event.story_id, Rel.HAS_PLAN, Label.PLAN_VERSION, plan),
+    ]
+
+
+def _plan_concluded(event: ev.PlanConcluded, envelope: Envelope) -> list[GraphWrite]:
+    return [NodeWrite(Label.PLAN_VERSION, plan_key(event.story_id, event.plan_id), {
+        "concluded_at": format_time(envelope.occurred_at), "conclusion_revision": event.revision,
+        "completed": event.completed, "failed": event.failed,
+        "outcomes": msgspec.json.encode(event.outcomes).decode(),
+    })]
+
+
 def _council_created(event: ev.CouncilCreated, envelope: Envelope) -> list[GraphWrite]:
     council, role = event.council, event.council.role.value
     protocol = council.protocol
@@ -59,7 +105,8 @@ def _council_created(event: ev.CouncilCreated, envelope: Envelope) -> list[Graph
         NodeWrite(Label.COUNCIL, role, {
             "role": role, "active": True, "members": [a.agent_id for a in council.agents],
             "critique_rounds": protocol.critique_rounds, "quorum": protocol.quorum, "top_k": protocol.top_k,
-            "phase_deadline_s": protocol.phase_deadline_s, "configured_by": event.created_by,
+            "phase_deadline_s": protocol.phase_deadline_s,
+            "deliberation_deadline_s": protocol.deliberation_deadline_s, "configured_by": event.created_by,
             "configured_at": format_time(envelope.occurred_at),
         }),
     ]
@@ -82,23 +129,46 @@ def _council_deleted(event: ev.CouncilDeleted, envelope: Envelope) -> list[Graph
 
 
 def _deliberation_requested(event: ev.DeliberationRequested, envelope: Envelope) -> list[GraphWrite]:
-    ref = event.deliberation
+    ref, attempt = event.deliberation, event.attempt
     task = task_key(ref.story_id, ref.plan_id, ref.task_id)
-    return [
+    writes: list[GraphWrite] = [
         NodeWrite(Label.DELIBERATION, ref.deliberation_id, {
             "deliberation_id": ref.deliberation_id, "story_id": ref.story_id, "plan_id": ref.plan_id,
             "task_id": ref.task_id, "role": ref.role.value, "requested_at": format_time(envelope.occurred_at),
             "architect_id": event.architect.agent_id, "status": DeliberationStatus.PENDING.value,
-            "approved_by": event.approved_by,
+            "approved_by": event.approved_by, "attempt_number": attempt.number if attempt else 1,
+            "first_id": attempt.first_id if attempt else None,
+            "previous_id": attempt.previous_id if attempt else None,
+            "attempt_requested_by": attempt.requested_by if attempt else None,
+            "attempt_reason": attempt.reason if attempt else None,
         }),
         EdgeWrite(Label.TASK, task, Rel.DELIBERATED_IN, Label.DELIBERATION, ref.deliberation_id),
         EdgeWrite(Label.DELIBERATION, ref.deliberation_id, Rel.HELD_BY, Label.COUNCIL, ref.role.value),
     ]
+    if attempt is not None:
+        writes.append(EdgeWrite(Label.DELIBERATION, attempt.previous_id, Rel.RETRIED_AS, Label.DELIBERATION,
+                                ref.deliberation_id))
+    return writes
+
+
+def _cancel_requested(event: ev.DeliberationCancelRequested, envelope: Envelope) -> list[GraphWrite]:
+    return [NodeWrite(Label.DELIBERATION, event.deliberation_id, {
+        "cancel_requested_by": event.requested_by, "cancel_reason": event.reason,
+        "cancel_requested_at": format_time(envelope.occurred_at),
+    })]
+
+
+def _retry_requested(event: ev.DeliberationRetryRequested, envelope: Envelope) -> list[GraphWrite]:
+    return [NodeWrite(Label.DELIBERATION, event.deliberation_id, {
+        "retry_requested_by": event.requested_by, "retry_reason": event.reason,
+        "retry_requested_at": format_time(envelope.occurred_at),
+    })]
 
 
 def _deliberation_started(event: ev.DeliberationStarted, envelope: Envelope) -> list[GraphWrite]:
     return [NodeWrite(Label.DELIBERATION, event.deliberation.deliberation_id, {
         "status": DeliberationStatus.IN_PROGRESS.value, "started_at": format_time(event.started_at),
+        "deadline_s": event.council.protocol.deliberation_deadline_s, "deadline_at": format_time(deadline_of(event)),
     })]
 
 
@@ -148,6 +218,7 @@ def _deliberation_failed(event: ev.DeliberationFailed, envelope: Envelope) -> li
     return [NodeWrite(Label.DELIBERATION, event.deliberation_id, {
         "status": failed_status(event).value, "failed_phase": event.phase.value,
         "reason": event.reason, "duration_ms": event.duration_ms, "finished_at": format_time(envelope.occurred_at),
+        "cancelled_by": event.cancelled_by,
     })]
 
 
@@ -189,9 +260,15 @@ def _turn_completed(event: ev.TurnCompleted, envelope: Envelope) -> list[GraphWr
 
 PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[GraphWrite]]] = {
     ev.PlanApproved: _plan_approved,
+    ev.StoryTransitioned: _story_transitioned,
+    ev.PlanAccepted: _plan_accepted,
+    ev.PlanRejected: _plan_rejected,
+    ev.PlanConcluded: _plan_concluded,
     ev.CouncilCreated: _council_created,
     ev.CouncilDeleted: _council_deleted,
     ev.DeliberationRequested: _deliberation_requested,
+    ev.DeliberationCancelRequested: _cancel_requested,
+    ev.DeliberationRetryRequested: _retry_requested,
     ev.DeliberationStarted: _deliberation_started,
     ev.DeliberationAdvanced: _deliberation_advanced,
     ev.DeliberationScored: _deliberation_scored,

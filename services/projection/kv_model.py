@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string
 
+import msgspec
+
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
-from contracts.queries import DeliberationStatus, failed_status
+from contracts.queries import DeliberationStatus, deadline_of, failed_status
 
 ACTIVITY_KEY = "activity"
 ACTIVITY_KEPT = 200
@@ -27,6 +29,14 @@ def deliberation_key(deliberation_id: str) -> str:
 
 def story_deliberations_key(story_id: str) -> str:
     return f"story:{story_id}:deliberations"
+
+
+def story_key(story_id: str) -> str:
+    return f"story:{story_id}"
+
+
+def story_transitions_key(story_id: str) -> str:
+    return f"story:{story_id}:transitions"
 
 
 def council_stats_key(role: str) -> str:
@@ -88,23 +98,57 @@ def _deliberation(key_id: str, **values) -> SetFields:
     return SetFields(deliberation_key(key_id), _fields(**values))
 
 
-def _requested(event: ev.DeliberationRequested, envelope: Envelope) -> list[KvWrite]:
-    ref = event.deliberation
+def _story_transitioned(event: ev.StoryTransitioned, envelope: Envelope) -> list[KvWrite]:
+    at = format_time(envelope.occurred_at)
+    transition = {"event_id": envelope.event_id, "from_state": event.from_state, "to_state": event.to_state,
+                  "by": event.transitioned_by, "reason": event.reason, "at": at}
     return [
+        # The state is the last transition's, in the order the story's one stream keeps.
+        SetFields(story_key(event.story_id), _fields(state=event.to_state, state_since=at)),
+        AddToIndex(story_transitions_key(event.story_id), _JSON.encode(transition), envelope.occurred_at.timestamp()),
+    ]
+
+
+def _requested(event: ev.DeliberationRequested, envelope: Envelope) -> list[KvWrite]:
+    ref, attempt = event.deliberation, event.attempt
+    writes: list[KvWrite] = [
         _deliberation(
             ref.deliberation_id, deliberation_id=ref.deliberation_id, story_id=ref.story_id, plan_id=ref.plan_id,
             task_id=ref.task_id, role=ref.role.value, title=event.brief.task.title,
             status=DeliberationStatus.PENDING.value,
             requested_at=format_time(envelope.occurred_at), agents=[a.agent_id for a in event.council.agents],
+            attempt=_builtins(attempt),
         ),
         AddToIndex(DELIBERATIONS_KEY, ref.deliberation_id, envelope.occurred_at.timestamp()),
         AddToSet(story_deliberations_key(ref.story_id), ref.deliberation_id),
     ]
+    if attempt is not None:
+        writes.append(_deliberation(attempt.previous_id, retried_as=ref.deliberation_id))
+    return writes
+
+
+def _builtins(value) -> dict | None:
+    return None if value is None else msgspec.to_builtins(value)
+
+
+def _operator_request(event: ev.DeliberationCancelRequested | ev.DeliberationRetryRequested,
+                      envelope: Envelope) -> dict:
+    return {"by": event.requested_by, "reason": event.reason, "at": format_time(envelope.occurred_at)}
+
+
+def _cancel_requested(event: ev.DeliberationCancelRequested, envelope: Envelope) -> list[KvWrite]:
+    return [_deliberation(event.deliberation_id, cancel_requested=_operator_request(event, envelope))]
+
+
+def _retry_requested(event: ev.DeliberationRetryRequested, envelope: Envelope) -> list[KvWrite]:
+    return [_deliberation(event.deliberation_id, retry_requested=_operator_request(event, envelope))]
 
 
 def _started(event: ev.DeliberationStarted, envelope: Envelope) -> list[KvWrite]:
     return [_deliberation(event.deliberation.deliberation_id, status=DeliberationStatus.IN_PROGRESS.value,
-                          started_at=format_time(event.started_at))]
+                          started_at=format_time(event.started_at),
+                          deadline_s=event.council.protocol.deliberation_deadline_s,
+                          deadline_at=format_time(deadline_of(event)))]
 
 
 def _advanced(event: ev.DeliberationAdvanced, envelope: Envelope) -> list[KvWrite]:
@@ -142,7 +186,8 @@ def _failed(event: ev.DeliberationFailed, envelope: Envelope) -> list[KvWrite]:
     stats = council_stats_key(event.role.value)
     return [
         _deliberation(event.deliberation_id, status=status, reason=event.reason, failed_phase=event.phase.value,
-                      duration_ms=event.duration_ms, finished_at=format_time(envelope.occurred_at)),
+                      duration_ms=event.duration_ms, finished_at=format_time(envelope.occurred_at),
+                      cancelled_by=event.cancelled_by),
         CountOnce(stats, {status.lower(): 1, "duration_ms_total": event.duration_ms},
                   fact=f"result/{event.deliberation_id}"),
     ]
@@ -178,7 +223,10 @@ def _redriven(event: ev.MessageRedriven, envelope: Envelope) -> list[KvWrite]:
 
 
 PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] = {
+    ev.StoryTransitioned: _story_transitioned,
     ev.DeliberationRequested: _requested,
+    ev.DeliberationCancelRequested: _cancel_requested,
+    ev.DeliberationRetryRequested: _retry_requested,
     ev.DeliberationStarted: _started,
     ev.DeliberationAdvanced: _advanced,
     ev.DecisionMade: _decided,

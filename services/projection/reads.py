@@ -6,7 +6,7 @@ import json
 
 import msgspec
 
-from contracts.events import DeliberationRef
+from contracts.events import DeliberationOutcome, DeliberationRef
 from contracts.queries import (
     DecisionBrief,
     DeliberationList,
@@ -17,14 +17,15 @@ from contracts.queries import (
     PlanView,
     StoryView,
     TaskView,
+    TransitionView,
 )
 from services.projection.context import ContextFacts, Decision
 from services.projection.kv_model import DELIBERATIONS_KEY, deliberation_key, story_deliberations_key
 from services.projection.vocabulary import Label, Rel, plan_key, task_key
 
 _INTEGER_FIELDS = ("round", "duration_ms", "winner_revisions")
-_NUMBER_FIELDS = ("winner_score",)
-_JSON_FIELDS = ("agents", "ranking", "failed_agents")
+_NUMBER_FIELDS = ("winner_score", "deadline_s")
+_JSON_FIELDS = ("agents", "ranking", "failed_agents", "attempt", "cancel_requested", "retry_requested")
 PHASE_PREFIX = "phase_started:"
 
 
@@ -52,7 +53,8 @@ def summary_of(view: DeliberationView) -> DeliberationSummary:
     return DeliberationSummary(
         deliberation_id=view.deliberation_id, story_id=view.story_id, task_id=view.task_id, role=view.role,
         status=view.status, phase=view.phase, winner_id=view.winner_id, requested_at=view.requested_at,
-        duration_ms=view.duration_ms,
+        duration_ms=view.duration_ms, attempt_number=view.attempt.number if view.attempt else 1,
+        retried_as=view.retried_as, cancelled_by=view.cancelled_by,
     )
 
 
@@ -60,34 +62,60 @@ STORY_QUERY = f"""MATCH (s:{Label.STORY} {{id: $story}})-[:{Rel.HAS_PLAN}]->(p:{
 OPTIONAL MATCH (p)-[:{Rel.HAS_TASK}]->(t:{Label.TASK})
 OPTIONAL MATCH (t)-[:{Rel.DELIBERATED_IN}]->(d:{Label.DELIBERATION})
 OPTIONAL MATCH (d)-[:{Rel.DECIDED}]->(c:{Label.DECISION})
-RETURN p.plan_id, p.approved_by, p.approved_at, t.task_id, t.title, t.position,
-       d.id, d.role, d.status, d.winner_score, c.winner_id, c.rationale, c.decided_by"""
+OPTIONAL MATCH (d)-[:{Rel.RETRIED_AS}]->(r:{Label.DELIBERATION})
+RETURN p.plan_id, p.approved_by, p.approved_at, p.accepted_at, p.accepted_deliberations, p.rejected_at,
+       p.rejection_reasons, p.concluded_at, p.conclusion_revision, p.completed, p.failed, p.outcomes,
+       t.task_id, t.title, t.position, d.id, d.role, d.status, d.winner_score, d.attempt_number, d.cancelled_by,
+       r.id, c.winner_id, c.rationale, c.decided_by"""
+STORY_TRANSITIONS_QUERY = f"""MATCH (s:{Label.STORY} {{id: $story}})
+OPTIONAL MATCH (s)-[:{Rel.TRANSITIONED}]->(t:{Label.TRANSITION})
+RETURN s.state, t.id, t.from_state, t.to_state, t.by, t.reason, t.at"""
+_PLAN_COLUMNS = ("approved_by", "approved_at", "accepted_at", "accepted_deliberations", "rejected_at",
+                 "rejection_reasons", "concluded_at", "conclusion_revision", "completed", "failed", "outcomes")
 
 
-def story_view(story_id: str, rows: list[list]) -> StoryView | None:
-    """Rows of STORY_QUERY as a tree, in a stable order: plans by approval, tasks by position."""
-    if not rows:
+def story_view(story_id: str, rows: list[list], transition_rows: list[list] = ()) -> StoryView | None:
+    """Rows of STORY_QUERY and STORY_TRANSITIONS_QUERY as a tree, in a stable order: plans by approval,
+    tasks by position, a task's deliberations by role and attempt, transitions by time."""
+    if not rows and not transition_rows:
         return None
     plans: dict[str, dict] = {}
-    for (plan_id, approved_by, approved_at, task_id, title, position, deliberation_id, role, status, score,
-         winner_id, rationale, decided_by) in rows:
-        plan = plans.setdefault(plan_id, {"approved_by": approved_by, "approved_at": approved_at, "tasks": {}})
+    for row in rows:
+        plan_id, plan_columns = row[0], row[1:12]
+        (task_id, title, position, deliberation_id, role, status, score, attempt_number, cancelled_by, retried_as,
+         winner_id, rationale, decided_by) = row[12:]
+        plan = plans.setdefault(plan_id, {**dict(zip(_PLAN_COLUMNS, plan_columns, strict=True)), "tasks": {}})
         if task_id is None:
             continue
         task = plan["tasks"].setdefault(task_id, {"title": title, "position": position or 0, "deliberations": {}})
         if deliberation_id is not None:
             task["deliberations"][deliberation_id] = DecisionBrief(
                 deliberation_id=deliberation_id, role=role or "", status=status, winner_id=winner_id,
-                winner_score=score, rationale=rationale, decided_by=decided_by,
+                winner_score=score, rationale=rationale, decided_by=decided_by, attempt_number=attempt_number or 1,
+                retried_as=retried_as, cancelled_by=cancelled_by,
             )
-    return StoryView(story_id=story_id, plans=[
-        PlanView(plan_id=plan_id, approved_by=plan["approved_by"], approved_at=plan["approved_at"], tasks=[
-            TaskView(task_id=task_id, title=task["title"],
-                     deliberations=sorted(task["deliberations"].values(), key=lambda d: d.role))
-            for task_id, task in sorted(plan["tasks"].items(), key=lambda item: (item[1]["position"], item[0]))
-        ])
-        for plan_id, plan in sorted(plans.items(), key=lambda item: (item[1]["approved_at"] or "", item[0]))
-    ])
+    transitions = [
+        TransitionView(event_id=event_id, from_state=from_state, to_state=to_state, by=by, reason=reason or "", at=at)
+        for _state, event_id, from_state, to_state, by, reason, at in transition_rows if event_id is not None
+    ]
+    return StoryView(
+        story_id=story_id, state=transition_rows[0][0] if transition_rows else None,
+        transitions=sorted(transitions, key=lambda t: (t.at, t.event_id)),
+        plans=[_plan_view(plan_id, plan) for plan_id, plan in sorted(
+            plans.items(), key=lambda item: (item[1]["approved_at"] or item[1]["rejected_at"] or "", item[0]))],
+    )
+
+
+def _plan_view(plan_id: str, plan: dict) -> PlanView:
+    tasks = [
+        TaskView(task_id=task_id, title=task["title"],
+                 deliberations=sorted(task["deliberations"].values(), key=lambda d: (d.role, d.attempt_number)))
+        for task_id, task in sorted(plan.pop("tasks").items(), key=lambda item: (item[1]["position"], item[0]))
+    ]
+    outcomes = plan.pop("outcomes")
+    values = {name: value for name, value in plan.items() if value is not None}
+    return PlanView(plan_id=plan_id, tasks=tasks, **values,
+                    outcomes=msgspec.json.decode(outcomes, type=list[DeliberationOutcome]) if outcomes else [])
 
 
 CONTEXT_TASK_QUERY = f"""MATCH (t:{Label.TASK} {{id: $task}})
@@ -130,7 +158,8 @@ class ReadModels:
         return DeliberationList(deliberations=[summary_of(v) for v in views[: request.limit]])
 
     async def story(self, story_id: str) -> StoryView | None:
-        return story_view(story_id, await self._graph.read(STORY_QUERY, {"story": story_id}))
+        return story_view(story_id, await self._graph.read(STORY_QUERY, {"story": story_id}),
+                          await self._graph.read(STORY_TRANSITIONS_QUERY, {"story": story_id}))
 
     async def context_facts(self, ref: DeliberationRef) -> ContextFacts:
         plan = plan_key(ref.story_id, ref.plan_id)

@@ -15,6 +15,8 @@ type Property = Scalar | list[str]
 
 class Label(enum.StrEnum):
     STORY = "Story"
+    # One move of a story between upstream's states; its id is the event's.
+    TRANSITION = "Transition"
     PLAN_VERSION = "PlanVersion"
     TASK = "Task"
     DELIBERATION = "Deliberation"
@@ -31,10 +33,12 @@ class Label(enum.StrEnum):
 
 class Rel(enum.StrEnum):
     HAS_PLAN = "HAS_PLAN"  # Story -> PlanVersion
+    TRANSITIONED = "TRANSITIONED"  # Story -> Transition
     APPROVED = "APPROVED"  # Actor -> PlanVersion
     HAS_TASK = "HAS_TASK"  # PlanVersion -> Task
     DELIBERATED_IN = "DELIBERATED_IN"  # Task -> Deliberation
     HELD_BY = "HELD_BY"  # Deliberation -> Council
+    RETRIED_AS = "RETRIED_AS"  # Deliberation -> Deliberation (an ended attempt -> its retry)
     HAS_PROPOSAL = "HAS_PROPOSAL"  # Deliberation -> Proposal
     REVISED_AS = "REVISED_AS"  # Proposal -> Revision
     CRITIQUES = "CRITIQUES"  # Critique -> Proposal
@@ -47,10 +51,12 @@ class Rel(enum.StrEnum):
 # Which labels each relationship joins: the only edges the projection writes.
 EDGES: dict[Rel, tuple[tuple[Label, Label], ...]] = {
     Rel.HAS_PLAN: ((Label.STORY, Label.PLAN_VERSION),),
+    Rel.TRANSITIONED: ((Label.STORY, Label.TRANSITION),),
     Rel.APPROVED: ((Label.ACTOR, Label.PLAN_VERSION),),
     Rel.HAS_TASK: ((Label.PLAN_VERSION, Label.TASK),),
     Rel.DELIBERATED_IN: ((Label.TASK, Label.DELIBERATION),),
     Rel.HELD_BY: ((Label.DELIBERATION, Label.COUNCIL),),
+    Rel.RETRIED_AS: ((Label.DELIBERATION, Label.DELIBERATION),),
     Rel.HAS_PROPOSAL: ((Label.DELIBERATION, Label.PROPOSAL),),
     Rel.REVISED_AS: ((Label.PROPOSAL, Label.REVISION),),
     Rel.CRITIQUES: ((Label.CRITIQUE, Label.PROPOSAL),),

@@ -114,6 +114,7 @@ async def test_deliberations_and_stories_are_shown_as_the_read_models_answer(nat
         shown_json = await fleet(nats_url, tmp_path, "deliberation", "show", deliberation_id, "--json")
         listed = await fleet(nats_url, tmp_path, "deliberation", "list", "--story", story_id, "--status", "COMPLETED")
         none_listed = await fleet(nats_url, tmp_path, "deliberation", "list", "--story", "elsewhere")
+        none_cancelled = await fleet(nats_url, tmp_path, "deliberation", "list", "--status", "cancelled")
         story = await fleet(nats_url, tmp_path, "story", "show", story_id)
         story_json = await fleet(nats_url, tmp_path, "story", "show", story_id, "--json")
 
@@ -121,6 +122,7 @@ async def test_deliberations_and_stories_are_shown_as_the_read_models_answer(nat
     assert shown_json[0] == 0 and msgspec.json.decode(shown_json[1], type=DeliberationView).winner_id == "dev-2"
     assert listed[0] == 0 and deliberation_id in listed[1] and "4.2s" in listed[1]
     assert none_listed == (0, "no deliberations match\n")
+    assert none_cancelled == (0, "no deliberations match\n")
     assert story[0] == 0 and f"story {story_id}" in story[1] and "dev-2 won (score 8.5" in story[1]
     assert story_json[0] == 0 and json.loads(story_json[1])["plans"][0]["approved_by"] == "alice"
 

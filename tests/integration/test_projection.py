@@ -14,22 +14,35 @@ from contracts import catalog
 from contracts.envelope import MSG_ID
 from contracts.events import (
     AgentProfile,
+    Attempt,
     Brief,
     Council,
     DecisionMade,
+    DeliberationCancelRequested,
     DeliberationCompleted,
+    DeliberationFailed,
+    DeliberationOutcome,
     DeliberationRef,
     DeliberationRequested,
+    DeliberationRetryRequested,
     DeliberationStarted,
+    LegacyStoryTransitioned,
     Phase,
+    PlanAccepted,
     PlanApproved,
+    PlanConcluded,
+    PlannedDeliberation,
     PlannedTask,
+    PlanRejected,
+    Protocol,
     RankedProposal,
     Role,
+    StoryTransitioned,
     Turn,
     TurnCompleted,
     Winner,
 )
+from contracts.queries import DeliberationStatus, ListDeliberations, OperatorRequest
 from services.mesh.log_reader import Reading, read_log
 from services.mesh.settings import Settings
 from services.projection.app import projectors
@@ -107,18 +120,101 @@ def story_events(suffix: str):
         ranking=ranking, rationale="Simplest.", decided_by="architect-1", duration_ms=1234,
     )
     return {"approval": approval, "requested": requested, "started": started, "proposal": proposal,
-            "decision": decision, "completed": completed}
+            "decision": decision, "completed": completed, **lifecycle_events(suffix, task, council)}
+
+
+def lifecycle_events(suffix: str, task: PlannedTask, council: Council) -> dict:
+    """Around the deliberation: the story's transitions, ingress's answers, and a QA deliberation that an
+    operator cancels and retries, as upstream, planning, the CLI and the collector would publish them."""
+    story, plan = f"story-{suffix}", f"plan-{suffix}"
+    qa_council = Council(role=Role.QA, agents=council.agents, protocol=Protocol(deliberation_deadline_s=600))
+    qa = DeliberationRef(deliberation_id=f"qa-{suffix}", story_id=story, plan_id=plan, task_id="login", role=Role.QA)
+    retry = msgspec.structs.replace(qa, deliberation_id=f"qa2-{suffix}")
+    qa_requested = DeliberationRequested(deliberation=qa, brief=Brief(task=task, rubric={}), approved_by="alice",
+                                         council=qa_council, architect=agent("architect-1"))
+    outcome = DeliberationOutcome(deliberation_id=f"d-{suffix}", task_id="login", role=Role.DEV, outcome="completed",
+                                  winner_id="dev-1")
+    return {
+        "legacy_transition": LegacyStoryTransitioned(story_id=story, from_state="TODO", to_state="DESIGN",
+                                                     transitioned_by="po", timestamp=1_700_000_000),
+        "transition": StoryTransitioned(story_id=story, from_state="DESIGN", to_state="BUILD", transitioned_by="po",
+                                        reason="design signed off"),
+        "accepted": PlanAccepted(story_id=story, plan_id=plan, approved_by="alice", approval_id=f"{suffix}-approval",
+                                 deliberations=[PlannedDeliberation(deliberation_id=r.deliberation_id, task_id="login",
+                                                                    role=r.role) for r in (qa,)]),
+        "qa_requested": qa_requested,
+        "qa_started": DeliberationStarted(deliberation=qa, brief=qa_requested.brief, council=qa_council,
+                                          architect=agent("architect-1"), started_at=NOW),
+        "cancel": DeliberationCancelRequested(deliberation_id=qa.deliberation_id, requested_by="ops",
+                                              reason="wrong rubric"),
+        "cancelled": DeliberationFailed(deliberation_id=qa.deliberation_id, story_id=story, plan_id=plan,
+                                        task_id="login", role=Role.QA, phase=Phase.PROPOSE, reason="cancelled",
+                                        duration_ms=900, cancelled_by="ops"),
+        "concluded": PlanConcluded(story_id=story, plan_id=plan, completed=1, failed=1, outcomes=[
+            outcome, DeliberationOutcome(deliberation_id=qa.deliberation_id, task_id="login", role=Role.QA,
+                                         outcome="cancelled")]),
+        "retry": DeliberationRetryRequested(deliberation_id=qa.deliberation_id, requested_by="ops",
+                                            reason="rubric fixed"),
+        "retried": msgspec.structs.replace(qa_requested, deliberation=retry, attempt=Attempt(
+            first_id=qa.deliberation_id, previous_id=qa.deliberation_id, number=2, requested_by="ops",
+            reason="rubric fixed")),
+        "reconcluded": PlanConcluded(story_id=story, plan_id=plan, completed=1, failed=0, revision=2, outcomes=[
+            outcome, DeliberationOutcome(deliberation_id=retry.deliberation_id, task_id="login", role=Role.QA,
+                                         outcome="completed", winner_id="dev-2")]),
+        "rejected": PlanRejected(approval_id=f"{suffix}-approval-2", original_subject=catalog.PLAN_APPROVED.subject,
+                                 reasons=["no council for DATA"], story_id=story, plan_id=f"plan2-{suffix}"),
+    }
 
 
 async def publish(js, event, event_id: str) -> None:
-    spec = catalog.spec_for_payload(event)
-    await js.publish(spec.subject, msgspec.json.encode(event), headers={MSG_ID: event_id})
+    if isinstance(event, LegacyStoryTransitioned):
+        # Legacy publishers send no headers: the body itself identifies the fact.
+        await js.publish(catalog.LEGACY_STORY_TRANSITIONED.subject, msgspec.json.encode(event))
+        return
+    await js.publish(catalog.spec_for_payload(event).subject, msgspec.json.encode(event), headers={MSG_ID: event_id})
 
 
 async def catch_up(js, projector, *streams) -> list[Progress]:
     namespace = await projector.store.active_namespace()
     await projector.store.prepare(namespace)
     return [await projector.catch_up(js, namespace, stream, lambda p: None) for stream in streams]
+
+
+async def test_the_lifecycle_is_what_story_show_deliberation_show_and_list_answer(js, stores, unique):
+    graph, kv = stores
+    events = story_events(unique)
+    for name, event in events.items():
+        await publish(js, event, f"{unique}-{name}")
+    for projector in stores:
+        await catch_up(js, projector, *projector.spec.streams)
+    reads = ReadModels(graph.store, kv.store)
+
+    story = await reads.story(f"story-{unique}")
+    cancelled = await reads.deliberation(f"qa-{unique}")
+    retry = await reads.deliberation(f"qa2-{unique}")
+    listed = await reads.deliberations(ListDeliberations(story_id=f"story-{unique}",
+                                                        status=DeliberationStatus.CANCELLED))
+
+    assert story.state == "BUILD"
+    assert [(t.from_state, t.to_state, t.by, t.reason) for t in story.transitions] == [
+        ("TODO", "DESIGN", "po", ""), ("DESIGN", "BUILD", "po", "design signed off")]
+    accepted, rejected = story.plans
+    assert (accepted.accepted_deliberations, accepted.conclusion_revision, accepted.failed) == ([f"qa-{unique}"], 2, 0)
+    assert [o.outcome for o in accepted.outcomes] == ["completed", "completed"]
+    assert (rejected.plan_id, rejected.rejection_reasons) == (f"plan2-{unique}", ["no council for DATA"])
+    [task] = accepted.tasks
+    assert [(d.role, d.attempt_number, d.status, d.cancelled_by, d.retried_as) for d in task.deliberations] == [
+        ("DEV", 1, "COMPLETED", None, None), ("QA", 1, "CANCELLED", "ops", f"qa2-{unique}"),
+        ("QA", 2, "PENDING", None, None)]
+    assert (cancelled.status, cancelled.cancelled_by, cancelled.retried_as) == ("CANCELLED", "ops", f"qa2-{unique}")
+    assert (cancelled.cancel_requested.by, cancelled.cancel_requested.reason) == ("ops", "wrong rubric")
+    assert isinstance(cancelled.retry_requested, OperatorRequest)
+    assert (cancelled.deadline_s, cancelled.deadline_at) == (600.0, "2026-11-22T12:10:00.000000Z")
+    assert (retry.attempt.number, retry.attempt.first_id, retry.attempt.requested_by) == (2, f"qa-{unique}", "ops")
+    assert [d.deliberation_id for d in listed.deliberations] == [f"qa-{unique}"]
+    transitions = await kv.store.client.zrange(
+        f"{await kv.store.active_namespace()}:story:story-{unique}:transitions", 0, -1)
+    assert [msgspec.json.decode(t)["to_state"] for t in transitions] == ["DESIGN", "BUILD"]
 
 
 async def test_an_edge_whose_endpoint_arrives_later_is_kept_and_filled_in(js, stores, unique):

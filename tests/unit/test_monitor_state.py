@@ -2,20 +2,31 @@
 
 import datetime as dt
 
+import msgspec
+
 from contracts.envelope import Envelope
 from contracts.events import (
     AgentProfile,
+    Attempt,
     Brief,
     CouncilCreated,
     CouncilDeleted,
     DecisionMade,
     DeliberationAdvanced,
+    DeliberationCancelRequested,
     DeliberationCompleted,
     DeliberationFailed,
+    DeliberationOutcome,
     DeliberationRef,
     DeliberationRequested,
+    DeliberationRetryRequested,
+    DeliberationStarted,
     Phase,
+    PlanAccepted,
+    PlanConcluded,
+    PlannedDeliberation,
     PlannedTask,
+    PlanRejected,
     RankedProposal,
     Role,
     Turn,
@@ -171,3 +182,52 @@ def test_only_the_newest_results_are_kept():
 
     results = log.state.snapshot(T0, True)["results"]
     assert len(results) == FINISHED_KEPT and results[0]["deliberation_id"] == f"d-{FINISHED_KEPT + 4}"
+
+
+def test_a_cancelled_deliberation_is_a_result_that_says_who_cancelled_it_and_who_asked():
+    log = Log()
+    log.feed(requested(), 0)
+    log.feed(DeliberationStarted(deliberation=REF, brief=requested().brief, council=new_council(Role.DEV, 3),
+                                 architect=AGENT, started_at=T0), 1)
+    log.feed(DeliberationCancelRequested(deliberation_id="d-1", requested_by="ops", reason="wrong rubric"), 20)
+    [in_flight] = log.state.snapshot(T0, True)["in_flight"]
+    log.feed(DeliberationFailed(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV,
+                                phase=Phase.PROPOSE, reason="cancelled: wrong rubric", duration_ms=21_000,
+                                cancelled_by="ops"), 21)
+
+    [row] = log.state.snapshot(T0, True)["results"]
+    assert in_flight["cancel_requested"] == {"by": "ops", "reason": "wrong rubric", "at": "2026-11-23T04:00:20.000000Z"}
+    assert in_flight["deadline_at"] == "2026-11-23T04:30:00.000000Z"
+    assert (row["status"], row["cancelled_by"]) == ("CANCELLED", "ops")
+
+
+def test_a_retry_is_a_new_row_with_its_attempt_and_the_retried_row_points_to_it():
+    log = Log()
+    log.feed(requested(), 0)
+    log.feed(DeliberationFailed(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV,
+                                phase=Phase.PROPOSE, reason="quorum", duration_ms=5_000), 5)
+    log.feed(DeliberationRetryRequested(deliberation_id="d-1", requested_by="ops", reason="llm back"), 60)
+    retry_ref = DeliberationRef(deliberation_id="d-2", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV)
+    log.feed(msgspec.structs.replace(requested(retry_ref), attempt=Attempt(
+        first_id="d-1", previous_id="d-1", number=2, requested_by="ops", reason="llm back")), 61)
+
+    snapshot = log.state.snapshot(T0, True)
+    [retry] = snapshot["in_flight"]
+    [retried] = snapshot["results"]
+    assert retry["attempt"] == {"first_id": "d-1", "previous_id": "d-1", "number": 2, "requested_by": "ops",
+                                "reason": "llm back"}
+    assert (retried["retried_as"], retried["retry_requested"]["by"]) == ("d-2", "ops")
+
+
+def test_the_plans_show_what_ingress_answered_and_how_they_ended_newest_first():
+    log = Log()
+    log.feed(PlanAccepted(story_id="s-1", plan_id="p-1", approved_by="alice", approval_id="a-1", deliberations=[
+        PlannedDeliberation(deliberation_id="d-1", task_id="t-1", role=Role.DEV)]), 0)
+    log.feed(PlanRejected(approval_id="a-2", original_subject="planning.plan.approved.v1", reasons=["no tasks"]), 1)
+    log.feed(PlanConcluded(story_id="s-1", plan_id="p-1", completed=1, failed=0, revision=2, outcomes=[
+        DeliberationOutcome(deliberation_id="d-1", task_id="t-1", role=Role.DEV, outcome="completed")]), 2)
+
+    concluded, rejected = log.state.snapshot(T0, True)["plans"]
+    assert (concluded["status"], concluded["revision"], concluded["completed"], concluded["deliberations"]) == (
+        "concluded", 2, 1, ["d-1"])
+    assert (rejected["status"], rejected["reasons"], rejected["approval_id"]) == ("rejected", ["no tasks"], "a-2")

@@ -14,26 +14,35 @@ from contracts import catalog
 from contracts.envelope import Envelope, format_time
 from contracts.events import (
     AgentProfile,
+    Attempt,
     Brief,
     CheckResult,
     CouncilCreated,
     CouncilDeleted,
     DecisionMade,
     DeliberationAdvanced,
+    DeliberationCancelRequested,
     DeliberationCompleted,
     DeliberationFailed,
+    DeliberationOutcome,
     DeliberationRef,
     DeliberationRequested,
+    DeliberationRetryRequested,
     DeliberationScored,
     DeliberationStarted,
     Event,
     Phase,
+    PlanAccepted,
     PlanApproved,
+    PlanConcluded,
+    PlannedDeliberation,
     PlannedTask,
+    PlanRejected,
     ProposalScore,
     RankedProposal,
     Role,
     ScoredBy,
+    StoryTransitioned,
     Turn,
     TurnCompleted,
     TurnFailed,
@@ -152,10 +161,52 @@ def completed() -> DeliberationCompleted:
     )
 
 
-def failed(timed_out: bool = False) -> DeliberationFailed:
-    return DeliberationFailed(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV,
-                              phase=Phase.PROPOSE, reason="quorum not reached", duration_ms=300_000,
-                              timed_out=timed_out)
+def failed(timed_out: bool = False, cancelled_by: str | None = None,
+           deliberation_id: str = "d-1") -> DeliberationFailed:
+    return DeliberationFailed(deliberation_id=deliberation_id, story_id="s-1", plan_id="p-1", task_id="t-1",
+                              role=Role.DEV, phase=Phase.PROPOSE, reason="quorum not reached", duration_ms=300_000,
+                              timed_out=timed_out, cancelled_by=cancelled_by)
+
+
+def transitioned(from_state: str = "DESIGN", to_state: str = "BUILD") -> StoryTransitioned:
+    return StoryTransitioned(story_id="s-1", from_state=from_state, to_state=to_state, transitioned_by="po",
+                             reason="design signed off")
+
+
+def plan_accepted() -> PlanAccepted:
+    return PlanAccepted(story_id="s-1", plan_id="p-1", approved_by="alice", approval_id="approval-1",
+                        deliberations=[PlannedDeliberation(deliberation_id="d-1", task_id="t-1", role=Role.DEV)])
+
+
+def plan_rejected(story_id: str = "s-1", plan_id: str = "p-9") -> PlanRejected:
+    return PlanRejected(approval_id="approval-9", original_subject="planning.plan.approved.v1",
+                        reasons=["no council for role DATA"], story_id=story_id, plan_id=plan_id)
+
+
+def plan_concluded(revision: int = 1, outcome: str = "failed") -> PlanConcluded:
+    winner = "dev-1" if outcome == "completed" else None
+    return PlanConcluded(story_id="s-1", plan_id="p-1", revision=revision,
+                         completed=int(outcome == "completed"), failed=int(outcome != "completed"),
+                         outcomes=[DeliberationOutcome(deliberation_id="d-1" if revision == 1 else "d-2",
+                                                       task_id="t-1", role=Role.DEV, outcome=outcome,
+                                                       winner_id=winner)])
+
+
+def cancel_requested(deliberation_id: str = "d-1") -> DeliberationCancelRequested:
+    return DeliberationCancelRequested(deliberation_id=deliberation_id, requested_by="ops", reason="wrong rubric")
+
+
+def retry_requested(deliberation_id: str = "d-1") -> DeliberationRetryRequested:
+    return DeliberationRetryRequested(deliberation_id=deliberation_id, requested_by="ops", reason="rubric fixed")
+
+
+RETRY_REF = msgspec.structs.replace(REF, deliberation_id="d-2")
+
+
+def retried(ref: DeliberationRef = RETRY_REF) -> DeliberationRequested:
+    """The retry's new attempt, as the collector requests it."""
+    return msgspec.structs.replace(requested(ref), attempt=Attempt(
+        first_id="d-1", previous_id="d-1", number=2, requested_by="ops", reason="rubric fixed"))
 
 
 def nodes_of(writes) -> dict[tuple[Label, str], dict]:
@@ -352,6 +403,13 @@ def test_events_the_graph_does_not_show_write_nothing():
 def every_projected_event() -> list[Event]:
     return [
         plan_approved(),
+        transitioned(),
+        plan_accepted(),
+        plan_rejected(),
+        plan_concluded(),
+        cancel_requested(),
+        retry_requested(),
+        retried(),
         CouncilCreated(council=DEV_COUNCIL, created_by="ops"),
         CouncilDeleted(role=Role.QA, deleted_by="ops"),
         requested(),
@@ -397,9 +455,11 @@ def stream_logs() -> dict[str, list[tuple[Event, Envelope]]]:
     """Each stream's events in its own order, with the times they were stored."""
     logs = {
         "CONFIG": [CouncilCreated(council=DEV_COUNCIL, created_by="ops")],
-        "PLANNING": [plan_approved()],
-        "ORCHESTRATION": [requested(), started(), advanced(), advanced(Phase.CRITIQUE), scored(), decided(),
-                          completed()],
+        "PLANNING": [plan_approved(), transitioned(), transitioned("BUILD", "REVIEW")],
+        "ORCHESTRATION": [plan_accepted(), requested(), started(), advanced(), cancel_requested(),
+                          advanced(Phase.CRITIQUE), scored(), decided(), completed(), plan_concluded(1, "completed"),
+                          retry_requested(), retried(), failed(cancelled_by="ops", deliberation_id="d-2"),
+                          plan_concluded(2, "cancelled"), plan_rejected()],
         "AGENT": [turn_completed(Phase.PROPOSE, "dev-1", "dev-1"), turn_completed(Phase.PROPOSE, "dev-2", "dev-2"),
                   turn_completed(Phase.CRITIQUE, "dev-2", "dev-1"), turn_completed(Phase.REVISE, "dev-1", "dev-1", 1)],
     }
@@ -457,6 +517,10 @@ def test_the_graph_holds_the_final_state_of_each_stream_whatever_the_interleavin
         assert nodes[Label.PROPOSAL]["d-1/dev-1"]["score"] == 8.0
         assert nodes[Label.PROPOSAL]["d-1/dev-1"]["rank"] == 1
         assert ("s-1/p-1/t-1", "d-1") in edges[(Label.TASK, "DELIBERATED_IN", Label.DELIBERATION)]
+        assert nodes[Label.STORY]["s-1"]["state"] == "REVIEW"
+        assert nodes[Label.PLAN_VERSION]["s-1/p-1"]["conclusion_revision"] == 2
+        assert nodes[Label.DELIBERATION]["d-2"]["status"] == "CANCELLED"
+        assert ("d-1", "d-2") in edges[(Label.DELIBERATION, "RETRIED_AS", Label.DELIBERATION)]
 
 
 # --- kv_model: what each event writes into the key-value store --------------------------------------
@@ -481,12 +545,15 @@ def test_a_requested_deliberation_is_pending_and_indexed_by_time_and_by_story():
     assert AddToSet(story_deliberations_key("s-1"), "d-1") in writes
 
 
-def test_a_started_deliberation_is_in_progress():
-    event = started()
+def test_a_started_deliberation_is_in_progress_with_its_overall_deadline():
+    council = msgspec.structs.replace(DEV_COUNCIL, protocol=msgspec.structs.replace(
+        DEV_COUNCIL.protocol, deliberation_deadline_s=600.0))
+    event = msgspec.structs.replace(started(), council=council)
     (fields,) = kind(kv_writes(event, envelope(event)), SetFields)
 
-    assert fields == SetFields(deliberation_key("d-1"),
-                               {"status": "IN_PROGRESS", "started_at": format_time(at(1))})
+    assert fields == SetFields(deliberation_key("d-1"), {
+        "status": "IN_PROGRESS", "started_at": format_time(at(1)), "deadline_s": "600.0",
+        "deadline_at": format_time(at(601))})
 
 
 def test_an_advanced_deliberation_records_its_phase_round_and_when_the_phase_began():
@@ -638,9 +705,11 @@ def test_a_decision_the_checks_ranked_says_so_in_both_read_models():
 
 
 def story_row(plan_id, approved_at, task_id=None, title=None, position=None, deliberation_id=None, role=None,
-              status=None, score=None, winner_id=None, rationale=None, decided_by=None) -> list:
-    return [plan_id, "alice", approved_at, task_id, title, position, deliberation_id, role, status, score,
-            winner_id, rationale, decided_by]
+              status=None, score=None, winner_id=None, rationale=None, decided_by=None, attempt_number=None,
+              cancelled_by=None, retried_as=None, answers=(None,) * 9) -> list:
+    """A row of STORY_QUERY; `answers` are the plan's accepted ... outcomes columns."""
+    return [plan_id, "alice", approved_at, *answers, task_id, title, position, deliberation_id, role, status, score,
+            attempt_number, cancelled_by, retried_as, winner_id, rationale, decided_by]
 
 
 def test_a_story_with_no_rows_is_unknown():

@@ -52,7 +52,8 @@ def deliberation_replay(
 def deliberation_list(
     story: Annotated[str | None, typer.Option("--story", help="Only this story's deliberations.")] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="PENDING, IN_PROGRESS, COMPLETED, FAILED or TIMED_OUT.")
+        str | None, typer.Option("--status", help="One status: PENDING, IN_PROGRESS, COMPLETED, FAILED, TIMED_OUT "
+                                 "or CANCELLED.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: AsJson = False,
