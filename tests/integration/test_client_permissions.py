@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from pathlib import Path
 
 import nats
 import pytest
 
 from contracts import catalog
 from contracts.events import StoryTransitioned
+from services.embedded.stack import EmbeddedStack, password_file_endpoint
 from services.mesh.log_reader import FIRST, Reading, follow, read_log, read_to_end
 from services.mesh.messages import Outgoing
 from services.mesh.publishing import EventPublisher
 from services.mesh.runtime import connect
+from services.mesh.settings import Settings, load_settings, read_endpoints
 from services.planning.client import approve_plan
 from streams.definitions import CONSUMERS, stream_for_subject
 from streams.permissions import OPERATOR, SUBSCRIBER_USER, UPSTREAM_USER
@@ -195,3 +198,33 @@ async def test_a_client_may_neither_ack_nor_touch_a_declared_durable(secured, us
         f"{prefix.format('create')}.{durable.durable}.{answer}".lower(),
         f"{prefix.format('delete')}.{durable.durable}".lower(),
         f"$js.ack.{durable.stream}.{durable.durable}.1.7.7.1764676800000000000.0".lower()}
+
+
+async def test_fleet_up_with_auth_tells_each_client_where_its_password_is(tmp_path, unique):
+    # Only NATS is started: the other servers are "external", and no service runs.
+    elsewhere = {"FLEET_VALKEY_URL": "redis://127.0.0.1:1", "FLEET_GRAPH_URI": "falkor://127.0.0.1:1",
+                 "FLEET_LLM_BASE_URL": "http://127.0.0.1:1/v1", "RAY_ADDRESS": "127.0.0.1:1"}
+    stack = EmbeddedStack(tmp_path / "fleet", env=elsewhere, report=lambda line: None, services=(), auth=True)
+    await stack.start()
+    try:
+        written = read_endpoints(stack.data_dir)
+        clients = {user: Settings(data_dir=stack.data_dir, nats_url=written["nats_url"], nats_user=user,
+                                  nats_password=Path(written[password_file_endpoint(user)]).read_text())
+                   for user in (UPSTREAM_USER, SUBSCRIBER_USER)}
+        operator = await connect(load_settings({"FLEET_DATA_DIR": str(stack.data_dir)}))
+        await operator.jetstream().publish(catalog.PLAN_ACCEPTED.subject, b"{}")
+        await operator.close()
+        upstream = await connect(clients[UPSTREAM_USER])
+        subscriber = await connect(clients[SUBSCRIBER_USER])
+        try:
+            published = await approve_plan(upstream.jetstream(timeout=5.0), approval(unique), by=catalog.UPSTREAM)
+            answers = [message async for message in read_to_end(subscriber.jetstream(timeout=5.0),
+                                                                Reading(ORCHESTRATION, catalog.PLAN_ACCEPTED.subject))]
+        finally:
+            await upstream.close()
+            await subscriber.close()
+    finally:
+        await stack.stop()
+
+    assert published and len(answers) == 1
+    assert {clients[user].inbox_prefix for user in clients} == {"_INBOX.upstream", "_INBOX.subscriber"}
