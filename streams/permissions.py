@@ -96,18 +96,21 @@ def permissions_for(user: str) -> Permissions:
 def _client(user: str) -> Permissions:
     """A client outside the mesh: what it produces, and the events read for it, live or in order from the log.
 
-    No durable, no ack: it reads with the mesh's ordered reader (services/mesh/log_reader), which names
-    each consumer it creates and puts the subject it reads in the request's subject, so a grant per
-    subject keeps the reading to those subjects. Its own answers' subjects are core subscriptions too.
+    No ack, and no durable of the mesh's: it makes consumers of its own, each named and created with
+    the one subject it reads in the request's subject (`...CONSUMER.CREATE.<stream>.<name>.<subject>`),
+    as the mesh's ordered reader (services/mesh/log_reader) and nats.js with a name do, so a grant per
+    subject keeps every reading to those subjects. It may pull from them (nats.js's consumers pull),
+    never from a declared durable. The same subjects are its core subscriptions.
     """
     answers = [spec.subject for spec in catalog.EVENTS if CLIENT_READERS[user] in spec.consumers]
     streams = {stream_for_subject(subject).name for subject in answers}
     publish = _produced_by(CLIENT_READERS[user])
-    publish += [subject for stream in sorted(streams) for subject in (f"$JS.API.STREAM.INFO.{stream}",
-                                                                      f"$JS.API.CONSUMER.INFO.{stream}.*",
-                                                                      f"$JS.FC.{stream}.>")]
+    publish += [subject for stream in sorted(streams) for subject in (
+        f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.CONSUMER.INFO.{stream}.*", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+        f"$JS.FC.{stream}.>")]
     publish += [f"$JS.API.CONSUMER.CREATE.{stream_for_subject(subject).name}.*.{subject}" for subject in answers]
-    deny = [subject for spec in CONSUMERS if spec.stream in streams for subject in _durable_changes(spec)]
+    deny = [subject for spec in CONSUMERS if spec.stream in streams
+            for subject in (*_durable_changes(spec), f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}")]
     return Permissions(user, publish=_unique(publish), subscribe=(f"{inbox_prefix(user)}.>", *answers),
                        deny_publish=_unique(deny))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.api import AckPolicy
 
 from contracts import catalog
 from contracts.events import StoryTransitioned
@@ -118,6 +119,24 @@ async def test_a_clients_ordered_reading_goes_on_after_nats_py_re_creates_its_co
     assert len(second) == 1 and second[0].metadata.sequence.stream > first[0].metadata.sequence.stream
 
 
+@pytest.mark.parametrize("user", [UPSTREAM_USER, SUBSCRIBER_USER])
+async def test_a_client_may_pull_from_a_named_consumer_of_its_own_as_nats_js_reads(secured, unique, user):
+    url, passwords = secured
+    spec = catalog.DELIBERATION_COMPLETED
+    await store(url, passwords, [spec], unique)
+    client = await connect(as_user(url, user, passwords))
+    js = client.jetstream(timeout=5.0)
+    try:
+        # Named, with one filter subject: nats.js puts both in the request's subject, as the reader does.
+        await js.add_consumer(ORCHESTRATION, name=f"mine-{unique}", filter_subject=spec.subject,
+                              ack_policy=AckPolicy.NONE, inactive_threshold=60.0)
+        pulled = await (await js.pull_subscribe_bind(f"mine-{unique}", ORCHESTRATION)).fetch(1, timeout=5.0)
+    finally:
+        await client.close()
+
+    assert [message.subject for message in pulled] == [spec.subject]
+
+
 async def test_upstream_publishes_nothing_but_its_ingress_events(secured):
     url, passwords = secured
     others = {spec.subject for spec in catalog.EVENTS if not spec.is_ingress}
@@ -188,6 +207,8 @@ async def test_a_client_may_neither_ack_nor_touch_a_declared_durable(secured, us
                        js.delete_consumer(durable.stream, durable.durable)):
             with contextlib.suppress(nats.errors.Error):
                 await action
+        with contextlib.suppress(nats.errors.Error):
+            await (await js.pull_subscribe_bind(durable.durable, durable.stream)).fetch(1, timeout=1.0)
         await client.publish(f"$JS.ACK.{durable.stream}.{durable.durable}.1.7.7.1764676800000000000.0", b"")
 
     refused = await refusals(url, user, passwords, meddle)
@@ -197,6 +218,7 @@ async def test_a_client_may_neither_ack_nor_touch_a_declared_durable(secured, us
         f"{prefix.format('durable.create')}.mine",
         f"{prefix.format('create')}.{durable.durable}.{answer}".lower(),
         f"{prefix.format('delete')}.{durable.durable}".lower(),
+        f"{prefix.format('msg.next')}.{durable.durable}".lower(),
         f"$js.ack.{durable.stream}.{durable.durable}.1.7.7.1764676800000000000.0".lower()}
 
 

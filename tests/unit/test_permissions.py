@@ -170,8 +170,16 @@ def test_a_client_may_neither_change_nor_delete_nor_pull_nor_ack_a_declared_dura
     for subject in read_for(user):
         assert not allowed_despite_denials(user, f"$JS.API.CONSUMER.CREATE.{spec.stream}.{spec.durable}.{subject}")
     assert not may_publish(user, f"$JS.API.CONSUMER.DELETE.{spec.stream}.{spec.durable}")
-    assert not may_publish(user, f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}")
+    assert not allowed_despite_denials(user, f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}")
     assert not may_publish(user, acked(spec))
+
+
+@pytest.mark.parametrize("user", CLIENT_USERS)
+def test_a_client_may_pull_from_a_consumer_of_its_own_on_the_streams_it_reads(user):
+    streams = {stream_for_subject(subject).name for subject in read_for(user)}
+
+    assert {s.name for s in STREAMS if allowed_despite_denials(user, f"$JS.API.CONSUMER.MSG.NEXT.{s.name}.mine1")} \
+        == streams
 
 
 @pytest.mark.parametrize("user", CLIENT_USERS)
