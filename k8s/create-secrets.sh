@@ -21,6 +21,7 @@ done
 
 KUBECTL="${KUBECTL:-kubectl}"
 NATS_USERS=(planning dispatch agents collector projection monitor provisioner operator)
+NATS_CLIENT_USERS=(upstream subscriber)
 
 workdir="$(mktemp -d)"
 trap 'rm -rf "$workdir"' EXIT
@@ -55,6 +56,19 @@ for user in "${NATS_USERS[@]}"; do
   pairs+=("$user=nats-$user")
 done
 create fleet-nats-users "${pairs[@]}"
+
+# Clients outside the mesh (docs/deploy.md), a Secret each: all a client needs to connect, and nothing
+# of the services', so it can be copied whole into the client's namespace. Its own Secret also means a
+# fleet that already has fleet-nats-users gets it when this script runs again.
+for user in "${NATS_CLIENT_USERS[@]}"; do
+  files="nats-client-$user"
+  printf '%s' "$user" > "$workdir/$files-user"
+  printf '%s' "$(random)" > "$workdir/$files-password"
+  printf '_INBOX.%s' "$user" > "$workdir/$files-inbox-prefix"
+  pairs=()
+  for key in user password inbox-prefix; do pairs+=("$key=$files-$key"); done
+  create "fleet-nats-$user" "${pairs[@]}"
+done
 
 # Valkey: the server includes auth.conf; the projection connects with the URL.
 valkey_password="$(random)"

@@ -32,7 +32,14 @@ PROVISIONER = "provisioner"
 # The `fleet` CLI in an operator's hands: reads everything, redrives dead letters, manages councils.
 OPERATOR = catalog.OPERATOR
 SERVICE_USERS = catalog.SERVICES
-USERS = (*SERVICE_USERS, PROVISIONER, OPERATOR)
+# Clients outside the mesh (docs/deploy.md, docs/clients.md), each reading for one consumer the catalog
+# names: an upstream planner publishes approvals and story transitions and follows their answers; a
+# monitoring subscriber only reads results and decisions.
+UPSTREAM_USER = "upstream"
+SUBSCRIBER_USER = "subscriber"
+CLIENT_READERS: Mapping[str, str] = {UPSTREAM_USER: catalog.UPSTREAM, SUBSCRIBER_USER: catalog.MONITORING_SUBSCRIBERS}
+CLIENT_USERS = tuple(CLIENT_READERS)
+USERS = (*SERVICE_USERS, PROVISIONER, OPERATOR, *CLIENT_USERS)
 
 # Events stored through the JetStream scheduler, on a schedule subject of their stream, by their producer.
 SCHEDULED = (catalog.DEADLINE_PASSED,)
@@ -65,6 +72,8 @@ def permissions_for(user: str) -> Permissions:
     if user == PROVISIONER:
         seeds = _produced_by(catalog.PLANNING, only=(catalog.COUNCIL_CREATED,))
         return Permissions(user, publish=("$JS.API.>", *seeds), subscribe=inbox)
+    if user in CLIENT_READERS:
+        return _client(user)
     publish: list[str] = ["$JS.API.INFO", *_produced_by(user)]
     publish += [subject for spec in CONSUMERS if spec.service == user for subject in _durable(spec)]
     publish += [subject for spec in BUCKETS if spec.service == user for subject in _bucket(spec)]
@@ -84,12 +93,35 @@ def permissions_for(user: str) -> Permissions:
                        deny_publish=_unique(deny))
 
 
+def _client(user: str) -> Permissions:
+    """A client outside the mesh: what it produces, and the events read for it, live or in order from the log.
+
+    No ack, and no durable of the mesh's: it makes consumers of its own, each named and created with
+    the one subject it reads in the request's subject (`...CONSUMER.CREATE.<stream>.<name>.<subject>`),
+    as the mesh's ordered reader (services/mesh/log_reader) and nats.js with a name do, so a grant per
+    subject keeps every reading to those subjects. It may pull from them (nats.js's consumers pull),
+    never from a declared durable. The same subjects are its core subscriptions.
+    """
+    answers = [spec.subject for spec in catalog.EVENTS if CLIENT_READERS[user] in spec.consumers]
+    streams = {stream_for_subject(subject).name for subject in answers}
+    publish = _produced_by(CLIENT_READERS[user])
+    publish += [subject for stream in sorted(streams) for subject in (
+        f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.CONSUMER.INFO.{stream}.*", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+        f"$JS.FC.{stream}.>")]
+    publish += [f"$JS.API.CONSUMER.CREATE.{stream_for_subject(subject).name}.*.{subject}" for subject in answers]
+    deny = [subject for spec in CONSUMERS if spec.stream in streams
+            for subject in (*_durable_changes(spec), f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}")]
+    return Permissions(user, publish=_unique(publish), subscribe=(f"{inbox_prefix(user)}.>", *answers),
+                       deny_publish=_unique(deny))
+
+
 def _produced_by(user: str, only: Iterable[catalog.EventSpec] | None = None) -> list[str]:
     """The subjects of the events `user` publishes; every service but the read-only monitor dead-letters."""
     events = catalog.EVENTS if only is None else tuple(only)
     subjects = []
     for spec in events:
-        if user in spec.producers or (catalog.ANY_SERVICE in spec.producers and user not in (MONITOR, PROVISIONER)):
+        if user in spec.producers or (catalog.ANY_SERVICE in spec.producers and user in SERVICE_USERS
+                                      and user != MONITOR):
             subjects.append(spec.subject)
         if spec in SCHEDULED and user in spec.producers:
             stream = stream_for_subject(spec.subject).name

@@ -36,7 +36,7 @@ from services.mesh.settings import (
     port_from,
 )
 from streams.apply import Change, apply_all
-from streams.permissions import OPERATOR, PROVISIONER, USERS, authorization
+from streams.permissions import CLIENT_USERS, OPERATOR, PROVISIONER, USERS, authorization
 
 LOCK_FILE = "fleet.lock"
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
@@ -56,6 +56,11 @@ def write_private(path: Path, text: str) -> Path:
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
         handle.write(text)
     return path
+
+
+def password_file_endpoint(user: str) -> str:
+    """The endpoints.json key of a client user's password file under `fleet up --auth` (docs/deploy.md)."""
+    return f"nats_{user}_password_file"
 
 
 def is_running(data_dir: Path) -> bool:
@@ -193,6 +198,8 @@ class EmbeddedStack:
         for user, password in passwords.items():
             self._password_files[user] = write_private(folder / f"nats-{user}.password", password)
         self.endpoints.update(nats_user=OPERATOR, nats_password_file=str(self._password_files[OPERATOR]))
+        # Clients outside the mesh (an upstream planner, a monitoring subscriber) find theirs beside it.
+        self.endpoints.update({password_file_endpoint(user): str(self._password_files[user]) for user in CLIENT_USERS})
         self._report(f"NATS users with least-privilege permissions: {', '.join(USERS)} (passwords in {folder})")
         return write_private(folder / "nats-auth.conf", authorization(passwords))
 

@@ -33,6 +33,24 @@ FAST_READ_VERSION = "2.16."
 INACTIVE_THRESHOLD_S = 60.0
 
 
+class _NamedForItsInbox(ConsumerConfig):
+    """An ordered consumer's config that names each consumer nats-py creates for it after its delivery inbox.
+
+    nats-py creates an unnamed consumer on `$JS.API.CONSUMER.CREATE.<stream>`, a subject that does not
+    say what it reads; a named one is created on `...CREATE.<stream>.<name>.<filter>`, which lets a
+    client's permissions keep it to the subjects it may read (streams/permissions.py). nats-py re-creates
+    an ordered consumer after a gap from this same config with a fresh inbox, and `add_consumer` begins
+    with `evolve`: naming it there gives every creation a name of its own, as the server needs (the
+    start of an existing consumer cannot be changed). tests/integration/test_client_permissions.py re-creates one.
+    """
+
+    def evolve(self, **params) -> ConsumerConfig:
+        config = super().evolve(**params)
+        if config.deliver_subject:
+            config.name = config.deliver_subject.rsplit(".", 1)[-1]
+        return config
+
+
 @dataclass(frozen=True)
 class Start:
     """Where a reading begins: a stream sequence, a time, or (neither) only what is stored from now on."""
@@ -42,10 +60,11 @@ class Start:
 
     def config(self) -> ConsumerConfig:
         if self.sequence is not None:
-            return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(self.sequence, 1))
+            return _NamedForItsInbox(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                     opt_start_seq=max(self.sequence, 1))
         if self.time is not None:
-            return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=self.time.isoformat())
-        return ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+            return _NamedForItsInbox(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=self.time.isoformat())
+        return _NamedForItsInbox(deliver_policy=DeliverPolicy.NEW)
 
 
 FIRST = Start(sequence=1)

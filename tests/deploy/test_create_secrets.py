@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from streams.permissions import CLIENT_USERS, inbox_prefix
 from tests.deploy.manifests import K8S, NAMESPACE, OVERLAYS, find, overlay, pods, render
 
 FAKE_KUBECTL = '''#!{python}
@@ -118,8 +119,9 @@ def test_the_external_components_read_only_secrets_the_script_creates(created, t
 
 def test_passwords_are_random_distinct_and_consistent_between_server_and_client(created):
     users = created["fleet-nats-users"]
-    passwords = list(users.values()) + [created["fleet-valkey"]["password"], created["fleet-neo4j"]["password"],
-                                        created["fleet-ray-auth"]["auth_token"]]
+    clients = [created[f"fleet-nats-{user}"]["password"] for user in CLIENT_USERS]
+    passwords = [*users.values(), *clients, created["fleet-valkey"]["password"], created["fleet-neo4j"]["password"],
+                 created["fleet-ray-auth"]["auth_token"]]
     assert len(set(passwords)) == len(passwords) and all(len(p) >= 32 for p in passwords)
     valkey = created["fleet-valkey"]
     assert valkey["auth.conf"] == f"requirepass {valkey['password']}\n"
@@ -150,3 +152,10 @@ def test_an_existing_neo4j_password_is_used_as_given(tmp_path):
 def test_the_namespace_is_the_one_the_manifests_use():
     assert 'namespace=swe-ai-fleet' in (K8S / "create-secrets.sh").read_text()
     assert NAMESPACE == "swe-ai-fleet"
+
+
+@pytest.mark.parametrize("user", CLIENT_USERS)
+def test_each_client_outside_the_mesh_gets_a_secret_with_all_it_needs_to_connect_and_nothing_else(created, user):
+    assert created[f"fleet-nats-{user}"] == {"user": user, "password": created[f"fleet-nats-{user}"]["password"],
+                                             "inbox-prefix": inbox_prefix(user)}
+    assert user not in created["fleet-nats-users"]

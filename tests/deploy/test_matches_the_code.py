@@ -261,8 +261,10 @@ def test_nats_has_a_password_variable_for_exactly_the_users_of_the_catalog(name)
     nats = find(overlay(name), "StatefulSet", "nats")["spec"]["template"]["spec"]["containers"][0]
     passwords = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in nats["env"]
                  if e["name"].startswith("NATS_PASSWORD")}
-    assert passwords == {permissions.password_variable(user): {"name": "fleet-nats-users", "key": user}
-                         for user in permissions.USERS}
+    # A client outside the mesh has a Secret of its own, to be copied into its namespace.
+    secrets = {user: {"name": "fleet-nats-users", "key": user} for user in permissions.USERS}
+    secrets.update({user: {"name": f"fleet-nats-{user}", "key": "password"} for user in permissions.CLIENT_USERS})
+    assert passwords == {permissions.password_variable(user): secret for user, secret in secrets.items()}
 
 
 @pytest.mark.parametrize("name", OVERLAYS)

@@ -16,6 +16,9 @@ SERVICES = ("planning", "dispatch", "agents", "collector", "projection", "monito
 JOBS = ("fleet-streams-apply", "fleet-council-seed")
 RAY = ("ray-head", "ray-worker")
 CLUSTER_IP = "10.1.2.3"
+# Clients outside the mesh reach NATS when both they and their namespace carry these labels (docs/deploy.md).
+NATS_CLIENT = ("swe-ai-fleet.io/nats-client", "true")
+CLIENTS_ALLOWED = ("swe-ai-fleet.io/clients", "allowed")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class Endpoint:
     labels: tuple
     ports: tuple  # (port, protocol) it listens on
     ip: str = CLUSTER_IP
+    namespace_labels: tuple = ()
 
     @property
     def label_map(self) -> dict:
@@ -48,6 +52,11 @@ def endpoints(name) -> list[Endpoint]:
         Endpoint("prometheus", "monitoring", (("app.kubernetes.io/name", "prometheus"),), ((9090, "TCP"),)),
         Endpoint("kube-dns", "kube-system", (("k8s-app", "kube-dns"),), ((53, "UDP"), (53, "TCP"))),
         Endpoint("stranger", "elsewhere", (("app", "curious"),), ((8080, "TCP"),)),
+        # An upstream planner as the docs say to run one, and two that miss one of the two labels.
+        Endpoint("planner", "upstream", (NATS_CLIENT,), ((8080, "TCP"),), namespace_labels=(CLIENTS_ALLOWED,)),
+        Endpoint("unlabelled-pod", "upstream", (("app", "curious"),), ((8080, "TCP"),),
+                 namespace_labels=(CLIENTS_ALLOWED,)),
+        Endpoint("unlabelled-namespace", "elsewhere", (NATS_CLIENT,), ((8080, "TCP"),)),
         Endpoint("internet", None, (), ((443, "TCP"),), ip="93.184.216.34"),
     ]
     return inside + outside
@@ -79,7 +88,7 @@ def peer_matches(peer: dict, other: Endpoint) -> bool:
     if other.namespace is None:
         return False
     if "namespaceSelector" in peer:
-        namespace_labels = {"kubernetes.io/metadata.name": other.namespace}
+        namespace_labels = {"kubernetes.io/metadata.name": other.namespace, **dict(other.namespace_labels)}
         if not selects(peer["namespaceSelector"], namespace_labels):
             return False
     elif other.namespace != NAMESPACE:
@@ -127,18 +136,18 @@ def expected_connections(name) -> set[tuple[str, str, int, str]]:
     expected = set()
     for e in inside:
         expected |= {(e.name, "kube-dns", 53, "UDP"), (e.name, "kube-dns", 53, "TCP")}
-    expected |= {(s, "nats", 4222, "TCP") for s in SERVICES + JOBS}
+    expected |= {(s, "nats", 4222, "TCP") for s in SERVICES + JOBS + ("planner",)}
     expected.add(("nats", "nats", 6222, "TCP"))
     expected |= {("prometheus", s, 9090, "TCP") for s in SERVICES}
     expected |= {("prometheus", "nats", 7777, "TCP"), ("prometheus", "vllm", 8000, "TCP")}
-    expected |= {(outsider, "monitor", 8470, "TCP") for outsider in ("prometheus", "kube-dns", "stranger")}
+    outside = {e.name for e in endpoints(name) if e.namespace not in (NAMESPACE, None)}
+    expected |= {(outsider, "monitor", 8470, "TCP") for outsider in outside}
     expected |= {("projection", "valkey", 6379, "TCP"), ("projection", "neo4j", 7687, "TCP")}
     expected.add(("agents", "ray-head", 10001, "TCP"))
     expected |= {(a, b, port, protocol) for a in RAY for b in RAY for port, protocol in ports[b]}
     expected |= {(r, "vllm", 8000, "TCP") for r in RAY}
     expected |= {("vllm", "internet", 443, "TCP"), ("ray-head", "internet", 443, "TCP")}
     # Outside the namespace nothing is isolated by these policies; only what they reach inside counts.
-    outside = {"prometheus", "kube-dns", "stranger"}
     expected |= {(a, b, port, protocol) for a in outside for b in outside | {"internet"}
                  for port, protocol in next(e.ports for e in endpoints(name) if e.name == b)}
     return expected
@@ -164,7 +173,7 @@ def test_none_but_the_projection_reaches_the_read_models_and_only_ray_reaches_vl
     allowed = allowed_connections(name)
     assert {s for s, t, _, _ in allowed if t in ("valkey", "neo4j")} == {"projection"}
     assert {s for s, t, _, _ in allowed if t == "vllm"} == {"ray-head", "ray-worker", "prometheus"}
-    assert {s for s, t, port, _ in allowed if t == "nats" and port == 4222} == set(SERVICES + JOBS)
+    assert {s for s, t, port, _ in allowed if t == "nats" and port == 4222} == {*SERVICES, *JOBS, "planner"}
     assert ("stranger", "nats", 4222, "TCP") not in allowed and ("stranger", "ray-head", 10001, "TCP") not in allowed
 
 
@@ -177,3 +186,12 @@ def test_the_evaluator_sees_a_policy_that_opens_too_much():
     policies = [*of_kind(overlay("dev"), "NetworkPolicy"), wide_open]
     assert direction_allows(policies, valkey, stranger, 6379, "TCP", "Ingress")
     assert not direction_allows(of_kind(overlay("dev"), "NetworkPolicy"), valkey, stranger, 6379, "TCP", "Ingress")
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_a_client_outside_the_mesh_reaches_the_nats_client_port_only_with_both_labels(name):
+    allowed = allowed_connections(name)
+
+    assert {(t, port) for s, t, port, _ in allowed if s == "planner" and t in ("nats", "planner")} == {
+        ("nats", 4222), ("planner", 8080)}
+    assert not {t for s, t, _, _ in allowed if s in ("unlabelled-pod", "unlabelled-namespace") and t == "nats"}

@@ -10,12 +10,15 @@ import pytest
 
 from contracts import catalog
 from contracts.queries import AGENT_CONTEXT, QUERIES
-from streams.definitions import BUCKETS, CONSUMERS, STREAMS
+from streams.definitions import BUCKETS, CONSUMERS, STREAMS, stream_for_subject
 from streams.permissions import (
+    CLIENT_USERS,
     MONITOR,
     OPERATOR,
     PROVISIONER,
     SERVICE_USERS,
+    SUBSCRIBER_USER,
+    UPSTREAM_USER,
     USERS,
     authorization,
     inbox_prefix,
@@ -111,3 +114,78 @@ def test_the_server_reads_each_password_from_its_environment_unless_given_one():
 
 def test_the_cluster_gets_the_permissions_the_code_derives():
     assert CHECKED_IN.read_text() == authorization(), "run `just contracts` to regenerate k8s/base/nats/auth.conf"
+
+
+CLIENTS = {UPSTREAM_USER: catalog.UPSTREAM, SUBSCRIBER_USER: catalog.MONITORING_SUBSCRIBERS}
+
+
+def allowed_despite_denials(user: str, subject: str) -> bool:
+    """An allow that no deny overrides: nats-server applies a user's deny before its allow."""
+    denied = any(subject_matches(grant, subject) for grant in permissions_for(user).deny_publish)
+    return may_publish(user, subject) and not denied
+
+
+def read_for(user: str) -> set[str]:
+    return {spec.subject for spec in catalog.EVENTS if CLIENTS[user] in spec.consumers}
+
+
+def test_the_clients_outside_the_mesh_are_users_each_reading_for_a_consumer_the_catalog_names():
+    assert set(CLIENT_USERS) == set(CLIENTS) and set(CLIENT_USERS) <= set(USERS)
+    assert set(CLIENTS.values()) == set(catalog.OUTSIDE_READERS)
+    assert read_for(UPSTREAM_USER) and read_for(SUBSCRIBER_USER)
+
+
+def test_upstream_publishes_the_ingress_events_and_the_subscriber_no_event_at_all():
+    ingress = {spec.subject for spec in catalog.EVENTS if spec.is_ingress}
+
+    assert {subject for subject in EVENT_SUBJECTS if may_publish(UPSTREAM_USER, subject)} == ingress
+    assert {subject for subject in EVENT_SUBJECTS if may_publish(SUBSCRIBER_USER, subject)} == set()
+    assert catalog.PLAN_APPROVED.subject in ingress and catalog.STORY_TRANSITIONED.subject in ingress
+
+
+@pytest.mark.parametrize("user", CLIENT_USERS)
+def test_a_client_subscribes_to_its_own_inboxes_and_to_the_events_read_for_it_alone(user):
+    allowed = permissions_for(user)
+
+    assert set(allowed.subscribe) == {f"{inbox_prefix(user)}.>"} | read_for(user)
+    assert not allowed.allow_responses
+
+
+@pytest.mark.parametrize("user", CLIENT_USERS)
+@pytest.mark.parametrize("spec", [s for s in catalog.EVENTS if not s.legacy], ids=lambda s: s.subject)
+def test_a_clients_ordered_consumer_may_read_only_the_events_read_for_it(user, spec):
+    stream = stream_for_subject(spec.subject).name
+    filtered = f"$JS.API.CONSUMER.CREATE.{stream}.someName1.{spec.subject}"
+
+    assert allowed_despite_denials(user, filtered) == (spec.subject in read_for(user))
+    # Unfiltered, or under the durable API, a consumer would read the whole stream.
+    assert not may_publish(user, f"$JS.API.CONSUMER.CREATE.{stream}.someName1")
+    assert not may_publish(user, f"$JS.API.CONSUMER.CREATE.{stream}")
+    assert not may_publish(user, f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.someName1")
+
+
+@pytest.mark.parametrize("user", CLIENT_USERS)
+@pytest.mark.parametrize("spec", CONSUMERS, ids=lambda s: s.durable)
+def test_a_client_may_neither_change_nor_delete_nor_pull_nor_ack_a_declared_durable(user, spec):
+    for subject in read_for(user):
+        assert not allowed_despite_denials(user, f"$JS.API.CONSUMER.CREATE.{spec.stream}.{spec.durable}.{subject}")
+    assert not may_publish(user, f"$JS.API.CONSUMER.DELETE.{spec.stream}.{spec.durable}")
+    assert not allowed_despite_denials(user, f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}")
+    assert not may_publish(user, acked(spec))
+
+
+@pytest.mark.parametrize("user", CLIENT_USERS)
+def test_a_client_may_pull_from_a_consumer_of_its_own_on_the_streams_it_reads(user):
+    streams = {stream_for_subject(subject).name for subject in read_for(user)}
+
+    assert {s.name for s in STREAMS if allowed_despite_denials(user, f"$JS.API.CONSUMER.MSG.NEXT.{s.name}.mine1")} \
+        == streams
+
+
+@pytest.mark.parametrize("user", CLIENT_USERS)
+def test_a_client_may_not_touch_streams_buckets_or_queries(user):
+    for stream in STREAMS:
+        for action in ("CREATE", "UPDATE", "DELETE", "PURGE", "MSG.GET", "MSG.DELETE"):
+            assert not may_publish(user, f"$JS.API.STREAM.{action}.{stream.name}"), (action, stream.name)
+    assert not any(may_publish(user, f"$KV.{spec.bucket}.k") for spec in BUCKETS)
+    assert not any(may_publish(user, spec.subject) for spec in QUERIES)

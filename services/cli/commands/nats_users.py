@@ -16,7 +16,7 @@ app = typer.Typer(help="NATS users and their permissions, derived from the catal
 def nats_auth(
     out: Annotated[Path | None, typer.Option(help="Write it here instead of printing it.")] = None,
 ) -> None:
-    """The nats-server users block: one user per service with least-privilege permissions from the catalog.
+    """The nats-server users block: one user per service and per outside client, least privilege from the catalog.
 
     Each password is read from the server's environment (NATS_PASSWORD_<USER>), never written here.
     """
