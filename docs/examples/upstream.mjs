@@ -7,7 +7,7 @@
 // AsyncAPI document (docs/contracts/asyncapi.json) describes it. docs/clients.md explains each step.
 import { readFileSync } from "node:fs";
 import { connect, headers } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { v5 as uuidv5 } from "uuid";
 
 // Deterministic ids are UUIDv5 in this namespace (contracts/envelope.py, FLEET_NAMESPACE).
@@ -20,8 +20,6 @@ const ANSWERS = [
   "orchestration.deliberation.completed.v1",
   "orchestration.deliberation.failed.v1",
 ];
-// The PLANNING stream drops a repeated Nats-Msg-Id for an hour.
-const DUPLICATE_WINDOW_MS = 60 * 60 * 1000;
 
 const deliberationId = (storyId, planId, taskId, role) =>
   uuidv5(["deliberation", storyId, planId, taskId, role].join("/"), FLEET_NAMESPACE);
@@ -35,40 +33,24 @@ const approval = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const upstream = await connectAs("upstream", process.env.NATS_UPSTREAM_PASSWORD);
 const subscriber = await connectAs("subscriber", process.env.NATS_SUBSCRIBER_PASSWORD);
 
-// The answers are read from just after what ORCHESTRATION holds now, so none can be missed.
-const orchestration = await (await jetstreamManager(subscriber)).streams.info("ORCHESTRATION");
-let from = { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: orchestration.state.last_seq + 1 };
-
 // One event id per plan: publishing the same approval again is de-duplicated, never a second run.
 const eventId = `${approval.plan_id}-approved`;
-const envelope = headers();
-envelope.set("Fleet-Event-Type", "plan.approved");
-envelope.set("Fleet-Schema-Version", "1");
-envelope.set("Fleet-Occurred-At", new Date().toISOString());
-envelope.set("Fleet-Producer", "node-example");
-const ack = await jetstream(upstream).publish(APPROVED, JSON.stringify(approval), { msgID: eventId, headers: envelope });
-if (ack.duplicate) {
-  // Stored before, and answered then: read the answers from the start of the de-duplication window.
-  from = { deliver_policy: DeliverPolicy.StartTime,
-           opt_start_time: new Date(Date.now() - DUPLICATE_WINDOW_MS - 60_000).toISOString() };
-}
-const tasks = approval.tasks.length ? approval.tasks.map((t) => t.task_id) : [approval.plan_id];
-const ids = tasks.flatMap((task) => approval.roles.map((role) => deliberationId(approval.story_id, approval.plan_id, task, role)));
-console.log(`published ${eventId}: deliberations ${ids.join(", ")}`);
+const ours = (event) => event.story_id === approval.story_id && event.plan_id === approval.plan_id;
 
-// An ordered consumer: nothing durable is created, nothing is acked, the stream's order is kept.
-const consumer = await jetstream(subscriber).consumers.get("ORCHESTRATION", { filter_subjects: ANSWERS, ...from });
-const messages = await consumer.consume();
-let status = 1;
-const timer = setTimeout(() => messages.stop(), Number(process.env.FOLLOW_TIMEOUT_S ?? 3600) * 1000);
-for await (const message of messages) {
+// Live answers: core subscriptions on one connection, in place before the approval is published, so they
+// come in the order the mesh caused them. They see what is stored while connected; upstream.py reads the
+// log instead (an ordered consumer per subject), which also resumes after a reconnect.
+let finish;
+const finished = new Promise((resolve) => (finish = resolve));
+function onAnswer(error, message) {
+  if (error) return finish(1);
   const event = message.json();
   if (message.subject === "orchestration.plan.rejected.v1") {
-    if (event.approval_id !== eventId) continue;
+    if (event.approval_id !== eventId) return;
     console.log(`rejected ${event.reasons.join("; ")}`);
-    break;
+    return finish(1);
   }
-  if (event.story_id !== approval.story_id || event.plan_id !== approval.plan_id) continue;
+  if (!ours(event)) return;
   if (message.subject === "orchestration.plan.accepted.v1") {
     console.log(`accepted ${event.deliberations.length}`);
   } else if (message.subject === "orchestration.deliberation.completed.v1") {
@@ -77,12 +59,30 @@ for await (const message of messages) {
     console.log(`failed ${event.deliberation_id} ${event.reason}`);
   } else {
     console.log(`concluded ${event.completed} completed ${event.failed} not`);
-    status = event.failed === 0 ? 0 : 1;
-    break;
+    finish(event.failed === 0 ? 0 : 1);
   }
 }
-clearTimeout(timer);
-await messages.close();
+for (const subject of ANSWERS) subscriber.subscribe(subject, { callback: onAnswer });
+await subscriber.flush();
+
+const envelope = headers();
+envelope.set("Fleet-Event-Type", "plan.approved");
+envelope.set("Fleet-Schema-Version", "1");
+envelope.set("Fleet-Occurred-At", new Date().toISOString());
+envelope.set("Fleet-Producer", "node-example");
+const tasks = approval.tasks.length ? approval.tasks.map((t) => t.task_id) : [approval.plan_id];
+const ids = tasks.flatMap((task) => approval.roles.map((role) => deliberationId(approval.story_id, approval.plan_id, task, role)));
+console.log(`publishing ${eventId}: deliberations ${ids.join(", ")}`);
+const ack = await jetstream(upstream).publish(APPROVED, JSON.stringify(approval), { msgID: eventId, headers: envelope });
+if (ack.duplicate) {
+  // Stored before and answered then; `fleet story show` has the answers.
+  console.log("duplicate: this approval is already in the log");
+  finish(0);
+}
+
+const timeout = setTimeout(() => finish(1), Number(process.env.FOLLOW_TIMEOUT_S ?? 3600) * 1000);
+const status = await finished;
+clearTimeout(timeout);
 await upstream.close();
 await subscriber.close();
 process.exit(status);

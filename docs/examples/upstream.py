@@ -15,7 +15,7 @@ from pathlib import Path
 import nats
 
 from contracts.events import DeliberationCompleted, DeliberationFailed, PlanAccepted, PlanConcluded, PlanRejected
-from services.planning.client import approve_plan, follow_plan
+from services.planning.client import approval_event_id, approve_plan, deliberation_ids, follow_plan
 from services.planning.domain import read_approval
 
 
@@ -30,8 +30,9 @@ async def main(path: str) -> int:
     upstream = await connect_as("upstream", os.environ["NATS_UPSTREAM_PASSWORD"])
     subscriber = await connect_as("subscriber", os.environ["NATS_SUBSCRIBER_PASSWORD"])
     try:
+        print(f"publishing {approval_event_id(approval)}: deliberations {', '.join(deliberation_ids(approval))}",
+              flush=True)
         sent = await approve_plan(upstream.jetstream(), approval, by="python-example")
-        print(f"published {sent.approval_id}: deliberations {', '.join(sent.deliberation_ids)}", flush=True)
         async with asyncio.timeout(float(os.environ.get("FOLLOW_TIMEOUT_S", "3600"))):
             async for update in follow_plan(subscriber.jetstream(), sent):
                 match update:

@@ -79,24 +79,15 @@ async def after_last(js: JetStreamContext, stream: str) -> Start:
 
 @dataclass(frozen=True)
 class Reading:
-    """One stream to read, the subjects of it to read (a filter, or several), and where to begin.
+    """One stream to read, the subjects of it to read (a filter), and where to begin.
 
-    Several filters make one consumer, so their messages still come in the stream's own order.
+    One filter per reading: it is in the subject that creates the consumer, where a client's permissions
+    can check it (streams/permissions.py); `follow` reads several.
     """
 
     stream: str
-    subjects: str | tuple[str, ...] = ">"
+    subjects: str = ">"
     start: Start = FIRST
-
-    @property
-    def filters(self) -> tuple[str, ...]:
-        return (self.subjects,) if isinstance(self.subjects, str) else self.subjects
-
-    def consumer_config(self) -> ConsumerConfig:
-        config = self.start.config()
-        if len(self.filters) > 1:
-            config.filter_subjects = list(self.filters)
-        return config
 
 
 def fast_read_applies(version: str = nats_client.__version__) -> bool:
@@ -186,7 +177,7 @@ class LogReader:
 async def read_log(js: JetStreamContext, reading: Reading, *, fast: bool | None = None) -> AsyncIterator[LogReader]:
     """An ordered reader of one stream. `fast=False` forces the plain path; else the fast one if it applies."""
     subscription = await js.subscribe(
-        reading.filters[0], stream=reading.stream, ordered_consumer=True, config=reading.consumer_config(),
+        reading.subjects, stream=reading.stream, ordered_consumer=True, config=reading.start.config(),
         inactive_threshold=INACTIVE_THRESHOLD_S,
     )
     try:
@@ -202,19 +193,13 @@ async def read_to_end(js: JetStreamContext, reading: Reading, *, batch: int = 50
     if info.state.messages == 0:
         return
     # A filtered consumer that matches nothing only says so after a wait: ask the stream first.
-    if reading.filters != (">",) and not await _holds_any(js, reading):
+    if reading.subjects != ">" and not (await js.stream_info(reading.stream, subjects_filter=reading.subjects)
+                                        ).state.subjects:
         return
     async with read_log(js, reading) as reader:
         while not reader.caught_up:
             for message in await reader.next_batch(batch, wait_s=2.0):
                 yield message
-
-
-async def _holds_any(js: JetStreamContext, reading: Reading) -> bool:
-    for subjects in reading.filters:
-        if (await js.stream_info(reading.stream, subjects_filter=subjects)).state.subjects:
-            return True
-    return False
 
 
 async def follow(js: JetStreamContext, readings: Sequence[Reading], *, batch: int = 500) -> AsyncIterator[Msg]:

@@ -84,24 +84,76 @@ async def approve_plan(
 
 
 async def follow_plan(js: JetStreamContext, approval: Approval) -> AsyncIterator[PlanUpdate]:
-    """What becomes of an approval, as it is stored: PlanAccepted or PlanRejected (the end), each deliberation's
+    """What becomes of an approval: PlanAccepted or PlanRejected (the end), each deliberation's
     DeliberationCompleted or DeliberationFailed (a retried one's new attempt too), then PlanConcluded (the end).
 
     It waits as long as the plan runs; bound it with `asyncio.timeout`. Close it (`aclosing`) if you stop early.
     """
-    plan = approval.approval
-    reading = Reading(ORCHESTRATION.name, ANSWER_SUBJECTS, approval.answers_from)
-    async with contextlib.aclosing(follow(js, [reading])) as messages:
+    # One ordered consumer per subject, each filter in the subject that creates it, where the `upstream` and
+    # `subscriber` users' permissions check it; AnswerOrder puts their answers back in the plan's order.
+    readings = [Reading(ORCHESTRATION.name, subject, approval.answers_from) for subject in ANSWER_SUBJECTS]
+    order = AnswerOrder(approval)
+    async with contextlib.aclosing(follow(js, readings)) as messages:
         async for message in messages:
-            update = _decoded(message)
-            if isinstance(update, PlanRejected):
-                if update.approval_id == approval.approval_id:
-                    yield update
-                    return
-            elif (update.story_id, update.plan_id) == (plan.story_id, plan.plan_id):
+            for update in order.take(_decoded(message)):
                 yield update
-                if isinstance(update, PlanConcluded):
-                    return
+            if order.ended:
+                return
+
+
+class AnswerOrder:
+    """The answers about one approval in the order the plan lived them, whichever reader brought each first:
+    accepted before any result, every result before the conclusion that counts it, each result once. Pure."""
+
+    def __init__(self, approval: Approval) -> None:
+        self._approval = approval
+        self._accepted = False
+        self._seen: set[str] = set()
+        self._held_results: list[DeliberationCompleted | DeliberationFailed] = []
+        self._held_conclusion: PlanConcluded | None = None
+        self.ended = False
+
+    def take(self, update: PlanUpdate) -> list[PlanUpdate]:
+        """What may be given now, in order; nothing after the end."""
+        if self.ended or not self._about_this(update):
+            return []
+        match update:
+            case PlanRejected():
+                self.ended = True
+                return [update]
+            case PlanAccepted():
+                if self._accepted:
+                    return []
+                self._accepted = True
+                ready: list[PlanUpdate] = [update, *self._held_results]
+                self._seen |= {result.deliberation_id for result in self._held_results}
+                self._held_results = []
+                return ready + self._conclusion_if_due()
+            case PlanConcluded():
+                self._held_conclusion = self._held_conclusion or update
+                return self._conclusion_if_due()
+        if update.deliberation_id in self._seen | {held.deliberation_id for held in self._held_results}:
+            return []  # one result per deliberation: a copy read again (a reader re-created after a gap)
+        if not self._accepted:
+            self._held_results.append(update)
+            return []
+        self._seen.add(update.deliberation_id)
+        return [update, *self._conclusion_if_due()]
+
+    def _about_this(self, update: PlanUpdate) -> bool:
+        if isinstance(update, PlanRejected):
+            return update.approval_id == self._approval.approval_id
+        plan = self._approval.approval
+        return (update.story_id, update.plan_id) == (plan.story_id, plan.plan_id)
+
+    def _conclusion_if_due(self) -> list[PlanUpdate]:
+        conclusion = self._held_conclusion
+        if conclusion is None or not self._accepted:
+            return []
+        if any(outcome.deliberation_id not in self._seen for outcome in conclusion.outcomes):
+            return []
+        self.ended = True
+        return [conclusion]
 
 
 def _decoded(message: Msg) -> PlanUpdate:

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from contracts.events import Role
+from services.embedded.stack import password_file_endpoint
 from services.planning.domain import deliberation_id
+from streams.permissions import SUBSCRIBER_USER, UPSTREAM_USER
 from tests.e2e.flows import RESULT_TIMEOUT_S, with_default_councils
 from tests.support import fleet
 
@@ -26,14 +28,16 @@ README = (ROOT / "README.md").read_text()
 FOLLOW_TIMEOUT_S = 2 * RESULT_TIMEOUT_S
 
 
-def client_env(stack, endpoints) -> dict[str, str]:
-    """What a client is given to connect: the URL and its users' passwords, as `fleet up --auth` wrote them."""
-    secrets = stack.data_dir / "secrets"
+def client_env(endpoints) -> dict[str, str]:
+    """What a client is given to connect: the URL and its users' passwords, where `fleet endpoints` lists them."""
+    def password(user: str) -> str:
+        return Path(endpoints[password_file_endpoint(user)]).read_text().strip()
+
     return {
         **os.environ,
         "NATS_URL": endpoints["nats_url"],
-        "NATS_UPSTREAM_PASSWORD": (secrets / "nats-upstream.password").read_text().strip(),
-        "NATS_SUBSCRIBER_PASSWORD": (secrets / "nats-subscriber.password").read_text().strip(),
+        "NATS_UPSTREAM_PASSWORD": password(UPSTREAM_USER),
+        "NATS_SUBSCRIBER_PASSWORD": password(SUBSCRIBER_USER),
         "FOLLOW_TIMEOUT_S": str(FOLLOW_TIMEOUT_S),
         "PYTHONPATH": str(ROOT),
     }
@@ -63,9 +67,9 @@ async def run_client(*command: str, env: dict[str, str]) -> tuple[int, list[str]
 
 
 def assert_answered_in_order(lines: list[str], plan: dict, returncode: int) -> None:
-    """published, accepted, one result per deliberation (any order among them), concluded; exit 0 iff all completed."""
+    """publishing, accepted, one result per deliberation (any order among them), concluded; exit 0 iff all completed."""
     kinds = [line.split()[0] for line in lines]
-    assert kinds[:2] == ["published", "accepted"], lines
+    assert kinds[:2] == ["publishing", "accepted"], lines
     assert kinds[-1] == "concluded", lines
     results = [line.split() for line in lines[2:-1]]
     assert {kind for kind, *_ in results} <= {"completed", "failed"}, lines
@@ -77,12 +81,12 @@ def assert_answered_in_order(lines: list[str], plan: dict, returncode: int) -> N
 
 
 async def test_a_python_service_approves_as_upstream_and_follows_as_subscriber(mesh, js, tmp_path):
-    stack, endpoints = mesh
+    _, endpoints = mesh
     await with_default_councils(js, [Role.DEV, Role.QA])
     path, plan = example_plan(tmp_path, [Role.DEV, Role.QA])
 
     returncode, lines = await run_client(sys.executable, str(EXAMPLES / "upstream.py"), str(path),
-                                         env=client_env(stack, endpoints))
+                                         env=client_env(endpoints))
 
     assert_answered_in_order(lines, plan, returncode)
 
@@ -99,11 +103,11 @@ def node_example():
 
 
 async def test_a_node_service_approves_as_upstream_and_follows_as_subscriber(mesh, js, tmp_path, node_example):
-    stack, endpoints = mesh
+    _, endpoints = mesh
     await with_default_councils(js, [Role.QA])
     path, plan = example_plan(tmp_path, [Role.QA])
 
-    returncode, lines = await run_client("node", str(node_example), str(path), env=client_env(stack, endpoints))
+    returncode, lines = await run_client("node", str(node_example), str(path), env=client_env(endpoints))
 
     assert_answered_in_order(lines, plan, returncode)
 

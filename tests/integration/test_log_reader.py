@@ -92,17 +92,3 @@ async def test_following_gives_only_what_is_stored_from_now_on_from_every_stream
     assert seen.index(b"orchestration 0") < seen.index(b"orchestration 1")
     assert seen.index(b"agent 0") < seen.index(b"agent 1")
 
-
-async def test_a_reading_of_several_subjects_keeps_the_streams_order_across_them(empty_log):
-    _, js = empty_log
-    other = f"{ORCHESTRATION.subjects[0][:-1]}reader.other"
-    ignored = f"{ORCHESTRATION.subjects[0][:-1]}reader.ignored"
-    for index in range(3):
-        await js.publish(RAW, f"raw {index}".encode())
-        await js.publish(ignored, b"ignored")
-        await js.publish(other, f"other {index}".encode())
-
-    taken = [message.data async for message in read_to_end(js, Reading(ORCHESTRATION.name, (RAW, other)), batch=2)]
-
-    assert taken == [b"raw 0", b"other 0", b"raw 1", b"other 1", b"raw 2", b"other 2"]
-    assert [m.data async for m in read_to_end(js, Reading(ORCHESTRATION.name, (ignored + ".x", RAW + ".x")))] == []

@@ -1,5 +1,6 @@
 """Planning turns an approval into one deliberation request per (task, role), each with its role's council."""
 
+import msgspec
 import pytest
 
 from contracts.errors import ContractViolation, Rejected
@@ -119,3 +120,54 @@ def test_every_answer_upstream_follows_is_in_one_stream_so_one_reader_keeps_thei
         catalog.PLAN_ACCEPTED.subject, catalog.PLAN_REJECTED.subject, catalog.PLAN_CONCLUDED.subject,
         catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject}
     assert {stream_for_subject(subject).name for subject in ANSWER_SUBJECTS} == {"ORCHESTRATION"}
+
+
+def answer_order_case():
+    from contracts.events import (
+        DeliberationCompleted,
+        DeliberationOutcome,
+        PlanAccepted,
+        PlanApproved,
+        PlanConcluded,
+        PlannedTask,
+        PlanRejected,
+        Role,
+        Winner,
+    )
+    from services.mesh.log_reader import FIRST
+    from services.planning.client import AnswerOrder, Approval, deliberation_ids
+
+    approval = PlanApproved(story_id="s", plan_id="p", approved_by="a", roles=[Role.DEV, Role.QA],
+                            tasks=[PlannedTask(task_id="t", title="T")])
+    ids = deliberation_ids(approval)
+    sent = Approval(approval, "p-approved", ids, FIRST)
+
+    def result(deliberation, plan_id="p"):
+        return DeliberationCompleted(deliberation_id=deliberation, story_id="s", plan_id=plan_id, task_id="t",
+                                     role=Role.DEV, winner=Winner(agent_id="dev-1", content="x", score=1.0,
+                                                                  revisions=0),
+                                     ranking=[], rationale="r", decided_by="architect-1", duration_ms=1)
+
+    accepted = PlanAccepted(story_id="s", plan_id="p", approved_by="a", approval_id="p-approved", deliberations=[])
+    concluded = PlanConcluded(story_id="s", plan_id="p", completed=2, failed=0, outcomes=[
+        DeliberationOutcome(deliberation_id=d, task_id="t", role=Role.DEV, outcome="completed") for d in ids])
+    rejected = PlanRejected(approval_id="p-approved", original_subject="planning.plan.approved.v1", reasons=["r"])
+    return AnswerOrder(sent), ids, result, accepted, concluded, rejected
+
+
+def test_answers_brought_by_separate_readers_come_out_in_the_plans_order():
+    order, (dev, qa), result, accepted, concluded, _ = answer_order_case()
+
+    given = [order.take(concluded), order.take(result(qa)), order.take(result(dev, plan_id="another plan")),
+             order.take(accepted), order.take(result(dev))]
+
+    assert given == [[], [], [], [accepted, result(qa)], [result(dev), concluded]]
+    assert order.ended and order.take(result(dev)) == []
+
+
+def test_a_rejection_of_this_approval_ends_the_answers_at_once():
+    order, (dev, _), result, _, _, rejected = answer_order_case()
+    someone_elses = msgspec.structs.replace(rejected, approval_id="other-approved")
+
+    assert order.take(someone_elses) == [] and not order.ended
+    assert order.take(rejected) == [rejected] and order.ended
