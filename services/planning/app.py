@@ -32,8 +32,7 @@ async def wire(mesh: Mesh) -> list[Binding]:
         catalog.LEGACY_STORY_TRANSITIONED.subject: handlers.on_story_transitioned,
     }
     # Every approval gets an answer: accepted by its handler, or rejected here whenever it is given up on.
-    refused = {subject: on_approval_refused
-               for subject in (catalog.PLAN_APPROVED.subject, catalog.LEGACY_PLAN_APPROVED.subject)}
+    refused = dict.fromkeys((catalog.PLAN_APPROVED.subject, catalog.LEGACY_PLAN_APPROVED.subject), on_approval_refused)
     outcomes = PlanOutcomeHandlers(VersionedStore(mesh.js, PLAN_OUTCOMES, PlanOutcomes))
     plans = {
         catalog.PLAN_ACCEPTED.subject: outcomes.on_plan_accepted,

@@ -29,7 +29,7 @@ COMPLETED, FAILED, TIMED_OUT, CANCELLED = "completed", "failed", "timed_out", "c
 MAX_OUTCOME_REASON_CHARS = 500
 
 
-class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+class SlotAttempt(msgspec.Struct, frozen=True, kw_only=True):
     """The latest attempt at one slot: the first is 1, a retry's is its Attempt.number."""
 
     deliberation_id: str
@@ -43,7 +43,7 @@ class PlanOutcomes(msgspec.Struct, frozen=True, kw_only=True):
     plan_id: str
     # The slots of the accepted plan, in its order; empty until the plan's acceptance is seen.
     slots: list[str] = []
-    latest: dict[str, Attempt] = {}
+    latest: dict[str, SlotAttempt] = {}
     # How each attempt ended, by deliberation id; the first result of an attempt is its result.
     ended: dict[str, DeliberationOutcome] = {}
     # The last conclusion: its revision, the attempts it reported, and the message that caused it, so a
@@ -91,13 +91,13 @@ def evolve(state: PlanOutcomes | None, event: PlanEvent) -> PlanOutcomes:
         case PlanAccepted() if not state.accepted:
             latest = dict(state.latest)
             for planned in event.deliberations:
-                first = Attempt(deliberation_id=planned.deliberation_id, task_id=planned.task_id, role=planned.role)
+                first = SlotAttempt(deliberation_id=planned.deliberation_id, task_id=planned.task_id, role=planned.role)
                 latest.setdefault(_slot(planned.task_id, planned.role), first)
             slots = list(dict.fromkeys(_slot(p.task_id, p.role) for p in event.deliberations))
             return msgspec.structs.replace(state, slots=slots, latest=latest)
         case DeliberationRequested():
             ref = event.deliberation
-            attempt = Attempt(deliberation_id=ref.deliberation_id, task_id=ref.task_id, role=ref.role,
+            attempt = SlotAttempt(deliberation_id=ref.deliberation_id, task_id=ref.task_id, role=ref.role,
                               number=event.attempt.number if event.attempt else 1)
             key = _slot(ref.task_id, ref.role)
             if key in state.latest and state.latest[key].number >= attempt.number:
