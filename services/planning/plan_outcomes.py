@@ -17,31 +17,30 @@ from contracts.events import (
     DeliberationRequested,
     PlanAccepted,
     PlanConcluded,
-    Role,
 )
 
 type PlanEvent = PlanAccepted | DeliberationRequested | DeliberationCompleted | DeliberationFailed
 
 # How a deliberation ended, in PlanConcluded.outcomes.
 COMPLETED, FAILED, TIMED_OUT, CANCELLED = "completed", "failed", "timed_out", "cancelled"
-# A plan may have 500 slots (100 tasks x 5 roles): failure reasons are cut so its conclusion fits in a
-# message. The whole reason stays in the deliberation's own DeliberationFailed.
-MAX_OUTCOME_REASON_CHARS = 500
+# A plan may have 500 slots (100 tasks x 5 roles, ids of 256 characters): failure reasons are cut so that
+# its conclusion, and its state after a retry of every slot, fit in a message (at the worst, 340 and 810 KiB;
+# each further attempt adds at most 0.6 KiB). The whole reason stays in the deliberation's DeliberationFailed.
+MAX_OUTCOME_REASON_CHARS = 300
 
 
 class SlotAttempt(msgspec.Struct, frozen=True, kw_only=True):
     """The latest attempt at one slot: the first is 1, a retry's is its Attempt.number."""
 
     deliberation_id: str
-    task_id: str
-    role: Role
     number: int = 1
 
 
 class PlanOutcomes(msgspec.Struct, frozen=True, kw_only=True):
     story_id: str
     plan_id: str
-    # The slots of the accepted plan, in its order; empty until the plan's acceptance is seen.
+    # The slots of the accepted plan, in its order, each named by its first attempt's deliberation id
+    # (a retry's Attempt.first_id); empty until the plan's acceptance is seen.
     slots: list[str] = []
     latest: dict[str, SlotAttempt] = {}
     # How each attempt ended, by deliberation id; the first result of an attempt is its result.
@@ -89,20 +88,18 @@ def evolve(state: PlanOutcomes | None, event: PlanEvent) -> PlanOutcomes:
         state = PlanOutcomes(story_id=story_id, plan_id=plan_id)
     match event:
         case PlanAccepted() if not state.accepted:
+            slots = list(dict.fromkeys(planned.deliberation_id for planned in event.deliberations))
             latest = dict(state.latest)
-            for planned in event.deliberations:
-                first = SlotAttempt(deliberation_id=planned.deliberation_id, task_id=planned.task_id, role=planned.role)
-                latest.setdefault(_slot(planned.task_id, planned.role), first)
-            slots = list(dict.fromkeys(_slot(p.task_id, p.role) for p in event.deliberations))
+            for slot in slots:
+                latest.setdefault(slot, SlotAttempt(deliberation_id=slot))
             return msgspec.structs.replace(state, slots=slots, latest=latest)
         case DeliberationRequested():
-            ref = event.deliberation
-            attempt = SlotAttempt(deliberation_id=ref.deliberation_id, task_id=ref.task_id, role=ref.role,
-                              number=event.attempt.number if event.attempt else 1)
-            key = _slot(ref.task_id, ref.role)
-            if key in state.latest and state.latest[key].number >= attempt.number:
+            deliberation_id = event.deliberation.deliberation_id
+            slot = event.attempt.first_id if event.attempt else deliberation_id
+            attempt = SlotAttempt(deliberation_id=deliberation_id, number=event.attempt.number if event.attempt else 1)
+            if slot in state.latest and state.latest[slot].number >= attempt.number:
                 return state
-            return msgspec.structs.replace(state, latest={**state.latest, key: attempt})
+            return msgspec.structs.replace(state, latest={**state.latest, slot: attempt})
         case DeliberationCompleted() | DeliberationFailed() if event.deliberation_id not in state.ended:
             return msgspec.structs.replace(state, ended={**state.ended, event.deliberation_id: outcome_of(event)})
     return state
@@ -131,7 +128,3 @@ def conclusion_id(conclusion: PlanConcluded) -> str:
     """One per plan and revision, so publishing a conclusion again is de-duplicated."""
     return deterministic_id("plan.concluded", conclusion.story_id, conclusion.plan_id, str(conclusion.revision))
 
-
-def _slot(task_id: str, role: Role) -> str:
-    # A role never holds "/", so no two (task, role) pairs share a key.
-    return f"{task_id}/{role.value}"

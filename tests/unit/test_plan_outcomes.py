@@ -6,6 +6,7 @@ import re
 import msgspec
 import pytest
 
+from contracts import catalog
 from contracts.events import (
     Attempt,
     DeliberationCompleted,
@@ -159,3 +160,16 @@ def test_the_conclusion_id_and_the_key_name_the_plan_and_revision_alone():
 def test_the_acceptance_never_replaces_a_retry_folded_before_it():
     state, _ = run([retry_of(REQUESTS[0], "d-2"), ACCEPTED])
     assert state.latest[state.slots[0]].deliberation_id == "d-2"
+
+
+def test_the_largest_plan_retried_in_every_slot_still_fits_its_state_and_conclusion_in_a_message():
+    largest = PlanApproved(story_id="s" * 256, plan_id="p" * 256, approved_by="alice", roles=list(Role),
+                           tasks=[PlannedTask(task_id=f"{n:0>256}", title="t") for n in range(100)])
+    requests = request_deliberations(largest, COUNCILS)
+    retries = [retry_of(request, f"retry-{n:0>30}") for n, request in enumerate(requests)]
+    events = [*requests, plan_accepted(largest, "approval-1", requests),
+              *(failed(request, reason="x" * 64_000) for request in [*requests, *retries]), *retries]
+    state, conclusions = run(events)
+    assert state.revision == 1 + len(retries) and len(state.ended) == 2 * len(requests) == 1000
+    assert len(msgspec.json.encode(state)) < 1024 * 1024 - 64 * 1024
+    assert len(catalog.encode(conclusions[-1])) < 1024 * 1024 - 64 * 1024
