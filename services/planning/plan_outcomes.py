@@ -15,14 +15,13 @@ from contracts.events import (
     DeliberationFailed,
     DeliberationOutcome,
     DeliberationRequested,
+    Outcome,
     PlanAccepted,
     PlanConcluded,
 )
 
 type PlanEvent = PlanAccepted | DeliberationRequested | DeliberationCompleted | DeliberationFailed
 
-# How a deliberation ended, in PlanConcluded.outcomes.
-COMPLETED, FAILED, TIMED_OUT, CANCELLED = "completed", "failed", "timed_out", "cancelled"
 # A plan may have 500 slots (100 tasks x 5 roles, ids of 256 characters): failure reasons are cut so that
 # its conclusion, and its state after a retry of every slot, fit in a message (at the worst, 340 and 810 KiB;
 # each further attempt adds at most 0.6 KiB). The whole reason stays in the deliberation's DeliberationFailed.
@@ -72,8 +71,8 @@ def outcome_of(result: DeliberationCompleted | DeliberationFailed) -> Deliberati
     """How one deliberation ended, as a plan's conclusion reports it."""
     if isinstance(result, DeliberationCompleted):
         return DeliberationOutcome(deliberation_id=result.deliberation_id, task_id=result.task_id, role=result.role,
-                                   outcome=COMPLETED, winner_id=result.winner.agent_id)
-    outcome = CANCELLED if result.cancelled_by else TIMED_OUT if result.timed_out else FAILED
+                                   outcome=Outcome.COMPLETED, winner_id=result.winner.agent_id)
+    outcome = Outcome.CANCELLED if result.cancelled_by else Outcome.TIMED_OUT if result.timed_out else Outcome.FAILED
     reason = result.reason
     if len(reason) > MAX_OUTCOME_REASON_CHARS:
         reason = reason[:MAX_OUTCOME_REASON_CHARS] + "..."
@@ -119,7 +118,7 @@ def conclude(state: PlanOutcomes, cause: str) -> tuple[PlanOutcomes, PlanConclud
 def conclusion(state: PlanOutcomes) -> PlanConcluded:
     """The state's last conclusion, as the event that reports it."""
     outcomes = [state.ended[deliberation_id] for deliberation_id in state.concluded]
-    completed = sum(outcome.outcome == COMPLETED for outcome in outcomes)
+    completed = sum(outcome.outcome == Outcome.COMPLETED for outcome in outcomes)
     return PlanConcluded(story_id=state.story_id, plan_id=state.plan_id, outcomes=outcomes, completed=completed,
                          failed=len(outcomes) - completed, revision=state.revision)
 

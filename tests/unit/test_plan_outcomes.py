@@ -12,6 +12,7 @@ from contracts.events import (
     DeliberationCompleted,
     DeliberationFailed,
     DeliberationRequested,
+    Outcome,
     Phase,
     PlanApproved,
     PlannedTask,
@@ -21,11 +22,7 @@ from contracts.events import (
 from services.councils.domain import default_councils
 from services.planning.domain import plan_accepted, request_deliberations
 from services.planning.plan_outcomes import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
     MAX_OUTCOME_REASON_CHARS,
-    TIMED_OUT,
     conclude,
     conclusion_id,
     evolve,
@@ -74,6 +71,7 @@ def run(events, state=None):
     return state, conclusions
 
 
+COMPLETED, FAILED, TIMED_OUT, CANCELLED = Outcome.COMPLETED, Outcome.FAILED, Outcome.TIMED_OUT, Outcome.CANCELLED
 EVERY_RESULT = [completed(REQUESTS[0]), failed(REQUESTS[1]), failed(REQUESTS[2], timed_out=True),
                 failed(REQUESTS[3], cancelled_by="ops", reason="wrong brief")]
 
