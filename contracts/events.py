@@ -127,13 +127,22 @@ class PlanRejected(Event, frozen=True, kw_only=True):
         return self.plan_id or self.approval_id
 
 
+class Outcome(enum.StrEnum):
+    """The words DeliberationOutcome.outcome takes (kept a plain string on the wire)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
 class DeliberationOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """How one deliberation of a plan ended: its last attempt, when it was retried."""
 
     deliberation_id: str
     task_id: str
     role: Role
-    # completed, failed, timed_out or cancelled.
+    # One of Outcome: completed, failed, timed_out or cancelled.
     outcome: str
     winner_id: str | None = None
     reason: str | None = None

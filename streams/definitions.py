@@ -44,6 +44,12 @@ class ConsumerSpec:
     # A handler still running after this long is cancelled, and the attempt counts as a failure.
     handler_timeout_s: float = 30.0
 
+    @property
+    def events(self) -> tuple[catalog.EventSpec, ...]:
+        """The catalogued events its filter passes (a wildcard filter passes unknown subjects too)."""
+        return tuple(spec for spec in catalog.EVENTS
+                     if any(subject_matches(f, spec.subject) for f in self.filter_subjects))
+
 
 @dataclass(frozen=True)
 class BucketSpec:
@@ -90,10 +96,14 @@ DEAD_LETTERS = StreamSpec(
 
 STREAMS: tuple[StreamSpec, ...] = (CONFIG, PLANNING, ORCHESTRATION, AGENT, DEAD_LETTERS)
 
+# Planning owns every ingress subject, known or not: it answers approvals, checks story transitions, and
+# dead-letters anything else once (the projections skip what it owns). The durable keeps the name it had
+# when it took approvals alone: `fleet streams apply` widens its filter in place, at its position, where a
+# new durable would start from the stream's first message and request every approved plan again.
 PLANNING_APPROVALS = ConsumerSpec(
     durable="planning-plan-approvals",
     stream=PLANNING.name,
-    filter_subjects=(catalog.PLAN_APPROVED.subject, catalog.LEGACY_PLAN_APPROVED.subject),
+    filter_subjects=PLANNING.subjects,
     service=catalog.PLANNING,
 )
 DISPATCH_REQUESTS = ConsumerSpec(
@@ -128,9 +138,22 @@ COLLECTOR_TURNS = ConsumerSpec(
     filter_subjects=(catalog.TURN_COMPLETED.subject, catalog.TURN_FAILED.subject),
     service=catalog.COLLECTOR,
 )
+# What became of each accepted plan: its deliberations' requests (a retry's replaces its slot) and results.
+PLANNING_PLAN_OUTCOMES = ConsumerSpec(
+    durable="planning-plan-outcomes",
+    stream=ORCHESTRATION.name,
+    filter_subjects=(
+        catalog.PLAN_ACCEPTED.subject,
+        catalog.DELIBERATION_REQUESTED.subject,
+        catalog.DELIBERATION_COMPLETED.subject,
+        catalog.DELIBERATION_FAILED.subject,
+    ),
+    service=catalog.PLANNING,
+)
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     PLANNING_APPROVALS,
+    PLANNING_PLAN_OUTCOMES,
     DISPATCH_REQUESTS,
     AGENTS_TURNS,
     COLLECTOR_DELIBERATIONS_IN,
@@ -148,7 +171,13 @@ COLLECTOR_DELIBERATIONS = BucketSpec(
     service=catalog.COLLECTOR,
 )
 
-BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS)
+PLAN_OUTCOMES = BucketSpec(
+    bucket="PLAN_OUTCOMES",
+    description="Each accepted plan's deliberations and how each ended, updated by compare-and-set.",
+    service=catalog.PLANNING,
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS, PLAN_OUTCOMES)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from services.agents.adapters.ray_agents import AgentPool
 from services.agents.domain import Completion, LlmFailure, Prompt, prompt_for
 from services.agents.outcomes import NO_CONTEXT, GivenContext, given_up, outcome
 from services.agents.structured import StructuredOutputInvalid, answer_type, parse_structured
-from services.mesh.messages import Incoming, Outgoing
+from services.mesh.messages import Incoming, Outgoing, Refusal
 from services.mesh.metrics import LLM_SECONDS, LLM_TOKENS, STRUCTURED_ANSWERS
 
 STRUCTURED_ATTEMPTS = 2
@@ -88,5 +88,9 @@ class AgentHandlers:
         return answer
 
 
-def on_turn_request_given_up(incoming: Incoming[TurnRequested], reason: str) -> list[Outgoing]:
-    return [given_up(incoming.payload, reason)]
+def on_turn_request_given_up(refusal: Refusal) -> list[Outgoing]:
+    # A request that cannot be read names no deliberation to tell: its dead letter is all there is.
+    if refusal.incoming is None:
+        return []
+    request: TurnRequested = refusal.incoming.payload
+    return [given_up(request, "; ".join(refusal.reasons))]

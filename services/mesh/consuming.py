@@ -1,7 +1,7 @@
 """Consuming a durable: decode the envelope, route by subject, publish the handler's events, ack.
 
 The policy, the same for every service:
-- input that breaks its contract is dead-lettered at once with the reason, then acked;
+- input that breaks its contract, or that no route takes, is dead-lettered at once with the reason, then acked;
 - any other failure is retried with backoff; after `max_deliveries` it is dead-lettered with
   the last error, then acked. Nothing is acked and dropped, nothing is nak'd forever.
 """
@@ -24,10 +24,11 @@ from contracts.errors import ContractViolation, Rejected
 from services.mesh.deadletters import DeadLetter, dead_letter_event
 from services.mesh.decoding import decode_incoming
 from services.mesh.logs import correlated
-from services.mesh.messages import Cause, Clock, GiveUp, Handler, Incoming, utc_now
+from services.mesh.messages import Cause, Clock, GiveUp, Handler, Incoming, Refusal, utc_now
 from services.mesh.metrics import HANDLER_SECONDS, MESSAGES
 from services.mesh.publishing import EventPublisher
 from streams.definitions import ConsumerSpec
+from streams.subjects import subject_matches
 
 log = logging.getLogger("fleet.consumer")
 
@@ -41,7 +42,12 @@ def retry_delay_s(deliveries: int) -> float:
 
 
 class DurableConsumer:
-    """Binds one durable from streams/ to one handler per subject."""
+    """Binds one durable from streams/ to one handler per subject.
+
+    A filter with wildcards (`planning.>`) passes subjects no route takes: each is dead-lettered once,
+    with the subjects the durable does take, so nothing else needs to reject them.
+    `give_up` answers, per subject, for any message dead-lettered there, decoded or not.
+    """
 
     def __init__(
         self,
@@ -51,9 +57,12 @@ class DurableConsumer:
         clock: Clock = utc_now,
         give_up: Mapping[str, GiveUp] | None = None,
     ) -> None:
-        missing = set(spec.filter_subjects) - set(routes)
+        missing = {subject for subject in spec.filter_subjects if not _has_wildcard(subject)} - set(routes)
         if missing:
             raise ValueError(f"{spec.durable}: no handler for {sorted(missing)}")
+        unreachable = [s for s in routes if not any(subject_matches(f, s) for f in spec.filter_subjects)]
+        if unreachable:
+            raise ValueError(f"{spec.durable}: its filter passes no message to {sorted(unreachable)}")
         self.spec = spec
         self._routes = dict(routes)
         self._give_up = dict(give_up or {})
@@ -108,6 +117,8 @@ class DurableConsumer:
             headers=headers,
             body=raw.data,
         )
+        if raw.subject not in self._routes:
+            return await self._reject(message, letter, self._unrouted(raw.subject), None)
         try:
             incoming = decode_incoming(
                 raw.subject,
@@ -118,7 +129,7 @@ class DurableConsumer:
                 deliveries=deliveries,
             )
         except ContractViolation as exc:
-            return await self._reject(message, letter, str(exc), None)
+            return await self._reject(message, letter, str(exc), None, exc.reasons)
         except Exception as exc:  # noqa: BLE001 - whatever cannot be decoded is rejected, never retried
             return await self._reject(message, letter, f"undecodable message: {type(exc).__name__}: {exc}", None)
         if deliveries > self.spec.max_deliveries:
@@ -136,7 +147,7 @@ class DurableConsumer:
                 for event in outgoing:
                     await self._publisher.publish(event, cause=Cause.of(incoming.envelope))
         except Rejected as exc:
-            return await self._reject(message, letter, str(exc), incoming)
+            return await self._reject(message, letter, str(exc), incoming, exc.reasons)
         except Exception as exc:  # noqa: BLE001 - every other failure is retried, then dead-lettered
             error = _describe(exc, self.spec.handler_timeout_s)
             if deliveries >= self.spec.max_deliveries:
@@ -152,19 +163,29 @@ class DurableConsumer:
         await message.ack()
         return HANDLED
 
-    async def _reject(self, message: NatsMessage, letter: DeadLetter, reason: str, incoming: Incoming | None) -> str:
+    async def _reject(
+        self, message: NatsMessage, letter: DeadLetter, reason: str, incoming: Incoming | None,
+        reasons: tuple[str, ...] = (),
+    ) -> str:
         """Publish what giving up implies, then the dead letter, then ack: in that order, so nothing is lost."""
         log.error(
             "%s seq=%s dead-lettered: %s",
             self.spec.durable, letter.stream_sequence, reason,
         )
-        if incoming is not None and (give_up := self._give_up.get(letter.subject)) is not None:
-            for event in give_up(incoming, reason):
-                await self._publisher.publish(event, cause=Cause.of(incoming.envelope))
         outgoing, cause = dead_letter_event(letter, reason)
+        if (give_up := self._give_up.get(letter.subject)) is not None:
+            refusal = Refusal(letter.subject, letter.headers, letter.body, reasons or (reason,), incoming)
+            # An undecodable message has only its headers to link the answer to it, as its dead letter has.
+            answer_cause = Cause.of(incoming.envelope) if incoming is not None else cause
+            for event in give_up(refusal):
+                await self._publisher.publish(event, cause=answer_cause)
         await self._publisher.publish(outgoing, cause=cause)
         await message.ack()
         return DEAD_LETTERED
+
+    def _unrouted(self, subject: str) -> str:
+        return (f"{self.spec.durable} takes no message on subject {subject!r}; "
+                f"it takes {', '.join(sorted(self._routes))}")
 
     @contextlib.asynccontextmanager
     async def _keep_alive(self, message: NatsMessage):
@@ -185,6 +206,10 @@ class DurableConsumer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _has_wildcard(subject: str) -> bool:
+    return any(token in ("*", ">") for token in subject.split("."))
 
 
 def _describe(exc: Exception, timeout_s: float) -> str:

@@ -42,7 +42,7 @@ def decode_incoming(
     # Legacy publishers send no Nats-Msg-Id, and the JetStream scheduler drops it from the messages
     # it produces; the body itself identifies the fact.
     fallback_id = (
-        deterministic_id("legacy" if spec.legacy else SCHEDULER, subject, hashlib.sha256(body).hexdigest())
+        body_event_id("legacy" if spec.legacy else SCHEDULER, subject, body)
         if spec.legacy or SCHEDULER in headers
         else None
     )
@@ -62,6 +62,11 @@ def decode_incoming(
         stream_sequence=stream_sequence,
         deliveries=deliveries,
     )
+
+
+def body_event_id(kind: str, subject: str, body: bytes) -> str:
+    """The id of a message that came without one: its body identifies the fact."""
+    return deterministic_id(kind, subject, hashlib.sha256(body).hexdigest())
 
 
 # A stored message's reply subject is `$JS.ACK.<stream>.<consumer>.<delivered>.

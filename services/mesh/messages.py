@@ -7,7 +7,7 @@ outside the standard library at run time): a domain stays pure in its imports, n
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,6 +59,20 @@ class Outgoing:
     deliver_at: dt.datetime | None = None
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A stored message a consumer gave up on, as it was stored, with every reason.
+
+    `incoming` is the decoded event, or None when the message could not be decoded at all.
+    """
+
+    subject: str
+    headers: Mapping[str, str]
+    body: bytes
+    reasons: tuple[str, ...]
+    incoming: Incoming | None = None
+
+
 type Handler = Callable[[Incoming], Awaitable[Sequence[Outgoing]]]
-# What to publish when a decodable message is given up on, so that nothing downstream waits for it.
-type GiveUp = Callable[[Incoming, str], Sequence[Outgoing]]
+# What to publish when a message is given up on (dead-lettered), so that nobody waits for it in vain.
+type GiveUp = Callable[[Refusal], Sequence[Outgoing]]

@@ -7,11 +7,24 @@ from collections import Counter
 import msgspec
 
 from contracts import catalog
-from contracts.envelope import deterministic_id
+from contracts.envelope import MSG_ID, deterministic_id
 from contracts.errors import ContractViolation, Rejected
-from contracts.events import Brief, Council, DeliberationRef, DeliberationRequested, PlanApproved, Role
+from contracts.events import (
+    Brief,
+    Council,
+    DeliberationRef,
+    DeliberationRequested,
+    PlanAccepted,
+    PlanApproved,
+    PlannedDeliberation,
+    PlanRejected,
+    Role,
+)
 from contracts.upcast import plan_as_task
 from services.councils.domain import architect_of
+from services.mesh.deadletters import bounded_reason
+from services.mesh.decoding import body_event_id
+from services.mesh.messages import Refusal
 
 # Used when an approval brings no rubric: every proposal is still judged against something explicit.
 DEFAULT_RUBRIC = {
@@ -27,6 +40,10 @@ DEFAULT_RUBRIC = {
 # to publish (a request a few hundred bytes under 1 MiB, with its headers over, makes the server drop
 # the service's connection). A brief this size leaves room for everything else.
 MAX_BRIEF_BYTES = 256 * 1024
+
+
+# The longest story or plan id the ingress contract allows (contracts/events.py, NonEmpty).
+MAX_ID_CHARS = 256
 
 
 def deliberation_id(story_id: str, plan_id: str, task_id: str, role: Role) -> str:
@@ -94,11 +111,17 @@ def missing_councils(roles: list[Role], councils: dict[Role, Council]) -> str | 
 
 
 def request_deliberations(approval: PlanApproved, councils: dict[Role, Council]) -> list[DeliberationRequested]:
-    """One request per (task, role), with the council of that role; a plan with no tasks is deliberated whole."""
-    if problems := problems_with(approval):
-        raise ContractViolation("invalid plan approval: " + "; ".join(problems))
-    if reason := missing_councils(approval.roles, councils):
-        raise Rejected(reason)
+    """One request per (task, role), with the council of that role; a plan with no tasks is deliberated whole.
+
+    Raises with every reason the approval is refused for, the missing councils with what is wrong with it.
+    """
+    problems = problems_with(approval)
+    missing = missing_councils(approval.roles, councils)
+    if problems:
+        reasons = [*problems, *([missing] if missing else [])]
+        raise ContractViolation("invalid plan approval: " + "; ".join(reasons), reasons=reasons)
+    if missing:
+        raise Rejected(missing)
     architect = architect_of(councils)
     assert architect is not None
     tasks = approval.tasks or [plan_as_task(approval.story_id, approval.plan_id)]
@@ -120,3 +143,59 @@ def request_deliberations(approval: PlanApproved, councils: dict[Role, Council])
         for task in tasks
         for role in approval.roles
     ]
+
+
+def plan_accepted(approval: PlanApproved, approval_id: str, requests: list[DeliberationRequested]) -> PlanAccepted:
+    """The answer to an approval that started deliberations: which ones, so upstream can follow each."""
+    return PlanAccepted(
+        story_id=approval.story_id,
+        plan_id=approval.plan_id,
+        approved_by=approval.approved_by,
+        approval_id=approval_id,
+        deliberations=[
+            PlannedDeliberation(
+                deliberation_id=request.deliberation.deliberation_id,
+                task_id=request.deliberation.task_id,
+                role=request.deliberation.role,
+            )
+            for request in requests
+        ],
+    )
+
+
+def plan_rejected(refusal: Refusal) -> PlanRejected:
+    """The answer to an approval given up on, with what could be read of it, however broken it is."""
+    if refusal.incoming is not None:
+        approval: PlanApproved = refusal.incoming.payload
+        approval_id, story_id, plan_id = refusal.incoming.envelope.event_id, approval.story_id, approval.plan_id
+    else:
+        approval_id = refusal.headers.get(MSG_ID) or _id_of_unreadable(refusal)
+        story_id, plan_id = _ids_in(refusal.body)
+    return PlanRejected(
+        approval_id=approval_id,
+        original_subject=refusal.subject,
+        reasons=[bounded_reason(reason) for reason in refusal.reasons],
+        story_id=story_id,
+        plan_id=plan_id,
+    )
+
+
+def _id_of_unreadable(refusal: Refusal) -> str:
+    # The id a legacy approval gets when it can be read (services/mesh/decoding.py), so both agree.
+    return body_event_id("legacy", refusal.subject, refusal.body)
+
+
+def _ids_in(body: bytes) -> tuple[str, str]:
+    """story_id and plan_id, when the body is a JSON object that has them as strings; else empty."""
+    try:
+        document = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return "", ""
+    if not isinstance(document, dict):
+        return "", ""
+    return _readable_id(document.get("story_id")), _readable_id(document.get("plan_id"))
+
+
+def _readable_id(value: object) -> str:
+    # As long as the contract allows an id to be (NonEmpty), so a hostile body cannot swell the answer.
+    return value if isinstance(value, str) and len(value) <= MAX_ID_CHARS else ""

@@ -17,6 +17,8 @@ from contracts.errors import ContractViolation
 from contracts.events import Event
 from services.mesh.deadletters import DeadLetter
 from services.mesh.decoding import decode_incoming, stored_position
+from streams.definitions import PLANNING_APPROVALS
+from streams.subjects import subject_matches
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -47,7 +49,8 @@ def fold[W](messages: Sequence[Msg], to_writes: ToWrites[W], projection: str) ->
     """The writes a batch of stored messages makes, and the messages that break their contract.
 
     Schedules are skipped: they are timers held in the stream, not events. Ingress that breaks its
-    contract is skipped too, since the planning service owns rejecting it and has dead-lettered it.
+    contract, or comes on a subject no event has, is skipped too: the planning service's durable takes
+    every ingress subject and dead-letters what it cannot take, once for the mesh.
     """
     writes: list[W] = []
     rejected: list[tuple[DeadLetter, str]] = []
@@ -79,7 +82,4 @@ def fold[W](messages: Sequence[Msg], to_writes: ToWrites[W], projection: str) ->
 
 
 def _is_ingress(subject: str) -> bool:
-    try:
-        return catalog.spec_for_subject(subject).is_ingress
-    except KeyError:
-        return False
+    return any(subject_matches(owned, subject) for owned in PLANNING_APPROVALS.filter_subjects)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from streams.definitions import CONSUMERS
 from tests.e2e.flows import a_finished_deliberation
 from tests.e2e.flows import fleet_on as fleet
 
@@ -31,9 +32,7 @@ async def test_streams_status_lists_every_declared_durable_on_the_mesh(mesh):
     status = json.loads(await fleet(stack, "streams", "status", "--json"))
 
     declared = [c for c in status["consumers"] if c["declared"]]
-    assert {c["name"] for c in declared} == {"planning-plan-approvals", "dispatch-deliberation-requests",
-                                             "agents-turn-requests", "collector-deliberation-events",
-                                             "collector-turn-outcomes"}
+    assert {c["name"] for c in declared} == {spec.durable for spec in CONSUMERS}
     assert all(c["present"] for c in declared)
     assert all(isinstance(c["pending"], int) and c["pending"] >= 0 for c in declared), "each shows its lag"
     table = (await fleet(stack, "streams", "status")).splitlines()

@@ -23,6 +23,7 @@ from services.councils.domain import agent_profiles
 from services.mesh.consuming import DurableConsumer
 from services.mesh.runtime import Binding
 from services.planning.app import wire as planning_wire
+from services.planning.handlers import on_approval_refused
 from streams.apply import consumer_config
 from streams.definitions import AGENT, PLANNING, ConsumerSpec
 from tests.support import body_of, decode, running_service, wait_for
@@ -47,14 +48,15 @@ async def scratch_durable(js, name: str, stream: str, subject: str, service: str
         await js.delete_consumer(stream, name)
 
 
-async def dead_letter_after(js, nats_url, unique, handler, **policy):
+async def dead_letter_after(js, nats_url, unique, handler, give_up=None, **policy):
     """Feed one plan approval to `handler` through a scratch durable; return the dead letter it ends in."""
     plan = PlanApproved(story_id="s", plan_id=f"p-{unique}", approved_by="a", roles=[Role.DEV], tasks=[])
     subject = catalog.PLAN_APPROVED.subject
     async with scratch_durable(js, f"test-{unique}", PLANNING.name, subject, "planning", **policy) as spec:
 
         async def wire(mesh):
-            return [Binding(DurableConsumer(spec, {subject: handler}, mesh.publisher))]
+            return [Binding(DurableConsumer(spec, {subject: handler}, mesh.publisher,
+                                            give_up={subject: give_up} if give_up else None))]
 
         async with running_service("planning", nats_url, wire):
             await js.publish(subject, body_of(plan), headers={MSG_ID: f"approval-{unique}"})
@@ -75,6 +77,20 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_never_dropped(js,
     assert attempts == [1, 2, 3]
     assert letter.reason == "failed 3 times; last error: RuntimeError: graph store unreachable"
     assert letter.deliveries == 3
+
+
+async def test_an_approval_given_up_on_after_its_retries_is_answered_rejected_with_the_last_error(
+        js, nats_url, unique):
+    async def on_plan_approved(incoming):
+        raise RuntimeError("council directory unreachable")
+
+    letter = await dead_letter_after(js, nats_url, unique, on_plan_approved, give_up=on_approval_refused,
+                                     max_deliveries=2)
+    [rejected] = await wait_for(js, catalog.PLAN_REJECTED.subject,
+                                lambda m: decode(m).approval_id == f"approval-{unique}", 1)
+    assert decode(rejected).reasons == [letter.reason] == [
+        "failed 2 times; last error: RuntimeError: council directory unreachable"]
+    assert decode(rejected).plan_id == f"p-{unique}"
 
 
 async def test_a_handler_that_hangs_is_cut_off_at_its_deadline_then_dead_lettered(js, nats_url, unique):

@@ -13,7 +13,7 @@ import pytest
 
 from contracts import catalog
 from contracts.envelope import MSG_ID
-from contracts.events import Role
+from contracts.events import DeliberationFailed, Phase, Role
 from services.embedded.servers import nats_plan, running_server
 from services.embedded.stack import write_private
 from services.mesh.log_reader import Reading, read_to_end
@@ -116,7 +116,7 @@ async def test_a_reader_of_the_log_may_make_its_own_ordered_consumers_but_not_to
     durable = next(spec for spec in CONSUMERS if spec.service not in (reader, catalog.MONITOR)
                    and spec.stream in {s.name for s in STREAMS if reader == catalog.MONITOR or s in PROJECTED})
     operator = await connect(as_user(url, OPERATOR, passwords))
-    await operator.jetstream().publish(durable.filter_subjects[0], b"{}")
+    await operator.jetstream().publish(durable.events[0].subject, b"{}")
     read = []
 
     async def read_then_meddle(client) -> None:
@@ -172,10 +172,22 @@ async def test_planning_does_its_work_as_its_own_user(secured, unique):
             requests = await wait_for(js, catalog.DELIBERATION_REQUESTED.subject,
                                       lambda m: decode(m).deliberation.plan_id == plan.plan_id,
                                       len(plan.roles) * len(plan.tasks))
+            # Its answer, and its plan's conclusion once each deliberation ended (its own bucket holds the plan).
+            await wait_for(js, catalog.PLAN_ACCEPTED.subject, lambda m: decode(m).plan_id == plan.plan_id, 1)
+            for message in requests:
+                ref = decode(message).deliberation
+                failed = DeliberationFailed(deliberation_id=ref.deliberation_id, story_id=ref.story_id,
+                                            plan_id=ref.plan_id, task_id=ref.task_id, role=ref.role,
+                                            phase=Phase.PROPOSE, reason="test", duration_ms=1)
+                await js.publish(catalog.DELIBERATION_FAILED.subject, body_of(failed),
+                                 headers={MSG_ID: f"failed-{ref.deliberation_id}"})
+            [concluded] = await wait_for(js, catalog.PLAN_CONCLUDED.subject,
+                                         lambda m: decode(m).plan_id == plan.plan_id, 1)
     finally:
         await operator.close()
 
     assert {decode(m).deliberation.role for m in requests} == set(plan.roles)
+    assert decode(concluded).failed == len(requests)
 
 
 async def test_the_clusters_users_file_takes_each_password_from_the_servers_environment(tmp_path, monkeypatch):

@@ -3,8 +3,10 @@
 import pytest
 from nats.js import api
 
-from streams.apply import apply_all, apply_stream, stream_config
-from streams.definitions import BUCKETS, CONSUMERS, PLANNING, STREAMS
+from contracts import catalog
+from contracts.envelope import MSG_ID
+from streams.apply import apply_all, apply_consumer, apply_stream, consumer_config, stream_config
+from streams.definitions import BUCKETS, CONSUMERS, PLANNING, PLANNING_APPROVALS, STREAMS
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +39,25 @@ async def test_durables_never_give_up_on_their_own_so_services_dead_letter_inste
         info = await js.consumer_info(spec.stream, spec.durable)
         assert info.config.max_deliver == -1
         assert sorted(info.config.filter_subjects) == sorted(spec.filter_subjects)
+
+
+async def test_widening_the_ingress_durable_on_upgrade_keeps_its_place_so_nothing_old_is_handled_again(empty_log):
+    _, js = empty_log
+    # The durable as it was declared before it took all of planning.>: approvals alone.
+    before = consumer_config(PLANNING_APPROVALS)
+    before.filter_subjects = [catalog.PLAN_APPROVED.subject, catalog.LEGACY_PLAN_APPROVED.subject]
+    await js.delete_consumer(PLANNING.name, PLANNING_APPROVALS.durable)
+    await js.add_consumer(PLANNING.name, before)
+    await js.publish("planning.story.renamed.v1", b"{}", headers={MSG_ID: "old-unknown"})
+    await js.publish(catalog.PLAN_APPROVED.subject, b"{}", headers={MSG_ID: "old-approval"})
+    old = await js.pull_subscribe_bind(PLANNING_APPROVALS.durable, PLANNING.name)
+    [handled] = await old.fetch(1, timeout=5)
+    await handled.ack_sync()
+    await old.unsubscribe()
+
+    change = await apply_consumer(js, PLANNING_APPROVALS)
+
+    assert change.action == "updated" and "planning.>" in change.details
+    info = await js.consumer_info(PLANNING.name, PLANNING_APPROVALS.durable)
+    assert info.config.filter_subjects == ["planning.>"]
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)

@@ -228,8 +228,8 @@ def test_every_consumed_subject_has_a_producer_or_is_ingress():
         if spec.consumers:
             assert spec.producers, f"{spec.subject} is consumed but nobody produces it"
     for consumer in CONSUMERS:
-        for subject in consumer.filter_subjects:
-            spec = catalog.spec_for_subject(subject)
+        for spec in consumer.events:
+            subject = spec.subject
             assert spec.is_ingress or spec.producers
             assert consumer.service in spec.consumers, f"{consumer.durable} reads {subject} without saying so"
             assert stream_for_subject(subject).name == consumer.stream
@@ -249,7 +249,7 @@ READ_WITHOUT_A_DURABLE = {
 
 
 def test_catalog_consumers_are_exactly_the_durables_the_council_log_readers_and_the_projections():
-    declared = {(c.service, s) for c in CONSUMERS for s in c.filter_subjects}
+    declared = {(c.service, spec.subject) for c in CONSUMERS for spec in c.events}
     catalogued = {(service, spec.subject) for spec in catalog.EVENTS for service in spec.consumers
                   if service not in catalog.OUTSIDE_READERS}
     assert declared == catalogued - READ_WITHOUT_A_DURABLE

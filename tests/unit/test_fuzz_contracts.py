@@ -28,6 +28,7 @@ from services.councils.domain import new_council
 from services.mesh.decoding import decode_incoming
 from services.planning.domain import request_deliberations
 from services.projection.fold import fold
+from streams.definitions import PLANNING_APPROVALS
 from tests.malformed import Ingress, malformed_approvals, unknown_subjects
 from tests.strategies import approvals, envelopes, events, header_values
 
@@ -91,12 +92,17 @@ def test_an_approval_on_a_subject_no_contract_names_is_rejected(message):
         planned(message)
 
 
-def test_an_approval_of_an_unknown_version_is_dead_lettered_by_the_projection_which_reads_the_whole_stream():
-    # The planning durable filters the subjects it has contracts for, so it never receives this one.
+def test_an_approval_of_an_unknown_version_is_left_by_the_projection_to_planning_which_takes_all_ingress():
     folded = fold([stored("planning.plan.approved.v2", catalog.encode(APPROVAL))], lambda p, e: [p], "graph")
+    assert (folded.rejected, folded.writes, folded.last_sequence) == ([], [], 7)
+    assert PLANNING_APPROVALS.filter_subjects == ("planning.>",)
+
+
+def test_an_unknown_subject_outside_ingress_is_dead_lettered_by_the_projection_which_reads_the_whole_stream():
+    folded = fold([stored("orchestration.plan.approved.v2", catalog.encode(APPROVAL))], lambda p, e: [p], "graph")
     [(letter, reason)] = folded.rejected
-    assert (letter.subject, letter.stream_sequence) == ("planning.plan.approved.v2", 7)
-    assert reason == "no event is published on subject 'planning.plan.approved.v2'"
+    assert (letter.subject, letter.stream_sequence) == ("orchestration.plan.approved.v2", 7)
+    assert reason == "no event is published on subject 'orchestration.plan.approved.v2'"
 
 
 # Found by the properties above: msgspec checks UTF-8 only in the strings it keeps, and recurses.

@@ -17,7 +17,8 @@ IO_PACKAGES = {"nats", "faststream", "ray", "aiohttp", "valkey", "redis", "neo4j
 PURE_MODULES = [
     "contracts.events", "contracts.catalog", "contracts.queries", "streams.definitions", "streams.subjects",
     "streams.permissions", "services.mesh.messages", "services.mesh.decoding", "services.mesh.outbox",
-    "services.mesh.deadletters", "services.planning.domain", "services.dispatch.domain", "services.collector.domain",
+    "services.mesh.deadletters", "services.planning.domain",
+    "services.planning.plan_outcomes", "services.dispatch.domain", "services.collector.domain",
     "services.collector.scoring", "services.collector.replay", "services.agents.domain", "services.agents.outcomes",
     "services.agents.prompts", "services.agents.structured", "services.agents.adapters.wire",
     "services.councils.domain", "services.monitor.domain", "services.projection.fold",
