@@ -54,7 +54,7 @@ async def test_upstream_publishes_an_approval_and_a_story_transition_and_gets_th
     upstream = await connect(as_user(url, UPSTREAM_USER, passwords))
     js = upstream.jetstream(timeout=5.0)
     try:
-        deliberations = await approve_plan(js, approval(unique), by=catalog.UPSTREAM)
+        deliberations = (await approve_plan(js, approval(unique), by=catalog.UPSTREAM)).deliberation_ids
         transition = StoryTransitioned(story_id=f"s-{unique}", from_state="DESIGN", to_state="BUILD",
                                        transitioned_by="alice")
         await EventPublisher(js, producer=catalog.UPSTREAM).publish(Outgoing(transition, event_id=f"t-{unique}"))
