@@ -62,3 +62,5 @@ class Outgoing:
 type Handler = Callable[[Incoming], Awaitable[Sequence[Outgoing]]]
 # What to publish when a decodable message is given up on, so that nothing downstream waits for it.
 type GiveUp = Callable[[Incoming, str], Sequence[Outgoing]]
+# What to do once every event a message's handler returned is published, before the message is acked.
+type AfterPublished = Callable[[Incoming], Awaitable[None]]

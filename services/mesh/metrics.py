@@ -56,7 +56,7 @@ PROJECTION_POSITION = Gauge(
     ["projection", "stream"], registry=REGISTRY,
 )
 DELIBERATIONS = Counter(
-    "fleet_deliberations", "Deliberations finished, by role and outcome (completed, failed, timed_out)",
+    "fleet_deliberations", "Deliberations finished, by role and outcome (completed, failed, timed_out, cancelled)",
     ["role", "outcome"], registry=REGISTRY,
 )
 

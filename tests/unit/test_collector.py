@@ -118,7 +118,7 @@ def test_peers_critique_round_the_circle_once_every_proposal_is_in():
     assert state.phase == Phase.CRITIQUE and state.round == 1
 
 
-def test_each_author_revises_with_the_critique_it_received_and_every_version_is_kept():
+def test_each_author_revises_with_the_critique_it_received_and_only_the_latest_version_keeps_its_text():
     state, out = step(None, started(), T0)
     state, out = answer_proposals(state, out)
     state, out = run(state, [answer(r, f"critique of {r.turn.author_id}") for r in requests(out)])
@@ -128,7 +128,7 @@ def test_each_author_revises_with_the_critique_it_received_and_every_version_is_
     assert by_author["dev-2"].input.critique == "critique of dev-2"
     assert by_author["dev-2"].input.proposal == "Plan B: a write-through cache."
     state, out = run(state, [answer(r, f"v2 of {r.turn.author_id}") for r in revisions])
-    assert state.drafts["dev-2"] == ["Plan B: a write-through cache.", "v2 of dev-2"]
+    assert state.drafts["dev-2"] == ["", "v2 of dev-2"]  # the first version is in the log; its count stays
     judged = requests(out)
     assert {r.turn.phase for r in judged} == {Phase.JUDGE}
     assert [r.input.proposal for r in judged] == ["v2 of dev-1", "v2 of dev-2", "v2 of dev-3"]
