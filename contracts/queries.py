@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from contracts.events import DeliberationFailed, DeliberationRef, Phase, RankedProposal, Role
+from contracts.events import Attempt, DeliberationFailed, DeliberationRef, Phase, RankedProposal, Role
 
 STATUS_HEADER = "Fleet-Query-Status"
 
@@ -78,6 +78,9 @@ class DeliberationView(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: int | None = None
     # "<phase>:<round>" -> when that phase began
     phases_started: dict[str, str] = {}
+    # A retry's attempt, linked to the first; and, once it was retried, the new attempt's id.
+    attempt: Attempt | None = None
+    retried_as: str | None = None
 
 
 # --- deliberation.list ----------------------------------------------------------------------

@@ -209,11 +209,11 @@ def attempt_id(first_id: str, number: int) -> str:
     return deterministic_id("deliberation.attempt", first_id, str(number))
 
 
-def next_attempt(ref: DeliberationRef, attempt: Attempt | None, requested_by: str, reason: str) -> Attempt:
-    """The attempt that retrying `ref` (itself `attempt`, or the first) starts."""
-    first_id = attempt.first_id if attempt else ref.deliberation_id
+def next_attempt(deliberation_id: str, attempt: Attempt | None, requested_by: str, reason: str) -> Attempt:
+    """The attempt that retrying `deliberation_id` (itself `attempt`, or a first attempt) starts."""
+    first_id = attempt.first_id if attempt else deliberation_id
     number = attempt.number + 1 if attempt else 2
-    return Attempt(first_id=first_id, previous_id=ref.deliberation_id, number=number, requested_by=requested_by,
+    return Attempt(first_id=first_id, previous_id=deliberation_id, number=number, requested_by=requested_by,
                    reason=reason)
 
 
@@ -226,7 +226,7 @@ def on_retry(state: Deliberation, request: DeliberationRetryRequested) -> Step:
         raise Rejected(f"deliberation {deliberation_id} is in progress; cancel it first")
     if state.retried_as is not None:
         raise Rejected(f"deliberation {deliberation_id} was already retried as {state.retried_as}; retry that one")
-    attempt = next_attempt(state.ref, state.attempt, request.requested_by, request.reason)
+    attempt = next_attempt(deliberation_id, state.attempt, request.requested_by, request.reason)
     new_id = attempt_id(attempt.first_id, attempt.number)
     requested = DeliberationRequested(
         deliberation=msgspec.structs.replace(state.ref, deliberation_id=new_id),
@@ -480,7 +480,8 @@ def ended_phase(before: Deliberation | None, after: Deliberation, now: dt.dateti
         return None
     if (after.phase, after.round) == (before.phase, before.round) and not after.finished:
         return None
-    opened = before.phase_opened_at or before.deadline_at - dt.timedelta(seconds=before.council.protocol.phase_deadline_s)
+    seconds = before.council.protocol.phase_deadline_s
+    opened = before.phase_opened_at or before.deadline_at - dt.timedelta(seconds=seconds)
     return before.phase, max((now - opened).total_seconds(), 0.0)
 
 
