@@ -1,21 +1,16 @@
 """A deliberation's lifecycle through the real collector on a real nats-server: cancel, retry, and outboxes
 that go once published."""
 
-import datetime as dt
-
 import msgspec
 import pytest
 
 from contracts import catalog
 from contracts.envelope import MSG_ID
 from contracts.events import (
-    Brief,
     DeliberationCancelRequested,
-    DeliberationRef,
     DeliberationRetryRequested,
     DeliberationStarted,
     Phase,
-    PlannedTask,
     Role,
 )
 from services.collector.app import SERVICE, wire
@@ -24,24 +19,16 @@ from services.collector.handlers import Record
 from services.councils.domain import new_council
 from streams.definitions import AGENT as AGENT_STREAM
 from streams.definitions import COLLECTOR_DELIBERATIONS, COLLECTOR_DELIBERATIONS_IN, COLLECTOR_TURNS, ORCHESTRATION
+from tests.integration.test_deadlines import of
+from tests.integration.test_deadlines import started as deadlines_started
 from tests.support import body_of, decode, read_stream, running_service, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.integration
 
 
 def started(unique: str) -> DeliberationStarted:
-    return DeliberationStarted(
-        deliberation=DeliberationRef(deliberation_id=f"d-{unique}", story_id="s", plan_id=f"p-{unique}",
-                                     task_id="t", role=Role.QA),
-        brief=Brief(task=PlannedTask(task_id="t", title="Test the importer"), rubric={"coverage": "edge cases"}),
-        council=new_council(Role.QA, 3, phase_deadline_s=600),
-        architect=new_council(Role.ARCHITECT, 1).agents[0],
-        started_at=dt.datetime.now(dt.UTC),
-    )
-
-
-def of(deliberation_id: str):
-    return lambda message: decode(message).aggregate_id() == deliberation_id
+    """The deadlines spec's start, with phases long enough that no deadline comes before the cancel."""
+    return msgspec.structs.replace(deadlines_started(unique), council=new_council(Role.QA, 3, phase_deadline_s=600))
 
 
 async def publish(js, subject: str, payload, event_id: str) -> None:
