@@ -193,8 +193,9 @@ class Protocol(msgspec.Struct, frozen=True, kw_only=True):
     top_k: Annotated[int, msgspec.Meta(ge=1)] = 3
     # Every phase must be over this long after it started; unanswered turns then count as failed.
     phase_deadline_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
-    # The whole deliberation must be over this long after it started, whatever its phases; it then
-    # fails as timed out. Enforced at the phase deadlines, so it ends at most one phase deadline late.
+    # The whole deliberation must be over this long after it started, whatever its phases. No phase's
+    # deadline is set later than that moment, and the deadline that falls on it fails the deliberation
+    # as timed out, in the phase it is in; a phase due to open after it does not open.
     deliberation_deadline_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_DELIBERATION_DEADLINE_S
 
 
@@ -296,6 +297,8 @@ class DeliberationStarted(Event, frozen=True, kw_only=True):
     council: Council
     architect: AgentProfile
     started_at: dt.datetime
+    # The request's attempt, when it is a retry: the collector retries a retry as attempt number + 1.
+    attempt: Attempt | None = None
 
 
 class DeliberationAdvanced(Event, frozen=True, kw_only=True):

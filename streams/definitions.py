@@ -129,7 +129,12 @@ AGENTS_TURNS = ConsumerSpec(
 COLLECTOR_DELIBERATIONS_IN = ConsumerSpec(
     durable="collector-deliberation-events",
     stream=ORCHESTRATION.name,
-    filter_subjects=(catalog.DELIBERATION_STARTED.subject, catalog.DEADLINE_PASSED.subject),
+    filter_subjects=(
+        catalog.DELIBERATION_STARTED.subject,
+        catalog.DEADLINE_PASSED.subject,
+        catalog.DELIBERATION_CANCEL_REQUESTED.subject,
+        catalog.DELIBERATION_RETRY_REQUESTED.subject,
+    ),
     service=catalog.COLLECTOR,
 )
 COLLECTOR_TURNS = ConsumerSpec(

@@ -25,12 +25,17 @@ async def wire(mesh: Mesh) -> list[Binding]:
     lifecycle = {
         catalog.DELIBERATION_STARTED.subject: handlers.on_deliberation_started,
         catalog.DEADLINE_PASSED.subject: handlers.on_deadline_passed,
+        catalog.DELIBERATION_CANCEL_REQUESTED.subject: handlers.on_deliberation_cancel_requested,
+        catalog.DELIBERATION_RETRY_REQUESTED.subject: handlers.on_deliberation_retry_requested,
     }
     outcomes = {
         catalog.TURN_COMPLETED.subject: handlers.on_turn_completed,
         catalog.TURN_FAILED.subject: handlers.on_turn_failed,
     }
+    # Every outbox goes once its events are published: the stored record holds no outbox for ever.
     return [
-        Binding(DurableConsumer(COLLECTOR_DELIBERATIONS_IN, lifecycle, mesh.publisher), max_workers=4),
-        Binding(DurableConsumer(COLLECTOR_TURNS, outcomes, mesh.publisher), max_workers=4),
+        Binding(DurableConsumer(COLLECTOR_DELIBERATIONS_IN, lifecycle, mesh.publisher,
+                                after_published=dict.fromkeys(lifecycle, handlers.forget_outbox)), max_workers=4),
+        Binding(DurableConsumer(COLLECTOR_TURNS, outcomes, mesh.publisher,
+                                after_published=dict.fromkeys(outcomes, handlers.forget_outbox)), max_workers=4),
     ]

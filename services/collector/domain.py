@@ -1,7 +1,13 @@
 """The deliberation aggregate: state folded from its events, and the commands each step implies. Pure: no I/O.
 
 Phases run propose -> (critique -> revise) x rounds -> judge -> select. Each phase opens with its
-turn requests and a deadline; it closes when every turn answered or the deadline passed.
+turn requests and a deadline; it closes when every turn answered or the deadline passed. No phase's
+deadline falls after the deliberation's overall deadline, which fails it wherever it stands. An
+operator may cancel one in progress, and retry one that ended as a new attempt with its own id.
+
+The state keeps what later steps read, no more: the latest draft of each author (earlier versions
+leave an empty string, so their count still says how often it was revised) and the answers of the
+phase in progress; the text of a closed phase is in the log.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from typing import Literal
 import msgspec
 
 from contracts.envelope import deterministic_id
+from contracts.errors import Rejected
 from contracts.events import (
     AgentProfile,
+    Attempt,
     Brief,
     Candidate,
     Choice,
@@ -21,9 +29,12 @@ from contracts.events import (
     DeadlinePassed,
     DecisionMade,
     DeliberationAdvanced,
+    DeliberationCancelRequested,
     DeliberationCompleted,
     DeliberationFailed,
     DeliberationRef,
+    DeliberationRequested,
+    DeliberationRetryRequested,
     DeliberationScored,
     DeliberationStarted,
     Phase,
@@ -66,22 +77,35 @@ class Deliberation(msgspec.Struct, frozen=True, kw_only=True):
     council: Council
     architect: AgentProfile
     started_at: dt.datetime
+    # Set when this deliberation is a retry of an earlier one.
+    attempt: Attempt | None = None
     phase: Phase = Phase.PROPOSE
     round: int = 0
     deadline_at: dt.datetime | None = None
-    # Every turn ever asked for, by Turn.key: outcomes are recorded once per key.
+    # When the phase in progress opened (None in records stored before it was kept).
+    phase_opened_at: dt.datetime | None = None
+    # Every turn ever asked for, by Turn.key: outcomes are recorded once per key. Only the phase in
+    # progress keeps its answers' text; a closed phase keeps each turn's status and error.
     turns: dict[str, TurnState] = {}
-    # Each author's proposal, then each revision of it.
+    # Each author's proposal, then each revision of it; only the latest keeps its text.
     drafts: dict[str, list[str]] = {}
     scores: list[ProposalScore] = []
     ranking: list[RankedProposal] = []
     # At most one of the two is set: msgspec cannot decode an untagged union of Structs.
     completed: DeliberationCompleted | None = None
     failed: DeliberationFailed | None = None
+    # Once an operator retried it: the new attempt's id, and the request, so that only a repeat of the
+    # same request is answered again.
+    retried_as: str | None = None
+    retry_request: DeliberationRetryRequested | None = None
 
     @property
     def finished(self) -> bool:
         return self.completed is not None or self.failed is not None
+
+    @property
+    def overall_deadline_at(self) -> dt.datetime:
+        return self.started_at + dt.timedelta(seconds=self.council.protocol.deliberation_deadline_s)
 
     def current_turns(self) -> list[TurnState]:
         return [t for t in self.turns.values() if t.turn.phase == self.phase and t.turn.round == self.round]
@@ -96,18 +120,28 @@ class Deliberation(msgspec.Struct, frozen=True, kw_only=True):
         return next(a for a in self.council.agents if a.agent_id == agent_id)
 
 
-type DeliberationEvent = DeliberationStarted | TurnCompleted | TurnFailed | DeadlinePassed
+type DeliberationEvent = (
+    DeliberationStarted | TurnCompleted | TurnFailed | DeadlinePassed | DeliberationCancelRequested
+    | DeliberationRetryRequested
+)
 type Step = tuple[Deliberation, list[Outgoing]]
 
 
 def step(state: Deliberation | None, event: DeliberationEvent, now: dt.datetime) -> Step:
-    """Apply one event; return the new state and what to publish. Repeats and stale events change nothing."""
+    """Apply one event; return the new state and what to publish. Repeats and stale events change nothing.
+
+    Raises Rejected for a retry that can never be granted (in progress, or retried already).
+    """
     if isinstance(event, DeliberationStarted):
         return begin(event, now) if state is None else (state, [])
     if state is None:
         raise LookupError(f"no deliberation {event.aggregate_id()} has started; its start may not be processed yet")
+    if isinstance(event, DeliberationRetryRequested):
+        return on_retry(state, event)
     if state.finished:
         return state, []
+    if isinstance(event, DeliberationCancelRequested):
+        return on_cancel(state, event, now)
     if isinstance(event, DeadlinePassed):
         return on_deadline(state, event, now)
     return on_outcome(state, event, now)
@@ -120,6 +154,7 @@ def begin(started: DeliberationStarted, now: dt.datetime) -> Step:
         council=started.council,
         architect=started.architect,
         started_at=started.started_at,
+        attempt=started.attempt,
     )
     turns = [
         (Turn(phase=Phase.PROPOSE, round=0, agent_id=a.agent_id, author_id=a.agent_id), a, TurnInput())
@@ -148,14 +183,62 @@ def on_outcome(state: Deliberation, event: TurnCompleted | TurnFailed, now: dt.d
 def on_deadline(state: Deliberation, deadline: DeadlinePassed, now: dt.datetime) -> Step:
     if (deadline.phase, deadline.round) != (state.phase, state.round):
         return state, []  # the phase closed before its deadline
-    seconds = state.council.protocol.phase_deadline_s
-    for pending in [t for t in state.current_turns() if t.status == "pending"]:
+    overall = deadline.deadline_at >= state.overall_deadline_at
+    seconds = state.council.protocol.deliberation_deadline_s if overall else state.council.protocol.phase_deadline_s
+    pending = [t for t in state.current_turns() if t.status == "pending"]
+    for turn in pending:
         state = with_turn(
             state,
-            msgspec.structs.replace(pending, status="failed", error=f"{DEADLINE_ERROR}: no answer within {seconds:g}s",
+            msgspec.structs.replace(turn, status="failed", error=f"{DEADLINE_ERROR}: no answer within {seconds:g}s",
                                     timed_out=True),
         )
+    if overall:
+        return fail(state, f"the deliberation's overall deadline of {seconds:g}s passed in the {state.phase} phase "
+                           f"(round {state.round}) with {len(pending)} of {len(state.current_turns())} turns "
+                           "unanswered", now, timed_out=True)
     return close_phase(state, now)
+
+
+def on_cancel(state: Deliberation, request: DeliberationCancelRequested, now: dt.datetime) -> Step:
+    """An operator stopped it: one failure, in the phase it was in, that says who and why."""
+    reason = f"cancelled by {request.requested_by}" + (f": {request.reason}" if request.reason else "")
+    return fail(state, reason, now, cancelled_by=request.requested_by)
+
+
+def attempt_id(first_id: str, number: int) -> str:
+    """The id of attempt `number` (2 for the first retry) of the deliberation first named `first_id`."""
+    return deterministic_id("deliberation.attempt", first_id, str(number))
+
+
+def next_attempt(deliberation_id: str, attempt: Attempt | None, requested_by: str, reason: str) -> Attempt:
+    """The attempt that retrying `deliberation_id` (itself `attempt`, or a first attempt) starts."""
+    first_id = attempt.first_id if attempt else deliberation_id
+    number = attempt.number + 1 if attempt else 2
+    return Attempt(first_id=first_id, previous_id=deliberation_id, number=number, requested_by=requested_by,
+                   reason=reason)
+
+
+def on_retry(state: Deliberation, request: DeliberationRetryRequested) -> Step:
+    """A new deliberation of the same (plan, task, role), brief, council and architect, with its own id."""
+    deliberation_id = state.ref.deliberation_id
+    if request == state.retry_request:
+        return state, []  # the same request again: it was answered
+    if not state.finished:
+        raise Rejected(f"deliberation {deliberation_id} is in progress; cancel it first")
+    if state.retried_as is not None:
+        raise Rejected(f"deliberation {deliberation_id} was already retried as {state.retried_as}; retry that one")
+    attempt = next_attempt(deliberation_id, state.attempt, request.requested_by, request.reason)
+    new_id = attempt_id(attempt.first_id, attempt.number)
+    requested = DeliberationRequested(
+        deliberation=msgspec.structs.replace(state.ref, deliberation_id=new_id),
+        brief=state.brief,
+        approved_by=request.requested_by,
+        council=state.council,
+        architect=state.architect,
+        attempt=attempt,
+    )
+    state = msgspec.structs.replace(state, retried_as=new_id, retry_request=request)
+    return state, [Outgoing(requested, event_id=deterministic_id("deliberation.requested", new_id))]
 
 
 def with_turn(state: Deliberation, turn: TurnState) -> Deliberation:
@@ -163,8 +246,14 @@ def with_turn(state: Deliberation, turn: TurnState) -> Deliberation:
     phase = turn.turn.phase
     if turn.status == "completed" and phase in (Phase.PROPOSE, Phase.REVISE):
         author = turn.turn.author_id
-        drafts = {**drafts, author: [*drafts.get(author, []), turn.content]}
+        # Earlier versions are never read again; an empty string keeps their count.
+        drafts = {**drafts, author: [*("" for _ in drafts.get(author, [])), turn.content]}
     return msgspec.structs.replace(state, turns={**state.turns, turn.turn.key: turn}, drafts=drafts)
+
+
+def without_answers(turn: TurnState) -> TurnState:
+    """A turn of a closed phase: its outcome, without the text later steps no longer read."""
+    return msgspec.structs.replace(turn, content="", verdict=None, choice=None)
 
 
 # --- phases ------------------------------------------------------------------------------
@@ -173,9 +262,13 @@ type TurnPlan = tuple[Turn, AgentProfile, TurnInput]
 
 
 def open_phase(state: Deliberation, phase: Phase, round_: int, plans: list[TurnPlan], now: dt.datetime) -> Step:
-    deadline_at = now + dt.timedelta(seconds=state.council.protocol.phase_deadline_s)
+    if now >= state.overall_deadline_at:
+        seconds = state.council.protocol.deliberation_deadline_s
+        return fail(state, f"the deliberation's overall deadline of {seconds:g}s passed before the {phase} phase "
+                           f"(round {round_}) could open", now, timed_out=True)
+    deadline_at = min(now + dt.timedelta(seconds=state.council.protocol.phase_deadline_s), state.overall_deadline_at)
     deliberation_id = state.ref.deliberation_id
-    turns = dict(state.turns)
+    turns = {key: without_answers(turn) for key, turn in state.turns.items()}
     outgoing = [
         Outgoing(
             DeliberationAdvanced(
@@ -199,7 +292,8 @@ def open_phase(state: Deliberation, phase: Phase, round_: int, plans: list[TurnP
             deliver_at=deadline_at,
         )
     )
-    state = msgspec.structs.replace(state, phase=phase, round=round_, deadline_at=deadline_at, turns=turns)
+    state = msgspec.structs.replace(state, phase=phase, round=round_, deadline_at=deadline_at, phase_opened_at=now,
+                                    turns=turns)
     return state, outgoing
 
 
@@ -358,10 +452,14 @@ def after_selection(state: Deliberation, now: dt.datetime) -> Step:
     ]
 
 
-def fail(state: Deliberation, reason: str, now: dt.datetime) -> Step:
-    timed_out = any(t.timed_out for t in state.current_turns())
+def fail(state: Deliberation, reason: str, now: dt.datetime, *, timed_out: bool | None = None,
+         cancelled_by: str | None = None) -> Step:
+    """The one failure; a timeout unless said otherwise when a turn of the phase timed out."""
+    if timed_out is None:
+        timed_out = cancelled_by is None and any(t.timed_out for t in state.current_turns())
     failed = DeliberationFailed(
-        **_ids(state.ref), phase=state.phase, reason=reason, duration_ms=_duration_ms(state, now), timed_out=timed_out
+        **_ids(state.ref), phase=state.phase, reason=reason, duration_ms=_duration_ms(state, now), timed_out=timed_out,
+        cancelled_by=cancelled_by,
     )
     state = msgspec.structs.replace(state, failed=failed)
     return state, [Outgoing(failed, event_id=deterministic_id("deliberation.result", state.ref.deliberation_id))]
@@ -383,7 +481,8 @@ def ended_phase(before: Deliberation | None, after: Deliberation, now: dt.dateti
         return None
     if (after.phase, after.round) == (before.phase, before.round) and not after.finished:
         return None
-    opened = before.deadline_at - dt.timedelta(seconds=before.council.protocol.phase_deadline_s)
+    seconds = before.council.protocol.phase_deadline_s
+    opened = before.phase_opened_at or before.deadline_at - dt.timedelta(seconds=seconds)
     return before.phase, max((now - opened).total_seconds(), 0.0)
 
 

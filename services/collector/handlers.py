@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 import msgspec
 
-from contracts.events import DeadlinePassed, DeliberationStarted, TurnCompleted, TurnFailed
+from contracts.events import (
+    DeadlinePassed,
+    DeliberationCancelRequested,
+    DeliberationRetryRequested,
+    DeliberationStarted,
+    TurnCompleted,
+    TurnFailed,
+)
 from services.collector.domain import Deliberation, DeliberationEvent, ended_phase, outcome_of, step
 from services.mesh.kv import ConcurrentUpdate, VersionedStore
 from services.mesh.messages import Clock, Incoming, Outgoing
@@ -20,12 +27,13 @@ log = logging.getLogger("fleet.collector")
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
-    """The stored aggregate, with what each message that changed it must publish.
+    """The stored aggregate, with what each message that changed it must publish, until it is published.
 
     Outboxes are kept per causing message (`<stream>:<sequence>`): if the service dies after saving
     but before publishing, the redelivered message finds its own outbox even when other messages
-    changed the deliberation since. Turn requests are kept without their brief, which the state holds
-    once: with three turns a phase, a brief near ingress's limit would otherwise outgrow NATS's 1 MiB.
+    changed the deliberation since. Once the consumer has published a message's events, `forget_outbox`
+    removes its outbox, so a record holds only the outboxes of messages still being handled. Turn
+    requests are kept without their brief, which the state holds once.
     """
 
     deliberation: Deliberation
@@ -53,18 +61,37 @@ class CollectorHandlers:
     async def on_turn_failed(self, incoming: Incoming[TurnFailed]) -> list[Outgoing]:
         return await self._apply(incoming)
 
+    async def on_deliberation_cancel_requested(
+        self, incoming: Incoming[DeliberationCancelRequested]
+    ) -> list[Outgoing]:
+        return await self._apply(incoming)
+
+    async def on_deliberation_retry_requested(self, incoming: Incoming[DeliberationRetryRequested]) -> list[Outgoing]:
+        return await self._apply(incoming)
+
+    async def forget_outbox(self, incoming: Incoming[DeliberationEvent]) -> None:
+        """The message's events are published: its outbox has served, and goes (compare-and-set)."""
+        key, cause = incoming.payload.aggregate_id(), _cause(incoming)
+        while True:
+            record, revision = await self.store.load(key)
+            if record is None or cause not in record.outboxes:
+                return
+            outboxes = {other: parcels for other, parcels in record.outboxes.items() if other != cause}
+            try:
+                await self.store.save(key, msgspec.structs.replace(record, outboxes=outboxes), revision)
+                return
+            except ConcurrentUpdate:
+                continue
+
     async def _apply(self, incoming: Incoming[DeliberationEvent]) -> list[Outgoing]:
-        key = incoming.payload.aggregate_id()
-        cause = f"{stream_for_subject(incoming.subject).name}:{incoming.stream_sequence}"
+        key, cause = incoming.payload.aggregate_id(), _cause(incoming)
         while True:
             record, revision = await self.store.load(key)
             state = record.deliberation if record else None
             now = self.clock()
             updated, outgoing = step(state, incoming.payload, now)
             if updated == state:
-                # Nothing new, unless this is a redelivery of a message that changed the state.
-                stored = record.outboxes.get(cause, []) if record else []
-                return [unpack(parcel, state.brief if state else None) for parcel in stored]
+                return await self._repeat(key, cause, record, incoming.payload)
             outboxes = dict(record.outboxes) if record else {}
             if outgoing:
                 outboxes[cause] = [pack(o, updated.brief) for o in outgoing]
@@ -74,12 +101,29 @@ class CollectorHandlers:
                 continue  # another event of the same deliberation landed first
             break
         _observe(state, updated, now)
-        if updated.finished:
+        if updated.finished and not (state and state.finished):
             # The pending deadline can never matter now; remove it so the log shows no stale timer.
             await self.cancel_schedule(key)
-            result = updated.completed or updated.failed
-            log.info("deliberation %s finished: %s", key, type(result).__name__)
+            log.info("deliberation %s finished: %s", key, outcome_of(updated))
+        if updated.retried_as and not (state and state.retried_as):
+            log.info("deliberation %s retried as %s by %s", key, updated.retried_as,
+                     updated.retry_request.requested_by if updated.retry_request else "?")
         return outgoing
+
+    async def _repeat(self, key: str, cause: str, record: Record | None, event: DeliberationEvent) -> list[Outgoing]:
+        """Nothing new, unless this is a redelivery of a message whose events may not all be published."""
+        state = record.deliberation if record else None
+        stored = record.outboxes.get(cause, []) if record else []
+        if stored and state is not None and state.finished:
+            await self.cancel_schedule(key)  # the first delivery may have died before removing it
+        if not stored and isinstance(event, DeliberationCancelRequested) and state is not None:
+            log.info("deliberation %s had already ended (%s); the cancel by %s changes nothing",
+                     key, outcome_of(state), event.requested_by)
+        return [unpack(parcel, state.brief if state else None) for parcel in stored]
+
+
+def _cause(incoming: Incoming) -> str:
+    return f"{stream_for_subject(incoming.subject).name}:{incoming.stream_sequence}"
 
 
 def _observe(before: Deliberation | None, after: Deliberation, now) -> None:

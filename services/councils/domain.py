@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from contracts.events import AgentProfile, Council, CouncilCreated, CouncilDeleted, Protocol, Role
+from contracts.events import (
+    DEFAULT_DELIBERATION_DEADLINE_S,
+    AgentProfile,
+    Council,
+    CouncilCreated,
+    CouncilDeleted,
+    Protocol,
+    Role,
+)
 
 # Three voices that disagree usefully. Agents beyond the third reuse them with other seeds.
 PERSONAS = (
@@ -45,13 +53,15 @@ def new_council(
     quorum: int | None = None,
     top_k: int = 3,
     phase_deadline_s: float = 300.0,
+    deliberation_deadline_s: float = DEFAULT_DELIBERATION_DEADLINE_S,
 ) -> Council:
     """A council of `size` agents; the quorum defaults to a majority (2 of 3)."""
     quorum = majority(size) if quorum is None else quorum
     if not 1 <= quorum <= size:
         raise ValueError(f"quorum {quorum} is impossible for a council of {size}")
     protocol = Protocol(
-        critique_rounds=critique_rounds, quorum=quorum, top_k=top_k, phase_deadline_s=phase_deadline_s
+        critique_rounds=critique_rounds, quorum=quorum, top_k=top_k, phase_deadline_s=phase_deadline_s,
+        deliberation_deadline_s=deliberation_deadline_s,
     )
     return Council(role=role, agents=agent_profiles(role, size, model), protocol=protocol)
 

@@ -30,5 +30,6 @@ def start(request: DeliberationRequested, claim: Claim) -> Outgoing:
         council=request.council,
         architect=request.architect,
         started_at=claim.started_at,
+        attempt=request.attempt,
     )
     return Outgoing(started, event_id=deterministic_id("deliberation.started", request.aggregate_id()))

@@ -4,6 +4,9 @@ The policy, the same for every service:
 - input that breaks its contract, or that no route takes, is dead-lettered at once with the reason, then acked;
 - any other failure is retried with backoff; after `max_deliveries` it is dead-lettered with
   the last error, then acked. Nothing is acked and dropped, nothing is nak'd forever.
+
+A route may name what follows publishing (`after_published`), such as removing an outbox that has
+served; it runs before the ack, and its failure is retried like the handler's.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from contracts.errors import ContractViolation, Rejected
 from services.mesh.deadletters import DeadLetter, dead_letter_event
 from services.mesh.decoding import decode_incoming
 from services.mesh.logs import correlated
-from services.mesh.messages import Cause, Clock, GiveUp, Handler, Incoming, Refusal, utc_now
+from services.mesh.messages import AfterPublished, Cause, Clock, GiveUp, Handler, Incoming, Refusal, utc_now
 from services.mesh.metrics import HANDLER_SECONDS, MESSAGES
 from services.mesh.publishing import EventPublisher
 from streams.definitions import ConsumerSpec
@@ -56,6 +59,7 @@ class DurableConsumer:
         publisher: EventPublisher,
         clock: Clock = utc_now,
         give_up: Mapping[str, GiveUp] | None = None,
+        after_published: Mapping[str, AfterPublished] | None = None,
     ) -> None:
         missing = {subject for subject in spec.filter_subjects if not _has_wildcard(subject)} - set(routes)
         if missing:
@@ -66,6 +70,7 @@ class DurableConsumer:
         self.spec = spec
         self._routes = dict(routes)
         self._give_up = dict(give_up or {})
+        self._after_published = dict(after_published or {})
         self._publisher = publisher
         self._clock = clock
 
@@ -146,6 +151,8 @@ class DurableConsumer:
                     outgoing = await self._routes[raw.subject](incoming)
                 for event in outgoing:
                     await self._publisher.publish(event, cause=Cause.of(incoming.envelope))
+                if outgoing and (after := self._after_published.get(raw.subject)) is not None:
+                    await after(incoming)
         except Rejected as exc:
             return await self._reject(message, letter, str(exc), incoming, exc.reasons)
         except Exception as exc:  # noqa: BLE001 - every other failure is retried, then dead-lettered

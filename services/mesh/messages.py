@@ -76,3 +76,5 @@ class Refusal:
 type Handler = Callable[[Incoming], Awaitable[Sequence[Outgoing]]]
 # What to publish when a message is given up on (dead-lettered), so that nobody waits for it in vain.
 type GiveUp = Callable[[Refusal], Sequence[Outgoing]]
+# What to do once every event a message's handler returned is published, before the message is acked.
+type AfterPublished = Callable[[Incoming], Awaitable[None]]

@@ -9,8 +9,9 @@ import pytest
 
 from contracts import catalog
 from contracts.envelope import MSG_ID
-from contracts.events import DeliberationCompleted, Event
+from contracts.events import DeliberationCompleted, DeliberationStarted, Event
 from services.collector.replay import INPUTS, RESULTS
+from services.mesh.messages import utc_now
 from tests.support import fleet
 from tests.unit.test_collector import recorded_deliberation, verdict, with_judge_verdict
 
@@ -34,6 +35,10 @@ async def record(js, unique: str, tamper=lambda event: event, architect_answers:
     events = [e for _, e in tamper_inputs(inputs) if isinstance(e, INPUTS)] + [e for e in results if e is not None]
     for index, event in enumerate(events):
         event = renamed(event, deliberation_id)
+        if isinstance(event, DeliberationStarted):
+            # Started when stored, as dispatch stamps it: the replay runs the inputs at their stored times,
+            # and a start long before them would be past its overall deadline.
+            event = msgspec.structs.replace(event, started_at=utc_now())
         await js.publish(catalog.spec_for_payload(event).subject, catalog.encode(event),
                          headers={MSG_ID: f"{unique}-{index}"})
     return deliberation_id

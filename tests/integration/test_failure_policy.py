@@ -14,6 +14,7 @@ from contracts.events import (
     Phase,
     PlanApproved,
     PlannedTask,
+    PlanRejected,
     Role,
     Turn,
     TurnRequested,
@@ -21,12 +22,13 @@ from contracts.events import (
 from services.agents.handlers import on_turn_request_given_up
 from services.councils.domain import agent_profiles
 from services.mesh.consuming import DurableConsumer
+from services.mesh.messages import Outgoing
 from services.mesh.runtime import Binding
 from services.planning.app import wire as planning_wire
 from services.planning.handlers import on_approval_refused
 from streams.apply import consumer_config
 from streams.definitions import AGENT, PLANNING, ConsumerSpec
-from tests.support import body_of, decode, running_service, wait_for
+from tests.support import body_of, decode, read_stream, running_service, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +184,39 @@ async def test_a_message_whose_service_keeps_dying_is_given_up_once_it_exceeds_i
     assert decode(letter).deliveries == 3
     assert decode(letter).reason.startswith("gave up after 2 deliveries that ended without an acknowledgement")
     assert decode(failed).error_class == "AgentGaveUp"
+
+
+async def test_what_follows_publishing_runs_before_the_ack_and_its_failure_publishes_the_same_events_again(
+        js, nats_url, unique):
+    """The collector removes an outbox there: if that fails, the redelivery publishes again, and JetStream
+    keeps one copy."""
+    answer = PlanRejected(approval_id=f"approval-{unique}", original_subject=catalog.PLAN_APPROVED.subject,
+                          reasons=["a test"], plan_id=f"p-{unique}")
+    followed = []
+
+    async def on_plan_approved(incoming):
+        return [Outgoing(answer, event_id=f"rejected-{unique}")]
+
+    async def after_published(incoming):
+        stored = [m for m in await read_stream(js, catalog.PLAN_REJECTED.subject) if decode(m) == answer]
+        followed.append((incoming.deliveries, len(stored)))
+        if incoming.deliveries == 1:
+            raise RuntimeError("KV unreachable")
+
+    subject = catalog.PLAN_APPROVED.subject
+    async with scratch_durable(js, f"test-after-{unique}", PLANNING.name, subject, "planning") as spec:
+
+        async def wire(mesh):
+            return [Binding(DurableConsumer(spec, {subject: on_plan_approved}, mesh.publisher,
+                                            after_published={subject: after_published}))]
+
+        async with running_service("planning", nats_url, wire):
+            plan = PlanApproved(story_id="s", plan_id=f"p-{unique}", approved_by="a", roles=[Role.DEV], tasks=[])
+            await js.publish(subject, body_of(plan), headers={MSG_ID: f"approval-{unique}"})
+            async with asyncio.timeout(30):
+                while len(followed) < 2:
+                    await asyncio.sleep(0.2)
+            await wait_until_idle(js, PLANNING.name, [spec.durable], timeout_s=30)
+
+    # Each time, the events were stored before it ran; the second time, no second copy.
+    assert followed == [(1, 1), (2, 1)]

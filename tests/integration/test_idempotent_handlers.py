@@ -6,7 +6,6 @@ stands between such a copy and a second deliberation, a second phase or a second
 """
 
 import asyncio
-import datetime as dt
 from functools import partial
 
 import pytest
@@ -35,7 +34,8 @@ from services.mesh.publishing import cancel_schedule
 from streams.definitions import COLLECTOR_DELIBERATIONS, DISPATCH_CLAIMS
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
+# Recent: a deliberation that started longer ago than its overall deadline fails at once.
+NOW = utc_now()
 COUNCIL = new_council(Role.DEV, 3)
 ARCHITECT = new_council(Role.ARCHITECT, 1).agents[0]
 BRIEF = Brief(task=PlannedTask(task_id="t", title="x"), rubric={"correctness": "works"})
@@ -126,3 +126,20 @@ async def test_concurrent_outcomes_of_one_deliberation_close_the_phase_exactly_o
         for seq, request in enumerate(asked, start=1)
     ))
     assert [phase for answer in answers for phase in phases(answer)] == [Phase.CRITIQUE]
+
+
+async def test_once_its_events_are_published_a_messages_outbox_goes_and_a_later_redelivery_publishes_nothing(
+        collector, unique):
+    asked = await start(collector, unique)
+    for seq, request in enumerate(asked[:2], start=1):
+        await collector.on_turn_completed(incoming(proposal(request), seq, f"o{seq}"))
+    last = incoming(proposal(asked[2]), 3, "o3")
+    closing = await collector.on_turn_completed(last)
+
+    # Died after publishing, before the outbox went: the redelivery publishes the same events again.
+    assert await collector.on_turn_completed(last) == closing
+    await collector.forget_outbox(last)
+
+    record, _ = await collector.store.load(f"d-{unique}")
+    assert "AGENT:3" not in record.outboxes and "ORCHESTRATION:1" in record.outboxes
+    assert await collector.on_turn_completed(last) == []

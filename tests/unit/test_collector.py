@@ -1,10 +1,10 @@
 """The deliberation aggregate as pure functions: given these events, expect this state and these commands."""
 
-import random
 
 import msgspec
 import pytest
 
+from bench.record_size import KV_VALUE_MAX, TEXT_MAX_CHARS, brief_of, largest
 from contracts.events import (
     Brief,
     Choice,
@@ -27,7 +27,6 @@ from contracts.events import (
     Verdict,
 )
 from services.collector.domain import DECIDED_BY_RANKING, Deliberation, ended_phase, outcome_of, step
-from services.collector.handlers import Record as CollectorRecord
 from services.collector.replay import replay
 from services.collector.scoring import check_original, check_python_parses, eligible, rank, score_all
 from services.councils.domain import new_council
@@ -118,7 +117,7 @@ def test_peers_critique_round_the_circle_once_every_proposal_is_in():
     assert state.phase == Phase.CRITIQUE and state.round == 1
 
 
-def test_each_author_revises_with_the_critique_it_received_and_every_version_is_kept():
+def test_each_author_revises_with_the_critique_it_received_and_only_the_latest_version_keeps_its_text():
     state, out = step(None, started(), T0)
     state, out = answer_proposals(state, out)
     state, out = run(state, [answer(r, f"critique of {r.turn.author_id}") for r in requests(out)])
@@ -128,7 +127,7 @@ def test_each_author_revises_with_the_critique_it_received_and_every_version_is_
     assert by_author["dev-2"].input.critique == "critique of dev-2"
     assert by_author["dev-2"].input.proposal == "Plan B: a write-through cache."
     state, out = run(state, [answer(r, f"v2 of {r.turn.author_id}") for r in revisions])
-    assert state.drafts["dev-2"] == ["Plan B: a write-through cache.", "v2 of dev-2"]
+    assert state.drafts["dev-2"] == ["", "v2 of dev-2"]  # the first version is in the log; its count stays
     judged = requests(out)
     assert {r.turn.phase for r in judged} == {Phase.JUDGE}
     assert [r.input.proposal for r in judged] == ["v2 of dev-1", "v2 of dev-2", "v2 of dev-3"]
@@ -479,31 +478,29 @@ def test_the_architects_recorded_choice_decides_the_replay_as_it_decided_the_del
     assert (replayed.recomputed.winner, replayed.recomputed.decided_by) == (decision.winner_id, decision.decided_by)
 
 
-def test_a_deliberations_stored_record_at_the_largest_brief_stays_under_the_nats_payload_limit():
-    """3 agents, 2 rounds, a brief at the limit, answers of 2,048 tokens: every outbox kept, as the handler keeps it."""
-    brief = Brief(task=PlannedTask(task_id="t", title="Big", description="x" * 60_000), rubric=RUBRIC,
-                  constraints=["y" * 60_000] * 3 + ["w" * 20_000])
-    assert 250 * 1024 < len(msgspec.json.encode(brief)) <= MAX_BRIEF_BYTES
-    state, outgoing = None, []
-    first = msgspec.structs.replace(started(new_council(Role.DEV, 3, critique_rounds=2)), brief=brief)
-    record, sequence, largest = CollectorRecord(deliberation=step(None, first, T0)[0]), 0, 0
-    pending = [first]
-    while pending:
-        event = pending.pop(0)
-        state, out = step(state, event, T0)
-        sequence += 1
-        record = CollectorRecord(deliberation=state, outboxes={
-            **record.outboxes, f"AGENT:{sequence}": [pack(o, state.brief) for o in out]})
-        largest = max(largest, len(msgspec.json.encode(record)))
-        outgoing += out
-        for request in requests(out):
-            structured = ({"verdict": verdict(7, 8)} if request.turn.phase == Phase.JUDGE else
-                          {"choice": Choice(winner_id=request.input.candidates[0].agent_id, rationale="best")}
-                          if request.turn.phase == Phase.SELECT else {})
-            words = random.Random(request.turn.key).choices(["cache", "shard", "queue", "retry", "lease"], k=1_600)
-            pending.append(answer(request, " ".join(words), **structured))
-    assert of_type(outgoing, DeliberationCompleted)
-    assert largest < 1024 * 1024 - 64 * 1024  # room for the headers under NATS's 1 MiB
-    # A redelivery gets back exactly what was published, brief included.
-    parcel = record.outboxes["AGENT:1"][1]
+def test_a_deliberations_stored_record_at_the_largest_brief_and_answers_stays_under_the_nats_payload_limit():
+    """3 agents, 2 rounds, a brief at the limit, every answer 64,000 characters, each outbox removed once published."""
+    sizes = largest(agents=3, rounds=2, brief_bytes=MAX_BRIEF_BYTES, chars=TEXT_MAX_CHARS)
+    assert sizes.steps == 20  # start, 3 proposals, 2 x (3 critiques, 3 revisions), 3 verdicts, a choice
+    assert sizes.promptly < KV_VALUE_MAX - 64 * 1024  # room for the headers under NATS's 1 MiB
+    # More rounds keep no more text: only the latest draft and the phase in progress are kept.
+    assert largest(agents=3, rounds=1).promptly <= sizes.promptly <= largest(agents=3, rounds=1).promptly + 4096
+
+
+def test_a_closed_phase_keeps_its_outcomes_but_not_their_text_and_a_draft_only_its_latest_version():
+    state, out = step(None, started(), T0)
+    state, out = answer_proposals(state, out)
+    state, out = run(state, [answer(r, f"critique of {r.turn.author_id}") for r in requests(out)])
+    closed = [t for t in state.turns.values() if t.turn.phase in (Phase.PROPOSE, Phase.CRITIQUE)]
+    assert {(t.status, t.content) for t in closed} == {("completed", "")}
+    assert state.drafts["dev-2"] == ["Plan B: a write-through cache."]
+    state, out = run(state, [answer(r, f"v2 of {r.turn.author_id}") for r in requests(out)])
+    assert state.drafts["dev-2"] == ["", "v2 of dev-2"]
+
+
+def test_a_redelivery_gets_back_exactly_what_was_published_brief_included():
+    brief = brief_of(MAX_BRIEF_BYTES)
+    state, outgoing = step(None, msgspec.structs.replace(started(), brief=brief), T0)
+    parcel = pack(outgoing[1], state.brief)
+    assert len(parcel.body) < 4096  # the brief is stored once, in the state
     assert parcel.brief_elided and unpack(parcel, state.brief).payload == requests(outgoing)[0]

@@ -109,6 +109,7 @@ def test_an_unknown_name_or_an_impossible_choice_is_refused_before_anything_is_a
     (["council", "create", "--role", "DEV", "--quorum", "0"], "--quorum"),
     (["council", "create", "--role", "DEV", "--top-k", "0"], "--top-k"),
     (["council", "create", "--role", "DEV", "--deadline", "0"], "--deadline"),
+    (["council", "create", "--role", "DEV", "--deliberation-deadline", "0"], "--deliberation-deadline"),
     (["tail", "--last", "-1"], "--last"),
     (["replay", "--stream", "PLANNING", "--from-seq", "0"], "--from-seq"),
     (["deliberation", "list", "--limit", "0"], "--limit"),

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from contracts import catalog
+from contracts.events import DEFAULT_DELIBERATION_DEADLINE_S
 from services.cli.runner import CommandError, console, run
 
 app = typer.Typer(help="Councils: the agents that deliberate for each role (events on the CONFIG stream).")
@@ -36,6 +37,9 @@ def council_create(
     top_k: Annotated[int, typer.Option(
         min=1, max=MAX_AGENTS, help="How many best-scored proposals the architect chooses from.")] = 3,
     deadline: Annotated[float, typer.Option(min=1, max=86_400, help="Seconds each phase may take.")] = 300.0,
+    deliberation_deadline: Annotated[float, typer.Option(
+        min=1, max=7 * 86_400, help="Seconds a whole deliberation may take, whatever its phases.")
+    ] = DEFAULT_DELIBERATION_DEADLINE_S,
     by: Annotated[str, typer.Option(help="Who is creating it, for the record.")] = catalog.OPERATOR,
 ) -> None:
     """Give a role a council. Each agent gets its own persona, temperature and seed."""
@@ -44,7 +48,7 @@ def council_create(
 
     council = new_council(
         _role(role), agents, model=model, critique_rounds=rounds, quorum=quorum, top_k=top_k,
-        phase_deadline_s=deadline,
+        phase_deadline_s=deadline, deliberation_deadline_s=deliberation_deadline,
     )
     run(create_council(council, by))
     members = ", ".join(a.agent_id for a in council.agents)
@@ -63,7 +67,8 @@ def council_list() -> None:
     table = Table("role", "agent", "persona", "temperature", "seed", "model", "protocol")
     for council in found.values():
         p = council.protocol
-        protocol = f"rounds {p.critique_rounds}, quorum {p.quorum}, top {p.top_k}, {p.phase_deadline_s:g}s/phase"
+        protocol = (f"rounds {p.critique_rounds}, quorum {p.quorum}, top {p.top_k}, {p.phase_deadline_s:g}s/phase, "
+                    f"{p.deliberation_deadline_s:g}s in all")
         for index, agent in enumerate(council.agents):
             table.add_row(
                 council.role.value if index == 0 else "", agent.agent_id, agent.persona.split(":")[0],

@@ -7,11 +7,14 @@ from typing import Annotated
 import msgspec
 import typer
 
+from contracts import catalog
 from services.cli.options import AsJson
 from services.cli.runner import CommandError, console, on_jetstream, run
 
 app = typer.Typer(help="Deliberations, as the read models show them (asked of the projection service).")
 DeliberationId = Annotated[str, typer.Argument(help="The deliberation id.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why, for the record.")]
+By = Annotated[str, typer.Option("--by", help="Who asks, for the record.")]
 
 
 @app.command("show")
@@ -71,3 +74,23 @@ def deliberation_list(
         print(msgspec.json.encode(found).decode())
     else:
         print_deliberations(found, console)
+
+
+@app.command("cancel")
+def deliberation_cancel(deliberation_id: DeliberationId, reason: Reason, by: By = catalog.OPERATOR) -> None:
+    """Stop a deliberation in progress: it ends as CANCELLED, in the phase it is in, with your reason."""
+    from services.cli.lifecycle import request_cancel
+
+    view = run(request_cancel(deliberation_id, reason, by))
+    console.print(f"[yellow]cancel requested[/] for {deliberation_id} ({view.status}): the collector ends it as "
+                  f"cancelled by {by}; see `fleet deliberation show {deliberation_id}`")
+
+
+@app.command("retry")
+def deliberation_retry(deliberation_id: DeliberationId, reason: Reason, by: By = catalog.OPERATOR) -> None:
+    """Deliberate an ended deliberation again, as a new attempt with its own id (same task, brief and council)."""
+    from services.cli.lifecycle import request_retry
+
+    new_id, number = run(request_retry(deliberation_id, reason, by))
+    console.print(f"[green]retry requested[/] for {deliberation_id}: attempt {number} is {new_id}, which dispatch "
+                  f"starts as usual; see `fleet deliberation show {new_id}`")
