@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from contracts import catalog
+from contracts.errors import ContractViolation
 from contracts.events import (
     DeliberationCompleted,
     DeliberationFailed,
@@ -34,6 +36,8 @@ from services.mesh.messages import Outgoing
 from services.mesh.publishing import EventPublisher
 from services.planning.domain import deliberation_id
 from streams.definitions import ORCHESTRATION, PLANNING
+
+log = logging.getLogger("fleet.client")
 
 RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
 # Everything ingress and the collector tell upstream about a plan: all of it in one stream, so one reading
@@ -95,7 +99,15 @@ async def follow_plan(js: JetStreamContext, approval: Approval) -> AsyncIterator
     order = AnswerOrder(approval)
     async with contextlib.aclosing(follow(js, readings)) as messages:
         async for message in messages:
-            for update in order.take(_decoded(message)):
+            try:
+                update = _decoded(message)
+            except ContractViolation as exc:
+                # Not an answer the mesh gave (it publishes only what its contracts say): someone else's
+                # message on the subject, which the read models dead-letter. It answers nothing of ours.
+                log.warning("skipped %s at ORCHESTRATION seq %s: %s", message.subject,
+                            stored_position(message)[0], exc)
+                continue
+            for update in order.take(update):
                 yield update
             if order.ended:
                 return

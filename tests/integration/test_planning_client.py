@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from contracts import catalog
 from contracts.events import (
     DeliberationCompleted,
     DeliberationFailed,
@@ -124,3 +125,13 @@ async def test_a_follower_stopped_early_leaves_nothing_running(js, unique):
 
     assert isinstance(first, PlanAccepted)
     assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("read ")]
+
+
+async def test_a_message_that_breaks_the_contract_on_an_answer_subject_is_skipped_not_fatal(js, unique):
+    approval = approval_of(unique)
+    sent = await approve_plan(js, approval, by="upstream-spec")
+    await js.publish(catalog.PLAN_ACCEPTED.subject, b"not json", headers={"Nats-Msg-Id": f"junk-{unique}"})
+    await answer(js, accepted(approval, sent), completed(approval, sent.deliberation_ids[0], Role.DEV),
+                 failed(approval, sent.deliberation_ids[1], Role.QA), concluded(approval, sent))
+
+    assert [type(u).__name__ for u in await followed(js, sent)][::3] == ["PlanAccepted", "PlanConcluded"]
