@@ -100,14 +100,14 @@ async def follow_plan(js: JetStreamContext, approval: Approval) -> AsyncIterator
     async with contextlib.aclosing(follow(js, readings)) as messages:
         async for message in messages:
             try:
-                update = _decoded(message)
+                answer = _decoded(message)
             except ContractViolation as exc:
                 # Not an answer the mesh gave (it publishes only what its contracts say): someone else's
                 # message on the subject, which the read models dead-letter. It answers nothing of ours.
                 log.warning("skipped %s at ORCHESTRATION seq %s: %s", message.subject,
                             stored_position(message)[0], exc)
                 continue
-            for update in order.take(update):
+            for update in order.take(answer):
                 yield update
             if order.ended:
                 return
