@@ -55,6 +55,11 @@ def test_ordinary_text_is_three_characters_a_token_and_digits_and_other_bytes_on
     assert estimate_tokens("abcdef", strict=True) == 6
 
 
+def test_a_word_with_digits_in_it_is_a_token_a_character_and_the_words_around_it_are_not():
+    assert estimate_tokens("id 3fa9c0d1 ok") == 1 + 8 + 1  # "id " and " ok" are three characters each
+    assert estimate_tokens("c" * 60_000) == 20_000
+
+
 @given(st.text(max_size=400), st.integers(0, 200), st.booleans())
 def test_a_text_cut_to_a_number_of_tokens_is_its_longest_beginning_within_them(text, tokens, strict):
     kept = cut_to_tokens(text, tokens, strict=strict)
