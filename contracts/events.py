@@ -489,6 +489,9 @@ class TurnCompleted(Event, frozen=True, kw_only=True):
     # deliberation can be explained later; None with `context_error` when the context was unavailable.
     context_hash: str | None = None
     context_error: str | None = None
+    # Characters of the prompt (context, brief, peers' texts) cut so that it fit the model's context;
+    # the prompt itself said so where it was cut.
+    prompt_cut_chars: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class TurnFailed(Event, frozen=True, kw_only=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import ray
@@ -11,15 +12,18 @@ from services.agents.adapters.context import read_model_context
 from services.agents.adapters.llm import llm_config
 from services.agents.adapters.ray_agents import NAMESPACE, AgentPool
 from services.agents.handlers import STRUCTURED_ATTEMPTS, AgentHandlers, on_turn_request_given_up
+from services.agents.prompts import TEMPLATE_TOKENS
 from services.mesh.consuming import DurableConsumer
 from services.mesh.runtime import Binding, Mesh
-from services.mesh.settings import SettingsError
+from services.mesh.settings import Settings, SettingsError
 from streams.definitions import AGENTS_TURNS
 
 # Room between the LLM timeout and the handler deadline, so a slow LLM is a typed LlmTimeout outcome.
 DEADLINE_MARGIN_S = 10.0
 
 SERVICE = catalog.AGENTS
+
+log = logging.getLogger("fleet.agents")
 
 
 def connect_ray(address: str | None) -> None:
@@ -34,6 +38,19 @@ def connect_ray(address: str | None) -> None:
     )
 
 
+def log_budgets_the_window_cannot_hold(settings: Settings) -> None:
+    """Said once at start: a context budget the model's window cannot hold is cut at every turn, not refused."""
+    room = settings.llm_context_tokens - settings.llm_max_tokens - TEMPLATE_TOKENS
+    over = {role: budget for role, budget in settings.context_budget_tokens.items() if budget > room}
+    if over:
+        log.info(
+            "the model's context (FLEET_LLM_CONTEXT_TOKENS=%d, less FLEET_LLM_MAX_TOKENS=%d for the answer) holds "
+            "under %d tokens of prompt; a read-model context up to its budget (FLEET_CONTEXT_BUDGET_TOKENS: %s) "
+            "is cut to fit at each turn", settings.llm_context_tokens, settings.llm_max_tokens, room,
+            ", ".join(f"{role} {budget}" for role, budget in over.items()),
+        )
+
+
 async def wire(mesh: Mesh) -> list[Binding]:
     settings = mesh.settings
     longest_s = (AGENTS_TURNS.handler_timeout_s - DEADLINE_MARGIN_S) / STRUCTURED_ATTEMPTS
@@ -43,6 +60,7 @@ async def wire(mesh: Mesh) -> list[Binding]:
             f"architect turn may call the LLM {STRUCTURED_ATTEMPTS} times within the agents' handler deadline "
             f"of {AGENTS_TURNS.handler_timeout_s:g}s (AGENTS_TURNS in streams/definitions.py)"
         )
+    log_budgets_the_window_cannot_hold(settings)
     connect_ray(settings.ray_address)
     pool = AgentPool(llm_config(settings), max_concurrency=settings.agent_concurrency)
     handlers = AgentHandlers(

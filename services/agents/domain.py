@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from contracts.events import Phase, TurnRequested
-from services.agents.prompts import Part, fit, prompt_byte_budget, system_prompt, user_prompt_parts
+from services.agents.prompts import Part, fit, prompt_token_budget, system_prompt, user_prompt_parts
 from services.agents.structured import answer_schema, answer_token_bound, answer_type
 from services.mesh.redaction import redact
 
@@ -29,6 +29,8 @@ class Prompt(msgspec.Struct, frozen=True, kw_only=True):
     # A judge or select turn's answer: its type's name and JSON schema, which the server enforces.
     answer_name: str | None = None
     answer_schema: dict[str, Any] | None = None
+    # Characters of the turn's text cut to fit the model's context (prompts.fit).
+    cut_chars: int = 0
 
 
 class Completion(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,18 +62,23 @@ def max_tokens_for(request: TurnRequested, budget: int) -> int:
 
 def prompt_for(
     request: TurnRequested, *, model: str, max_tokens: int, context: str = "", context_window: int | None = None,
+    strict: bool = False,
 ) -> Prompt:
-    """The prompt for a turn; with `context_window` (tokens), the turn's text is cut to leave the answer room."""
+    """The prompt for a turn; with `context_window` (tokens), the turn's text is cut to leave the answer room,
+    by the estimate for ordinary text or, `strict`, by one that holds for any text."""
     kind = answer_type(request)
     answer_tokens = max_tokens_for(request, max_tokens)
     # Upstream task texts may carry credentials; nothing secret reaches the LLM.
     system = redact(system_prompt(request))
-    parts = [Part(redact(part.text), part.cuttable) for part in user_prompt_parts(request, context)]
-    budget = None if context_window is None else prompt_byte_budget(context_window, answer_tokens, system)
+    parts = [Part(redact(part.text), part.cut) for part in user_prompt_parts(request, context)]
+    budget = None if context_window is None else prompt_token_budget(context_window, answer_tokens, system,
+                                                                     strict=strict)
+    user = fit(parts, budget, strict=strict)
     return Prompt(
         model=request.agent.model or model,
         system=system,
-        user=fit(parts, budget),
+        user=user.text,
+        cut_chars=user.cut_chars,
         temperature=request.agent.temperature,
         max_tokens=answer_tokens,
         seed=request.agent.seed,

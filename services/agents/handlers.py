@@ -10,6 +10,7 @@ import msgspec
 
 from contracts.events import TurnRequested
 from services.agents.adapters.ray_agents import AgentPool
+from services.agents.adapters.wire import LlmContextExceeded
 from services.agents.domain import Completion, LlmFailure, Prompt, prompt_for
 from services.agents.outcomes import NO_CONTEXT, GivenContext, given_up, outcome
 from services.agents.structured import StructuredOutputInvalid, answer_type, parse_structured
@@ -47,7 +48,8 @@ class AgentHandlers:
         if answer_type(request) is None:
             given = await self.context(request)
             prompt = self._prompt(request, context=given.text)
-            return outcome(request, await self._complete(request, prompt), context=given)
+            answer, prompt = await self._complete(request, prompt, context=given.text)
+            return outcome(request, answer, context=given, prompt_cut_chars=prompt.cut_chars)
         prompt = self._prompt(request)
         phase = request.turn.phase.value
         problems = []
@@ -56,9 +58,10 @@ class AgentHandlers:
             retry = prompt if attempt == 1 else msgspec.structs.replace(
                 prompt, seed=(prompt.seed or 0) + attempt - 1, temperature=max(prompt.temperature, RETRY_TEMPERATURE)
             )
-            answer = await self._complete(request, retry)
+            answer, sent = await self._complete(request, retry)
             if isinstance(answer, LlmFailure):
                 return outcome(request, answer, attempts=attempt)
+            prompt = msgspec.structs.replace(prompt, user=sent.user, cut_chars=sent.cut_chars)
             try:
                 structured = parse_structured(request, answer.content)
             except StructuredOutputInvalid as exc:
@@ -66,15 +69,28 @@ class AgentHandlers:
                 problems.append(f"attempt {attempt}: {exc}")
                 continue
             STRUCTURED_ANSWERS.labels(phase, "valid").inc()
-            return outcome(request, answer, structured=structured, attempts=attempt)
+            return outcome(request, answer, structured=structured, attempts=attempt, prompt_cut_chars=sent.cut_chars)
         failure = LlmFailure(error_class=StructuredOutputInvalid.__name__, message="; ".join(problems))
         return outcome(request, failure, attempts=STRUCTURED_ATTEMPTS)
 
-    def _prompt(self, request: TurnRequested, context: str = "") -> Prompt:
+    def _prompt(self, request: TurnRequested, context: str = "", *, strict: bool = False) -> Prompt:
         return prompt_for(request, model=self.model, max_tokens=self.max_tokens, context=context,
-                          context_window=self.context_window)
+                          context_window=self.context_window, strict=strict)
 
-    async def _complete(self, request: TurnRequested, prompt: Prompt) -> Completion | LlmFailure:
+    async def _complete(
+        self, request: TurnRequested, prompt: Prompt, context: str = "",
+    ) -> tuple[Completion | LlmFailure, Prompt]:
+        """The answer, and the prompt it answers: cut again by the strict estimate if the server found the
+        ordinary one too generous (random letters, long runs of whitespace)."""
+        answer = await self._ask(request, prompt)
+        if isinstance(answer, LlmFailure) and answer.error_class == LlmContextExceeded.__name__ \
+                and self.context_window is not None:
+            strict = self._prompt(request, context, strict=True)
+            prompt = msgspec.structs.replace(prompt, user=strict.user, cut_chars=strict.cut_chars)
+            answer = await self._ask(request, prompt)
+        return answer, prompt
+
+    async def _ask(self, request: TurnRequested, prompt: Prompt) -> Completion | LlmFailure:
         began = time.perf_counter()
         answer = await self.pool.complete(request.agent.agent_id, prompt)
         seconds = time.perf_counter() - began

@@ -24,7 +24,7 @@ NO_CONTEXT = GivenContext()
 
 def outcome(
     request: TurnRequested, answer: Completion | LlmFailure, *, structured: Verdict | Choice | None = None,
-    attempts: int = 1, context: GivenContext = NO_CONTEXT,
+    attempts: int = 1, context: GivenContext = NO_CONTEXT, prompt_cut_chars: int = 0,
 ) -> Outgoing:
     """The one outcome event of a turn; its id is the same whatever the outcome."""
     common = {"deliberation": request.deliberation, "turn": request.turn, "agent": request.agent}
@@ -43,6 +43,7 @@ def outcome(
             attempts=attempts,
             context_hash=context.context_hash,
             context_error=context.error,
+            prompt_cut_chars=prompt_cut_chars,
         )
     else:
         event = TurnFailed(**common, error_class=answer.error_class, message=answer.message)

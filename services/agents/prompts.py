@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 
 from contracts.events import Phase, Role, TurnRequested
+from services.mesh.tokens import cut_to_tokens, estimate_tokens
 
 ROLE_FOCUS = {
     Role.DEV: "clean, maintainable, tested code",
@@ -17,16 +19,30 @@ ROLE_FOCUS = {
 
 # The chat template's own tokens around two messages (ChatML: about 10), with room to spare.
 TEMPLATE_TOKENS = 64
-# Room kept for the note that says how much of a text was cut.
-CUT_NOTE_BYTES = 80
+
+
+class Cut(enum.IntEnum):
+    """What may be cut to fit the model's context, in the order it is cut. The instructions and the answer's
+    shape never are: without them the model cannot do the turn at all."""
+
+    CONTEXT = 1  # what the read models recorded around the task: helpful, never essential
+    BRIEF = 2  # the task's description and constraints: the title stays
+    PEERS = 3  # what the turn works on: the proposal, the critique, the candidates
+    RUBRIC = 4  # what each criterion means; the criteria's names are in the instructions
 
 
 @dataclass(frozen=True)
 class Part:
-    """A piece of the prompt; a cuttable one (a description, a proposal) may be shortened to fit."""
+    """A piece of the prompt, and when it may be cut (None: never)."""
 
     text: str
-    cuttable: bool = False
+    cut: Cut | None = None
+
+
+@dataclass(frozen=True)
+class Fitted:
+    text: str
+    cut_chars: int = 0
 
 
 def system_prompt(request: TurnRequested) -> str:
@@ -46,39 +62,39 @@ def _brief(request: TurnRequested) -> list[Part]:
     task, brief = request.brief.task, request.brief
     parts = [Part(f"Task {task.task_id}: {task.title}")]
     if task.description:
-        parts.append(Part(task.description, cuttable=True))
+        parts.append(Part(task.description, Cut.BRIEF))
     if brief.constraints:
-        parts += [Part("Constraints:"), Part("\n".join(f"- {c}" for c in brief.constraints), cuttable=True)]
+        parts += [Part("Constraints:"), Part("\n".join(f"- {c}" for c in brief.constraints), Cut.BRIEF)]
     if brief.rubric:
         rubric = "\n".join(f"- {criterion}: {meaning}" for criterion, meaning in brief.rubric.items())
-        parts += [Part("Proposals are judged on:"), Part(rubric, cuttable=True)]
+        parts += [Part("Proposals are judged on:"), Part(rubric, Cut.RUBRIC)]
     return parts
 
 
 def user_prompt_parts(request: TurnRequested, context: str = "") -> list[Part]:
     parts, given = _brief(request), request.input
     if context:
-        parts = [Part("What the project has recorded around this task:"), Part(context, cuttable=True), Part(""),
+        parts = [Part("What the project has recorded around this task:"), Part(context, Cut.CONTEXT), Part(""),
                  *parts]
     match request.turn.phase:
         case Phase.PROPOSE:
             parts.append(Part("Write your proposal: the approach, the key steps, and the main risks."))
         case Phase.CRITIQUE:
             parts += [
-                Part(f"Proposal by {request.turn.author_id}:"), Part(given.proposal, cuttable=True),
+                Part(f"Proposal by {request.turn.author_id}:"), Part(given.proposal, Cut.PEERS),
                 Part("Critique this proposal against the criteria: its weaknesses and the concrete changes that "
                      "would fix them. Be brief."),
             ]
         case Phase.REVISE:
             parts += [
-                Part("Your proposal:"), Part(given.proposal, cuttable=True),
-                Part("A peer's critique of it:"), Part(given.critique, cuttable=True),
+                Part("Your proposal:"), Part(given.proposal, Cut.PEERS),
+                Part("A peer's critique of it:"), Part(given.critique, Cut.PEERS),
                 Part("Rewrite your proposal so that it answers the critique. Write only the revised proposal."),
             ]
         case Phase.JUDGE:
             # The shape in words: a model shown an example answer copies its scores.
             names = ", ".join(json.dumps(criterion, ensure_ascii=False) for criterion in request.brief.rubric)
-            parts += [Part("Proposal:"), Part(given.proposal, cuttable=True),
+            parts += [Part("Proposal:"), Part(given.proposal, Cut.PEERS),
                       Part("Score the proposal on each criterion from 0 (absent) to 10 (excellent), then say why in "
                            f'one or two sentences. Answer in JSON: an object "criteria" with a score for each of '
                            f'{names}, then "justification".')]
@@ -86,7 +102,7 @@ def user_prompt_parts(request: TurnRequested, context: str = "") -> list[Part]:
             for candidate in given.candidates:
                 score = "not scored" if candidate.score is None else f"score {candidate.score:.1f}"
                 parts += [Part(f"Candidate {candidate.agent_id} ({score}):"),
-                          Part(candidate.content, cuttable=True)]
+                          Part(candidate.content, Cut.PEERS)]
             ids = ", ".join(json.dumps(c.agent_id, ensure_ascii=False) for c in given.candidates)
             parts.append(Part(
                 "As the architect, choose the winner among the candidates and explain why in two or three "
@@ -95,36 +111,48 @@ def user_prompt_parts(request: TurnRequested, context: str = "") -> list[Part]:
     return parts
 
 
-def prompt_byte_budget(context_window: int, answer_tokens: int, system: str) -> int:
-    """How many bytes the user prompt may take. No token is shorter than a byte, so bytes bound tokens."""
-    return max(context_window - answer_tokens - TEMPLATE_TOKENS - len(system.encode()), 0)
+def prompt_token_budget(context_window: int, answer_tokens: int, system: str, *, strict: bool = False) -> int:
+    """How many tokens the user prompt may take: the window less the answer, the template and the instructions."""
+    return max(context_window - answer_tokens - TEMPLATE_TOKENS - estimate_tokens(system, strict=strict), 0)
 
 
-def _cut(text: str, keep_bytes: int) -> str:
-    kept = text.encode()[:keep_bytes].decode("utf-8", "ignore")
-    return f"{kept}\n[{len(text) - len(kept):,} more characters cut to fit the model's context window]"
+def cut_note(cut_chars: int) -> str:
+    return f"[… {cut_chars:,} characters cut to fit the model's context]"
 
 
-def fit(parts: list[Part], budget_bytes: int | None) -> str:
-    """The parts joined by lines; over the budget, the longest cuttable parts are cut to one common length."""
+# The most a part's note of what was cut takes, and the line break after it.
+NOTE_TOKENS = estimate_tokens("\n" + cut_note(10**9) + "\n", strict=True)
+
+
+def fit(parts: list[Part], budget_tokens: int | None, *, strict: bool = False) -> Fitted:
+    """The parts joined by lines, within the budget if cutting can get them there: one kind of part after
+    another (Cut's order), the longest of a kind first, cut to one common length, each saying so."""
     texts = [part.text for part in parts]
-    sizes = [len(text.encode()) + 1 for text in texts]
-    if budget_bytes is None or sum(sizes) <= budget_bytes:
-        return "\n".join(texts)
-    cuttable = [i for i, part in enumerate(parts) if part.cuttable]
-    room = budget_bytes - sum(size for i, size in enumerate(sizes) if i not in cuttable)
-    room -= CUT_NOTE_BYTES * len(cuttable)
-    # Water-filling: the shortest parts keep all they have, and the rest share what is left equally.
-    share, waiting = 0, len(cuttable)
-    for size in sorted(sizes[i] for i in cuttable):
+    if budget_tokens is None or estimate_tokens("\n".join(texts), strict=strict) <= budget_tokens:
+        return Fitted("\n".join(texts))
+    sizes = [estimate_tokens(text + "\n", strict=strict) for text in texts]
+    cut_chars = 0
+    for kind in sorted({part.cut for part in parts if part.cut is not None}):
+        members = [i for i, part in enumerate(parts) if part.cut == kind]
+        room = budget_tokens - sum(size for i, size in enumerate(sizes) if i not in members)
+        share = _water_level(sorted(sizes[i] for i in members), room)
+        for i in members:
+            if sizes[i] > share:
+                kept = cut_to_tokens(texts[i], max(share - NOTE_TOKENS, 0), strict=strict)
+                cut_chars += len(texts[i]) - len(kept)
+                texts[i] = f"{kept}\n{cut_note(len(texts[i]) - len(kept))}" if kept else cut_note(len(texts[i]))
+                sizes[i] = estimate_tokens(texts[i] + "\n", strict=strict)
+        if sum(sizes) <= budget_tokens:
+            break
+    return Fitted("\n".join(texts), cut_chars)
+
+
+def _water_level(sizes: list[int], room: int) -> int:
+    """The length that `sizes` (ascending) are cut to so that they share `room`: the short keep all they have."""
+    waiting = len(sizes)
+    for size in sizes:
         if size * waiting <= room:
             room, waiting = room - size, waiting - 1
             continue
-        share = max(room // waiting, 0)
-        break
-    else:
-        share = max(sizes)
-    for i in cuttable:
-        if sizes[i] > share:
-            texts[i] = _cut(texts[i], max(share - 1, 0))
-    return "\n".join(texts)
+        return max(room // waiting, 0)
+    return sizes[-1] if sizes else 0

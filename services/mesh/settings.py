@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts.events import Role
 from streams.permissions import inbox_prefix
 
 DEFAULT_DATA_DIR = ".fleet"
@@ -22,6 +23,11 @@ ENDPOINT_VARIABLES = {
     "FLEET_LLM_MODEL": "llm_model",
     "RAY_ADDRESS": "ray_address",
 }
+
+
+# The seeds' figures: how many tokens of read-model context each role is given (estimated: services/mesh/tokens.py).
+DEFAULT_CONTEXT_BUDGET_TOKENS = 4096
+SEED_CONTEXT_BUDGETS = dict.fromkeys(Role, DEFAULT_CONTEXT_BUDGET_TOKENS) | {Role.ARCHITECT: 8192}
 
 
 class SettingsError(RuntimeError):
@@ -53,6 +59,8 @@ class Settings:
     # Neo4j only (FLEET_GRAPH_URI=neo4j://... or bolt://...).
     graph_user: str = "neo4j"
     graph_password: str | None = field(default=None, repr=False)
+    # Tokens of read-model context per role; the agents cut what the model's context cannot hold.
+    context_budget_tokens: Mapping[Role, int] = field(default_factory=lambda: dict(SEED_CONTEXT_BUDGETS))
     # How long an agent waits for its context before writing without one.
     context_timeout_s: float = 3.0
     # /metrics and /healthz; 0 picks a free port (and logs it).
@@ -119,6 +127,30 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     return value
 
 
+def context_budgets_from(env: Mapping[str, str]) -> dict[Role, int]:
+    """FLEET_CONTEXT_BUDGET_TOKENS: a number for every role, ROLE=number for one, e.g. `4096,ARCHITECT=8192`."""
+    raw = env.get("FLEET_CONTEXT_BUDGET_TOKENS")
+    budgets = dict(SEED_CONTEXT_BUDGETS)
+    if raw is None:
+        return budgets
+    every, named = None, {}
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        name, _, number = entry.rpartition("=")
+        if name and name.strip() not in Role.__members__:
+            raise SettingsError(f"FLEET_CONTEXT_BUDGET_TOKENS={raw!r}: no role {name.strip()!r}; "
+                                f"roles are {', '.join(Role)}")
+        if not number.strip().isdigit() or int(number) <= 0:
+            raise SettingsError(f"FLEET_CONTEXT_BUDGET_TOKENS={raw!r}: {entry!r} is not a positive number of "
+                                f"tokens (a number for every role, ROLE=number for one: 4096,ARCHITECT=8192)")
+        if name:
+            named[Role[name.strip()]] = int(number)
+        else:
+            every = int(number)
+    if every is not None:
+        budgets = dict.fromkeys(Role, every)
+    return budgets | named
+
+
 def port_from(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None:
@@ -180,6 +212,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kv_prefix=env.get("FLEET_KV_PREFIX", Settings.kv_prefix),
         graph_user=env.get("FLEET_GRAPH_USER", Settings.graph_user),
         graph_password=_secret(env, "FLEET_GRAPH_PASSWORD"),
+        context_budget_tokens=context_budgets_from(env),
         context_timeout_s=_number(env, "FLEET_CONTEXT_TIMEOUT_S", float, Settings.context_timeout_s),
         metrics_port=port_from(env, "FLEET_METRICS_PORT", Settings.metrics_port),
         monitor_port=port_from(env, "FLEET_MONITOR_PORT", Settings.monitor_port),

@@ -54,7 +54,7 @@ def dead_letterer(publisher: EventPublisher) -> Reject:
 
 async def wire(mesh: Mesh) -> list[Background]:
     graph, kv = projectors(mesh.settings, dead_letterer(mesh.publisher))
-    handlers = QueryHandlers(ReadModels(graph.store, kv.store), load_scopes())
+    handlers = QueryHandlers(ReadModels(graph.store, kv.store), load_scopes(mesh.settings.context_budget_tokens))
     answers = {
         queries.SHOW_DELIBERATION: handlers.on_show_deliberation,
         queries.LIST_DELIBERATIONS: handlers.on_list_deliberations,

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts.events import Phase, Role
 from contracts.queries import AgentContext
 from services.mesh.redaction import redact
+from services.mesh.tokens import cut_to_tokens, estimate_tokens
 
 SCOPES_FILE = Path(__file__).with_name("context_scopes.toml")
 SECTIONS = ("story", "plan", "task", "decisions", "related_tasks")
-CHARS_PER_TOKEN = 4
 EXCERPT_CHARS = 300
+ELLIPSIS = "…"
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,12 @@ class Scope:
     budget_tokens: int
 
 
-def load_scopes(path: Path = SCOPES_FILE) -> dict[Role, Scope]:
-    """Every role's scope: its own table over the defaults. A bad file fails loudly at start."""
+def load_scopes(budgets: Mapping[Role, int], path: Path = SCOPES_FILE) -> dict[Role, Scope]:
+    """Every role's scope: its own table over the defaults, its budget from the settings. A bad file fails
+    loudly at start."""
     document = tomllib.loads(path.read_text())
+    if any("budget_tokens" in table for table in (document.get("default", {}), *document.get("roles", {}).values())):
+        raise ValueError(f"{path}: budget_tokens is a setting now: FLEET_CONTEXT_BUDGET_TOKENS (docs/operations.md)")
     default = document.get("default", {})
     unknown_roles = set(document.get("roles", {})) - {role.value for role in Role}
     if unknown_roles:
@@ -41,7 +46,7 @@ def load_scopes(path: Path = SCOPES_FILE) -> dict[Role, Scope]:
                              f"{merged.get('decisions')!r}")
         scopes[role] = Scope(
             phases=tuple(Phase(p) for p in merged["phases"]), sections=tuple(merged["sections"]),
-            decisions=merged["decisions"], budget_tokens=int(merged["budget_tokens"]),
+            decisions=merged["decisions"], budget_tokens=budgets[role],
         )
     return scopes
 
@@ -71,10 +76,6 @@ class ContextFacts:
     plan_task_count: int = 0
     decisions: tuple[Decision, ...] = ()
     related_tasks: tuple[tuple[str, str], ...] = field(default=())
-
-
-def estimate_tokens(text: str) -> int:
-    return -(-len(text) // CHARS_PER_TOKEN)
 
 
 def _section(name: str, facts: ContextFacts, scope: Scope) -> str:
@@ -114,19 +115,21 @@ def build_context(facts: ContextFacts, scope: Scope, phase: Phase) -> AgentConte
     """The scoped, redacted context, whole sections first, the last one cut to fit the budget."""
     if phase not in scope.phases:
         return AgentContext(text="", context_hash=None)
-    budget_chars = scope.budget_tokens * CHARS_PER_TOKEN
     parts, names, truncated = [], [], False
     for name in scope.sections:
         text = redact(_section(name, facts, scope))
         if not text:
             continue
-        used = sum(len(p) + 2 for p in parts)
-        room = budget_chars - used
+        room = scope.budget_tokens - estimate_tokens("".join(f"{p}\n\n" for p in parts))
         if room <= 0:
             truncated = True
             break
-        if len(text) > room:
-            text, truncated = text[: max(room - 1, 0)].rstrip() + "…", True
+        if estimate_tokens(text) > room:
+            truncated = True
+            kept = cut_to_tokens(text, room - estimate_tokens(ELLIPSIS)).rstrip()
+            if not kept:
+                break
+            text = kept + ELLIPSIS
         parts.append(text)
         names.append(name)
         if truncated:

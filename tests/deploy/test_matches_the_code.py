@@ -62,6 +62,10 @@ SET_BY_ONE = {
     "FLEET_MONITOR_PORT": "Deployment/monitor",
     "FLEET_STREAM_REPLICAS": "Job/fleet-streams-apply",
 }
+# Settings two workloads must agree on: each of them sets it, from one ConfigMap.
+SET_BY_BOTH = {
+    "FLEET_CONTEXT_BUDGET_TOKENS": ("Deployment/projection", "Deployment/agents"),
+}
 # What every pod of the fleet image sets, the Jobs included; the services also serve /metrics.
 EVERY_POD = {"FLEET_NATS_URL", "FLEET_NATS_USER", "FLEET_NATS_PASSWORD_FILE", "FLEET_DATA_DIR", "FLEET_LOG_FORMAT",
              "FLEET_LOG_LEVEL"}
@@ -194,7 +198,8 @@ def test_each_service_loads_its_settings_from_the_pod_environment_with_what_it_n
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_every_setting_the_code_reads_is_set_or_safely_defaulted_and_nothing_else_is_set(name):
     read = variables_the_code_reads()
-    assert read == set(SAFE_DEFAULTS) | set(SET_BY_ONE) | EVERY_SERVICE, "a setting the manifests do not account for"
+    assert read == set(SAFE_DEFAULTS) | set(SET_BY_ONE) | set(SET_BY_BOTH) | EVERY_SERVICE, \
+        "a setting the manifests do not account for"
     envs = {pod.owner: env_of(pod.container("fleet"), overlay(name)) for pod in fleet_pods(name)}
     for owner, env in envs.items():
         fleet = {key for key in env if key.startswith("FLEET_")}
@@ -204,6 +209,9 @@ def test_every_setting_the_code_reads_is_set_or_safely_defaulted_and_nothing_els
             key for key, owner_of in SET_BY_ONE.items() if owner_of == owner}, f"{owner} sets another's setting"
     for key, owner in SET_BY_ONE.items():
         assert key in envs[owner], f"{owner} must set {key}"
+    for key, owners in SET_BY_BOTH.items():
+        assert {owner for owner, env in envs.items() if key in env} == set(owners), key
+        assert len({envs[owner][key] for owner in owners}) == 1, f"{owners} disagree on {key}"
 
 
 @pytest.mark.parametrize("name", OVERLAYS)

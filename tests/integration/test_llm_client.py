@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from services.agents.adapters.llm import LlmClient, LlmConfig
-from services.agents.adapters.wire import LlmConnectionRefused, LlmHttpError, LlmTimeout
+from services.agents.adapters.wire import LlmConnectionRefused, LlmContextExceeded, LlmHttpError, LlmTimeout
 from services.agents.domain import Prompt
 from services.embedded.servers import free_port, llm_plan, running_server
 from services.mesh.settings import load_settings
@@ -36,8 +36,8 @@ async def test_a_real_model_answers_with_text_and_token_counts(llm_endpoints):
 async def test_a_request_the_server_cannot_serve_is_an_http_error(llm_endpoints):
     client = LlmClient(LlmConfig(base_url=llm_endpoints["llm_base_url"]))
     try:
-        with pytest.raises(LlmHttpError, match="HTTP 4|HTTP 5"):
-            # A prompt past the model's context window.
+        with pytest.raises(LlmContextExceeded, match="HTTP 400"):
+            # A prompt past the model's context window: typed, so the agents can cut it more and ask again.
             await client.complete(request(llm_endpoints["llm_model"], user="word " * 20_000))
     finally:
         await client.close()

@@ -8,8 +8,9 @@ import pytest
 
 from contracts.events import Phase, Role
 from services.mesh.redaction import MASK, RedactingFilter, redact
+from services.mesh.settings import SEED_CONTEXT_BUDGETS
+from services.mesh.tokens import estimate_tokens
 from services.projection.context import (
-    CHARS_PER_TOKEN,
     EXCERPT_CHARS,
     SCOPES_FILE,
     ContextFacts,
@@ -19,7 +20,7 @@ from services.projection.context import (
     load_scopes,
 )
 
-SCOPES = load_scopes()
+SCOPES = load_scopes(SEED_CONTEXT_BUDGETS)
 
 
 BASE = ContextFacts(
@@ -59,10 +60,23 @@ def test_the_architect_sees_decisions_of_the_whole_story_and_a_dev_only_those_of
 
 
 def test_a_role_table_overrides_the_defaults_and_keeps_the_rest():
-    assert SCOPES[Role.ARCHITECT].budget_tokens == 700
-    assert SCOPES[Role.DEV].budget_tokens == 400
     assert SCOPES[Role.DEV].sections[:2] == ("story", "task")
     assert SCOPES[Role.DEV].phases == SCOPES[Role.ARCHITECT].phases
+
+
+def test_each_role_gets_the_budget_the_settings_give_it():
+    scopes = load_scopes({**SEED_CONTEXT_BUDGETS, Role.QA: 123})
+
+    assert scopes[Role.QA].budget_tokens == 123
+    assert scopes[Role.ARCHITECT].budget_tokens == SEED_CONTEXT_BUDGETS[Role.ARCHITECT]
+
+
+def test_a_budget_left_in_the_scopes_file_fails_loudly_and_names_the_setting(tmp_path):
+    path = tmp_path / "scopes.toml"
+    path.write_text(SCOPES_FILE.read_text().replace("[roles.DATA]\n", "[roles.DATA]\nbudget_tokens = 700\n"))
+
+    with pytest.raises(ValueError, match="FLEET_CONTEXT_BUDGET_TOKENS"):
+        load_scopes(SEED_CONTEXT_BUDGETS, path)
 
 
 def test_no_role_gets_a_context_for_judging_or_selecting():
@@ -74,11 +88,11 @@ def test_no_role_gets_a_context_for_judging_or_selecting():
 def test_a_scopes_file_with_an_unknown_section_name_fails_loudly(tmp_path):
     path = tmp_path / "scopes.toml"
     path.write_text(
-        '[default]\nphases = ["propose"]\nsections = ["story", "gossip"]\ndecisions = "task"\nbudget_tokens = 10\n'
+        '[default]\nphases = ["propose"]\nsections = ["story", "gossip"]\ndecisions = "task"\n'
     )
 
     with pytest.raises(ValueError, match="gossip"):
-        load_scopes(path)
+        load_scopes(SEED_CONTEXT_BUDGETS, path)
 
 
 def test_an_unknown_section_name_in_one_roles_table_fails_loudly(tmp_path):
@@ -89,17 +103,17 @@ def test_an_unknown_section_name_in_one_roles_table_fails_loudly(tmp_path):
     path.write_text(real.replace(qa_sections, 'sections = ["story", "task", "weather"]'))
 
     with pytest.raises(ValueError, match="weather"):
-        load_scopes(path)
+        load_scopes(SEED_CONTEXT_BUDGETS, path)
 
 
 def test_a_scopes_file_with_an_unknown_decisions_scope_fails_loudly(tmp_path):
     path = tmp_path / "scopes.toml"
     path.write_text(
-        '[default]\nphases = ["propose"]\nsections = ["story"]\ndecisions = "everything"\nbudget_tokens = 10\n'
+        '[default]\nphases = ["propose"]\nsections = ["story"]\ndecisions = "everything"\n'
     )
 
     with pytest.raises(ValueError):
-        load_scopes(path)
+        load_scopes(SEED_CONTEXT_BUDGETS, path)
 
 
 # --- build_context ------------------------------------------------------------------------------
@@ -150,14 +164,14 @@ def test_a_context_that_fits_its_budget_is_whole():
 
     assert context.truncated is False
     assert context.sections == ["story", "plan", "task", "decisions", "related_tasks"]
-    assert context.estimated_tokens == -(-len(context.text) // CHARS_PER_TOKEN)
+    assert context.estimated_tokens == estimate_tokens(context.text)
 
 
 def test_a_context_over_its_budget_is_cut_to_it_and_says_so():
     long = facts(task_description="word " * 500)
     context = build_context(long, scope(budget_tokens=50), Phase.PROPOSE)
 
-    assert len(context.text) <= 50 * CHARS_PER_TOKEN
+    assert estimate_tokens(context.text) <= 50
     assert context.truncated is True
     assert context.text.endswith("…")
     assert context.sections[:2] == ["story", "plan"]
@@ -168,7 +182,7 @@ def test_the_context_never_exceeds_its_budget_whatever_the_budget():
     for budget in range(1, 300, 7):
         context = build_context(long, scope(budget_tokens=budget, decisions="story"), Phase.PROPOSE)
 
-        assert len(context.text) <= budget * CHARS_PER_TOKEN, budget
+        assert estimate_tokens(context.text) <= budget, budget
         assert context.truncated is True, budget
 
 
@@ -276,9 +290,9 @@ def test_token_counts_are_not_secrets():
 
 def test_a_misspelled_role_table_fails_loudly(tmp_path):
     path = tmp_path / "scopes.toml"
-    path.write_text(SCOPES_FILE.read_text() + "\n[roles.DEVV]\nbudget_tokens = 10\n")
+    path.write_text(SCOPES_FILE.read_text() + "\n[roles.DEVV]\ndecisions = 'story'\n")
     with pytest.raises(ValueError, match="DEVV"):
-        load_scopes(path)
+        load_scopes(SEED_CONTEXT_BUDGETS, path)
 
 
 class Collect(logging.Handler):

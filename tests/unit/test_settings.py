@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from contracts.events import Role
 from services.agents.adapters.wire import ResponseFormat
 from services.mesh.settings import RESPONSE_FORMATS, SettingsError, load_settings
 
@@ -103,3 +104,32 @@ def test_thinking_is_on_unless_switched_off(value, thinking):
     assert load_settings({**NATS, "FLEET_LLM_THINKING": value}).llm_thinking is thinking
     with pytest.raises(SettingsError, match="FLEET_LLM_THINKING"):
         load_settings({**NATS, "FLEET_LLM_THINKING": "maybe"})
+
+
+# --- context budgets --------------------------------------------------------------------------
+
+
+def test_the_context_budgets_default_to_the_seeds_figures():
+    budgets = load_settings(NATS).context_budget_tokens
+    assert budgets == {Role.ARCHITECT: 8192, Role.DEV: 4096, Role.QA: 4096, Role.DEVOPS: 4096, Role.DATA: 4096}
+
+
+def test_one_number_sets_every_roles_context_budget_and_a_named_role_its_own():
+    def budgets(value: str) -> dict[Role, int]:
+        return load_settings({**NATS, "FLEET_CONTEXT_BUDGET_TOKENS": value}).context_budget_tokens
+
+    assert budgets("2000") == dict.fromkeys(Role, 2000)
+    assert budgets("ARCHITECT=6000, 1000 ,QA=1500") == {
+        Role.ARCHITECT: 6000, Role.QA: 1500, Role.DEV: 1000, Role.DEVOPS: 1000, Role.DATA: 1000}
+
+
+def test_a_named_role_alone_changes_only_its_own_budget():
+    budgets = load_settings({**NATS, "FLEET_CONTEXT_BUDGET_TOKENS": "DEV=100"}).context_budget_tokens
+    assert budgets[Role.DEV] == 100 and budgets[Role.ARCHITECT] == 8192 and budgets[Role.QA] == 4096
+
+
+@pytest.mark.parametrize(("value", "named"), [("ARCHITEKT=8192", "ARCHITEKT"), ("DEV=lots", "lots"), ("0", "'0'"),
+                                              ("QA=-5", "QA=-5")])
+def test_a_malformed_context_budget_names_the_variable_and_what_is_wrong(value, named):
+    with pytest.raises(SettingsError, match=f"FLEET_CONTEXT_BUDGET_TOKENS.*{named}"):
+        load_settings({**NATS, "FLEET_CONTEXT_BUDGET_TOKENS": value})

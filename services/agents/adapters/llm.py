@@ -10,10 +10,10 @@ import msgspec
 
 from services.agents.adapters.wire import (
     LlmConnectionRefused,
-    LlmHttpError,
     LlmTimeout,
     ResponseFormat,
     chat_request,
+    http_error,
     parse_completion,
 )
 from services.agents.domain import Completion, Prompt
@@ -66,8 +66,7 @@ class LlmClient:
         except aiohttp.ClientError as exc:
             raise LlmConnectionRefused(f"connection to {url} failed: {type(exc).__name__}: {exc}") from None
         if reply.status >= 400:
-            snippet = body[:300].decode("utf-8", "replace")
-            raise LlmHttpError(f"HTTP {reply.status} from {url}: {snippet}")
+            raise http_error(reply.status, body, url)
         latency_ms = int((time.monotonic() - began) * 1000)
         return parse_completion(body, requested_model=request.model, latency_ms=latency_ms)
 

@@ -7,6 +7,7 @@ as `json_object`. vLLM also takes switches for the model's chat template.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 import msgspec
@@ -30,8 +31,23 @@ class LlmHttpError(LlmError):
     pass
 
 
+class LlmContextExceeded(LlmHttpError):
+    """The server counted more tokens than its context holds: the agents ask again with a stricter cut."""
+
+
 class LlmBadResponse(LlmError):
     pass
+
+
+# How llama-server, vLLM and OpenAI say that a prompt and its answer do not fit the model's context.
+_CONTEXT_EXCEEDED = re.compile(rb"exceed_context_size|context_length_exceeded|maximum context length", re.IGNORECASE)
+
+
+def http_error(status: int, body: bytes, url: str) -> LlmHttpError:
+    """The typed error for an HTTP error reply."""
+    snippet = body[:300].decode("utf-8", "replace")
+    kind = LlmContextExceeded if status == 400 and _CONTEXT_EXCEEDED.search(body) else LlmHttpError
+    return kind(f"HTTP {status} from {url}: {snippet}")
 
 
 class ResponseFormat(enum.StrEnum):
