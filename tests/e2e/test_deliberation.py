@@ -164,7 +164,7 @@ async def test_a_role_without_a_council_is_dead_lettered_with_that_reason(js):
 @pytest.mark.usefixtures("councils_put_back")
 async def test_a_failing_agent_leaves_a_quorum_that_completes_without_it(js):
     council = new_council(Role.DATA, 3)
-    # A persona longer than the model's context: the server refuses every request of this agent.
+    # Instructions longer than the model's context, which are never cut: the server refuses every request of this agent.
     unanswerable = msgspec.structs.replace(council.agents[1], persona="word " * 5000)
     council = msgspec.structs.replace(council, agents=[council.agents[0], unanswerable, council.agents[2]])
     await js.publish(catalog.COUNCIL_CREATED.subject, body_of(CouncilCreated(council=council, created_by="e2e")),
@@ -176,7 +176,7 @@ async def test_a_failing_agent_leaves_a_quorum_that_completes_without_it(js):
     failures = await events_of(js, catalog.TURN_FAILED.subject, deliberation)
     print("failed turns:", [(f.turn.key, f.error_class, f.message[:200]) for f in failures])
     [failure] = [f for f in failures if f.turn.agent_id == "data-2"]
-    assert failure.turn.phase == Phase.PROPOSE and failure.error_class == "LlmHttpError"
+    assert failure.turn.phase == Phase.PROPOSE and failure.error_class == "LlmContextExceeded"
     assert "context" in failure.message
     critiques = [r.turn for r in await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)
                  if r.turn.phase == Phase.CRITIQUE]
