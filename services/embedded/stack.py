@@ -44,6 +44,10 @@ EMBEDDED_LLM_MAX_TOKENS = "256"
 # As many LLM calls in flight as llama-server has slots. More would only wait inside it, where the wait
 # counts against the LLM timeout; waiting in JetStream costs nothing.
 EMBEDDED_AGENT_CONCURRENCY = str(LLM_SLOTS)
+# The seeds' 4096/8192-token contexts fit the per-slot window only cut down, and on 2 cores the 135M model
+# reads a prompt that long so slowly that turns ran past the 60 s LLM timeout (the e2e evaluation lost one
+# deliberation in four). The embedded LLM gets the budgets the evaluation's figures were measured with.
+EMBEDDED_CONTEXT_BUDGET_TOKENS = "400,ARCHITECT=700"
 
 
 class StackAlreadyRunning(RuntimeError):
@@ -254,6 +258,7 @@ class EmbeddedStack:
             env.setdefault("FLEET_LLM_MAX_TOKENS", EMBEDDED_LLM_MAX_TOKENS)
             env.setdefault("FLEET_AGENT_CONCURRENCY", EMBEDDED_AGENT_CONCURRENCY)
             env.setdefault("FLEET_LLM_CONTEXT_TOKENS", str(LLM_CONTEXT_PER_SLOT))
+            env.setdefault("FLEET_CONTEXT_BUDGET_TOKENS", EMBEDDED_CONTEXT_BUDGET_TOKENS)
         env.update(self._service_env)
         return env
 

@@ -36,7 +36,7 @@ async def test_a_brief_at_the_largest_accepted_size_ends_in_one_result(tmp_path,
     async with standin_mesh(tmp_path) as mesh:
         results = Results()
         await results.subscribe(mesh.client)
-        [deliberation] = await approve_plan(mesh.js, approval, by="alice")
+        [deliberation] = (await approve_plan(mesh.js, approval, by="alice")).deliberation_ids
         outcome = await results.wait(deliberation, timeout_s=240)
         await results.close()
         stored = [m for subject in (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
