@@ -25,8 +25,9 @@ const deliberationId = (storyId, planId, taskId, role) =>
   uuidv5(["deliberation", storyId, planId, taskId, role].join("/"), FLEET_NAMESPACE);
 
 function connectAs(user, pass) {
-  // Each user may read replies only under its own inbox prefix.
-  return connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222", user, pass, inboxPrefix: `_INBOX.${user}` });
+  // Each user may read replies only under its own inbox prefix. No password: a NATS without users.
+  const credentials = pass ? { user, pass } : {};
+  return connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222", ...credentials, inboxPrefix: `_INBOX.${user}` });
 }
 
 const approval = JSON.parse(readFileSync(process.argv[2], "utf8"));
