@@ -15,7 +15,6 @@ from contracts import catalog
 from services.embedded import binaries
 from services.embedded.processes import ManagedProcess, Supervised
 from services.embedded.servers import (
-    LLM_CONTEXT_PER_SLOT,
     LLM_SLOTS,
     ServerPlan,
     free_port,
@@ -48,6 +47,11 @@ EMBEDDED_AGENT_CONCURRENCY = str(LLM_SLOTS)
 # reads a prompt that long so slowly that turns ran past the 60 s LLM timeout (the e2e evaluation lost one
 # deliberation in four). The embedded LLM gets the budgets the evaluation's figures were measured with.
 EMBEDDED_CONTEXT_BUDGET_TOKENS = "400,ARCHITECT=700"
+# The agents fill at most this much of each llama-server slot's 4,096 tokens. A prompt near the slot's size
+# (a brief at ingress's limit, cut to fit) takes the 135M model on 2 cores, three slots at once, past the
+# 60 s LLM timeout; at this size a cut prompt is as long as the byte-bounded cut the evaluation was measured
+# with, and a prompt the estimate undercounts still fits the slot.
+EMBEDDED_LLM_CONTEXT_TOKENS = 1536
 
 
 class StackAlreadyRunning(RuntimeError):
@@ -257,7 +261,7 @@ class EmbeddedStack:
         if "FLEET_LLM_BASE_URL" not in self._env:
             env.setdefault("FLEET_LLM_MAX_TOKENS", EMBEDDED_LLM_MAX_TOKENS)
             env.setdefault("FLEET_AGENT_CONCURRENCY", EMBEDDED_AGENT_CONCURRENCY)
-            env.setdefault("FLEET_LLM_CONTEXT_TOKENS", str(LLM_CONTEXT_PER_SLOT))
+            env.setdefault("FLEET_LLM_CONTEXT_TOKENS", str(EMBEDDED_LLM_CONTEXT_TOKENS))
             env.setdefault("FLEET_CONTEXT_BUDGET_TOKENS", EMBEDDED_CONTEXT_BUDGET_TOKENS)
         env.update(self._service_env)
         return env
