@@ -55,6 +55,16 @@ async def result_of(js, deliberation: str):
     return decode(message)
 
 
+async def conclusion_of(js, approval: PlanApproved):
+    """The plan's conclusion: the last event an approval causes, so after it the read models have it all."""
+    def of_plan(message) -> bool:
+        event = decode(message)
+        return (event.story_id, event.plan_id) == (approval.story_id, approval.plan_id)
+
+    [message] = await wait_for(js, catalog.PLAN_CONCLUDED.subject, of_plan, 1, timeout_s=60)
+    return decode(message)
+
+
 async def events_of(js, subject: str, deliberation: str) -> list:
     return [decode(m) for m in await read_stream(js, subject) if of(deliberation)(m)]
 

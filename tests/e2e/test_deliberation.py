@@ -28,7 +28,7 @@ from services.mesh.settings import Settings
 from services.planning.client import approval_event_id
 from services.projection.app import projectors
 from services.projection.rebuild import rebuild
-from tests.e2e.flows import approval_for, approve, as_operator, events_of, id_of, of, result_of
+from tests.e2e.flows import approval_for, approve, as_operator, conclusion_of, events_of, id_of, of, result_of
 from tests.support import body_of, decode, read_stream, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.e2e
@@ -187,7 +187,8 @@ async def test_the_collector_and_projection_killed_mid_deliberation_carry_on_and
     js, mesh
 ):
     stack, endpoints = mesh
-    deliberation = await approve(js, approval_for(Role.QA))
+    approval = approval_for(Role.QA)
+    deliberation = await approve(js, approval)
     # The first answer stored (with parallel LLM slots, others may have come with it).
     first = (await wait_for(js, catalog.TURN_COMPLETED.subject, of(deliberation), 1, timeout_s=120))[0]
     collector, projection = stack.services["collector"], stack.services["projection"]
@@ -199,6 +200,8 @@ async def test_the_collector_and_projection_killed_mid_deliberation_carry_on_and
 
     result = await result_of(js, deliberation)
     assert isinstance(result, DeliberationCompleted), result
+    # The plan's conclusion follows the result; the live model is compared once it has that too.
+    await conclusion_of(js, approval)
     assert collector.restarts == restarts + 1
     advanced = await events_of(js, catalog.DELIBERATION_ADVANCED.subject, deliberation)
     assert [a.phase for a in advanced] == PHASES
