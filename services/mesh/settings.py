@@ -128,22 +128,31 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
 
 
 def context_budgets_from(env: Mapping[str, str]) -> dict[Role, int]:
-    """FLEET_CONTEXT_BUDGET_TOKENS: a number for every role, ROLE=number for one, e.g. `4096,ARCHITECT=8192`."""
+    """FLEET_CONTEXT_BUDGET_TOKENS: a number for every role, ROLE=number for one, each once: `4096,ARCHITECT=8192`."""
     raw = env.get("FLEET_CONTEXT_BUDGET_TOKENS")
     budgets = dict(SEED_CONTEXT_BUDGETS)
     if raw is None:
         return budgets
     every, named = None, {}
     for entry in filter(None, (e.strip() for e in raw.split(","))):
-        name, _, number = entry.rpartition("=")
-        if name and name.strip() not in Role.__members__:
-            raise SettingsError(f"FLEET_CONTEXT_BUDGET_TOKENS={raw!r}: no role {name.strip()!r}; "
+        name, equals, number = (part.strip() for part in entry.rpartition("="))
+        if equals and not name:
+            # `=5` is a slip, not "every role": the bare number says that, so a missing name is refused.
+            raise SettingsError(f"FLEET_CONTEXT_BUDGET_TOKENS={raw!r}: {entry!r} names no role; "
                                 f"roles are {', '.join(Role)}")
-        if not number.strip().isdigit() or int(number) <= 0:
+        if name and name not in Role.__members__:
+            raise SettingsError(f"FLEET_CONTEXT_BUDGET_TOKENS={raw!r}: no role {name!r}; "
+                                f"roles are {', '.join(Role)}")
+        # ASCII digits only: str.isdigit also takes '²' and other digits int() refuses.
+        if not number.isascii() or not number.isdigit() or int(number) <= 0:
             raise SettingsError(f"FLEET_CONTEXT_BUDGET_TOKENS={raw!r}: {entry!r} is not a positive number of "
                                 f"tokens (a number for every role, ROLE=number for one: 4096,ARCHITECT=8192)")
+        # Given twice, one of the two figures is a mistake, and which one cannot be guessed.
+        if (Role[name] in named) if name else (every is not None):
+            whose = f"{name}'s" if name else "every role's"
+            raise SettingsError(f"FLEET_CONTEXT_BUDGET_TOKENS={raw!r}: {entry!r} sets {whose} budget a second time")
         if name:
-            named[Role[name.strip()]] = int(number)
+            named[Role[name]] = int(number)
         else:
             every = int(number)
     if every is not None:

@@ -133,3 +133,21 @@ def test_a_named_role_alone_changes_only_its_own_budget():
 def test_a_malformed_context_budget_names_the_variable_and_what_is_wrong(value, named):
     with pytest.raises(SettingsError, match=f"FLEET_CONTEXT_BUDGET_TOKENS.*{named}"):
         load_settings({**NATS, "FLEET_CONTEXT_BUDGET_TOKENS": value})
+
+
+@pytest.mark.parametrize(("value", "named"), [
+    ("ARCHITECT=²", "'ARCHITECT=²'"),  # a digit to str.isdigit, not to int()
+    ("DEV=٣", "'DEV=٣'"),
+    ("=5", "'=5'.*names no role"),  # not "every role": a bare number says that
+    (" = 5", "'= 5'.*names no role"),
+    ("ARCHITECT=1,ARCHITECT=2", "'ARCHITECT=2'.*ARCHITECT's budget a second time"),
+    ("1000,2000", "'2000'.*every role's budget a second time"),
+])
+def test_a_context_budget_that_is_no_ascii_number_names_no_role_or_is_set_twice_is_refused(value, named):
+    with pytest.raises(SettingsError, match=f"FLEET_CONTEXT_BUDGET_TOKENS.*{named}"):
+        load_settings({**NATS, "FLEET_CONTEXT_BUDGET_TOKENS": value})
+
+
+def test_a_role_and_every_role_may_each_be_given_once_in_any_order():
+    budgets = load_settings({**NATS, "FLEET_CONTEXT_BUDGET_TOKENS": "ARCHITECT=1,2"}).context_budget_tokens
+    assert budgets == {Role.ARCHITECT: 1, Role.DEV: 2, Role.QA: 2, Role.DEVOPS: 2, Role.DATA: 2}
