@@ -137,7 +137,7 @@ PLAN_REJECTED = EventSpec(
     aggregate_type="plan",
     producers=(PLANNING,),
     consumers=(PROJECTION, UPSTREAM, MONITORING_SUBSCRIBERS),
-    summary="Ingress refused an approval, with every reason; nothing was started. Also dead-lettered.",
+    summary="Ingress refused an approval, with every reason, or gave up on it after retries. Also dead-lettered.",
 )
 PLAN_CONCLUDED = EventSpec(
     subject="orchestration.plan.concluded.v1",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contracts import catalog
 from contracts.envelope import deterministic_id
 from contracts.events import DeliberationCancelRequested, DeliberationRetryRequested
-from contracts.queries import SHOW_DELIBERATION, DeliberationView, ShowDeliberation
+from contracts.queries import SHOW_DELIBERATION, DeliberationStatus, DeliberationView, ShowDeliberation
 from services.cli.runner import CommandError, nats_connection
 from services.collector.domain import attempt_id, next_attempt
 from services.mesh.messages import Outgoing
@@ -20,6 +20,11 @@ async def request_cancel(deliberation_id: str, reason: str, by: str) -> Delibera
         if view.status.finished:
             raise CommandError(f"deliberation {deliberation_id} has already ended ({view.status}); "
                                "there is nothing to cancel")
+        if view.status == DeliberationStatus.PENDING:
+            # The collector knows a deliberation only once it started; a cancel before that is retried and,
+            # if the start is slow, dead-lettered.
+            raise CommandError(f"deliberation {deliberation_id} has not started yet (PENDING); cancel it once it "
+                               "is IN_PROGRESS")
         request = DeliberationCancelRequested(deliberation_id=deliberation_id, requested_by=by, reason=reason)
         # One cancel per deliberation: asking twice is the same request.
         event_id = deterministic_id("deliberation.cancel_requested", deliberation_id)

@@ -14,6 +14,7 @@ from contracts.envelope import SCHEDULER, deterministic_id, from_headers
 from contracts.errors import ContractViolation
 from contracts.upcast import upcast
 from services.mesh.messages import Incoming
+from streams.definitions import stream_for_subject
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -67,6 +68,12 @@ def decode_incoming(
 def body_event_id(kind: str, subject: str, body: bytes) -> str:
     """The id of a message that came without one: its body identifies the fact."""
     return deterministic_id(kind, subject, hashlib.sha256(body).hexdigest())
+
+
+def position(incoming: Incoming) -> str:
+    """Where the message sits in the log, `<stream>:<sequence>`: what a state records as the cause of a step,
+    so that a redelivery of that same message is recognised."""
+    return f"{stream_for_subject(incoming.subject).name}:{incoming.stream_sequence}"
 
 
 # A stored message's reply subject is `$JS.ACK.<stream>.<consumer>.<delivered>.

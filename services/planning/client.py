@@ -34,14 +34,14 @@ from services.mesh.decoding import decode_incoming, stored_position
 from services.mesh.log_reader import Reading, Start, after_last, follow
 from services.mesh.messages import Outgoing
 from services.mesh.publishing import EventPublisher
-from services.planning.domain import deliberation_id
+from services.planning.domain import deliberation_id, planned_tasks
 from streams.definitions import ORCHESTRATION, PLANNING
 
 log = logging.getLogger("fleet.client")
 
 RESULT_SUBJECTS = (catalog.DELIBERATION_COMPLETED.subject, catalog.DELIBERATION_FAILED.subject)
-# Everything ingress and the collector tell upstream about a plan: all of it in one stream, so one reading
-# keeps the order in which it was stored.
+# Everything ingress and the collector tell upstream about a plan, all in ORCHESTRATION: one start position
+# (read before publishing) serves the reader of every subject.
 ANSWER_SUBJECTS = tuple(spec.subject for spec in catalog.EVENTS if catalog.UPSTREAM in spec.consumers)
 
 type PlanUpdate = PlanAccepted | PlanRejected | DeliberationCompleted | DeliberationFailed | PlanConcluded
@@ -50,7 +50,7 @@ type PlanUpdate = PlanAccepted | PlanRejected | DeliberationCompleted | Delibera
 def deliberation_ids(approval: PlanApproved) -> list[str]:
     """The deliberation of each task and role, in the approval's order, named as ingress names them."""
     return [deliberation_id(approval.story_id, approval.plan_id, task.task_id, role)
-            for task in approval.tasks for role in approval.roles]
+            for task in planned_tasks(approval) for role in approval.roles]
 
 
 def approval_event_id(approval: PlanApproved) -> str:
@@ -153,7 +153,9 @@ class AnswerOrder:
         return [update, *self._conclusion_if_due()]
 
     def _about_this(self, update: PlanUpdate) -> bool:
-        if isinstance(update, PlanRejected):
+        # An answer to an approval is matched by its event id: another approval of the same plan, read back on
+        # the duplicate path, is not this one's.
+        if isinstance(update, PlanRejected | PlanAccepted):
             return update.approval_id == self._approval.approval_id
         plan = self._approval.approval
         return (update.story_id, update.plan_id) == (plan.story_id, plan.plan_id)

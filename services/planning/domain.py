@@ -17,6 +17,7 @@ from contracts.events import (
     PlanAccepted,
     PlanApproved,
     PlannedDeliberation,
+    PlannedTask,
     PlanRejected,
     Role,
 )
@@ -70,17 +71,25 @@ def problems_with(approval: PlanApproved) -> list[str]:
     return problems
 
 
+def planned_tasks(approval: PlanApproved) -> list[PlannedTask]:
+    """The tasks deliberated: the approval's, or the plan itself as one task when it lists none."""
+    return approval.tasks or [plan_as_task(approval.story_id, approval.plan_id)]
+
+
 def read_approval(body: bytes) -> PlanApproved:
-    """An approval as ingress will read it, or ContractViolation with every reason, each naming its field path
-    (`$.tasks[0].title`): what `fleet plan approve` checks before it publishes anything."""
+    """An approval as ingress will read it: what `fleet plan approve` checks before it publishes anything.
+
+    The types are checked first (msgspec names the first field that breaks them, with its path, such as
+    `$.tasks[0].title`), then everything the types cannot say, each problem a reason of its own.
+    """
     try:
         approval = catalog.PLAN_APPROVED.decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise ContractViolation(f"invalid plan approval: {exc}") from None
+        raise ContractViolation(f"invalid {catalog.PLAN_APPROVED.subject} payload: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise ContractViolation(f"the plan approval is not valid JSON: {exc}") from None
+        raise ContractViolation(f"{catalog.PLAN_APPROVED.subject} body is not valid JSON: {exc}") from None
     if problems := problems_with(approval):
-        raise ContractViolation("invalid plan approval: " + "; ".join(problems))
+        raise ContractViolation("invalid plan approval: " + "; ".join(problems), reasons=problems)
     return approval
 
 
@@ -91,7 +100,7 @@ def oversized_briefs(approval: PlanApproved) -> list[tuple[int, str]]:
     empty = len(b"{}") + len(b"[]")
     sizes = [
         (shared - empty + len(msgspec.json.encode(Brief(task=task, rubric={}, constraints=[]))), task.task_id)
-        for task in approval.tasks or [plan_as_task(approval.story_id, approval.plan_id)]
+        for task in planned_tasks(approval)
     ]
     return [(size, task_id) for size, task_id in sizes if size > MAX_BRIEF_BYTES]
 
@@ -124,7 +133,7 @@ def request_deliberations(approval: PlanApproved, councils: dict[Role, Council])
         raise Rejected(missing)
     architect = architect_of(councils)
     assert architect is not None
-    tasks = approval.tasks or [plan_as_task(approval.story_id, approval.plan_id)]
+    tasks = planned_tasks(approval)
     rubric = dict(approval.rubric or DEFAULT_RUBRIC)
     return [
         DeliberationRequested(

@@ -14,6 +14,7 @@ from contracts.events import (
     StoryTransitioned,
 )
 from services.councils.directory import CouncilDirectory
+from services.mesh.decoding import position
 from services.mesh.kv import ConcurrentUpdate, VersionedStore
 from services.mesh.messages import Incoming, Outgoing, Refusal
 from services.planning.domain import plan_accepted, plan_rejected, request_deliberations
@@ -27,7 +28,6 @@ from services.planning.plan_outcomes import (
     plan_key,
     plan_of,
 )
-from streams.definitions import stream_for_subject
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class PlanOutcomeHandlers:
     async def _apply(self, incoming: Incoming[PlanEvent]) -> list[Outgoing]:
         """Fold the event into its plan, saved before anything is published; conclude when the plan is over."""
         key = plan_key(*plan_of(incoming.payload))
-        cause = f"{stream_for_subject(incoming.subject).name}:{incoming.stream_sequence}"
+        cause = position(incoming)
         while True:
             state, revision = await self.store.load(key)
             updated, concluded = conclude(evolve(state, incoming.payload), cause)

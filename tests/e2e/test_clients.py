@@ -70,6 +70,8 @@ def assert_answered_in_order(lines: list[str], plan: dict, returncode: int) -> N
     """publishing, accepted, one result per deliberation (any order among them), concluded; exit 0 iff all completed."""
     kinds = [line.split()[0] for line in lines]
     assert kinds[:2] == ["publishing", "accepted"], lines
+    # The ids the client computed before publishing (the Node example derives them by hand) are ingress's.
+    assert set(lines[0].split(": deliberations ", 1)[1].split(", ")) == ids_of(plan), lines
     assert kinds[-1] == "concluded", lines
     results = [line.split() for line in lines[2:-1]]
     assert {kind for kind, *_ in results} <= {"completed", "failed"}, lines

@@ -30,6 +30,7 @@ async def deliberations(nats_url: str, unique: str):
     second = attempt_id(f"done-{unique}", 2)
     views = {v.deliberation_id: v for v in (
         view(f"running-{unique}", DeliberationStatus.IN_PROGRESS, phase="critique", round=1),
+        view(f"pending-{unique}", DeliberationStatus.PENDING),
         view(f"done-{unique}", DeliberationStatus.COMPLETED),
         view(f"retried-{unique}", DeliberationStatus.FAILED, retried_as=f"next-{unique}"),
         view(second, DeliberationStatus.TIMED_OUT, attempt=Attempt(
@@ -58,16 +59,20 @@ async def test_a_cancel_is_asked_only_of_a_deliberation_in_progress(js, nats_url
     async with deliberations(nats_url, unique):
         unknown = await fleet(nats_url, tmp_path, "deliberation", "cancel", f"nope-{unique}", "--reason", "x")
         finished = await fleet(nats_url, tmp_path, "deliberation", "cancel", f"done-{unique}", "--reason", "x")
+        pending = await fleet(nats_url, tmp_path, "deliberation", "cancel", f"pending-{unique}", "--reason", "x")
         cancelled = await fleet(nats_url, tmp_path, "deliberation", "cancel", f"running-{unique}",
                                 "--reason", "wrong brief", "--by", "alice")
 
     assert unknown[0] == 1 and one_error_line(unknown[1]) == f"error: no deliberation 'nope-{unique}'"
     assert finished[0] == 1 and one_error_line(finished[1]) == (
         f"error: deliberation done-{unique} has already ended (COMPLETED); there is nothing to cancel")
+    assert pending[0] == 1 and one_error_line(pending[1]) == (
+        f"error: deliberation pending-{unique} has not started yet (PENDING); cancel it once it is IN_PROGRESS")
     assert cancelled[0] == 0 and f"cancel requested for running-{unique}" in cancelled[1], cancelled
     [request] = await asked(js, catalog.DELIBERATION_CANCEL_REQUESTED.subject, f"running-{unique}")
     assert (request.requested_by, request.reason) == ("alice", "wrong brief")
     assert await asked(js, catalog.DELIBERATION_CANCEL_REQUESTED.subject, f"done-{unique}") == []
+    assert await asked(js, catalog.DELIBERATION_CANCEL_REQUESTED.subject, f"pending-{unique}") == []
 
 
 async def test_a_retry_is_asked_only_of_an_ended_deliberation_not_yet_retried_and_names_the_new_attempt(

@@ -209,7 +209,7 @@ def test_a_bug_keeps_its_traceback_rather_than_passing_as_bad_input():
 
 
 @pytest.mark.parametrize(("approval", "expected"), [
-    ("{", "the plan approval is not valid JSON"),
+    ("{", "planning.plan.approved.v1 body is not valid JSON"),
     ('{"story_id": "s"}', "Object missing required field `plan_id`"),
     ('{"story_id": "s", "plan_id": "p", "approved_by": "a", "roles": ["DEV"], '
      '"tasks": [{"task_id": "t", "title": ""}]}',

@@ -60,6 +60,15 @@ def test_a_plan_without_tasks_is_deliberated_as_a_whole():
     assert "p-1" in requests[0].brief.task.title
 
 
+def test_the_client_names_the_deliberations_of_a_plan_without_tasks_as_ingress_requests_them():
+    from services.planning.client import deliberation_ids
+
+    without_tasks = approval(tasks=[], roles=[Role.DEV, Role.QA])
+
+    assert deliberation_ids(without_tasks) == [
+        r.deliberation.deliberation_id for r in request_deliberations(without_tasks, COUNCILS)]
+
+
 def test_the_legacy_format_is_upcast_to_v1_with_the_plan_as_its_topic():
     legacy = LegacyPlanApproved(story_id="s-1", plan_id="p-1", approved_by="alice", roles=[Role.DEV], timestamp=1)
     current = upcast(legacy)
@@ -111,7 +120,7 @@ def test_roles_with_councils_and_an_architect_are_not_missing_anything():
     assert missing_councils(list(Role), COUNCILS) is None
 
 
-def test_every_answer_upstream_follows_is_in_one_stream_so_one_reader_keeps_their_order():
+def test_every_answer_upstream_follows_is_in_one_stream_so_one_start_position_serves_every_reader():
     from contracts import catalog
     from services.planning.client import ANSWER_SUBJECTS
     from streams.definitions import stream_for_subject
@@ -158,10 +167,11 @@ def answer_order_case():
 def test_answers_brought_by_separate_readers_come_out_in_the_plans_order():
     order, (dev, qa), result, accepted, concluded, _ = answer_order_case()
 
+    another_approvals = msgspec.structs.replace(accepted, approval_id="p-approved-again")
     given = [order.take(concluded), order.take(result(qa)), order.take(result(dev, plan_id="another plan")),
-             order.take(accepted), order.take(result(dev))]
+             order.take(another_approvals), order.take(accepted), order.take(result(dev))]
 
-    assert given == [[], [], [], [accepted, result(qa)], [result(dev), concluded]]
+    assert given == [[], [], [], [], [accepted, result(qa)], [result(dev), concluded]]
     assert order.ended and order.take(result(dev)) == []
 
 
@@ -171,3 +181,19 @@ def test_a_rejection_of_this_approval_ends_the_answers_at_once():
 
     assert order.take(someone_elses) == [] and not order.ended
     assert order.take(rejected) == [rejected] and order.ended
+
+
+def test_plan_approve_wait_counts_each_deliberation_of_the_approval_once_and_shows_a_retry_apart():
+    from contracts.events import DeliberationFailed, Phase
+    from services.cli.commands.plan import WaitTally
+
+    order, (dev, qa), result, accepted, concluded, _ = answer_order_case()
+    failed_qa = DeliberationFailed(deliberation_id=qa, story_id="s", plan_id="p", task_id="t", role=Role.QA,
+                                   phase=Phase.PROPOSE, reason="quorum not met", duration_ms=1)
+    tally = WaitTally([dev, qa])
+
+    lines = [tally.line_for(update) for update in
+             (accepted, result(dev), failed_qa, result("the retry of qa"), concluded)]
+
+    assert [line.split()[0] for line in lines[1:4]] == ["[1/2]", "[2/2]", "[retry]"]
+    assert tally.waiting == 0 and tally.verdict() is None

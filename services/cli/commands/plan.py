@@ -62,15 +62,17 @@ async def _approve(
     import contextlib
 
     from services.planning.client import approve_plan, follow_plan
+    from services.planning.domain import planned_tasks
 
     sent = await approve_plan(js, approval, by=by, event_id=event_id)
     note = " (already in the log: published before with this event id; following its answers)" if sent.duplicate else ""
     out.print(f"published plan {approval.plan_id} of story {approval.story_id}, event id {sent.approval_id}{note}")
-    for deliberation, (task, role) in zip(sent.deliberation_ids, _slots(approval), strict=True):
+    slots = [(task.task_id, role.value) for task in planned_tasks(approval) for role in approval.roles]
+    for deliberation, (task, role) in zip(sent.deliberation_ids, slots, strict=True):
         out.print(f"  {deliberation}  task {task}  {role}")
     if not wait:
         return
-    tally = _Tally(total=len(sent.deliberation_ids))
+    tally = WaitTally(sent.deliberation_ids)
     try:
         async with asyncio.timeout(timeout_s):
             async with contextlib.aclosing(follow_plan(js, sent)) as updates:
@@ -85,23 +87,30 @@ async def _approve(
         raise CommandError(verdict)
 
 
-def _slots(approval: PlanApproved) -> list[tuple[str, str]]:
-    tasks = [task.task_id for task in approval.tasks] or [approval.plan_id]
-    return [(task, role.value) for task in tasks for role in approval.roles]
-
-
-class _Tally:
+class WaitTally:
     """What `--wait` has seen so far, and how each update reads on one line."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
+    def __init__(self, deliberation_ids: list[str]) -> None:
+        # The approval's own deliberations are counted; a retry's new attempt (another id) is shown, not counted.
+        self._expected = set(deliberation_ids)
+        self._ended: set[str] = set()
+        self.total = len(self._expected)
         self.rejected: list[str] = []
         self.concluded: PlanConcluded | None = None
 
     @property
+    def done(self) -> int:
+        return len(self._ended)
+
+    @property
     def waiting(self) -> int:
-        return max(self.total - self.done, 0)
+        return self.total - self.done
+
+    def _counted(self, deliberation_id: str) -> str:
+        if deliberation_id not in self._expected:
+            return "[retry]"
+        self._ended.add(deliberation_id)
+        return f"[{self.done}/{self.total}]"
 
     def line_for(self, update: PlanUpdate) -> str:
         from contracts.events import DeliberationCompleted, DeliberationFailed, PlanAccepted, PlanRejected
@@ -113,14 +122,13 @@ class _Tally:
                 self.rejected = update.reasons
                 return "rejected: " + "; ".join(update.reasons)
             case DeliberationCompleted():
-                self.done += 1
                 score = "no score" if update.winner.score is None else f"score {update.winner.score:.1f}"
-                return (f"[{self.done}/{self.total}] completed {update.task_id} {update.role}: {update.winner.agent_id}"
-                        f" won ({score}) in {update.duration_ms / 1000:.1f}s  {update.deliberation_id}")
+                return (f"{self._counted(update.deliberation_id)} completed {update.task_id} {update.role}: "
+                        f"{update.winner.agent_id} won ({score}) in {update.duration_ms / 1000:.1f}s  "
+                        f"{update.deliberation_id}")
             case DeliberationFailed():
-                self.done += 1
                 outcome = "cancelled" if update.cancelled_by else "timed out" if update.timed_out else "failed"
-                return (f"[{self.done}/{self.total}] {outcome} {update.task_id} {update.role} in phase "
+                return (f"{self._counted(update.deliberation_id)} {outcome} {update.task_id} {update.role} in phase "
                         f"{update.phase}: {update.reason}  {update.deliberation_id}")
         self.concluded = update
         return (f"plan {update.plan_id} concluded: {update.completed} completed, {update.failed} did not"
