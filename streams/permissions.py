@@ -96,21 +96,30 @@ def permissions_for(user: str) -> Permissions:
 def _client(user: str) -> Permissions:
     """A client outside the mesh: what it produces, and the events read for it, live or in order from the log.
 
-    No ack, and no durable of the mesh's: it makes consumers of its own, each named and created with
-    the one subject it reads in the request's subject (`...CONSUMER.CREATE.<stream>.<name>.<subject>`),
-    as the mesh's ordered reader (services/mesh/log_reader) and nats.js with a name do, so a grant per
-    subject keeps every reading to those subjects. It may pull from them (nats.js's consumers pull),
-    never from a declared durable. The same subjects are its core subscriptions.
+    No ack, no pull, and no durable of the mesh's: it makes consumers of its own, each named and created
+    with the one subject it reads in the request's subject (`...CONSUMER.CREATE.<stream>.<name>.<subject>`),
+    as the mesh's ordered reader (services/mesh/log_reader) does, so a grant per subject keeps every
+    reading to those subjects. They push to it; it never pulls: a pull (`CONSUMER.MSG.NEXT`) names only the
+    stream and the consumer, so a grant for its own consumers would let it drain anyone's (another
+    client's, an operator's) on the same stream, the upstream planner the decisions read for the
+    subscriber among them. The same subjects are its core subscriptions.
+
+    Not kept out: where a push consumer delivers. nats-server does not check a consumer's
+    deliver_subject against its creator's publish grants (nats-io/nats-server#8274), so a client may
+    have the server deliver the events read for it onto any subject someone listens on, one it may not
+    publish to (`planning.plan.approved.v1`) included. Each keeps its own subject, so a stream that
+    captures the deliver subject stores a copy of the event read, under that event's subject, never a
+    forged one: a durable filtered on the stream's own subjects never sees it, a reader of the whole
+    stream does (tests/integration/test_client_permissions.py records what the server does). The fix,
+    not done: the clients in a NATS account of their own that imports only their subjects.
     """
     answers = [spec.subject for spec in catalog.EVENTS if CLIENT_READERS[user] in spec.consumers]
     streams = {stream_for_subject(subject).name for subject in answers}
     publish = _produced_by(CLIENT_READERS[user])
     publish += [subject for stream in sorted(streams) for subject in (
-        f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.CONSUMER.INFO.{stream}.*", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
-        f"$JS.FC.{stream}.>")]
+        f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.CONSUMER.INFO.{stream}.*", f"$JS.FC.{stream}.>")]
     publish += [f"$JS.API.CONSUMER.CREATE.{stream_for_subject(subject).name}.*.{subject}" for subject in answers]
-    deny = [subject for spec in CONSUMERS if spec.stream in streams
-            for subject in (*_durable_changes(spec), f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}")]
+    deny = [subject for spec in CONSUMERS if spec.stream in streams for subject in _durable_changes(spec)]
     return Permissions(user, publish=_unique(publish), subscribe=(f"{inbox_prefix(user)}.>", *answers),
                        deny_publish=_unique(deny))
 

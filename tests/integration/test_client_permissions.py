@@ -45,6 +45,11 @@ async def store(url: str, passwords: dict[str, str], specs, unique: str) -> None
     await operator.close()
 
 
+async def stored_in(js, stream: str, subject: str) -> list:
+    """What `stream` holds on `subject`, whether or not the stream's own subjects take it in."""
+    return [message async for message in read_to_end(js, Reading(stream, subject))]
+
+
 def refused_subscribing(refused: list[str]) -> int:
     return sum("permissions violation for subscription" in r.lower() for r in refused)
 
@@ -120,21 +125,69 @@ async def test_a_clients_ordered_reading_goes_on_after_nats_py_re_creates_its_co
 
 
 @pytest.mark.parametrize("user", [UPSTREAM_USER, SUBSCRIBER_USER])
-async def test_a_client_may_pull_from_a_named_consumer_of_its_own_as_nats_js_reads(secured, unique, user):
+async def test_a_client_may_not_pull_even_from_a_consumer_of_its_own(secured, unique, user):
+    # A pull names only the stream and the consumer: were a client's own allowed, so would anyone's be.
     url, passwords = secured
     spec = catalog.DELIBERATION_COMPLETED
     await store(url, passwords, [spec], unique)
-    client = await connect(as_user(url, user, passwords))
-    js = client.jetstream(timeout=5.0)
-    try:
-        # Named, with one filter subject: nats.js puts both in the request's subject, as the reader does.
+    pulled: list[str] = []
+
+    async def pull(client) -> None:
+        js = client.jetstream(timeout=5.0)
         await js.add_consumer(ORCHESTRATION, name=f"mine-{unique}", filter_subject=spec.subject,
                               ack_policy=AckPolicy.NONE, inactive_threshold=60.0)
-        pulled = await (await js.pull_subscribe_bind(f"mine-{unique}", ORCHESTRATION)).fetch(1, timeout=5.0)
-    finally:
-        await client.close()
+        with contextlib.suppress(nats.errors.TimeoutError):  # the server drops the request: nothing comes
+            fetched = await (await js.pull_subscribe_bind(f"mine-{unique}", ORCHESTRATION)).fetch(1, timeout=1.0)
+            pulled.extend(message.subject for message in fetched)
 
-    assert [message.subject for message in pulled] == [spec.subject]
+    refused = await refusals(url, user, passwords, pull)
+
+    assert pulled == []
+    assert refused_publishing(refused) == {f"$js.api.consumer.msg.next.{ORCHESTRATION}.mine-{unique}".lower()}
+
+
+async def test_a_client_may_have_the_server_deliver_its_answers_onto_a_subject_it_may_not_publish_to(
+        secured, unique):
+    """What nats-server does today (nats-io/nats-server#8274), recorded so that a fix shows up here.
+
+    The subscriber publishes nothing itself, yet a push consumer of its own may deliver onto any
+    subject: the server does not check the deliver_subject against the creator's publish grants. It
+    delivers only while someone listens there; each message keeps its own subject, so a stream that
+    captures the deliver subject stores a copy under the original subject, not as the event it forges.
+    """
+    url, passwords = secured
+    answer, forged = catalog.DELIBERATION_COMPLETED, catalog.PLAN_APPROVED
+    planning = stream_for_subject(forged.subject).name
+    operator = await connect(as_user(url, OPERATOR, passwords))
+    heard: list[str] = []
+
+    async def listened(message) -> None:
+        heard.append(message.subject)
+
+    try:
+        # Someone listening on the forged subject: an operator's tail, a client's core subscription.
+        await operator.subscribe(forged.subject, cb=listened)
+        await operator.flush()
+        await store(url, passwords, [answer], unique)
+
+        async def hijack(client) -> None:
+            await client.jetstream(timeout=5.0).add_consumer(
+                ORCHESTRATION, name=f"hijack-{unique}", filter_subject=answer.subject,
+                deliver_subject=forged.subject, ack_policy=AckPolicy.NONE, inactive_threshold=60.0)
+
+        refused = await refusals(url, SUBSCRIBER_USER, passwords, hijack)
+        js = operator.jetstream(timeout=5.0)
+        async with asyncio.timeout(60):  # a guard against a hang, not a measure
+            while not (copies := await stored_in(js, planning, answer.subject)) or not heard:
+                await asyncio.sleep(0.1)
+        under_the_forged_subject = await stored_in(js, planning, forged.subject)
+    finally:
+        await operator.close()
+
+    assert refused == []
+    assert heard == [answer.subject]
+    assert [message.data for message in copies] == [f'{{"case": "{unique}"}}'.encode()]
+    assert under_the_forged_subject == []
 
 
 async def test_upstream_publishes_nothing_but_its_ingress_events(secured):
