@@ -199,6 +199,12 @@ class Protocol(msgspec.Struct, frozen=True, kw_only=True):
     deliberation_deadline_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_DELIBERATION_DEADLINE_S
 
 
+def overall_deadline(started_at: dt.datetime, protocol: Protocol) -> dt.datetime:
+    """When a deliberation started at `started_at` must be over: the one rule the collector enforces and
+    the read models show, so the deadline an operator sees is the one that fails the deliberation."""
+    return started_at + dt.timedelta(seconds=protocol.deliberation_deadline_s)
+
+
 class Council(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     agents: Annotated[list[AgentProfile], msgspec.Meta(min_length=1, max_length=16)]

@@ -6,7 +6,6 @@ the header `Fleet-Query-Status`: 200 with the reply type as its body, or an erro
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
@@ -15,9 +14,7 @@ import msgspec
 from contracts.events import (
     Attempt,
     DeliberationFailed,
-    DeliberationOutcome,
     DeliberationRef,
-    DeliberationStarted,
     Phase,
     RankedProposal,
     Role,
@@ -56,17 +53,37 @@ def failed_status(failed: DeliberationFailed) -> DeliberationStatus:
     return DeliberationStatus.TIMED_OUT if failed.timed_out else DeliberationStatus.FAILED
 
 
-def deadline_of(started: DeliberationStarted) -> dt.datetime:
-    """When the whole deliberation must be over: its start plus the council's overall deadline."""
-    return started.started_at + dt.timedelta(seconds=started.council.protocol.deliberation_deadline_s)
-
-
 class OperatorRequest(msgspec.Struct, frozen=True, kw_only=True):
     """An operator's cancel or retry request: who asked, why, and when."""
 
     by: str
     reason: str = ""
     at: str
+
+
+class RequestFate(enum.StrEnum):
+    """What became of an operator's cancel or retry request, as far as the read models can tell."""
+
+    GRANTED = "granted"
+    PENDING = "pending"
+    # The deliberation ended some other way before the collector read the cancel, which then changed nothing.
+    CAME_AFTER_IT_ENDED = "came after it ended"
+    NOT_GRANTED = "not granted"
+
+
+def cancel_fate(status: DeliberationStatus, cancelled_by: str | None) -> RequestFate:
+    """A cancel is pending only while the deliberation runs: once it ended, it was cancelled or it was not."""
+    if cancelled_by is not None:
+        return RequestFate.GRANTED
+    return RequestFate.CAME_AFTER_IT_ENDED if status.finished else RequestFate.PENDING
+
+
+def retry_fate(retried_as: str | None) -> RequestFate:
+    """A retry is granted with its new attempt's id, in the collector step that reads the request; without
+    one it was refused, since the collector retries only an ended deliberation and refuses one still running
+    at once. No event says it refused, so the request reads "not granted" rather than pending for ever (and
+    for the moment between a granted request and its new attempt reaching the read model)."""
+    return RequestFate.GRANTED if retried_as is not None else RequestFate.NOT_GRANTED
 
 
 # --- deliberation.show ----------------------------------------------------------------------
@@ -178,17 +195,18 @@ class PlanView(msgspec.Struct, frozen=True, kw_only=True):
     approved_by: str | None = None
     approved_at: str | None = None
     tasks: list[TaskView] = []
-    # What ingress answered: accepted with these deliberations, or rejected with reasons.
-    accepted_at: str | None = None
-    accepted_deliberations: list[str] = []
-    rejected_at: str | None = None
-    rejection_reasons: list[str] = []
+    # Ingress's latest answer to an approval of this plan: "accepted" (with how many deliberations it
+    # requested) or "rejected" (with its reasons); each deliberation's outcome is on the deliberation.
+    answer: str | None = None
+    answered_at: str | None = None
+    approval_id: str | None = None
+    answer_reasons: list[str] = []
+    deliberation_count: int | None = None
     # Once every deliberation ended; a later revision after a retried one ends.
     concluded_at: str | None = None
     conclusion_revision: int | None = None
     completed: int | None = None
     failed: int | None = None
-    outcomes: list[DeliberationOutcome] = []
 
 
 class TransitionView(msgspec.Struct, frozen=True, kw_only=True):

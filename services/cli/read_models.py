@@ -15,7 +15,10 @@ from contracts.queries import (
     DeliberationView,
     OperatorRequest,
     PlanView,
+    RequestFate,
     StoryView,
+    cancel_fate,
+    retry_fate,
 )
 from services.cli.runner import nats_connection
 from services.mesh.queries import ask
@@ -87,18 +90,25 @@ def _lifecycle(view: DeliberationView) -> list[str]:
         lines.append(f"attempt {a.number}, retry of {a.previous_id} (first {a.first_id}), requested by "
                      f"{a.requested_by}" + (f": {a.reason}" if a.reason else ""))
     if view.cancel_requested:
-        lines.append(_requested("cancel", view.cancel_requested))
+        lines.append(_requested("cancel", view.cancel_requested, cancel_fate(view.status, view.cancelled_by)))
     if view.cancelled_by:
         lines.append(f"[magenta]cancelled by {view.cancelled_by}[/]")
     if view.retry_requested:
-        lines.append(_requested("retry", view.retry_requested))
+        lines.append(_requested("retry", view.retry_requested, retry_fate(view.retried_as)))
     if view.retried_as:
         lines.append(f"retried as {view.retried_as}")
     return lines
 
 
-def _requested(what: str, request: OperatorRequest) -> str:
-    return f"{what} requested by {request.by} at {request.at}" + (f": {request.reason}" if request.reason else "")
+_FATES = {RequestFate.PENDING: " [yellow](pending)[/]", RequestFate.GRANTED: "",
+          RequestFate.CAME_AFTER_IT_ENDED: " [dim](came after it ended)[/]",
+          RequestFate.NOT_GRANTED: " [red](not granted)[/]"}
+
+
+def _requested(what: str, request: OperatorRequest, fate: RequestFate) -> str:
+    # A granted request needs no mark: the line after it says who cancelled it or what retried it.
+    return (f"{what} requested by {request.by} at {request.at}" + (f": {request.reason}" if request.reason else "")
+            + _FATES[fate])
 
 
 def _score(score: float | None) -> str:
@@ -149,10 +159,10 @@ def story_tree(story: StoryView) -> Tree:
 def _plan_answers(plan: PlanView) -> list[str]:
     """What ingress answered, and how the plan ended."""
     lines = []
-    if plan.accepted_at:
-        lines.append(f"[green]accepted[/] at {plan.accepted_at}: {len(plan.accepted_deliberations)} deliberation(s)")
-    if plan.rejected_at:
-        lines.append(f"[red]rejected[/] at {plan.rejected_at}: {'; '.join(plan.rejection_reasons)}")
+    if plan.answer == "accepted":
+        lines.append(f"[green]accepted[/] at {plan.answered_at}: {plan.deliberation_count} deliberation(s)")
+    elif plan.answer == "rejected":
+        lines.append(f"[red]rejected[/] at {plan.answered_at}: {'; '.join(plan.answer_reasons)}")
     if plan.concluded_at:
         lines.append(f"concluded at {plan.concluded_at} (revision {plan.conclusion_revision}): "
                      f"{plan.completed} completed, {plan.failed} failed")

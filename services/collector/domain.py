@@ -48,6 +48,7 @@ from contracts.events import (
     TurnRequested,
     Verdict,
     Winner,
+    overall_deadline,
 )
 from contracts.queries import failed_status
 from services.collector.scoring import eligible, rank, score_all
@@ -105,7 +106,7 @@ class Deliberation(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def overall_deadline_at(self) -> dt.datetime:
-        return self.started_at + dt.timedelta(seconds=self.council.protocol.deliberation_deadline_s)
+        return overall_deadline(self.started_at, self.council.protocol)
 
     def current_turns(self) -> list[TurnState]:
         return [t for t in self.turns.values() if t.turn.phase == self.phase and t.turn.round == self.round]

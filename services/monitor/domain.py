@@ -16,7 +16,7 @@ import msgspec
 
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
-from contracts.queries import DeliberationStatus, deadline_of, failed_status
+from contracts.queries import DeliberationStatus, cancel_fate, failed_status, retry_fate
 
 RECENT_EVENTS = 100
 FINISHED_KEPT = 50
@@ -72,19 +72,29 @@ class DeliberationRow:
 
 @dataclass
 class PlanRow:
-    """What ingress answered for a plan, and how it ended."""
+    """Ingress's latest answer to an approval of a plan, and how the plan ended, kept apart as in the graph:
+    a later approval of the same plan that is rejected replaces the answer, not the conclusion of the
+    deliberations the earlier one started, and a conclusion after a rejection keeps no rejection's reasons
+    as its own."""
 
     story_id: str
     plan_id: str
+    # When the row last changed: what orders the rows and decides which are kept.
     at: str
-    status: str
-    deliberations: list[str] = field(default_factory=list)
+    # "accepted" or "rejected", and the answer's approval, time and reasons (none when accepted); None when
+    # the answer is older than what the monitor read.
+    answer: str | None = None
+    answered_at: str | None = None
+    # What upstream matches the answer by; all a rejected approval that names no plan has.
+    approval_id: str | None = None
     reasons: list[str] = field(default_factory=list)
+    # The plan's deliberations, as an acceptance or the conclusion named them: a rejected approval starts
+    # none and stops none.
+    deliberations: list[str] = field(default_factory=list)
+    concluded_at: str | None = None
     revision: int | None = None
     completed: int | None = None
     failed: int | None = None
-    # What upstream matches the answer by; all a rejected approval that names no plan has.
-    approval_id: str | None = None
 
 
 @dataclass
@@ -161,7 +171,11 @@ def _event_order(event: dict) -> tuple:
 
 
 def _row_dict(row: DeliberationRow) -> dict:
-    return asdict(row)
+    # What became of each operator request, by the same rule as `fleet deliberation show`: a request the
+    # collector refused, or a cancel that came after the end, must not read as pending for ever.
+    return {**asdict(row),
+            "cancel_fate": cancel_fate(row.status, row.cancelled_by).value if row.cancel_requested else None,
+            "retry_fate": retry_fate(row.retried_as).value if row.retry_requested else None}
 
 
 def _latency_summary(values: deque, failures: int) -> dict:
@@ -218,7 +232,7 @@ def _started(state: MonitorState, event: ev.DeliberationStarted, at: str) -> Non
     row = state.deliberations.setdefault(ref.deliberation_id, DeliberationRow(
         ref.deliberation_id, ref.story_id, ref.plan_id, ref.task_id, event.brief.task.title, ref.role.value))
     row.started_at = format_time(event.started_at)
-    row.deadline_at = format_time(deadline_of(event))
+    row.deadline_at = format_time(ev.overall_deadline(event.started_at, event.council.protocol))
     if not row.finished:
         row.status = DeliberationStatus.IN_PROGRESS
 
@@ -267,22 +281,31 @@ def _failed(state: MonitorState, event: ev.DeliberationFailed, at: str) -> None:
     row.cancelled_by = event.cancelled_by
 
 
+def _plan_row(state: MonitorState, key: str, story_id: str, plan_id: str, at: str) -> PlanRow:
+    row = state.plans.setdefault(key, PlanRow(story_id, plan_id, at))
+    row.at = at
+    return row
+
+
+def _answer(row: PlanRow, answer: str, approval_id: str, reasons: list[str], at: str) -> None:
+    row.answer, row.answered_at, row.approval_id, row.reasons = answer, at, approval_id, reasons
+
+
 def _plan_accepted(state: MonitorState, event: ev.PlanAccepted, at: str) -> None:
-    state.plans[f"{event.story_id}/{event.plan_id}"] = PlanRow(
-        event.story_id, event.plan_id, at, "accepted", deliberations=[d.deliberation_id for d in event.deliberations],
-        approval_id=event.approval_id)
+    row = _plan_row(state, f"{event.story_id}/{event.plan_id}", event.story_id, event.plan_id, at)
+    _answer(row, "accepted", event.approval_id, [], at)
+    row.deliberations = [d.deliberation_id for d in event.deliberations]
 
 
 def _plan_rejected(state: MonitorState, event: ev.PlanRejected, at: str) -> None:
     key = f"{event.story_id}/{event.plan_id}" if event.plan_id else event.approval_id
-    state.plans[key] = PlanRow(event.story_id, event.plan_id, at, "rejected", reasons=list(event.reasons),
-                               approval_id=event.approval_id)
+    _answer(_plan_row(state, key, event.story_id, event.plan_id, at), "rejected", event.approval_id,
+            list(event.reasons), at)
 
 
 def _plan_concluded(state: MonitorState, event: ev.PlanConcluded, at: str) -> None:
-    key = f"{event.story_id}/{event.plan_id}"
-    row = state.plans.setdefault(key, PlanRow(event.story_id, event.plan_id, at, "concluded"))
-    row.at, row.status, row.revision = at, "concluded", event.revision
+    row = _plan_row(state, f"{event.story_id}/{event.plan_id}", event.story_id, event.plan_id, at)
+    row.concluded_at, row.revision = at, event.revision
     row.completed, row.failed = event.completed, event.failed
     row.deliberations = row.deliberations or [o.deliberation_id for o in event.outcomes]
 

@@ -31,8 +31,6 @@ def load_scopes(budgets: Mapping[Role, int], path: Path = SCOPES_FILE) -> dict[R
     """Every role's scope: its own table over the defaults, its budget from the settings. A bad file fails
     loudly at start."""
     document = tomllib.loads(path.read_text())
-    if any("budget_tokens" in table for table in (document.get("default", {}), *document.get("roles", {}).values())):
-        raise ValueError(f"{path}: budget_tokens is a setting now: FLEET_CONTEXT_BUDGET_TOKENS (docs/operations.md)")
     default = document.get("default", {})
     unknown_roles = set(document.get("roles", {})) - {role.value for role in Role}
     if unknown_roles:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import msgspec
-
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
-from contracts.queries import DeliberationStatus, deadline_of, failed_status
+from contracts.queries import DeliberationStatus, failed_status
 from services.projection.vocabulary import (
     EdgeWrite,
     GraphWrite,
@@ -69,10 +67,12 @@ def _story_transitioned(event: ev.StoryTransitioned, envelope: Envelope) -> list
     ]
 
 
+# A plan keeps ingress's latest answer: accepted and rejected are both on ORCHESTRATION, so "latest" is the
+# stream's order, and an approval accepted after an earlier one was rejected (or the reverse) replaces it.
 def _plan_accepted(event: ev.PlanAccepted, envelope: Envelope) -> list[GraphWrite]:
     return [NodeWrite(Label.PLAN_VERSION, plan_key(event.story_id, event.plan_id), {
-        "accepted_at": format_time(envelope.occurred_at),
-        "accepted_deliberations": [d.deliberation_id for d in event.deliberations],
+        "answer": "accepted", "answered_at": format_time(envelope.occurred_at), "approval_id": event.approval_id,
+        "answer_reasons": [], "deliberation_count": len(event.deliberations),
     })]
 
 
@@ -83,18 +83,19 @@ def _plan_rejected(event: ev.PlanRejected, envelope: Envelope) -> list[GraphWrit
     return [
         NodeWrite(Label.STORY, event.story_id, {"story_id": event.story_id}),
         NodeWrite(Label.PLAN_VERSION, plan, {
-            "story_id": event.story_id, "plan_id": event.plan_id, "rejected_at": format_time(envelope.occurred_at),
-            "rejection_reasons": list(event.reasons),
+            "story_id": event.story_id, "plan_id": event.plan_id, "answer": "rejected",
+            "answered_at": format_time(envelope.occurred_at), "approval_id": event.approval_id,
+            "answer_reasons": list(event.reasons), "deliberation_count": 0,
         }),
         EdgeWrite(Label.STORY, event.story_id, Rel.HAS_PLAN, Label.PLAN_VERSION, plan),
     ]
 
 
 def _plan_concluded(event: ev.PlanConcluded, envelope: Envelope) -> list[GraphWrite]:
+    # The counts only: each outcome is already on its deliberation, and a story's view reads those.
     return [NodeWrite(Label.PLAN_VERSION, plan_key(event.story_id, event.plan_id), {
         "concluded_at": format_time(envelope.occurred_at), "conclusion_revision": event.revision,
         "completed": event.completed, "failed": event.failed,
-        "outcomes": msgspec.json.encode(event.outcomes).decode(),
     })]
 
 
@@ -168,7 +169,8 @@ def _retry_requested(event: ev.DeliberationRetryRequested, envelope: Envelope) -
 def _deliberation_started(event: ev.DeliberationStarted, envelope: Envelope) -> list[GraphWrite]:
     return [NodeWrite(Label.DELIBERATION, event.deliberation.deliberation_id, {
         "status": DeliberationStatus.IN_PROGRESS.value, "started_at": format_time(event.started_at),
-        "deadline_s": event.council.protocol.deliberation_deadline_s, "deadline_at": format_time(deadline_of(event)),
+        "deadline_s": event.council.protocol.deliberation_deadline_s,
+        "deadline_at": format_time(ev.overall_deadline(event.started_at, event.council.protocol)),
     })]
 
 

@@ -16,7 +16,7 @@ import msgspec
 
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
-from contracts.queries import DeliberationStatus, deadline_of, failed_status
+from contracts.queries import DeliberationStatus, failed_status
 
 ACTIVITY_KEY = "activity"
 ACTIVITY_KEPT = 200
@@ -32,7 +32,9 @@ def story_deliberations_key(story_id: str) -> str:
 
 
 def story_key(story_id: str) -> str:
-    return f"story:{story_id}"
+    # Every story key ends in its own suffix: a bare `story:{id}` would be another story's set when the id
+    # itself ends in ":deliberations" or ":transitions", and writing a hash there fails with WRONGTYPE.
+    return f"story:{story_id}:state"
 
 
 def story_transitions_key(story_id: str) -> str:
@@ -148,7 +150,7 @@ def _started(event: ev.DeliberationStarted, envelope: Envelope) -> list[KvWrite]
     return [_deliberation(event.deliberation.deliberation_id, status=DeliberationStatus.IN_PROGRESS.value,
                           started_at=format_time(event.started_at),
                           deadline_s=event.council.protocol.deliberation_deadline_s,
-                          deadline_at=format_time(deadline_of(event)))]
+                          deadline_at=format_time(ev.overall_deadline(event.started_at, event.council.protocol)))]
 
 
 def _advanced(event: ev.DeliberationAdvanced, envelope: Envelope) -> list[KvWrite]:

@@ -6,7 +6,7 @@ import json
 
 import msgspec
 
-from contracts.events import DeliberationOutcome, DeliberationRef
+from contracts.events import DeliberationRef
 from contracts.queries import (
     DecisionBrief,
     DeliberationList,
@@ -63,15 +63,15 @@ OPTIONAL MATCH (p)-[:{Rel.HAS_TASK}]->(t:{Label.TASK})
 OPTIONAL MATCH (t)-[:{Rel.DELIBERATED_IN}]->(d:{Label.DELIBERATION})
 OPTIONAL MATCH (d)-[:{Rel.DECIDED}]->(c:{Label.DECISION})
 OPTIONAL MATCH (d)-[:{Rel.RETRIED_AS}]->(r:{Label.DELIBERATION})
-RETURN p.plan_id, p.approved_by, p.approved_at, p.accepted_at, p.accepted_deliberations, p.rejected_at,
-       p.rejection_reasons, p.concluded_at, p.conclusion_revision, p.completed, p.failed, p.outcomes,
+RETURN p.plan_id, p.approved_by, p.approved_at, p.answer, p.answered_at, p.approval_id, p.answer_reasons,
+       p.deliberation_count, p.concluded_at, p.conclusion_revision, p.completed, p.failed,
        t.task_id, t.title, t.position, d.id, d.role, d.status, d.winner_score, d.attempt_number, d.cancelled_by,
        r.id, c.winner_id, c.rationale, c.decided_by"""
 STORY_TRANSITIONS_QUERY = f"""MATCH (s:{Label.STORY} {{id: $story}})
 OPTIONAL MATCH (s)-[:{Rel.TRANSITIONED}]->(t:{Label.TRANSITION})
 RETURN s.state, t.id, t.from_state, t.to_state, t.by, t.reason, t.at"""
-_PLAN_COLUMNS = ("approved_by", "approved_at", "accepted_at", "accepted_deliberations", "rejected_at",
-                 "rejection_reasons", "concluded_at", "conclusion_revision", "completed", "failed", "outcomes")
+_PLAN_COLUMNS = ("approved_by", "approved_at", "answer", "answered_at", "approval_id", "answer_reasons",
+                 "deliberation_count", "concluded_at", "conclusion_revision", "completed", "failed")
 
 
 def story_view(story_id: str, rows: list[list], transition_rows: list[list] = ()) -> StoryView | None:
@@ -102,7 +102,7 @@ def story_view(story_id: str, rows: list[list], transition_rows: list[list] = ()
         story_id=story_id, state=transition_rows[0][0] if transition_rows else None,
         transitions=sorted(transitions, key=lambda t: (t.at, t.event_id)),
         plans=[_plan_view(plan_id, plan) for plan_id, plan in sorted(
-            plans.items(), key=lambda item: (item[1]["approved_at"] or item[1]["rejected_at"] or "", item[0]))],
+            plans.items(), key=lambda item: (item[1]["approved_at"] or item[1]["answered_at"] or "", item[0]))],
     )
 
 
@@ -112,10 +112,8 @@ def _plan_view(plan_id: str, plan: dict) -> PlanView:
                  deliberations=sorted(task["deliberations"].values(), key=lambda d: (d.role, d.attempt_number)))
         for task_id, task in sorted(plan.pop("tasks").items(), key=lambda item: (item[1]["position"], item[0]))
     ]
-    outcomes = plan.pop("outcomes")
     values = {name: value for name, value in plan.items() if value is not None}
-    return PlanView(plan_id=plan_id, tasks=tasks, **values,
-                    outcomes=msgspec.json.decode(outcomes, type=list[DeliberationOutcome]) if outcomes else [])
+    return PlanView(plan_id=plan_id, tasks=tasks, **values)
 
 
 CONTEXT_TASK_QUERY = f"""MATCH (t:{Label.TASK} {{id: $task}})

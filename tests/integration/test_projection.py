@@ -199,9 +199,10 @@ async def test_the_lifecycle_is_what_story_show_deliberation_show_and_list_answe
     assert [(t.from_state, t.to_state, t.by, t.reason) for t in story.transitions] == [
         ("TODO", "DESIGN", "po", ""), ("DESIGN", "BUILD", "po", "design signed off")]
     accepted, rejected = story.plans
-    assert (accepted.accepted_deliberations, accepted.conclusion_revision, accepted.failed) == ([f"qa-{unique}"], 2, 0)
-    assert [o.outcome for o in accepted.outcomes] == ["completed", "completed"]
-    assert (rejected.plan_id, rejected.rejection_reasons) == (f"plan2-{unique}", ["no council for DATA"])
+    assert (accepted.answer, accepted.approval_id, accepted.deliberation_count, accepted.conclusion_revision,
+            accepted.failed) == ("accepted", f"{unique}-approval", 1, 2, 0)
+    assert (rejected.plan_id, rejected.answer, rejected.answer_reasons, rejected.approval_id) == (
+        f"plan2-{unique}", "rejected", ["no council for DATA"], f"{unique}-approval-2")
     [task] = accepted.tasks
     assert [(d.role, d.attempt_number, d.status, d.cancelled_by, d.retried_as) for d in task.deliberations] == [
         ("DEV", 1, "COMPLETED", None, None), ("QA", 1, "CANCELLED", "ops", f"qa2-{unique}"),
@@ -215,6 +216,31 @@ async def test_the_lifecycle_is_what_story_show_deliberation_show_and_list_answe
     transitions = await kv.store.client.zrange(
         f"{await kv.store.active_namespace()}:story:story-{unique}:transitions", 0, -1)
     assert [msgspec.json.decode(t)["to_state"] for t in transitions] == ["DESIGN", "BUILD"]
+
+
+async def test_a_plan_shows_ingress_latest_answer_to_its_approvals_never_two(js, stores, unique):
+    graph, kv = stores
+    events = story_events(unique)
+    rejected = msgspec.structs.replace(events["rejected"], approval_id=f"{unique}-approval-3",
+                                       plan_id=f"plan-{unique}")
+    accepted_again = msgspec.structs.replace(events["accepted"], approval_id=f"{unique}-approval-4")
+    reads = ReadModels(graph.store, kv.store)
+
+    async def latest_answer(*named) -> tuple:
+        for name, event in named:
+            await publish(js, event, f"{unique}-{name}")
+        await catch_up(js, graph, PLANNING, ORCHESTRATION)
+        [plan] = (await reads.story(f"story-{unique}")).plans
+        return plan.answer, plan.approval_id, plan.answer_reasons, plan.deliberation_count, plan.concluded_at
+
+    after_rejection = await latest_answer(("approval", events["approval"]), ("accepted", events["accepted"]),
+                                          ("concluded", events["concluded"]), ("rejected-later", rejected))
+    after_acceptance = await latest_answer(("accepted-again", accepted_again))
+
+    assert after_rejection[:4] == ("rejected", f"{unique}-approval-3", ["no council for DATA"], 0)
+    assert after_acceptance[:4] == ("accepted", f"{unique}-approval-4", [], 1)
+    # The deliberations the first acceptance started still concluded, whatever was answered since.
+    assert after_rejection[4] is not None and after_acceptance[4] == after_rejection[4]
 
 
 async def test_an_edge_whose_endpoint_arrives_later_is_kept_and_filled_in(js, stores, unique):

@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import logging
+import tomllib
 
 import pytest
 
@@ -71,12 +72,12 @@ def test_each_role_gets_the_budget_the_settings_give_it():
     assert scopes[Role.ARCHITECT].budget_tokens == SEED_CONTEXT_BUDGETS[Role.ARCHITECT]
 
 
-def test_a_budget_left_in_the_scopes_file_fails_loudly_and_names_the_setting(tmp_path):
-    path = tmp_path / "scopes.toml"
-    path.write_text(SCOPES_FILE.read_text().replace("[roles.DATA]\n", "[roles.DATA]\nbudget_tokens = 700\n"))
+def test_the_shipped_scopes_file_holds_only_what_a_scope_reads_and_no_budget():
+    # A budget there would be silently ignored: it is the FLEET_CONTEXT_BUDGET_TOKENS setting.
+    document = tomllib.loads(SCOPES_FILE.read_text())
 
-    with pytest.raises(ValueError, match="FLEET_CONTEXT_BUDGET_TOKENS"):
-        load_scopes(SEED_CONTEXT_BUDGETS, path)
+    for name, table in [("default", document["default"]), *document["roles"].items()]:
+        assert set(table) <= {"phases", "sections", "decisions"}, name
 
 
 def test_no_role_gets_a_context_for_judging_or_selecting():

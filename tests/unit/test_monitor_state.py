@@ -198,7 +198,36 @@ def test_a_cancelled_deliberation_is_a_result_that_says_who_cancelled_it_and_who
     [row] = log.state.snapshot(T0, True)["results"]
     assert in_flight["cancel_requested"] == {"by": "ops", "reason": "wrong rubric", "at": "2026-11-23T04:00:20.000000Z"}
     assert in_flight["deadline_at"] == "2026-11-23T04:30:00.000000Z"
-    assert (row["status"], row["cancelled_by"]) == ("CANCELLED", "ops")
+    assert (in_flight["cancel_fate"], in_flight["retry_fate"]) == ("pending", None)
+    assert (row["status"], row["cancelled_by"], row["cancel_fate"]) == ("CANCELLED", "ops", "granted")
+
+
+def test_a_cancel_that_arrived_after_the_deliberation_ended_is_not_shown_as_pending():
+    log = Log()
+    log.feed(requested(), 0)
+    log.feed(completed(), 10)
+    log.feed(DeliberationCancelRequested(deliberation_id="d-1", requested_by="ops", reason="too slow"), 11)
+
+    [row] = log.state.snapshot(T0, True)["results"]
+    assert (row["status"], row["cancelled_by"], row["cancel_fate"]) == ("COMPLETED", None, "came after it ended")
+
+
+def test_a_retry_the_collector_refused_is_not_granted_and_one_it_granted_names_the_new_attempt():
+    log = Log()
+    log.feed(requested(), 0)
+    # Asked while it ran: the collector refuses it, and no attempt follows.
+    log.feed(DeliberationRetryRequested(deliberation_id="d-1", requested_by="ops", reason="too soon"), 1)
+    log.feed(DeliberationFailed(deliberation_id="d-1", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV,
+                                phase=Phase.PROPOSE, reason="quorum", duration_ms=5_000), 5)
+    [refused] = log.state.snapshot(T0, True)["results"]
+    log.feed(DeliberationRetryRequested(deliberation_id="d-1", requested_by="ops", reason="llm back"), 60)
+    retry_ref = DeliberationRef(deliberation_id="d-2", story_id="s-1", plan_id="p-1", task_id="t-1", role=Role.DEV)
+    log.feed(msgspec.structs.replace(requested(retry_ref), attempt=Attempt(
+        first_id="d-1", previous_id="d-1", number=2, requested_by="ops", reason="llm back")), 61)
+
+    [granted] = log.state.snapshot(T0, True)["results"]
+    assert (refused["retry_fate"], refused["cancel_fate"]) == ("not granted", None)
+    assert (granted["retry_fate"], granted["retried_as"]) == ("granted", "d-2")
 
 
 def test_a_retry_is_a_new_row_with_its_attempt_and_the_retried_row_points_to_it():
@@ -219,15 +248,55 @@ def test_a_retry_is_a_new_row_with_its_attempt_and_the_retried_row_points_to_it(
     assert (retried["retried_as"], retried["retry_requested"]["by"]) == ("d-2", "ops")
 
 
+def accepted(approval_id: str = "a-1") -> PlanAccepted:
+    return PlanAccepted(story_id="s-1", plan_id="p-1", approved_by="alice", approval_id=approval_id, deliberations=[
+        PlannedDeliberation(deliberation_id="d-1", task_id="t-1", role=Role.DEV)])
+
+
+def rejected(approval_id: str = "a-2", plan_id: str = "p-1") -> PlanRejected:
+    return PlanRejected(approval_id=approval_id, original_subject="planning.plan.approved.v1", reasons=["no tasks"],
+                        story_id="s-1" if plan_id else "", plan_id=plan_id)
+
+
+def concluded(failed: int = 0) -> PlanConcluded:
+    return PlanConcluded(story_id="s-1", plan_id="p-1", completed=1 - failed, failed=failed, revision=2, outcomes=[
+        DeliberationOutcome(deliberation_id="d-1", task_id="t-1", role=Role.DEV,
+                            outcome="failed" if failed else "completed")])
+
+
 def test_the_plans_show_what_ingress_answered_and_how_they_ended_newest_first():
     log = Log()
-    log.feed(PlanAccepted(story_id="s-1", plan_id="p-1", approved_by="alice", approval_id="a-1", deliberations=[
-        PlannedDeliberation(deliberation_id="d-1", task_id="t-1", role=Role.DEV)]), 0)
-    log.feed(PlanRejected(approval_id="a-2", original_subject="planning.plan.approved.v1", reasons=["no tasks"]), 1)
-    log.feed(PlanConcluded(story_id="s-1", plan_id="p-1", completed=1, failed=0, revision=2, outcomes=[
-        DeliberationOutcome(deliberation_id="d-1", task_id="t-1", role=Role.DEV, outcome="completed")]), 2)
+    log.feed(accepted(), 0)
+    log.feed(rejected(plan_id=""), 1)
+    log.feed(concluded(), 2)
 
-    concluded, rejected = log.state.snapshot(T0, True)["plans"]
-    assert (concluded["status"], concluded["revision"], concluded["completed"], concluded["deliberations"]) == (
-        "concluded", 2, 1, ["d-1"])
-    assert (rejected["status"], rejected["reasons"], rejected["approval_id"]) == ("rejected", ["no tasks"], "a-2")
+    plan, unnamed = log.state.snapshot(T0, True)["plans"]
+    assert (plan["answer"], plan["approval_id"], plan["reasons"], plan["deliberations"]) == (
+        "accepted", "a-1", [], ["d-1"])
+    assert (plan["concluded_at"], plan["revision"], plan["completed"]) == ("2026-11-23T04:00:02.000000Z", 2, 1)
+    assert (unnamed["answer"], unnamed["reasons"], unnamed["approval_id"]) == ("rejected", ["no tasks"], "a-2")
+    assert unnamed["concluded_at"] is None
+
+
+def test_an_approval_of_a_concluded_plan_rejected_later_is_the_latest_answer_and_keeps_the_conclusion():
+    log = Log()
+    log.feed(accepted(), 0)
+    log.feed(concluded(), 2)
+    log.feed(rejected(), 3)
+
+    [plan] = log.state.snapshot(T0, True)["plans"]
+    assert (plan["answer"], plan["answered_at"], plan["approval_id"], plan["reasons"]) == (
+        "rejected", "2026-11-23T04:00:03.000000Z", "a-2", ["no tasks"])
+    assert (plan["concluded_at"], plan["revision"], plan["completed"], plan["deliberations"]) == (
+        "2026-11-23T04:00:02.000000Z", 2, 1, ["d-1"])
+
+
+def test_a_conclusion_after_a_rejected_then_accepted_approval_has_no_rejection_reasons():
+    log = Log()
+    log.feed(rejected(approval_id="a-0"), 0)
+    log.feed(accepted(), 1)
+    log.feed(concluded(failed=1), 2)
+
+    [plan] = log.state.snapshot(T0, True)["plans"]
+    assert (plan["answer"], plan["approval_id"], plan["reasons"]) == ("accepted", "a-1", [])
+    assert (plan["completed"], plan["failed"]) == (0, 1)

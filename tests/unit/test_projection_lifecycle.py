@@ -15,6 +15,7 @@ from services.projection.kv_model import (
     council_stats_key,
     deliberation_key,
     kv_writes,
+    story_deliberations_key,
     story_key,
     story_transitions_key,
 )
@@ -112,6 +113,14 @@ def test_a_transition_in_the_kv_model_is_the_storys_state_and_one_member_of_its_
     assert history in again
 
 
+def test_no_key_of_one_story_is_a_key_of_another_whatever_their_ids():
+    # A story id may hold ":" (ids are any non-empty string): a hash at another story's set is WRONGTYPE.
+    ids = ["x", "x:deliberations", "x:transitions", "x:state", "x:state:state"]
+    keys = [make(story_id) for story_id in ids for make in (story_key, story_deliberations_key, story_transitions_key)]
+
+    assert len(set(keys)) == len(keys)
+
+
 def test_a_legacy_transition_is_projected_as_a_v1_transition_without_a_reason():
     legacy = LegacyStoryTransitioned(story_id="s-1", from_state="TODO", to_state="DESIGN", transitioned_by="po",
                                      timestamp=1_700_000_000)
@@ -125,20 +134,54 @@ def test_a_legacy_transition_is_projected_as_a_v1_transition_without_a_reason():
 # --- the plan's answers -----------------------------------------------------------------------------
 
 
-def test_an_accepted_plan_records_when_and_its_deliberations():
+def test_an_accepted_plan_records_the_answer_its_approval_and_how_many_deliberations_it_requested():
     event = plan_accepted()
     nodes = nodes_of(graph_writes(event, envelope(event, at(3))))
 
     assert nodes == {(Label.PLAN_VERSION, plan_key("s-1", "p-1")): {
-        "accepted_at": "2026-11-22T12:00:03.000000Z", "accepted_deliberations": ["d-1"]}}
+        "answer": "accepted", "answered_at": "2026-11-22T12:00:03.000000Z", "approval_id": "approval-1",
+        "answer_reasons": [], "deliberation_count": 1}}
 
 
 def test_a_rejected_plan_is_a_plan_of_its_story_with_the_reasons():
     event = plan_rejected()
     writes = graph_writes(event, envelope(event, at(3)))
+    plan = nodes_of(writes)[(Label.PLAN_VERSION, "s-1/p-9")]
 
-    assert nodes_of(writes)[(Label.PLAN_VERSION, "s-1/p-9")]["rejection_reasons"] == ["no council for role DATA"]
+    assert (plan["answer"], plan["approval_id"], plan["answer_reasons"], plan["deliberation_count"]) == (
+        "rejected", "approval-9", ["no council for role DATA"], 0)
     assert edges_of(writes) == {(Label.STORY, "s-1", Rel.HAS_PLAN, Label.PLAN_VERSION, "s-1/p-9")}
+
+
+def plan_answered(*events_at) -> dict:
+    """The plan node's properties after these (event, moment) pairs, applied in order as the projector does."""
+    props: dict = {}
+    for event, moment in events_at:
+        for (label, key), values in nodes_of(graph_writes(event, envelope(event, moment))).items():
+            if (label, key) == (Label.PLAN_VERSION, "s-1/p-1"):
+                props.update(values)
+    return props
+
+
+def test_an_approval_rejected_after_an_earlier_one_was_accepted_leaves_only_the_rejection():
+    rejected = msgspec.structs.replace(plan_rejected(plan_id="p-1"), approval_id="approval-2")
+
+    plan = plan_answered((plan_accepted(), at(3)), (plan_concluded(outcome="completed"), at(9)), (rejected, at(20)))
+
+    assert (plan["answer"], plan["answered_at"], plan["approval_id"], plan["answer_reasons"],
+            plan["deliberation_count"]) == ("rejected", "2026-11-22T12:00:20.000000Z", "approval-2",
+                                            ["no council for role DATA"], 0)
+    # The deliberations the accepted approval started still concluded.
+    assert (plan["conclusion_revision"], plan["completed"]) == (1, 1)
+
+
+def test_an_approval_accepted_after_an_earlier_one_was_rejected_leaves_only_the_acceptance():
+    rejected = plan_rejected(plan_id="p-1")
+
+    plan = plan_answered((rejected, at(3)), (plan_accepted(), at(20)))
+
+    assert (plan["answer"], plan["answered_at"], plan["approval_id"], plan["answer_reasons"],
+            plan["deliberation_count"]) == ("accepted", "2026-11-22T12:00:20.000000Z", "approval-1", [], 1)
 
 
 def test_a_rejected_approval_that_names_no_plan_writes_nothing_to_the_graph():
@@ -147,14 +190,13 @@ def test_a_rejected_approval_that_names_no_plan_writes_nothing_to_the_graph():
     assert graph_writes(event, envelope(event)) == []
 
 
-def test_a_concluded_plan_records_its_revision_counts_and_outcomes():
+def test_a_concluded_plan_records_its_revision_and_counts_and_leaves_the_outcomes_on_the_deliberations():
     event = plan_concluded(revision=2, outcome="cancelled")
     props = nodes_of(graph_writes(event, envelope(event, at(9))))[(Label.PLAN_VERSION, "s-1/p-1")]
 
-    assert (props["conclusion_revision"], props["completed"], props["failed"]) == (2, 0, 1)
-    assert msgspec.json.decode(props["outcomes"]) == [
-        {"deliberation_id": "d-2", "task_id": "t-1", "role": "DEV", "outcome": "cancelled", "winner_id": None,
-         "reason": None}]
+    # Not the outcomes: every row of a story's query repeats its plan's properties.
+    assert props == {"concluded_at": "2026-11-22T12:00:09.000000Z", "conclusion_revision": 2, "completed": 0,
+                     "failed": 1}
 
 
 # --- deliberations: deadline, cancel and retry ------------------------------------------------------
@@ -231,9 +273,9 @@ def test_a_story_without_transitions_has_no_state():
 
 
 def test_a_plan_in_a_story_shows_what_ingress_answered_and_how_it_ended():
-    outcomes = '[{"deliberation_id": "d-1", "task_id": "t-1", "role": "DEV", "outcome": "completed"}]'
-    answers = ("2026-11-22T09:00:01.000000Z", ["d-1"], None, None, "2026-11-22T09:10:00.000000Z", 1, 1, 0, outcomes)
-    rejected = (None, None, "2026-11-22T09:00:02.000000Z", ["no council for role DATA"], None, None, None, None, None)
+    answers = ("accepted", "2026-11-22T09:00:01.000000Z", "approval-1", [], 1, "2026-11-22T09:10:00.000000Z", 1, 1, 0)
+    rejected = ("rejected", "2026-11-22T09:00:02.000000Z", "approval-9", ["no council for role DATA"], 0, None, None,
+                None, None)
     rejected_row = story_row("p-9", None, answers=rejected)
     rejected_row[1] = None  # never approved: ingress refused the approval before reading it
     view = story_view("s-1", [
@@ -242,10 +284,11 @@ def test_a_plan_in_a_story_shows_what_ingress_answered_and_how_it_ended():
     ])
 
     accepted, refused = view.plans
-    assert (accepted.accepted_deliberations, accepted.conclusion_revision, accepted.completed) == (["d-1"], 1, 1)
-    assert [o.outcome for o in accepted.outcomes] == ["completed"]
-    assert (refused.plan_id, refused.approved_by, refused.rejection_reasons) == (
-        "p-9", None, ["no council for role DATA"])
+    assert (accepted.answer, accepted.approval_id, accepted.deliberation_count) == ("accepted", "approval-1", 1)
+    assert (accepted.conclusion_revision, accepted.completed, accepted.answer_reasons) == (1, 1, [])
+    assert [d.status for d in accepted.tasks[0].deliberations] == ["COMPLETED"]
+    assert (refused.plan_id, refused.approved_by, refused.answer, refused.answer_reasons) == (
+        "p-9", None, "rejected", ["no council for role DATA"])
 
 
 def test_a_tasks_attempts_are_listed_in_order_with_who_cancelled_and_what_retried_them():
@@ -285,6 +328,23 @@ def test_fleet_deliberation_show_says_the_attempt_the_requests_who_cancelled_and
     assert "retry requested by ops" in shown and "retried as d-2" in shown
     assert "overall deadline" in shown and "2026-11-22T12:30:01.000000Z (1800s after the start)" in shown
     assert "attempt 2, retry of d-1 (first d-1), requested by ops: rubric fixed" in retry
+    assert "pending" not in shown and "not granted" not in shown and "came after it ended" not in shown
+
+
+def test_fleet_deliberation_show_says_a_request_is_pending_only_while_the_deliberation_runs():
+    running = [(requested(), at(0)), (started(), at(1)), (cancel_requested(), at(30))]
+    # The cancel came after the deliberation ended, and the collector refused the retry while it ran.
+    late = [*running[:2], (retry_requested(), at(2)), (failed(), at(20)), (cancel_requested(), at(30))]
+
+    pending = printed(lambda console: print_deliberation(deliberation_view(kv_hash("deliberation:d-1", *running)),
+                                                         console))
+    ended = printed(lambda console: print_deliberation(deliberation_view(kv_hash("deliberation:d-1", *late)),
+                                                       console))
+
+    assert "cancel requested by ops at 2026-11-22T12:00:30.000000Z: wrong rubric (pending)" in pending
+    assert "cancel requested by ops at 2026-11-22T12:00:30.000000Z: wrong rubric (came after it ended)" in ended
+    assert "retry requested by ops at 2026-11-22T12:00:02.000000Z: rubric fixed (not granted)" in ended
+    assert "pending" not in ended
 
 
 def test_fleet_deliberation_list_shows_the_attempt_and_who_cancelled():
@@ -298,8 +358,7 @@ def test_fleet_deliberation_list_shows_the_attempt_and_who_cancelled():
 
 
 def test_fleet_story_show_shows_the_state_the_transitions_and_the_plans_answers():
-    outcomes = '[{"deliberation_id": "d-1", "task_id": "t-1", "role": "DEV", "outcome": "completed"}]'
-    answers = ("2026-11-22T09:00:01.000000Z", ["d-1"], None, None, "2026-11-22T09:10:00.000000Z", 2, 1, 0, outcomes)
+    answers = ("accepted", "2026-11-22T09:00:01.000000Z", "approval-1", [], 1, "2026-11-22T09:10:00.000000Z", 2, 1, 0)
     view = story_view("s-1", [
         story_row("p-1", "2026-11-22T09:00:00.000000Z", "t-1", "One", 0, "d-1", "DEV", "CANCELLED",
                   cancelled_by="ops", retried_as="d-2", answers=answers),

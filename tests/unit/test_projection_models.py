@@ -707,7 +707,7 @@ def test_a_decision_the_checks_ranked_says_so_in_both_read_models():
 def story_row(plan_id, approved_at, task_id=None, title=None, position=None, deliberation_id=None, role=None,
               status=None, score=None, winner_id=None, rationale=None, decided_by=None, attempt_number=None,
               cancelled_by=None, retried_as=None, answers=(None,) * 9) -> list:
-    """A row of STORY_QUERY; `answers` are the plan's accepted ... outcomes columns."""
+    """A row of STORY_QUERY; `answers` are the plan's answer ... failed columns."""
     return [plan_id, "alice", approved_at, *answers, task_id, title, position, deliberation_id, role, status, score,
             attempt_number, cancelled_by, retried_as, winner_id, rationale, decided_by]
 
