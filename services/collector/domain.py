@@ -187,17 +187,28 @@ def on_deadline(state: Deliberation, deadline: DeadlinePassed, now: dt.datetime)
     overall = deadline.deadline_at >= state.overall_deadline_at
     seconds = state.council.protocol.deliberation_deadline_s if overall else state.council.protocol.phase_deadline_s
     pending = [t for t in state.current_turns() if t.status == "pending"]
+    # A turn is asked only when its phase opens, so at the overall deadline it did not have all of
+    # deliberation_deadline_s: the error names the deadline that passed, not a time it was given.
+    error = (f"{DEADLINE_ERROR}: the deliberation's overall deadline of {seconds:g}s passed" if overall
+             else f"{DEADLINE_ERROR}: no answer within {seconds:g}s")
     for turn in pending:
-        state = with_turn(
-            state,
-            msgspec.structs.replace(turn, status="failed", error=f"{DEADLINE_ERROR}: no answer within {seconds:g}s",
-                                    timed_out=True),
-        )
+        state = with_turn(state, msgspec.structs.replace(turn, status="failed", error=error, timed_out=True))
     if overall:
         return fail(state, f"the deliberation's overall deadline of {seconds:g}s passed in the {state.phase} phase "
                            f"(round {state.round}) with {len(pending)} of {len(state.current_turns())} turns "
                            "unanswered", now, timed_out=True)
     return close_phase(state, now)
+
+
+def too_large_to_store(state: Deliberation, size: int, limit: int, now: dt.datetime) -> Step:
+    """The step that would have stored a record of `size` bytes, over the store's `limit`, ends it instead.
+
+    The record cannot be saved, so the event would be retried until dead-lettered and the deliberation
+    would hang until its overall deadline: one failure that says why is better. Answers near Text's
+    64,000 characters in wide characters (up to 6 bytes each as JSON) are what gets there.
+    """
+    return fail(state, f"its stored record would be {size:,} bytes, over the store's limit of {limit:,} bytes: "
+                       "the drafts, answers and turn requests it must hold at once are too large", now, timed_out=False)
 
 
 def on_cancel(state: Deliberation, request: DeliberationCancelRequested, now: dt.datetime) -> Step:
@@ -263,10 +274,12 @@ type TurnPlan = tuple[Turn, AgentProfile, TurnInput]
 
 
 def open_phase(state: Deliberation, phase: Phase, round_: int, plans: list[TurnPlan], now: dt.datetime) -> Step:
-    if now >= state.overall_deadline_at:
-        seconds = state.council.protocol.deliberation_deadline_s
-        return fail(state, f"the deliberation's overall deadline of {seconds:g}s passed before the {phase} phase "
-                           f"(round {round_}) could open", now, timed_out=True)
+    """Ask for the phase's turns, under a deadline no later than the overall one.
+
+    A phase that opens after the overall deadline still opens, with that deadline, already past: the
+    scheduler delivers it at once and `on_deadline` fails the deliberation. Deciding here from `now`
+    instead would hang the outcome on the handler's clock, which a replay of the log cannot know.
+    """
     deadline_at = min(now + dt.timedelta(seconds=state.council.protocol.phase_deadline_s), state.overall_deadline_at)
     deliberation_id = state.ref.deliberation_id
     turns = {key: without_answers(turn) for key, turn in state.turns.items()}

@@ -16,14 +16,26 @@ from contracts.events import (
     TurnCompleted,
     TurnFailed,
 )
-from services.collector.domain import Deliberation, DeliberationEvent, ended_phase, outcome_of, step
+from services.collector.domain import (
+    Deliberation,
+    DeliberationEvent,
+    ended_phase,
+    outcome_of,
+    step,
+    too_large_to_store,
+)
 from services.mesh.kv import ConcurrentUpdate, VersionedStore
 from services.mesh.messages import Clock, Incoming, Outgoing
 from services.mesh.metrics import DELIBERATIONS, PHASE_SECONDS, SCORED_BY
 from services.mesh.outbox import Parcel, pack, unpack
-from streams.definitions import stream_for_subject
+from streams.definitions import MiB, stream_for_subject
 
 log = logging.getLogger("fleet.collector")
+
+# The largest record the collector saves. A KV value is one message, and NATS's max_payload (1 MiB,
+# k8s/base/nats/nats.conf; every stream's max_msg_size) bounds its headers and body together. A
+# compare-and-set write adds one short header (the expected revision): 4 KiB leaves it room many times over.
+RECORD_MAX_BYTES = MiB - 4 * 1024
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,6 +107,12 @@ class CollectorHandlers:
             outboxes = dict(record.outboxes) if record else {}
             if outgoing:
                 outboxes[cause] = [pack(o, updated.brief) for o in outgoing]
+            size = len(msgspec.json.encode(Record(deliberation=updated, outboxes=outboxes)))
+            if size > RECORD_MAX_BYTES and state is not None and not state.finished:
+                # NATS would refuse the save on every redelivery: end the deliberation, from the state
+                # before this event (which was stored), with a failure that fits.
+                updated, outgoing = too_large_to_store(state, size, RECORD_MAX_BYTES, now)
+                outboxes = {**(record.outboxes if record else {}), cause: [pack(o, updated.brief) for o in outgoing]}
             try:
                 await self.store.save(key, Record(deliberation=updated, outboxes=outboxes), revision)
             except ConcurrentUpdate:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from contracts.events import (
     DeadlinePassed,
     DecisionMade,
+    DeliberationCancelRequested,
     DeliberationCompleted,
     DeliberationFailed,
     DeliberationScored,
@@ -74,8 +75,10 @@ class Replay:
 
 UNFINISHED = "unfinished"  # no result recorded, or none recomputed
 
-# The inputs the collector folds, and the results it published, as recorded.
-INPUTS = (DeliberationStarted, DeadlinePassed, TurnCompleted, TurnFailed)
+# The inputs the collector folds that can change a decision, and the results it published, as recorded.
+# A cancel ends a deliberation, so it is one. A retry is not: it is granted only once the deliberation has
+# ended, and what it changes (the new attempt's id) decides nothing here; a refused one would only raise.
+INPUTS = (DeliberationStarted, DeadlinePassed, TurnCompleted, TurnFailed, DeliberationCancelRequested)
 RESULTS = (DeliberationScored, DecisionMade, DeliberationCompleted, DeliberationFailed)
 
 

@@ -19,16 +19,19 @@ GATES = frozenset({NOT_EMPTY, ORIGINAL})
 # that may still be the best plan.
 SCORED_CHECK_FACTOR = 0.5
 COPY_SIMILARITY = 0.9
-# Proposals are compared word by word on their first this many words: the comparison's cost grows with
+# Proposals are compared token by token on their first this many tokens: the comparison's cost grows with
 # the square of the length, and at Text's 64,000 characters it took minutes, past the handler's deadline.
-COMPARED_WORDS = 2_000
+COMPARED_TOKENS = 2_000
+# A token is a run of at most 8 word characters, or one punctuation mark. Split on spaces alone, text
+# without them (Chinese, minified code) was one word, and a near-copy of it compared as different.
+_TOKEN = re.compile(r"\w{1,8}|[^\w\s]")
 
 # Closed fences only: a block cut off by the token limit says nothing about the code.
 _PYTHON_BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
-def _words(text: str) -> list[str]:
-    return text.lower().split()[:COMPARED_WORDS]
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())[:COMPARED_TOKENS]
 
 
 def python_blocks(text: str) -> list[str]:
@@ -42,9 +45,14 @@ def check_not_empty(text: str) -> CheckResult:
 
 def check_original(text: str, earlier: dict[str, str]) -> CheckResult:
     """A copy of a proposal that came earlier in council order is not original."""
-    mine = _words(text)
+    mine = _tokens(text)
     for author, other in earlier.items():
-        similarity = difflib.SequenceMatcher(None, mine, _words(other), autojunk=False).ratio()
+        matcher = difflib.SequenceMatcher(None, mine, _tokens(other), autojunk=False)
+        # Both quick ratios bound ratio() from above in linear time: most different proposals stop there,
+        # before the comparison whose cost grows with the square of the length.
+        if matcher.real_quick_ratio() < COPY_SIMILARITY or matcher.quick_ratio() < COPY_SIMILARITY:
+            continue
+        similarity = matcher.ratio()
         if similarity >= COPY_SIMILARITY:
             return CheckResult(check=ORIGINAL, passed=False, detail=f"{similarity:.0%} the same as {author}'s")
     return CheckResult(check=ORIGINAL, passed=True)

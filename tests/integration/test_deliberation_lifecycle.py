@@ -1,5 +1,5 @@
-"""A deliberation's lifecycle through the real collector on a real nats-server: cancel, retry, and outboxes
-that go once published."""
+"""A deliberation's lifecycle through the real collector on a real nats-server: cancel, retry, outboxes
+that go once published, and answers too large to store together."""
 
 import msgspec
 import pytest
@@ -12,10 +12,11 @@ from contracts.events import (
     DeliberationStarted,
     Phase,
     Role,
+    TurnCompleted,
 )
 from services.collector.app import SERVICE, wire
 from services.collector.domain import attempt_id
-from services.collector.handlers import Record
+from services.collector.handlers import RECORD_MAX_BYTES, Record
 from services.councils.domain import new_council
 from streams.definitions import AGENT as AGENT_STREAM
 from streams.definitions import COLLECTOR_DELIBERATIONS, COLLECTOR_DELIBERATIONS_IN, COLLECTOR_TURNS, ORCHESTRATION
@@ -76,3 +77,30 @@ async def test_a_cancelled_deliberation_fails_once_as_cancelled_and_a_retry_star
     entry = await (await js.key_value(COLLECTOR_DELIBERATIONS.bucket)).get(deliberation)
     record = msgspec.json.decode(entry.value, type=Record)
     assert record.outboxes == {} and record.deliberation.retried_as == attempt_id(deliberation, 2)
+
+
+async def test_answers_too_large_to_store_together_fail_the_deliberation_once_instead_of_being_dead_lettered(
+        js, nats_url, unique):
+    """Three proposals of 64,000 control characters (6 bytes each as JSON): each message fits in NATS's 1 MiB,
+    but the record that would hold all three does not. The deliberation fails, saying so; no answer is
+    retried until dead-lettered."""
+    deliberation = f"d-{unique}"
+    async with running_service(SERVICE, nats_url, wire):
+        await publish(js, catalog.DELIBERATION_STARTED.subject, started(unique), f"start-{unique}")
+        asked = [decode(m) for m in await wait_for(js, catalog.TURN_REQUESTED.subject, of(deliberation), 3)]
+        for request in asked:
+            answer = TurnCompleted(
+                deliberation=request.deliberation, turn=request.turn, agent=request.agent, content="\x01" * 64_000,
+                model="m", temperature=0.3, seed=1, prompt_tokens=1, completion_tokens=1, latency_ms=1)
+            await publish(js, catalog.TURN_COMPLETED.subject, answer, f"answer-{request.turn.key}-{unique}")
+        [failed] = await wait_for(js, catalog.DELIBERATION_FAILED.subject, of(deliberation), 1, timeout_s=20)
+        await idle(js)
+
+    failure = decode(failed)
+    assert failure.phase == Phase.PROPOSE and not failure.timed_out
+    assert "its stored record would be " in failure.reason
+    assert f"over the store's limit of {RECORD_MAX_BYTES:,} bytes" in failure.reason
+    letters = [m for m in await read_stream(js, catalog.MESSAGE_REJECTED.subject) if deliberation in m.data.decode()]
+    assert letters == []
+    entry = await (await js.key_value(COLLECTOR_DELIBERATIONS.bucket)).get(deliberation)
+    assert msgspec.json.decode(entry.value, type=Record).deliberation.failed == failure

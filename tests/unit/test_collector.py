@@ -4,7 +4,7 @@
 import msgspec
 import pytest
 
-from bench.record_size import KV_VALUE_MAX, TEXT_MAX_CHARS, brief_of, largest
+from bench.record_size import TEXT_MAX_CHARS, WIDEST, brief_of, first_over_limit, largest
 from contracts.events import (
     Brief,
     Choice,
@@ -20,13 +20,22 @@ from contracts.events import (
     RankedProposal,
     Role,
     ScoredBy,
+    Text,
     Turn,
     TurnCompleted,
     TurnFailed,
     TurnRequested,
     Verdict,
 )
-from services.collector.domain import DECIDED_BY_RANKING, Deliberation, ended_phase, outcome_of, step
+from services.collector.domain import (
+    DECIDED_BY_RANKING,
+    Deliberation,
+    ended_phase,
+    outcome_of,
+    step,
+    too_large_to_store,
+)
+from services.collector.handlers import RECORD_MAX_BYTES
 from services.collector.replay import replay
 from services.collector.scoring import check_original, check_python_parses, eligible, rank, score_all
 from services.councils.domain import new_council
@@ -346,6 +355,16 @@ def test_a_copy_is_told_apart_from_a_different_proposal():
     assert check_original("Cache reads in Valkey.", {"a": "Rewrite the service in Rust."}).passed
 
 
+def test_a_near_copy_of_text_without_spaces_is_a_copy():
+    """Split on spaces, such text was one word, and a copy with one character changed compared as different."""
+    chinese = "我们在服务前面加一层缓存读取热点数据设置过期时间并在写入时失效" * 8
+    near_copy = chinese[:100] + "改" + chinese[101:]
+    minified = "function f(a){return a.map(function(b){return b*2}).filter(function(c){return c>3})};" * 6
+    assert not check_original(near_copy, {"a": chinese}).passed
+    assert not check_original(minified.replace("b*2", "b*3", 1), {"a": minified}).passed
+    assert check_original("完全不同的方案用消息队列异步处理所有请求" * 8, {"a": chinese}).passed
+
+
 def test_ranking_puts_scored_qualified_proposals_first_and_keeps_council_order_on_ties():
     scores = score_all({"a": "x one", "b": "y two", "c": "z three"}, {"a": verdict(5, 5), "c": verdict(5, 5)},
                        {"b": "LlmTimeout: slow"})
@@ -482,9 +501,37 @@ def test_a_deliberations_stored_record_at_the_largest_brief_and_answers_stays_un
     """3 agents, 2 rounds, a brief at the limit, every answer 64,000 characters, each outbox removed once published."""
     sizes = largest(agents=3, rounds=2, brief_bytes=MAX_BRIEF_BYTES, chars=TEXT_MAX_CHARS)
     assert sizes.steps == 20  # start, 3 proposals, 2 x (3 critiques, 3 revisions), 3 verdicts, a choice
-    assert sizes.promptly < KV_VALUE_MAX - 64 * 1024  # room for the headers under NATS's 1 MiB
+    assert sizes.promptly < RECORD_MAX_BYTES
+    assert first_over_limit(agents=3, rounds=2) is None
     # More rounds keep no more text: only the latest draft and the phase in progress are kept.
     assert largest(agents=3, rounds=1).promptly <= sizes.promptly <= largest(agents=3, rounds=1).promptly + 4096
+
+
+def test_the_bench_fills_answers_to_the_contracts_limit_in_the_character_json_writes_widest():
+    assert Text.__metadata__[0].max_length == TEXT_MAX_CHARS
+    assert len(msgspec.json.encode(WIDEST)) - 2 == 6  # a control character, escaped as \u00XX
+
+
+def test_answers_of_the_widest_characters_would_make_a_record_nats_refuses_from_the_second_proposal_on():
+    """What the collector must not try to save: Text counts characters, and JSON writes one in up to 6 bytes."""
+    assert largest(agents=3, rounds=1, fill=WIDEST).promptly > 4 * RECORD_MAX_BYTES
+    assert first_over_limit(agents=3, rounds=1, fill=WIDEST) == (3, "TurnCompleted")
+
+
+def test_a_record_too_large_to_store_ends_the_deliberation_once_saying_how_large():
+    state, asked = step(None, started(), T0)
+    state, _ = run(state, [answer(r) for r in requests(asked)[:1]])
+
+    state, out = too_large_to_store(state, 4_491_085, RECORD_MAX_BYTES, at(7))
+
+    (failed,) = of_type(out, DeliberationFailed)
+    assert (failed.phase, failed.timed_out, failed.cancelled_by, failed.duration_ms) == (Phase.PROPOSE, False, None,
+                                                                                         7000)
+    assert failed.reason == (f"its stored record would be 4,491,085 bytes, over the store's limit of "
+                             f"{RECORD_MAX_BYTES:,} bytes: the drafts, answers and turn requests it must hold at "
+                             "once are too large")
+    assert outcome_of(state) == "failed"
+    assert step(state, answer(requests(asked)[1]), at(8)) == (state, [])  # it ended: later answers change nothing
 
 
 def test_a_closed_phase_keeps_its_outcomes_but_not_their_text_and_a_draft_only_its_latest_version():

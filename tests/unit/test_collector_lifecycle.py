@@ -3,6 +3,7 @@
 import msgspec
 import pytest
 
+from contracts.envelope import deterministic_id
 from contracts.errors import Rejected
 from contracts.events import (
     Attempt,
@@ -69,12 +70,41 @@ def test_the_deadline_at_the_overall_deadline_fails_the_deliberation_as_timed_ou
     assert outcome_of(state) == "timed_out"
 
 
-def test_a_phase_due_to_open_after_the_overall_deadline_does_not_open():
+def test_turns_still_out_at_the_overall_deadline_say_it_passed_not_that_they_had_all_of_it():
     state, out = step(None, started(council(100.0)), T0)
-    state, out = propose(state, out, at(100))
+    state, out = propose(state, out, at(50))  # the critiques were asked 50 s in: they never had 100 s
+
+    state, _ = step(state, deadline_of(state), at(100))
+
+    errors = {t.error for t in state.current_turns()}
+    assert errors == {"DeadlinePassed: the deliberation's overall deadline of 100s passed"}
+
+
+def test_a_phase_that_opens_after_the_overall_deadline_fails_at_its_deadline_already_past():
+    state, out = step(None, started(council(100.0)), T0)
+    state, out = propose(state, out, at(130))
+
+    (scheduled,) = [o for o in out if isinstance(o.payload, DeadlinePassed)]
+    assert state.phase == Phase.CRITIQUE and scheduled.deliver_at == scheduled.payload.deadline_at == at(100)
+    state, out = step(state, scheduled.payload, at(130))
     (failed,) = of_type(out, DeliberationFailed)
-    assert requests(out) == [] and failed.timed_out and failed.phase == Phase.PROPOSE
-    assert "passed before the critique phase (round 1) could open" in failed.reason
+    assert failed.timed_out and failed.phase == Phase.CRITIQUE
+    assert failed.reason == ("the deliberation's overall deadline of 100s passed in the critique phase (round 1) "
+                             "with 3 of 3 turns unanswered")
+
+
+@pytest.mark.parametrize("opened_at", [99, 100, 101])
+def test_whether_a_phase_fails_for_the_overall_deadline_does_not_hang_on_the_clock_that_opened_it(opened_at):
+    """A replay folds the log with its stored times, not the handler's clock: near the overall deadline
+    both must decide the same, so the outcome follows the deadline event alone."""
+    state, out = step(None, started(council(100.0)), T0)
+    state, out = propose(state, out, at(opened_at))
+    assert state.phase == Phase.CRITIQUE and state.deadline_at == at(100)
+
+    state, out = step(state, deadline_of(state), at(100))
+
+    (failed,) = of_type(out, DeliberationFailed)
+    assert failed.phase == Phase.CRITIQUE and failed.timed_out
 
 
 def test_a_cancel_ends_a_deliberation_in_progress_once_in_its_phase_saying_who_and_why():
@@ -108,7 +138,8 @@ def test_a_retry_of_an_ended_deliberation_requests_a_new_attempt_of_the_same_wor
 
     (requested,) = of_type(out, DeliberationRequested)
     new_id = attempt_id(REF.deliberation_id, 2)
-    assert new_id != REF.deliberation_id and out[0].event_id != REF.deliberation_id
+    assert new_id == deterministic_id("deliberation.attempt", REF.deliberation_id, "2") != REF.deliberation_id
+    assert out[0].event_id == deterministic_id("deliberation.requested", new_id)  # a repeat is deduplicated
     assert requested.deliberation == msgspec.structs.replace(REF, deliberation_id=new_id)
     assert (requested.brief, requested.council, requested.architect) == (state.brief, state.council, state.architect)
     assert requested.approved_by == "bob"

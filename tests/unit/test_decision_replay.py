@@ -2,10 +2,19 @@
 
 import msgspec
 
-from contracts.events import CheckResult, DecisionMade, DeliberationCompleted, DeliberationScored
+from contracts import catalog
+from contracts.events import (
+    CheckResult,
+    DecisionMade,
+    DeliberationCancelRequested,
+    DeliberationCompleted,
+    DeliberationScored,
+)
 from services.cli.decision_replay import DIFFERENT, SAME, STREAMS, SUBJECTS, comparison_rows, report, verdict_of
+from services.collector.domain import step
 from services.collector.replay import replay
-from tests.unit.test_collector import recorded_deliberation, verdict, with_judge_verdict
+from tests.support import REF, at
+from tests.unit.test_collector import answer, recorded_deliberation, requests, started, verdict, with_judge_verdict
 
 
 def test_replay_reads_the_collectors_inputs_and_results_from_the_orchestration_and_agent_streams():
@@ -80,3 +89,28 @@ def test_the_architects_candidates_are_compared_as_the_selections_input():
     assert result.recorded.candidates == result.recomputed.candidates == ["dev-3", "dev-2", "dev-1"]
     assert ("architect chose among", "dev-3, dev-2, dev-1", "dev-3, dev-2, dev-1") in comparison_rows(result)
     assert tampered.differences == ["candidates: recorded ['dev-3'], recomputed ['dev-3', 'dev-2', 'dev-1']"]
+
+
+
+def test_a_cancelled_deliberation_replays_to_the_same_cancellation():
+    """The cancel is one of the inputs: without it the replay goes on, stops unfinished, and reports a difference."""
+    inputs, published = [], []
+
+    def feed(state, event, seconds):
+        inputs.append((at(seconds), event))
+        state, out = step(state, event, at(seconds))
+        published.extend(o.payload for o in out)
+        return state, out
+
+    state, out = feed(None, started(), 0)
+    for index, request in enumerate(requests(out)):
+        state, _ = feed(state, answer(request, f"Plan {index}"), 1 + index)
+    cancel = DeliberationCancelRequested(deliberation_id=REF.deliberation_id, requested_by="alice", reason="stop")
+    feed(state, cancel, 9)
+
+    result = replay(inputs, published)
+
+    assert result.differences == [] and verdict_of(result) == SAME
+    assert result.recomputed.outcome == result.recorded.outcome == "failed"
+    assert result.recomputed.reason == result.recorded.reason == "cancelled by alice: stop"
+    assert catalog.DELIBERATION_CANCEL_REQUESTED.subject in SUBJECTS
