@@ -111,7 +111,10 @@ class PlanAccepted(Event, frozen=True, kw_only=True):
 
 
 class PlanRejected(Event, frozen=True, kw_only=True):
-    """orchestration.plan.rejected.v1: ingress refused the approval, and why; nothing was started.
+    """orchestration.plan.rejected.v1: ingress refused the approval, and why.
+
+    Refused for what it says (its contract, its councils), it started nothing. Given up on after retries (the
+    reason says so), it may have requested some deliberations first; redriving its dead letter answers again.
 
     The same message is in the dead letters for operators; this answer is for the publisher.
     """

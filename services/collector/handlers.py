@@ -24,11 +24,12 @@ from services.collector.domain import (
     step,
     too_large_to_store,
 )
+from services.mesh.decoding import position
 from services.mesh.kv import ConcurrentUpdate, VersionedStore
 from services.mesh.messages import Clock, Incoming, Outgoing
 from services.mesh.metrics import DELIBERATIONS, PHASE_SECONDS, SCORED_BY
 from services.mesh.outbox import Parcel, pack, unpack
-from streams.definitions import MiB, stream_for_subject
+from streams.definitions import MiB
 
 log = logging.getLogger("fleet.collector")
 
@@ -83,7 +84,7 @@ class CollectorHandlers:
 
     async def forget_outbox(self, incoming: Incoming[DeliberationEvent]) -> None:
         """The message's events are published: its outbox has served, and goes (compare-and-set)."""
-        key, cause = incoming.payload.aggregate_id(), _cause(incoming)
+        key, cause = incoming.payload.aggregate_id(), position(incoming)
         while True:
             record, revision = await self.store.load(key)
             if record is None or cause not in record.outboxes:
@@ -96,7 +97,7 @@ class CollectorHandlers:
                 continue
 
     async def _apply(self, incoming: Incoming[DeliberationEvent]) -> list[Outgoing]:
-        key, cause = incoming.payload.aggregate_id(), _cause(incoming)
+        key, cause = incoming.payload.aggregate_id(), position(incoming)
         while True:
             record, revision = await self.store.load(key)
             state = record.deliberation if record else None
@@ -138,10 +139,6 @@ class CollectorHandlers:
             log.info("deliberation %s had already ended (%s); the cancel by %s changes nothing",
                      key, outcome_of(state), event.requested_by)
         return [unpack(parcel, state.brief if state else None) for parcel in stored]
-
-
-def _cause(incoming: Incoming) -> str:
-    return f"{stream_for_subject(incoming.subject).name}:{incoming.stream_sequence}"
 
 
 def _observe(before: Deliberation | None, after: Deliberation, now) -> None:
