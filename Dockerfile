@@ -18,12 +18,12 @@
 # client server).
 #
 # Base images (python, uv) are pinned by tag. For reproducible builds pin them by digest too, e.g.
-#   FROM python:3.12-slim-bookworm@sha256:<digest>
-# (`docker buildx imagetools inspect python:3.12-slim-bookworm` prints it), and let Renovate/Dependabot bump it.
+#   FROM docker.io/library/python:3.12-slim-bookworm@sha256:<digest>
+# (`docker buildx imagetools inspect docker.io/library/python:3.12-slim-bookworm` prints it), and let Renovate/Dependabot bump it.
 #
 # No HEALTHCHECK: Kubernetes ignores it. The pods use liveness/readiness probes on /healthz on port 9090.
 
-ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+ARG PYTHON_IMAGE=docker.io/library/python:3.12-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------------------
 # build: resolve nothing (the lock is frozen), install the locked runtime dependencies, then the project.
