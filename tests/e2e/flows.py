@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from contracts import catalog
@@ -14,6 +15,7 @@ from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
 from services.planning.client import approve_plan
 from services.planning.domain import deliberation_id
+from streams.definitions import CONSUMERS
 from tests.support import decode, fleet, read_stream, wait_for
 
 RESULT_TIMEOUT_S = 300.0
@@ -102,3 +104,18 @@ async def fleet_on(stack, *args: str) -> str:
     code, out = await fleet(stack.endpoints["nats_url"], stack.data_dir, *args, timeout_s=120)
     assert code == 0, out
     return out
+
+
+async def wait_until_mesh_idle(js, timeout_s: float = 120.0) -> None:
+    """Every durable of the mesh has consumed and acked all it was given, delayed redeliveries included: what
+    a spec that compares read models with a rebuild waits for, as work another spec began may still be landing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        infos = [await js.consumer_info(c.stream, c.durable) for c in CONSUMERS]
+        busy = [f"{i.name}: {i.num_pending} pending, {i.num_ack_pending} unacked" for i in infos
+                if i.num_pending or i.num_ack_pending]
+        if not busy:
+            return
+        assert time.monotonic() < deadline, f"the mesh is not idle after {timeout_s}s: {busy}"
+        await asyncio.sleep(0.2)
+

@@ -1,6 +1,7 @@
 """Whole deliberations on the embedded mesh, each service its own process, the LLM a real llama.cpp server."""
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -28,8 +29,18 @@ from services.mesh.settings import Settings
 from services.planning.client import approval_event_id
 from services.projection.app import projectors
 from services.projection.rebuild import rebuild
-from tests.e2e.flows import approval_for, approve, as_operator, conclusion_of, events_of, id_of, of, result_of
-from tests.support import body_of, decode, read_stream, wait_for, wait_until_idle
+from tests.e2e.flows import (
+    approval_for,
+    approve,
+    as_operator,
+    conclusion_of,
+    events_of,
+    id_of,
+    of,
+    result_of,
+    wait_until_mesh_idle,
+)
+from tests.support import body_of, decode, read_stream, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -81,23 +92,41 @@ async def test_a_duplicate_approval_starts_no_second_deliberation(js, dev_approv
     # deliberation id and the dispatch claim make it start nothing.
     again = {MSG_ID: f"{dev_approval.plan_id}-2"}
     await js.publish(catalog.PLAN_APPROVED.subject, body_of(dev_approval), headers=again)
-    await wait_until_idle(js, "PLANNING", ["planning-plan-approvals"])
-    await wait_until_idle(js, "ORCHESTRATION", ["dispatch-deliberation-requests", "collector-deliberation-events"])
+    await wait_until_mesh_idle(js)
     assert len(await events_of(js, catalog.DELIBERATION_STARTED.subject, deliberation)) == 1
     assert len(await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)) == 13
 
 
-async def stable_hash(store, settle_s: float = 1.0, timeout_s: float = 60.0) -> str:
-    """The live model's hash once the projector has stopped changing it."""
+async def stable_content(js, store, settle_s: float = 1.0, timeout_s: float = 60.0) -> list[dict]:
+    """The live model once the mesh is idle and the projector has stopped changing it."""
+    await wait_until_mesh_idle(js)
     deadline = time.monotonic() + timeout_s
     previous = None
     while time.monotonic() < deadline:
-        current = await store.content_hash(await store.active_namespace())
+        current = await active_content(store)
         if current == previous:
             return current
         previous = current
         await asyncio.sleep(settle_s)
     raise AssertionError(f"the {store.kind} read model kept changing for {timeout_s}s")
+
+
+async def active_content(store) -> list[dict]:
+    # Content, not its hash, so that a failing comparison shows what differs.
+    return await store.content(await store.active_namespace())
+
+
+def differences(rebuilt: list[dict], live: list[dict]) -> dict[str, list[dict]]:
+    """What only one of two models holds (equal models: two empty lists)."""
+    def keyed(items):
+        return {json.dumps(item, sort_keys=True, default=str): item for item in items}
+
+    rebuilt_items, live_items = keyed(rebuilt), keyed(live)
+    return {"only rebuilt": [rebuilt_items[k] for k in sorted(rebuilt_items.keys() - live_items.keys())],
+            "only live": [live_items[k] for k in sorted(live_items.keys() - rebuilt_items.keys())]}
+
+
+NONE_DIFFER = {"only rebuilt": [], "only live": []}
 
 
 async def test_the_read_models_show_the_story_and_its_decision_and_a_rebuild_reproduces_them(js, mesh, dev_approval):
@@ -132,11 +161,12 @@ async def test_the_read_models_show_the_story_and_its_decision_and_a_rebuild_rep
     settings = Settings(data_dir=Path("."), nats_url=endpoints["nats_url"], valkey_url=endpoints["valkey_url"],
                         graph_uri=endpoints["graph_uri"])
     for projector in projectors(settings):
-        live = await stable_hash(projector.store)
+        live = await stable_content(js, projector.store)
         first = await rebuild(js, projector, grace_s=1.0)
+        assert differences(await active_content(projector.store), live) == NONE_DIFFER
         second = await rebuild(js, projector, grace_s=1.0)
-        assert first.replaced_hash == live
-        assert first.content_hash == live and second.content_hash == live
+        assert differences(await active_content(projector.store), live) == NONE_DIFFER
+        assert first.replaced_hash == first.content_hash == second.content_hash
         await projector.store.close()
 
 
@@ -215,9 +245,10 @@ async def test_the_collector_and_projection_killed_mid_deliberation_carry_on_and
                         graph_uri=endpoints["graph_uri"])
     graph, kv = projectors(settings)
     for projector in (graph, kv):
-        live = await stable_hash(projector.store)
+        live = await stable_content(js, projector.store)
         rebuilt = await rebuild(js, projector, grace_s=1.0)
-        assert rebuilt.content_hash == live == rebuilt.replaced_hash
+        assert differences(await active_content(projector.store), live) == NONE_DIFFER
+        assert rebuilt.content_hash == rebuilt.replaced_hash
     completed_turns = {t.turn.key for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)}
     counted = set(await kv.store.client.smembers(f"{await kv.store.active_namespace()}:council:QA:stats:counted"))
     assert {f"turn/{deliberation}/{key}" for key in completed_turns} <= counted

@@ -51,7 +51,7 @@ from services.projection.kv_model import AddToIndex, council_stats_key, kv_write
 from services.projection.projector import Progress, Projector
 from services.projection.reads import ReadModels
 from services.projection.rebuild import rebuild
-from services.projection.vocabulary import Label, NodeWrite
+from services.projection.vocabulary import EdgeWrite, Label, NodeWrite, Rel
 from streams.definitions import AGENT, ORCHESTRATION, PLANNING
 from tests.servers import docker_available
 from tests.support import decode, last_sequence, read_stream
@@ -74,7 +74,7 @@ def neo4j_server():
 
 
 @pytest.fixture(params=["falkordb", "neo4j"])
-async def stores(request, nats_url, redis_endpoints, unique):
+def store_settings(request, nats_url, redis_endpoints, unique) -> Settings:
     """Both projections on their own graph and key prefix, so tests never see each other's models.
 
     The graph is FalkorDB (embedded default) or Neo4j: the same Cypher runs on both.
@@ -84,9 +84,13 @@ async def stores(request, nats_url, redis_endpoints, unique):
         neo4j = request.getfixturevalue("neo4j_server")
         graph_settings = {"graph_uri": neo4j["graph_uri"], "graph_name": "neo4j", "graph_user": neo4j["user"],
                           "graph_password": neo4j["password"]}
-    settings = Settings(data_dir=".", nats_url=nats_url, valkey_url=redis_endpoints["valkey_url"],
-                        kv_prefix=f"t{unique}", **graph_settings)
-    graph, kv = projectors(settings)
+    return Settings(data_dir=".", nats_url=nats_url, valkey_url=redis_endpoints["valkey_url"],
+                    kv_prefix=f"t{unique}", **graph_settings)
+
+
+@pytest.fixture
+async def stores(store_settings):
+    graph, kv = projectors(store_settings)
     yield graph, kv
     for projector in (graph, kv):
         await projector.store.drop(await projector.store.active_namespace())
@@ -547,3 +551,46 @@ async def test_an_event_the_model_cannot_take_is_dead_lettered_with_the_error(js
     assert reason == "KeyError: 'no node for this shape'"
     assert await graph.store.read("MATCH (d:Deliberation {id: $d}) RETURN d.status", {"d": f"d-{unique}"}) == [
         ["PENDING"]]
+
+
+async def test_writes_from_two_streams_at_once_merge_a_shared_edge_once(stores, store_settings, unique):
+    """A rebuild folds every stream at once, and a plan's approval (PLANNING) and its answer (ORCHESTRATION)
+    both MERGE the plan's HAS_PLAN edge. FalkorDB lets two queries racing on one MERGE both create the edge
+    (900 of 3,000 racing edges doubled), so a process sends it one write at a time; Neo4j locks the merged
+    nodes. Two clients, as two connections race more readily than one client's."""
+    graph, _ = stores
+    if not graph.store.supports_swap:
+        pytest.skip("Neo4j Community has one database: no fresh graph per trial (and its MERGE locks its nodes)")
+    other, other_kv = projectors(store_settings)
+    plans = [(f"s-{unique}-{n}", f"p-{unique}-{n}") for n in range(300)]
+
+    def approved(story: str, plan: str) -> list:
+        return [NodeWrite(Label.STORY, story, {"story_id": story}),
+                NodeWrite(Label.PLAN_VERSION, plan, {"plan_id": plan, "approved_by": "alice"}),
+                NodeWrite(Label.TASK, f"{plan}/t", {"title": "x"}),
+                EdgeWrite(Label.STORY, story, Rel.HAS_PLAN, Label.PLAN_VERSION, plan),
+                EdgeWrite(Label.PLAN_VERSION, plan, Rel.HAS_TASK, Label.TASK, f"{plan}/t")]
+
+    def answered(story: str, plan: str) -> list:
+        return [NodeWrite(Label.STORY, story, {"story_id": story}),
+                NodeWrite(Label.PLAN_VERSION, plan, {"answer": "rejected"}),
+                EdgeWrite(Label.STORY, story, Rel.HAS_PLAN, Label.PLAN_VERSION, plan)]
+
+    doubled = []
+    # The race is won or lost when the edges are first created: fresh graphs, several times.
+    for trial in range(5):
+        namespace = graph.store.fresh_namespace(f"race{unique}{trial}")
+        await graph.store.prepare(namespace)
+        await asyncio.gather(
+            graph.store.apply(namespace, PLANNING.name, 1, [w for p in plans for w in approved(*p)]),
+            other.store.apply(namespace, ORCHESTRATION.name, 1, [w for p in plans for w in answered(*p)]),
+        )
+        edges = [(tuple(item["from"]), tuple(item["to"])) for item in await graph.store.content(namespace)
+                 if item.get("edge") == Rel.HAS_PLAN.value]
+        doubled.append(len(edges) - len(set(edges)))
+        assert len(set(edges)) == len(plans)
+        await graph.store.drop(namespace)
+    await other.store.close()
+    await other_kv.store.close()
+
+    assert doubled == [0] * 5

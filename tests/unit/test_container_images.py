@@ -20,7 +20,7 @@ def test_the_nats_container_runs_the_packaged_nats_server_version_as_the_cluster
     version = packaged_nats_server_version()
 
     assert f"docker.io/library/nats:{version}-alpine" == NATS_IMAGE
-    assert f"image: nats:{version}-alpine" in NATS_STATEFULSET.read_text()
+    assert f"image: {NATS_IMAGE}" in NATS_STATEFULSET.read_text()
 
 
 def test_the_nats_version_has_message_schedules():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Sequence
 
 from falkordb.asyncio import FalkorDB
@@ -12,6 +14,14 @@ from services.projection.stores import NamespacePointer, PointedNamespaces, cano
 from services.projection.vocabulary import GraphWrite, Label
 
 FIRST_GENERATION = "g1"
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def one_write_at_a_time() -> asyncio.Lock:
+    """The process's one FalkorDB write lock (one per event loop, as a lock belongs to its loop)."""
+    return _WRITE_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
 
 
 class FalkorGraphStore(PointedNamespaces):
@@ -46,8 +56,13 @@ class FalkorGraphStore(PointedNamespaces):
 
     async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[GraphWrite]) -> bool:
         # One GRAPH.QUERY is atomic in FalkorDB: the writes and the checkpoint land together or not at all.
+        # But two queries that MERGE the same edge at the same time may both create it (seen in a rebuild that
+        # folds PLANNING and ORCHESTRATION at once: a plan's approval and its rejection each MERGE its
+        # HAS_PLAN edge), so a process sends one write at a time. Other processes must not write the same
+        # graph at the same time: the projection has one writer (docs/read-models.md).
         text, params = cypher.batch_statement(writes, stream, sequence)
-        result = await self._db.select_graph(namespace).query(params_header(params) + text)
+        async with one_write_at_a_time():
+            result = await self._db.select_graph(namespace).query(params_header(params) + text)
         return result.properties_set > 0 or result.nodes_created > 0
 
     async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
