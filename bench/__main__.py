@@ -21,6 +21,7 @@ BENCHMARKS = {
     "scaling": "bench.scaling",
     "footprint": "bench.footprint",
     "llm": "bench.llm_servers",
+    "capacity": "bench.capacity",
 }
 
 
@@ -35,7 +36,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=50,
                         help="mesh: latency samples of each council, after a warm-up (default 50)")
     parser.add_argument("--deliberations", type=int, default=500,
-                        help="mesh: full deliberations in the throughput run (default 500)")
+                        help="mesh, capacity: full deliberations in the throughput run (default 500)")
     parser.add_argument("--runs", type=int, default=5, help="scaling: runs of each side, after a warm-up (default 5)")
     options = parser.parse_args(argv)
     unknown = [name for name in options.names if name not in BENCHMARKS]

@@ -43,8 +43,10 @@ def stream_config(spec: StreamSpec, replicas: int | None = None) -> api.StreamCo
         subjects=list(spec.subjects),
         retention=api.RetentionPolicy.LIMITS,
         storage=api.StorageType.FILE,
+        # Past its bytes a log drops its oldest events rather than refuse new work: the capacity model
+        # (docs/scaling.md) sizes the bytes at twice the design load over the retention.
         discard=api.DiscardPolicy.OLD,
-        max_age=0,
+        max_age=spec.max_age_s,
         max_msgs=-1,
         max_bytes=spec.max_bytes,
         max_msg_size=spec.max_msg_size,
@@ -69,17 +71,44 @@ def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
     )
 
 
-def bucket_config(spec: BucketSpec, replicas: int | None = None) -> api.KeyValueConfig:
+def bucket_config(spec: BucketSpec, replicas: int | None = None, ttl_s: float | None = None) -> api.KeyValueConfig:
     return api.KeyValueConfig(
         bucket=spec.bucket,
         description=spec.description,
         history=spec.history,
         storage=api.StorageType.FILE,
         replicas=1 if replicas is None else replicas,
+        ttl=bucket_ttl(spec, ttl_s),
+        max_bytes=spec.max_bytes,
     )
 
 
-_STREAM_FIELDS = ("subjects", "max_bytes", "max_msg_size", "duplicate_window", "description")
+# Shortens every bucket's time to live (tests: a record that expires within the test). Unset, each
+# spec's own `ttl_s` holds.
+RECORD_TTL_VARIABLE = "FLEET_RECORD_TTL_S"
+
+
+def record_ttl_from(env: Mapping[str, str]) -> float | None:
+    raw = env.get(RECORD_TTL_VARIABLE, "")
+    if not raw:
+        return None
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = -1.0
+    if ttl <= 0:
+        raise ValueError(f"{RECORD_TTL_VARIABLE}={raw!r} must be a number of seconds above 0")
+    return ttl
+
+
+def bucket_ttl(spec: BucketSpec, ttl_s: float | None) -> float:
+    """A bucket's time to live: the spec's, or `ttl_s` where that is shorter."""
+    if ttl_s is None:
+        return spec.ttl_s
+    return min(spec.ttl_s, ttl_s) if spec.ttl_s else ttl_s
+
+
+_STREAM_FIELDS = ("subjects", "max_bytes", "max_age", "max_msg_size", "duplicate_window", "description")
 _CONSUMER_FIELDS = ("ack_wait", "max_deliver", "max_ack_pending", "filter_subjects", "description")
 
 
@@ -124,27 +153,49 @@ async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec) -> Change:
     return Change("consumer", spec.durable, "updated", "; ".join(changed))
 
 
-async def apply_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int | None = None) -> Change:
+async def apply_bucket(
+    js: JetStreamContext, spec: BucketSpec, replicas: int | None = None, ttl_s: float | None = None
+) -> Change:
     try:
         info = await js.stream_info(spec.stream_name)
     except NotFoundError:
-        await js.create_key_value(bucket_config(spec, replicas))
+        await js.create_key_value(bucket_config(spec, replicas, ttl_s))
         return Change("bucket", spec.bucket, "created")
-    if replicas is None or info.config.num_replicas == replicas:
+    config = info.config
+    wanted = {"max_age": bucket_ttl(spec, ttl_s), "max_bytes": spec.max_bytes}
+    if replicas is not None:
+        wanted["num_replicas"] = replicas
+    changed = [f"{name}: {getattr(config, name)!r} -> {value!r}" for name, value in wanted.items()
+               if getattr(config, name) != value]
+    if not changed:
         return Change("bucket", spec.bucket, "unchanged")
-    before, info.config.num_replicas = info.config.num_replicas, replicas
-    await js.update_stream(info.config)
-    return Change("bucket", spec.bucket, "updated", f"num_replicas: {before!r} -> {replicas!r}")
+    for name, value in wanted.items():
+        setattr(config, name, value)
+    if config.max_age and config.duplicate_window and config.duplicate_window > config.max_age:
+        config.duplicate_window = config.max_age  # the server refuses a window longer than the age
+    await js.update_stream(config)
+    return Change("bucket", spec.bucket, "updated", "; ".join(changed))
 
 
-async def apply_all(js: JetStreamContext, replicas: int | None = None) -> list[Change]:
-    """Streams first, then the consumers on them, then the buckets; replicas default to FLEET_STREAM_REPLICAS."""
+async def apply_all(js: JetStreamContext, replicas: int | None = None, ttl_s: float | None = None) -> list[Change]:
+    """Streams first, then the consumers on them, then the buckets; replicas default to FLEET_STREAM_REPLICAS,
+    and the buckets' time to live to the specs' (or FLEET_RECORD_TTL_S, where shorter)."""
     if replicas is None:
         replicas = replicas_from(os.environ)
+    if ttl_s is None:
+        ttl_s = record_ttl_from(os.environ)
     changes = [await apply_stream(js, spec, replicas) for spec in STREAMS]
     changes += [await apply_consumer(js, spec) for spec in CONSUMERS]
-    changes += [await apply_bucket(js, spec, replicas) for spec in BUCKETS]
+    changes += [await apply_bucket(js, spec, replicas, ttl_s) for spec in BUCKETS]
     return changes
+
+
+def records_retention_s(env: Mapping[str, str]) -> float | None:
+    """The shortest time to live of the mesh's buckets (FLEET_RECORD_TTL_S counted), or None when none
+    expires: the age past which an event may meet a record that has gone."""
+    ttl_s = record_ttl_from(env)
+    expiring = [ttl for ttl in (bucket_ttl(spec, ttl_s) for spec in BUCKETS) if ttl > 0]
+    return min(expiring) if expiring else None
 
 
 async def verify_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
@@ -73,9 +74,17 @@ class DurableConsumer:
         self._after_published = dict(after_published or {})
         self._publisher = publisher
         self._clock = clock
+        self._max_event_age_s: float | None = None
 
-    def register(self, broker: NatsBroker, *, max_workers: int = 1, inbox_prefix: str = "_INBOX") -> None:
-        """Subscribe on the broker, bound to the existing durable (services never declare)."""
+    def register(
+        self, broker: NatsBroker, *, max_workers: int = 1, inbox_prefix: str = "_INBOX",
+        max_event_age_s: float | None = None,
+    ) -> None:
+        """Subscribe on the broker, bound to the existing durable (services never declare).
+
+        `max_event_age_s`: events older than this are dead-lettered unhandled (see `too_old`).
+        """
+        self._max_event_age_s = max_event_age_s
         subscriber = broker.subscriber(
             self.spec.filter_subjects[0],
             stream=JStream(self.spec.stream, declare=False),
@@ -137,6 +146,8 @@ class DurableConsumer:
             return await self._reject(message, letter, str(exc), None, exc.reasons)
         except Exception as exc:  # noqa: BLE001 - whatever cannot be decoded is rejected, never retried
             return await self._reject(message, letter, f"undecodable message: {type(exc).__name__}: {exc}", None)
+        if (stale := too_old(incoming, meta.timestamp, self._clock(), self._max_event_age_s)) is not None:
+            return await self._reject(message, letter, stale, incoming)
         if deliveries > self.spec.max_deliveries:
             # Earlier deliveries ended without an ack or nak: the service died, or lost NATS while
             # recording the outcome. Either way the server redelivered, and the limit is reached.
@@ -213,6 +224,30 @@ class DurableConsumer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def too_old(incoming: Incoming, stored_at: dt.datetime | None, now: dt.datetime, max_age_s: float | None) -> str | None:
+    """Why an event is too old to handle, or None.
+
+    The records that make handling an event idempotent (a dispatch claim, a deliberation's or a plan's
+    record) expire; an event older than the shortest of their lives (a redrive, a replay, a republish
+    of an old message) could meet a record that has gone and start again what already ran. Its age runs
+    from the earlier of when it was stored and when its producer says it happened, so neither a fresh
+    copy of an old event nor a producer's clock that runs fast hides it.
+    """
+    if not max_age_s:
+        return None
+    began = min(t for t in (incoming.envelope.occurred_at, stored_at) if t is not None)
+    age_s = (now - began).total_seconds()
+    if age_s <= max_age_s:
+        return None
+    return (f"too old to handle: the event is {_duration(age_s)} old, and the records that keep its handling "
+            f"idempotent last {_duration(max_age_s)} (streams/capacity.py); publish it anew (a new event id "
+            "and time) if it should still take effect")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 86_400:.1f} days" if seconds >= 86_400 else f"{seconds:.1f} s"
 
 
 def _has_wildcard(subject: str) -> bool:

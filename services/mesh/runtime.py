@@ -22,7 +22,7 @@ from services.mesh.consuming import DurableConsumer
 from services.mesh.metrics import REGISTRY, serve_health_and_metrics
 from services.mesh.publishing import EventPublisher
 from services.mesh.settings import Settings
-from streams.apply import verify_consumer
+from streams.apply import records_retention_s, verify_consumer
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,14 @@ async def bind_durables(broker: NatsBroker, service: str, settings: Settings, wi
     js = client.jetstream()
     mesh = Mesh(service, settings, broker, client, js, EventPublisher(js, producer=service))
     background = []
+    max_event_age_s = records_retention_s(os.environ)
     for item in await wire(mesh):
         if isinstance(item, Background):
             background.append(item)
             continue
         await verify_consumer(js, item.consumer.spec)
-        item.consumer.register(broker, max_workers=item.max_workers, inbox_prefix=settings.inbox_prefix)
+        item.consumer.register(broker, max_workers=item.max_workers, inbox_prefix=settings.inbox_prefix,
+                               max_event_age_s=max_event_age_s)
     return background
 
 

@@ -6,6 +6,7 @@ from nats.js import api
 from contracts import catalog
 from contracts.envelope import MSG_ID
 from streams.apply import apply_all, apply_consumer, apply_stream, consumer_config, stream_config
+from streams.capacity import RETENTION_S
 from streams.definitions import BUCKETS, CONSUMERS, PLANNING, PLANNING_APPROVALS, STREAMS
 
 pytestmark = pytest.mark.integration
@@ -27,11 +28,14 @@ async def test_a_drifted_stream_is_updated_back_and_the_change_is_reported(js):
     assert (await js.stream_info(PLANNING.name)).config.max_msg_size == PLANNING.max_msg_size
 
 
-async def test_event_logs_keep_everything_so_read_models_can_be_rebuilt(js):
+async def test_event_logs_keep_events_for_the_capacity_models_time_within_its_bytes_never_by_count(js):
     for spec in STREAMS:
         config = (await js.stream_info(spec.name)).config
-        assert config.retention == api.RetentionPolicy.LIMITS
-        assert (config.max_age or 0) == 0 and config.max_msgs == -1
+        assert config.retention == api.RetentionPolicy.LIMITS and config.max_msgs == -1, spec.name
+        assert ((config.max_age or 0), config.max_bytes) == (RETENTION_S[spec.name], spec.max_bytes), spec.name
+        assert config.max_bytes > 0 and config.discard == api.DiscardPolicy.OLD, spec.name
+    # Councils are configuration: every rebuild needs them all.
+    assert (await js.stream_info("CONFIG")).config.max_age in (0, None)
 
 
 async def test_durables_never_give_up_on_their_own_so_services_dead_letter_instead(js):
