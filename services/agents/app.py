@@ -10,7 +10,7 @@ import ray
 from contracts import catalog
 from services.agents.adapters.context import read_model_context
 from services.agents.adapters.llm import llm_config
-from services.agents.adapters.ray_agents import NAMESPACE, AgentPool
+from services.agents.adapters.ray_agents import NAMESPACE, ActorResources, AgentPool
 from services.agents.handlers import STRUCTURED_ATTEMPTS, AgentHandlers, on_turn_request_given_up
 from services.agents.prompts import TEMPLATE_TOKENS
 from services.mesh.consuming import DurableConsumer
@@ -62,7 +62,8 @@ async def wire(mesh: Mesh) -> list[Binding]:
         )
     log_budgets_the_window_cannot_hold(settings)
     connect_ray(settings.ray_address)
-    pool = AgentPool(llm_config(settings), max_concurrency=settings.agent_concurrency)
+    pool = AgentPool(llm_config(settings), max_concurrency=settings.agent_concurrency,
+                     resources=ActorResources(settings.agent_actor_cpus, settings.agent_actor_memory_mib))
     handlers = AgentHandlers(
         pool=pool,
         model=settings.llm_model,

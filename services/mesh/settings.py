@@ -53,6 +53,11 @@ class Settings:
     # "off" asks a hybrid reasoning model (Qwen3 on vLLM) to answer without thinking first.
     llm_thinking: bool = True
     agent_concurrency: int = 16
+    # What each agent's Ray actor asks Ray for. An actor waits on the LLM's HTTP answer: about 20 ms of
+    # CPU for a turn of seconds, and a worker process of about 105 MB resident (measured on the embedded
+    # mesh). The asks are what lets Ray spread actors over nodes and the autoscaler add one (docs/deploy.md).
+    agent_actor_cpus: float = 0.05
+    agent_actor_memory_mib: int = 128
     # Read models: graph names and key prefixes start with these, so several fleets can share a server.
     graph_name: str = "fleet"
     kv_prefix: str = "fleet"
@@ -217,6 +222,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         llm_timeout_s=_number(env, "FLEET_LLM_TIMEOUT_S", float, Settings.llm_timeout_s),
         llm_thinking=_choice(env, "FLEET_LLM_THINKING", ("on", "off"), "on") == "on",
         agent_concurrency=_number(env, "FLEET_AGENT_CONCURRENCY", int, Settings.agent_concurrency),
+        agent_actor_cpus=_number(env, "FLEET_AGENT_ACTOR_CPUS", float, Settings.agent_actor_cpus),
+        agent_actor_memory_mib=_number(env, "FLEET_AGENT_ACTOR_MEMORY_MIB", int, Settings.agent_actor_memory_mib),
         graph_name=env.get("FLEET_GRAPH_NAME", Settings.graph_name),
         kv_prefix=env.get("FLEET_KV_PREFIX", Settings.kv_prefix),
         graph_user=env.get("FLEET_GRAPH_USER", Settings.graph_user),

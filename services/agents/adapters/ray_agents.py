@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ray
 
 from services.agents.adapters.llm import LlmClient, LlmConfig
@@ -28,25 +30,39 @@ class AgentActor:
         await self._client.close()
 
 
+@dataclass(frozen=True)
+class ActorResources:
+    """What one agent's actor asks Ray for (Settings.agent_actor_cpus and agent_actor_memory_mib)."""
+
+    cpus: float = 0.05
+    memory_mib: int = 128
+
+
 class AgentPool:
     """Finds or starts the actor of each agent. Handles are a cache; the actors hold no state."""
 
-    def __init__(self, config: LlmConfig, max_concurrency: int = 8) -> None:
+    def __init__(self, config: LlmConfig, max_concurrency: int = 8,
+                 resources: ActorResources = ActorResources()) -> None:  # noqa: B008 - frozen, shared safely
         self._config = config
         self._max_concurrency = max_concurrency
+        self._resources = resources
         self._actors: dict[str, ray.actor.ActorHandle] = {}
 
     def _actor(self, agent_id: str) -> ray.actor.ActorHandle:
         if agent_id not in self._actors:
-            # Agents wait on HTTP, not on CPU: num_cpus=0 lets 15 of them share 2 cores.
             self._actors[agent_id] = (
                 ray.remote(AgentActor)
                 .options(
                     name=f"agent-{agent_id}",
                     namespace=NAMESPACE,
                     get_if_exists=True,
-                    num_cpus=0,
-                    max_restarts=2,
+                    num_cpus=self._resources.cpus,
+                    memory=self._resources.memory_mib * 1024 * 1024,
+                    # Over every node with room, not packed onto the first: a lost node takes a share of
+                    # the agents, and Ray restarts each on a node that is left (a turn in flight fails
+                    # with RayActorError and its message is redelivered to the restarted actor).
+                    scheduling_strategy="SPREAD",
+                    max_restarts=-1,
                     max_concurrency=self._max_concurrency,
                 )
                 .remote(agent_id, self._config)
