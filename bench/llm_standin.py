@@ -11,6 +11,11 @@ slow, failing or malformed without touching the mesh:
     POST /_fault {"mode": "ok" | "slow" | "http500" | "malformed", "delay_s": 5}
     GET  /_stats  -> {"requests": N, "by_mode": {...}}
 
+and the answers' length can be set (every free-text field padded to so many characters, within its
+schema's maxLength), which is how the capacity benchmark tells the bytes an answer adds:
+
+    POST /_answers {"chars": 2048}
+
     python -m bench.llm_standin --port 8480 [--latency-ms 500] [--upstream http://127.0.0.1:8080/v1]
 """
 
@@ -36,8 +41,9 @@ CANNED = ("Stand-in answer: split the change into a pure domain function and a t
           "test the function with examples and properties, and roll it out behind a flag.")
 
 
-def instance_of(schema: dict[str, Any]) -> Any:
-    """The smallest value that follows this (inlined) JSON schema: enough for msgspec to accept it."""
+def instance_of(schema: dict[str, Any], chars: int = 0) -> Any:
+    """The smallest value that follows this (inlined) JSON schema: enough for msgspec to accept it; free
+    text padded to `chars` characters where the schema allows."""
     if "const" in schema:
         return schema["const"]
     if "enum" in schema:
@@ -46,15 +52,15 @@ def instance_of(schema: dict[str, Any]) -> Any:
         return values[len(values) // 2] if all(isinstance(v, int) for v in values) else values[0]
     for combinator in ("anyOf", "oneOf", "allOf"):
         if combinator in schema:
-            return instance_of(schema[combinator][0])
+            return instance_of(schema[combinator][0], chars)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         properties = schema.get("properties", {})
-        return {name: instance_of(properties[name]) for name in schema.get("required", properties)}
+        return {name: instance_of(properties[name], chars) for name in schema.get("required", properties)}
     if kind == "array":
-        return [instance_of(schema.get("items", {})) for _ in range(schema.get("minItems", 0))]
+        return [instance_of(schema.get("items", {}), chars) for _ in range(schema.get("minItems", 0))]
     if kind == "integer":
         low, high = schema.get("minimum", 0), schema.get("maximum", 10)
         return (low + high) // 2
@@ -63,7 +69,7 @@ def instance_of(schema: dict[str, Any]) -> Any:
     if kind == "boolean":
         return True
     if kind == "string":
-        text = "Stand-in: the simplest proposal that meets the rubric."
+        text = "Stand-in: the simplest proposal that meets the rubric.".ljust(chars, ".")
         return text[: schema.get("maxLength", len(text))].ljust(schema.get("minLength", 0), ".")
     return None
 
@@ -75,9 +81,9 @@ def schema_of(request: dict[str, Any]) -> dict[str, Any] | None:
     return response_format.get("schema")
 
 
-def answer(request: dict[str, Any]) -> dict[str, Any]:
+def answer(request: dict[str, Any], chars: int = 0) -> dict[str, Any]:
     schema = schema_of(request)
-    content = CANNED if schema is None else msgspec.json.encode(instance_of(schema)).decode()
+    content = CANNED.ljust(chars, ".") if schema is None else msgspec.json.encode(instance_of(schema, chars)).decode()
     return {
         "id": f"standin-{time.monotonic_ns()}",
         "object": "chat.completion",
@@ -99,6 +105,7 @@ class StandIn:
     latency_s: float = 0.0
     upstream: str | None = None
     fault: Fault = field(default_factory=Fault)
+    answer_chars: int = 0
     requests: collections.Counter = field(default_factory=collections.Counter)
     _session: aiohttp.ClientSession | None = None
 
@@ -115,7 +122,7 @@ class StandIn:
             await asyncio.sleep(self.latency_s)
         body = await request.read()
         if self.upstream is None:
-            return web.json_response(answer(msgspec.json.decode(body)))
+            return web.json_response(answer(msgspec.json.decode(body), self.answer_chars))
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "authorization")}
         async with self._session.post(self.upstream.rstrip("/") + "/chat/completions", data=body,
@@ -133,6 +140,13 @@ class StandIn:
         self.fault = Fault(mode=mode, delay_s=float(wanted.get("delay_s", 0.0)))
         return web.json_response({"mode": mode, "delay_s": self.fault.delay_s})
 
+    async def set_answers(self, request: web.Request) -> web.Response:
+        chars = (await request.json()).get("chars", 0)
+        if not isinstance(chars, int) or chars < 0:
+            return web.json_response({"error": "chars must be a whole number of characters, 0 or more"}, status=400)
+        self.answer_chars = chars
+        return web.json_response({"chars": chars})
+
     async def stats(self, _: web.Request) -> web.Response:
         return web.json_response({"requests": sum(self.requests.values()), "by_mode": dict(self.requests),
                                   "fault": self.fault.mode})
@@ -143,6 +157,7 @@ class StandIn:
         application.router.add_get("/v1/models", self.models)
         application.router.add_post("/_fault", self.set_fault)
         application.router.add_get("/_stats", self.stats)
+        application.router.add_post("/_answers", self.set_answers)
         application.on_startup.append(self._open)
         application.on_cleanup.append(self._close)
         return application

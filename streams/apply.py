@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
+from streams.capacity import DESIGN_LOAD, Load, byte_limit, load_from
 from streams.definitions import BUCKETS, CONSUMERS, STREAMS, BucketSpec, ConsumerSpec, StreamSpec
 
 
@@ -36,7 +37,7 @@ def replicas_from(env: Mapping[str, str]) -> int | None:
     return int(raw)
 
 
-def stream_config(spec: StreamSpec, replicas: int | None = None) -> api.StreamConfig:
+def stream_config(spec: StreamSpec, replicas: int | None = None, load: Load = DESIGN_LOAD) -> api.StreamConfig:
     return api.StreamConfig(
         name=spec.name,
         description=spec.description,
@@ -48,7 +49,7 @@ def stream_config(spec: StreamSpec, replicas: int | None = None) -> api.StreamCo
         discard=api.DiscardPolicy.OLD,
         max_age=spec.max_age_s,
         max_msgs=-1,
-        max_bytes=spec.max_bytes,
+        max_bytes=byte_limit(spec.name, spec.max_age_s, load),
         max_msg_size=spec.max_msg_size,
         duplicate_window=spec.duplicate_window_s,
         num_replicas=spec.replicas if replicas is None else replicas,
@@ -71,7 +72,9 @@ def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
     )
 
 
-def bucket_config(spec: BucketSpec, replicas: int | None = None, ttl_s: float | None = None) -> api.KeyValueConfig:
+def bucket_config(
+    spec: BucketSpec, replicas: int | None = None, ttl_s: float | None = None, load: Load = DESIGN_LOAD,
+) -> api.KeyValueConfig:
     return api.KeyValueConfig(
         bucket=spec.bucket,
         description=spec.description,
@@ -79,7 +82,7 @@ def bucket_config(spec: BucketSpec, replicas: int | None = None, ttl_s: float | 
         storage=api.StorageType.FILE,
         replicas=1 if replicas is None else replicas,
         ttl=bucket_ttl(spec, ttl_s),
-        max_bytes=spec.max_bytes,
+        max_bytes=byte_limit(spec.stream_name, spec.ttl_s, load),
     )
 
 
@@ -123,8 +126,10 @@ def _differences(wanted: object, actual: object, fields: tuple[str, ...]) -> lis
     return changed
 
 
-async def apply_stream(js: JetStreamContext, spec: StreamSpec, replicas: int | None = None) -> Change:
-    wanted = stream_config(spec, replicas)
+async def apply_stream(
+    js: JetStreamContext, spec: StreamSpec, replicas: int | None = None, load: Load = DESIGN_LOAD,
+) -> Change:
+    wanted = stream_config(spec, replicas, load)
     try:
         info = await js.stream_info(spec.name)
     except NotFoundError:
@@ -154,15 +159,17 @@ async def apply_consumer(js: JetStreamContext, spec: ConsumerSpec) -> Change:
 
 
 async def apply_bucket(
-    js: JetStreamContext, spec: BucketSpec, replicas: int | None = None, ttl_s: float | None = None
+    js: JetStreamContext, spec: BucketSpec, replicas: int | None = None, ttl_s: float | None = None,
+    load: Load = DESIGN_LOAD,
 ) -> Change:
+    wanted_config = bucket_config(spec, replicas, ttl_s, load)
     try:
         info = await js.stream_info(spec.stream_name)
     except NotFoundError:
-        await js.create_key_value(bucket_config(spec, replicas, ttl_s))
+        await js.create_key_value(wanted_config)
         return Change("bucket", spec.bucket, "created")
     config = info.config
-    wanted = {"max_age": bucket_ttl(spec, ttl_s), "max_bytes": spec.max_bytes}
+    wanted = {"max_age": wanted_config.ttl, "max_bytes": wanted_config.max_bytes}
     if replicas is not None:
         wanted["num_replicas"] = replicas
     changed = [f"{name}: {getattr(config, name)!r} -> {value!r}" for name, value in wanted.items()
@@ -177,16 +184,21 @@ async def apply_bucket(
     return Change("bucket", spec.bucket, "updated", "; ".join(changed))
 
 
-async def apply_all(js: JetStreamContext, replicas: int | None = None, ttl_s: float | None = None) -> list[Change]:
+async def apply_all(
+    js: JetStreamContext, replicas: int | None = None, ttl_s: float | None = None, load: Load | None = None,
+) -> list[Change]:
     """Streams first, then the consumers on them, then the buckets; replicas default to FLEET_STREAM_REPLICAS,
-    and the buckets' time to live to the specs' (or FLEET_RECORD_TTL_S, where shorter)."""
+    the buckets' time to live to the specs' (or FLEET_RECORD_TTL_S, where shorter), and the bytes to the
+    capacity model at FLEET_DELIBERATIONS_PER_DAY."""
     if replicas is None:
         replicas = replicas_from(os.environ)
     if ttl_s is None:
         ttl_s = record_ttl_from(os.environ)
-    changes = [await apply_stream(js, spec, replicas) for spec in STREAMS]
+    if load is None:
+        load = load_from(os.environ)
+    changes = [await apply_stream(js, spec, replicas, load) for spec in STREAMS]
     changes += [await apply_consumer(js, spec) for spec in CONSUMERS]
-    changes += [await apply_bucket(js, spec, replicas, ttl_s) for spec in BUCKETS]
+    changes += [await apply_bucket(js, spec, replicas, ttl_s, load) for spec in BUCKETS]
     return changes
 
 

@@ -8,6 +8,7 @@ from cannot drift apart.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 DAY = 86_400.0
@@ -31,26 +32,49 @@ class Footprint:
         return self.bytes + self.answer_copies * (answer_bytes - MEASURED_ANSWER_BYTES)
 
 
-# `python -m bench capacity --deliberations 300` at commit 8b5e66c on the 2-core VM, stand-in LLM: see
-# docs/scaling.md. A plan approval with one task and one role starts one deliberation, so PLANNING's
-# share is one approval; each result and conclusion is on ORCHESTRATION.
-MEASURED_ANSWER_BYTES = 0.0
-FOOTPRINTS: dict[str, Footprint] = {}
+# `python -m bench capacity --deliberations 300` at commit b215cd8 on the 2-core VM, stand-in LLM, 300
+# deliberations at 148-byte answers and 300 at 1,512 (docs/scaling.md). A plan with one task and one role
+# starts one deliberation, so PLANNING's share is one approval; dead letters are not part of a normal
+# deliberation, and their stream gets the floor.
+MEASURED_ANSWER_BYTES = 148.0
+FOOTPRINTS: dict[str, Footprint] = {
+    "PLANNING": Footprint(messages=1, bytes=815),
+    "ORCHESTRATION": Footprint(messages=12, bytes=13_816, answer_copies=2.07),
+    "AGENT": Footprint(messages=26, bytes=39_906, answer_copies=31.54),
+    "KV_DISPATCH_CLAIMS": Footprint(messages=1, bytes=210),
+    "KV_COLLECTOR_DELIBERATIONS": Footprint(messages=1, bytes=7_087, answer_copies=6.35),
+    "KV_PLAN_OUTCOMES": Footprint(messages=1, bytes=684),
+}
 
 
 @dataclass(frozen=True)
 class Load:
-    """The load a deployment is sized for."""
+    """The load a deployment is sized for: FLEET_DELIBERATIONS_PER_DAY where `fleet streams apply` runs."""
 
-    deliberations_per_day: float = 10_000
-    # A production answer: 2,048 tokens at most (FLEET_LLM_MAX_TOKENS), about 4 bytes a token.
-    answer_bytes: float = 8 * KiB
+    deliberations_per_day: float = 100
+    # A mean answer of about 1,000 tokens at about 4 bytes a token (FLEET_LLM_MAX_TOKENS caps one at 2,048).
+    answer_bytes: float = 4 * KiB
 
 
-# The design point the shipped limits are derived from: 10,000 deliberations a day, long answers.
+# Unset, a deployment is sized for 100 deliberations a day (a team trying it: the embedded mesh, the dev
+# overlay); the prod overlay sets 1,000.
 DESIGN_LOAD = Load()
-# Room above the design point before a byte limit bites: a bad day, a backlog replayed, a retry storm.
+LOAD_VARIABLE = "FLEET_DELIBERATIONS_PER_DAY"
+# Room above the load before a byte limit bites: a bad day, a backlog replayed, a retry storm.
 HEADROOM = 2.0
+
+
+def load_from(env: Mapping[str, str]) -> Load:
+    raw = env.get(LOAD_VARIABLE, "")
+    if not raw:
+        return DESIGN_LOAD
+    try:
+        per_day = float(raw)
+    except ValueError:
+        per_day = -1.0
+    if per_day <= 0:
+        raise ValueError(f"{LOAD_VARIABLE}={raw!r} must be a number of deliberations a day above 0")
+    return Load(deliberations_per_day=per_day)
 
 # How long each log keeps its events. Councils are configuration, tiny, and every rebuild needs them all.
 # Plans and outcomes are kept a year: a read model rebuilt from the log still shows a year of decisions.
@@ -84,8 +108,9 @@ def stored_bytes(footprint: Footprint, retention_s: float, load: Load = DESIGN_L
 
 
 def byte_limit(name: str, retention_s: float, load: Load = DESIGN_LOAD, headroom: float = HEADROOM) -> int:
-    """The `max_bytes` of a stream or bucket: its footprint over its retention at the load, with headroom,
-    rounded up to a whole MiB and never under FLOOR_BYTES."""
+    """The `max_bytes` of a stream or bucket (by its stream's name, KV_<bucket> for a bucket): its
+    footprint over its retention at the load, with headroom, rounded up to a whole MiB and never under
+    FLOOR_BYTES. JetStream reserves it on every server that holds a copy, at creation."""
     footprint = FOOTPRINTS.get(name, Footprint(0, 0))
     wanted = stored_bytes(footprint, retention_s, load) * headroom
     return max(FLOOR_BYTES, math.ceil(wanted / MiB) * MiB)

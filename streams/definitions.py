@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contracts import catalog
-from streams.capacity import CLAIM_RETENTION_S, RECORD_RETENTION_S, RETENTION_S, byte_limit
+from streams.capacity import CLAIM_RETENTION_S, RECORD_RETENTION_S, RETENTION_S
 from streams.subjects import subject_matches, subject_within, subjects_overlap
 
 MINUTE = 60.0
@@ -21,10 +21,9 @@ class StreamSpec:
     description: str
     duplicate_window_s: float = 10 * MINUTE
     max_msg_size: int = 1 * MiB
-    # How long an event is kept (0: for ever), and the bytes the capacity model gives the stream
-    # (streams/capacity.py). Past the bytes, the oldest events go first: see docs/scaling.md.
+    # How long an event is kept (0: for ever). Its bytes come from the capacity model at the load the
+    # deployment is sized for (streams/capacity.py); past them, the oldest events go first.
     max_age_s: float = 0.0
-    max_bytes: int = -1
     replicas: int = 1
     # Holds JetStream message schedules (deadlines) besides events.
     schedules: bool = False
@@ -63,10 +62,9 @@ class BucketSpec:
     # The one service that reads and writes it.
     service: str
     history: int = 1
-    # How long a key outlives its last write (0: for ever), and the bytes the capacity model allows.
-    # Past the bytes, a write is refused rather than an older key dropped.
+    # How long a key outlives its last write (0: for ever). Its bytes come from the capacity model; past
+    # them, a write is refused rather than an older key dropped.
     ttl_s: float = 0.0
-    max_bytes: int = -1
 
     @property
     def stream_name(self) -> str:
@@ -78,7 +76,6 @@ CONFIG = StreamSpec(
     subjects=("config.>",),
     description="Configuration as events: councils created and deleted.",
     max_age_s=RETENTION_S["CONFIG"],
-    max_bytes=byte_limit("CONFIG", RETENTION_S["CONFIG"]),
 )
 PLANNING = StreamSpec(
     name="PLANNING",
@@ -86,7 +83,6 @@ PLANNING = StreamSpec(
     description="Ingress from upstream planning services, legacy and versioned.",
     duplicate_window_s=1 * HOUR,
     max_age_s=RETENTION_S["PLANNING"],
-    max_bytes=byte_limit("PLANNING", RETENTION_S["PLANNING"]),
 )
 ORCHESTRATION = StreamSpec(
     name="ORCHESTRATION",
@@ -94,21 +90,18 @@ ORCHESTRATION = StreamSpec(
     description="The deliberation aggregate, from request to result, and the schedules of its phase deadlines.",
     schedules=True,
     max_age_s=RETENTION_S["ORCHESTRATION"],
-    max_bytes=byte_limit("ORCHESTRATION", RETENTION_S["ORCHESTRATION"]),
 )
 AGENT = StreamSpec(
     name="AGENT",
     subjects=("agent.>",),
     description="Work asked of agents and what they answered.",
     max_age_s=RETENTION_S["AGENT"],
-    max_bytes=byte_limit("AGENT", RETENTION_S["AGENT"]),
 )
 DEAD_LETTERS = StreamSpec(
     name="DEAD_LETTERS",
     subjects=("deadletter.>",),
     description="Messages a service rejected, each with its reason and original headers and body.",
     max_age_s=RETENTION_S["DEAD_LETTERS"],
-    max_bytes=byte_limit("DEAD_LETTERS", RETENTION_S["DEAD_LETTERS"]),
 )
 
 STREAMS: tuple[StreamSpec, ...] = (CONFIG, PLANNING, ORCHESTRATION, AGENT, DEAD_LETTERS)
@@ -187,14 +180,12 @@ DISPATCH_CLAIMS = BucketSpec(
     description="Which event first started each deliberation, so a duplicate never starts another.",
     service=catalog.DISPATCH,
     ttl_s=CLAIM_RETENTION_S,
-    max_bytes=byte_limit("KV_DISPATCH_CLAIMS", CLAIM_RETENTION_S),
 )
 COLLECTOR_DELIBERATIONS = BucketSpec(
     bucket="COLLECTOR_DELIBERATIONS",
     description="The state of each deliberation, folded from its events, updated by compare-and-set.",
     service=catalog.COLLECTOR,
     ttl_s=RECORD_RETENTION_S,
-    max_bytes=byte_limit("KV_COLLECTOR_DELIBERATIONS", RECORD_RETENTION_S),
 )
 
 PLAN_OUTCOMES = BucketSpec(
@@ -202,7 +193,6 @@ PLAN_OUTCOMES = BucketSpec(
     description="Each accepted plan's deliberations and how each ended, updated by compare-and-set.",
     service=catalog.PLANNING,
     ttl_s=RECORD_RETENTION_S,
-    max_bytes=byte_limit("KV_PLAN_OUTCOMES", RECORD_RETENTION_S),
 )
 
 BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS, PLAN_OUTCOMES)

@@ -19,7 +19,8 @@ from services.agents.handlers import STRUCTURED_ATTEMPTS
 from services.cli.main import app
 from services.mesh.settings import Settings, load_settings
 from streams import permissions
-from streams.apply import REPLICAS_VARIABLE, replicas_from
+from streams.apply import REPLICAS_VARIABLE, bucket_config, replicas_from, stream_config
+from streams.capacity import LOAD_VARIABLE, load_from
 from streams.definitions import AGENTS_TURNS, BUCKETS, CONSUMERS, STREAMS
 from tests.deploy.manifests import (
     FLEET_IMAGE,
@@ -32,6 +33,7 @@ from tests.deploy.manifests import (
     overlay,
     pods,
     port_number,
+    quantity,
 )
 
 NATS_PASSWORD_FILE = "/var/run/secrets/fleet/nats/password"
@@ -44,6 +46,9 @@ SAFE_DEFAULTS = {
     "FLEET_LLM_API_KEY_FILE": "the in-cluster vLLM takes no key; components/external-llm sets it",
     "FLEET_GRAPH_PASSWORD": "the projection reads the _FILE form, a mounted Secret",
     "FLEET_NATS_PASSWORD": "every pod reads the _FILE form, a mounted Secret",
+    "FLEET_RECORD_TTL_S": "tests shorten the buckets' lives with it; unset, the Job and every service use the specs'",
+    "FLEET_AGENT_ACTOR_CPUS": "0.05 CPU per actor, which the RayCluster's worker group is sized for",
+    "FLEET_AGENT_ACTOR_MEMORY_MIB": "128 MiB per actor, which the RayCluster's worker group is sized for",
 }
 # Settings only one workload uses: that one must set them.
 SET_BY_ONE = {
@@ -61,6 +66,7 @@ SET_BY_ONE = {
     "FLEET_AGENT_CONCURRENCY": "Deployment/agents",
     "FLEET_MONITOR_PORT": "Deployment/monitor",
     "FLEET_STREAM_REPLICAS": "Job/fleet-streams-apply",
+    "FLEET_DELIBERATIONS_PER_DAY": "Job/fleet-streams-apply",
 }
 # Settings two workloads must agree on: each of them sets it, from one ConfigMap.
 SET_BY_BOTH = {
@@ -325,6 +331,22 @@ def test_every_stream_keeps_one_copy_per_nats_server(name):
     assert routes == ([f"nats-{i}" for i in range(servers)] if servers > 1 else [])
 
 
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_stream_and_bucket_fits_the_nats_volume_at_the_load_the_overlay_is_sized_for(name):
+    """JetStream reserves each stream's max_bytes when it is created, against 75% of its volume (nats.conf
+    sets no max_file_store), on every server that holds a copy: with as many copies as servers, each server
+    holds them all. Too little room and `fleet streams apply` fails with "insufficient storage resources"."""
+    resources = overlay(name)
+    job = container_of(find(resources, "Job", "fleet-streams-apply"))
+    load = load_from(env_of(job, resources))
+    reserved = sum(stream_config(spec, load=load).max_bytes for spec in STREAMS) + sum(
+        bucket_config(spec, load=load).max_bytes for spec in BUCKETS)
+    [claim] = find(resources, "StatefulSet", "nats")["spec"]["volumeClaimTemplates"]
+    volume = quantity(claim["spec"]["resources"]["requests"]["storage"])
+    assert LOAD_VARIABLE in env_of(job, resources)
+    assert reserved <= 0.75 * volume, f"{reserved / 2**30:.1f} GiB of limits on a {volume / 2**30:.0f} GiB volume"
+
+
 def test_prod_survives_losing_a_node():
     resources = overlay("prod")
     nats = find(resources, "StatefulSet", "nats")
@@ -341,3 +363,22 @@ def test_prod_survives_losing_a_node():
         else:
             assert service not in budgets, f"a budget on the only pod of {service} would block node drains"
     assert of_kind(overlay("dev"), "PodDisruptionBudget") == []
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_ray_workers_can_place_every_default_councils_actor_with_what_it_asks_for(name):
+    """Each actor asks Ray for FLEET_AGENT_ACTOR_CPUS and _MEMORY_MIB; the head offers none. A worker offers
+    its CPU limit, and its memory limit less the object store; an actor that fits nowhere waits forever
+    where the autoscaler may add no worker (maxReplicas reached)."""
+    from services.councils.domain import default_councils
+    from services.mesh.settings import Settings
+
+    cluster = find(overlay(name), "RayCluster", "fleet-ray")["spec"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    [workers] = cluster["workerGroupSpecs"]
+    limits = workers["template"]["spec"]["containers"][0]["resources"]["limits"]
+    cpus = float(limits["cpu"].removesuffix("m")) / (1000 if limits["cpu"].endswith("m") else 1)
+    memory = quantity(limits["memory"]) - int(workers["rayStartParams"]["object-store-memory"])
+    actors = sum(len(council.agents) for council in default_councils())
+    per_worker = min(int(cpus / Settings.agent_actor_cpus), int(memory / (Settings.agent_actor_memory_mib * 2**20)))
+    assert actors <= per_worker * workers["maxReplicas"], (actors, per_worker, workers["maxReplicas"])

@@ -15,7 +15,7 @@ from services.collector.app import SERVICE, wire
 from services.embedded.servers import nats_plan
 from services.mesh.messages import utc_now
 from streams.apply import RECORD_TTL_VARIABLE, apply_all
-from streams.capacity import CLAIM_RETENTION_S, RECORD_RETENTION_S
+from streams.capacity import CLAIM_RETENTION_S, RECORD_RETENTION_S, byte_limit
 from streams.definitions import BUCKETS, COLLECTOR_DELIBERATIONS, DISPATCH_CLAIMS
 from tests.integration.test_deadlines import of, started
 from tests.servers import nats_container, real_server
@@ -29,7 +29,7 @@ TTL_S = 2.0
 async def test_every_bucket_has_the_time_to_live_and_bytes_of_the_capacity_model(js):
     for spec in BUCKETS:
         config = (await js.stream_info(spec.stream_name)).config
-        assert (config.max_age, config.max_bytes) == (spec.ttl_s, spec.max_bytes), spec.bucket
+        assert (config.max_age, config.max_bytes) == (spec.ttl_s, byte_limit(spec.stream_name, spec.ttl_s)), spec.bucket
         assert config.max_bytes > 0, spec.bucket
     assert DISPATCH_CLAIMS.ttl_s == CLAIM_RETENTION_S > COLLECTOR_DELIBERATIONS.ttl_s == RECORD_RETENTION_S
 

@@ -9,6 +9,7 @@ from services.mesh.messages import Incoming
 from streams.apply import bucket_config, bucket_ttl, record_ttl_from, records_retention_s, stream_config
 from streams.capacity import (
     DAY,
+    DESIGN_LOAD,
     FLOOR_BYTES,
     HEADROOM,
     MEASURED_ANSWER_BYTES,
@@ -18,9 +19,10 @@ from streams.capacity import (
     Load,
     MiB,
     byte_limit,
+    load_from,
     stored_bytes,
 )
-from streams.definitions import BUCKETS, COLLECTOR_DELIBERATIONS, DISPATCH_CLAIMS, STREAMS
+from streams.definitions import AGENT, BUCKETS, COLLECTOR_DELIBERATIONS, DISPATCH_CLAIMS, STREAMS
 
 NOW = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC)
 
@@ -46,19 +48,33 @@ def test_a_limit_has_headroom_is_whole_mebibytes_and_never_below_the_floor():
     assert byte_limit("AGENT", RETENTION_S["AGENT"], Load(deliberations_per_day=1e6)) >= limit
 
 
-def test_every_stream_and_bucket_is_bounded_in_bytes_and_every_record_in_time():
+def test_every_stream_and_bucket_is_bounded_in_bytes_at_the_load_and_every_record_in_time():
+    busy = Load(deliberations_per_day=1_000)
     for spec in STREAMS:
-        config = stream_config(spec)
-        assert config.max_bytes == spec.max_bytes > 0, spec.name
-        assert config.max_age == RETENTION_S[spec.name], spec.name
+        config, busier = stream_config(spec), stream_config(spec, load=busy)
+        assert config.max_bytes == byte_limit(spec.name, RETENTION_S[spec.name]) >= FLOOR_BYTES, spec.name
+        assert busier.max_bytes >= config.max_bytes and config.max_age == RETENTION_S[spec.name], spec.name
     assert all(stream_config(spec).max_age > 0 for spec in STREAMS if spec.name != "CONFIG")
+    assert stream_config(AGENT, load=busy).max_bytes > 5 * stream_config(AGENT).max_bytes
     for spec in BUCKETS:
-        config = bucket_config(spec)
-        assert config.max_bytes == spec.max_bytes > 0 and config.ttl == spec.ttl_s > 0, spec.bucket
+        config = bucket_config(spec, load=busy)
+        assert config.max_bytes == byte_limit(spec.stream_name, spec.ttl_s, busy) and config.ttl == spec.ttl_s > 0
     # A claim must outlive every request that could repeat it; the bulky records go after a week.
     assert DISPATCH_CLAIMS.ttl_s == RETENTION_S["ORCHESTRATION"]
     assert COLLECTOR_DELIBERATIONS.ttl_s == RECORD_RETENTION_S == 7 * DAY
     assert HEADROOM >= 1.5
+
+
+def test_the_load_is_read_from_the_environment_and_a_bad_one_is_refused():
+    assert load_from({}) == DESIGN_LOAD
+    assert load_from({"FLEET_DELIBERATIONS_PER_DAY": "1000"}).deliberations_per_day == 1000
+    for bad in ("0", "-5", "lots"):
+        try:
+            load_from({"FLEET_DELIBERATIONS_PER_DAY": bad})
+        except ValueError as error:
+            assert "FLEET_DELIBERATIONS_PER_DAY" in str(error)
+        else:
+            raise AssertionError(f"{bad!r} was taken")
 
 
 def test_a_shorter_ttl_asked_for_in_the_environment_shortens_every_bucket_never_lengthens():
