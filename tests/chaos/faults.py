@@ -24,7 +24,7 @@ from contracts import catalog
 from services.embedded.processes import ManagedProcess
 from services.embedded.servers import ServerPlan, http_ready, tcp_ready
 from services.embedded.stack import EmbeddedStack
-from streams.definitions import CONSUMERS, ConsumerSpec
+from streams.definitions import CONSUMERS, STREAMS, ConsumerSpec
 from tests.chaos.readback import wait_until
 
 # How long a healed thing may take to be back before the fault run says it did not come back.
@@ -234,6 +234,51 @@ class RestartServer(Fault):
 
 
 @dataclass
+class KillServer(RestartServer):
+    """SIGKILL a server while the services hold unacknowledged work, then start it again: same port, same data.
+
+    nats-server writes a message to its files before it acks it; what is not yet flushed to the disk is
+    in the operating system's cache, which a killed process does not take with it (`sync_interval` bounds
+    what a power loss could take). `observed["lost"]` compares each stream's last sequence before the
+    kill with the one after the restart; `observed["unacked_at_kill"]` is the work the kill met.
+    """
+
+    async def inject(self, target: Target) -> None:
+        async def holds_work() -> bool:
+            return _unacked(await held_work(target.js, list(CONSUMERS))) > 0
+
+        with contextlib.suppress(FaultDidNotHeal):
+            await _until(holds_work, "work in flight", within_s=IN_FLIGHT_WITHIN_S, every_s=0.05)
+        work = await held_work(target.js, list(CONSUMERS))
+        self.observed.update(work_at_kill=work, unacked_at_kill=_unacked(work),
+                             stored_before=await last_sequences(target.js))
+        process = target.server(self.server)
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
+    async def heal(self, target: Target) -> None:
+        await super().heal(target)
+        after: dict[str, int] = {}
+
+        async def read_again() -> bool:
+            try:
+                after.update(await last_sequences(target.js))
+            except Exception:  # noqa: BLE001 - the test's own client may still be reconnecting
+                return False
+            return True
+
+        await _until(read_again, "the log readable again")
+        before = self.observed.pop("stored_before")
+        self.observed["lost"] = {stream: last - after.get(stream, 0) for stream, last in before.items()
+                                 if after.get(stream, 0) < last}
+
+
+async def last_sequences(js: JetStreamContext) -> dict[str, int]:
+    """Each stream's last stored sequence: a stream that lost acked messages ends lower than it did."""
+    return {spec.name: (await js.stream_info(spec.name)).state.last_seq for spec in STREAMS}
+
+
+@dataclass
 class LlmMode(Fault):
     """Switch the stand-in's answers to a failure mode; `slow` answers after the agents have given up."""
 
@@ -290,6 +335,8 @@ def all_faults() -> list[Fault]:
         *kills,
         RestartServer("nats-restart", "nats-server stopped for 5 s and started again (same port and store)",
                       server="nats"),
+        KillServer("nats-kill", "nats-server SIGKILLed while services hold unacknowledged work, started again "
+                   "after 5 s (same port and store)", server="nats"),
         StopLlm("llm-stopped", "the LLM server stopped for 5 s: connections refused"),
         LlmMode("llm-slow", "the LLM answers 2 s after the agents' timeout", mode="slow"),
         LlmMode("llm-http500", "the LLM answers HTTP 500", mode="http500"),

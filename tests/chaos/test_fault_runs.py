@@ -13,12 +13,12 @@ from tests.chaos.run import EMBEDDED, Options, run
 
 pytestmark = pytest.mark.e2e
 
-# One of each kind: the stateful orchestrator killed, the event log's server restarted, the LLM failing,
-# the read models' server restarted. The other kills are left to the full run: a turn the agents held
+# One of each kind: the stateful orchestrator killed, the event log's server killed (SIGKILL) and started
+# again, the LLM failing, the read models' server restarted. The other kills are left to the full run: a turn the agents held
 # comes back only after its 150 s ack wait, and tests/e2e kills the projection mid-deliberation.
-CI_FAULTS = ["kill-collector", "nats-restart", "llm-http500", "store-restart"]
+CI_FAULTS = ["kill-collector", "nats-kill", "llm-http500", "store-restart"]
 # The faults that are not the LLM's: they may delay a deliberation, never fail it.
-MESH_FAULTS = ["kill-collector", "nats-restart", "store-restart"]
+MESH_FAULTS = ["kill-collector", "nats-kill", "store-restart"]
 # One task and one role an approval: one deliberation each.
 APPROVALS = 2
 
@@ -37,7 +37,7 @@ async def test_every_invariant_holds_through_a_fault_of_each_kind(tmp_path_facto
     broken = {f"{r.fault} / {c.name}": (c.summary, c.evidence) for r in runs for c in r.checks if not c.held}
     assert broken == {}
     by_fault = {r.fault: r for r in runs}
-    # Through a killed service, a restarted NATS and a restarted store, every deliberation completed.
+    # Through a killed service, a killed NATS and a restarted store, every deliberation completed.
     ended = {name: (by_fault[name].deliberations, by_fault[name].outcomes.completed, by_fault[name].outcomes.failed)
              for name in MESH_FAULTS}
     assert ended == dict.fromkeys(MESH_FAULTS, (APPROVALS, APPROVALS, 0)), {
@@ -48,3 +48,6 @@ async def test_every_invariant_holds_through_a_fault_of_each_kind(tmp_path_facto
     assert killed["unacked_at_kill"] > 0, killed["work_at_kill"]
     assert killed["service_restarts"] == {"collector": 1}
     assert by_fault["llm-http500"].observed["requests_while_faulty"] > 0
+    # nats-server killed outright while the services held work lost no message it had acknowledged.
+    nats = by_fault["nats-kill"].observed
+    assert nats["unacked_at_kill"] > 0 and nats["lost"] == {}, nats
