@@ -22,13 +22,13 @@ import msgspec
 import valkey.asyncio as valkey
 from rich.console import Console
 
-from bench.deliberating import Mesh, approval, approve, set_councils, standin_mesh
+from bench.deliberating import Mesh, deliberate_in_window, set_councils, standin_mesh
 from bench.report import Figure, Result
 from contracts import catalog
 from contracts.events import Role, TurnCompleted
 from services.councils.domain import new_council
 from services.mesh.log_reader import Reading, Start, read_to_end
-from services.planning.client import Results, deliberation_ids
+from services.planning.client import Results
 from streams.definitions import AGENT, BUCKETS, STREAMS
 
 FULL = Role.DEV
@@ -54,19 +54,11 @@ async def used_memory(url: str) -> int:
 
 async def deliberate(mesh: Mesh, results: Results, count: int, console: Console) -> int:
     """`count` full deliberations, up to WINDOW in flight; returns how many did not complete."""
-    room = asyncio.Semaphore(WINDOW)
-    arrivals = []
-    for n in range(count):
-        await room.acquire()
-        approved = approval([FULL])
-        [deliberation] = deliberation_ids(approved)
-        arrival = results.expect(deliberation)
-        arrival.add_done_callback(lambda _: room.release())
-        arrivals.append(arrival)
-        await approve(mesh.js, approved)
-        if (n + 1) % 100 == 0:
-            console.print(f"  {n + 1} of {count} approved")
-    done = await asyncio.wait_for(asyncio.gather(*arrivals), RESULT_TIMEOUT_S + count)
+    def progress(approved: int) -> None:
+        if approved % 100 == 0:
+            console.print(f"  {approved} of {count} approved")
+
+    done = await deliberate_in_window(mesh, results, FULL, count, WINDOW, RESULT_TIMEOUT_S, progress)
     return sum(outcome != "completed" for _, outcome in done)
 
 

@@ -7,6 +7,7 @@ is measured is the mesh, not a model. The benchmark itself connects as the opera
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import math
@@ -15,7 +16,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from services.embedded.stack import EmbeddedStack
 from services.mesh.publishing import EventPublisher
 from services.mesh.runtime import connect
 from services.mesh.settings import load_settings
-from services.planning.client import approve_plan
+from services.planning.client import Results, approve_plan, deliberation_ids
 from streams.definitions import STREAMS
 from tests.e2e.flows import as_operator
 from tests.support import read_stream, wait_for
@@ -181,3 +182,24 @@ async def turn_timings(js: JetStreamContext, deliberations: Iterable[str]) -> li
                    context_error=getattr(event, "context_error", None))
         for key, (stored, event) in answered.items() if key in asked
     ]
+
+
+async def deliberate_in_window(
+    mesh: Mesh, results: Results, role: Role, count: int, window: int, timeout_s: float,
+    on_approved: Callable[[int], None] = lambda approved: None,
+) -> list[tuple[float, str]]:
+    """`count` one-role approvals with up to `window` deliberations in flight; each result's arrival time
+    and outcome, in the order approved."""
+    room = asyncio.Semaphore(window)
+    arrivals: list[asyncio.Future] = []
+    for n in range(count):
+        await room.acquire()
+        approved = approval([role])
+        [deliberation] = deliberation_ids(approved)
+        arrival = results.expect(deliberation)
+        arrival.add_done_callback(lambda _: room.release())
+        arrivals.append(arrival)
+        await approve(mesh.js, approved)
+        on_approved(n + 1)
+    return list(await asyncio.wait_for(asyncio.gather(*arrivals), timeout_s + count))
+

@@ -27,6 +27,7 @@ from bench.deliberating import (
     Mesh,
     approval,
     approve,
+    deliberate_in_window,
     percentile,
     set_councils,
     standin_mesh,
@@ -81,18 +82,8 @@ async def latencies(mesh: Mesh, results: Results, samples: int, console: Console
 async def throughput(mesh: Mesh, results: Results, count: int) -> tuple[float, float, int]:
     """Deliberations per second from the first publish to the last result, events stored per deliberation."""
     before = await stored_messages(mesh.js)
-    room = asyncio.Semaphore(WINDOW)
-    arrivals: list[asyncio.Future] = []
     began = time.perf_counter()
-    for _ in range(count):
-        await room.acquire()
-        approved = approval([FULL])
-        [deliberation] = deliberation_ids(approved)
-        arrival = results.expect(deliberation)
-        arrival.add_done_callback(lambda _: room.release())
-        arrivals.append(arrival)
-        await approve(mesh.js, approved)
-    done = await asyncio.wait_for(asyncio.gather(*arrivals), RESULT_TIMEOUT_S + count)
+    done = await deliberate_in_window(mesh, results, FULL, count, WINDOW, RESULT_TIMEOUT_S)
     last = max(at for at, _ in done)
     failed = sum(outcome != "completed" for _, outcome in done)
     events = (await stored_messages(mesh.js) - before) / count

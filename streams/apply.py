@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from streams.capacity import DESIGN_LOAD, Load, byte_limit, load_from
+from streams.capacity import DESIGN_LOAD, Load, byte_limit, load_from, positive_from
 from streams.definitions import BUCKETS, CONSUMERS, STREAMS, BucketSpec, ConsumerSpec, StreamSpec
 
 
@@ -92,16 +92,7 @@ RECORD_TTL_VARIABLE = "FLEET_RECORD_TTL_S"
 
 
 def record_ttl_from(env: Mapping[str, str]) -> float | None:
-    raw = env.get(RECORD_TTL_VARIABLE, "")
-    if not raw:
-        return None
-    try:
-        ttl = float(raw)
-    except ValueError:
-        ttl = -1.0
-    if ttl <= 0:
-        raise ValueError(f"{RECORD_TTL_VARIABLE}={raw!r} must be a number of seconds above 0")
-    return ttl
+    return positive_from(env, RECORD_TTL_VARIABLE, "seconds")
 
 
 def bucket_ttl(spec: BucketSpec, ttl_s: float | None) -> float:

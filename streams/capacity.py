@@ -64,17 +64,23 @@ LOAD_VARIABLE = "FLEET_DELIBERATIONS_PER_DAY"
 HEADROOM = 2.0
 
 
-def load_from(env: Mapping[str, str]) -> Load:
-    raw = env.get(LOAD_VARIABLE, "")
+def positive_from(env: Mapping[str, str], variable: str, meaning: str) -> float | None:
+    """A number above 0 from `env`, or None when unset; `meaning` says what it counts, for the error."""
+    raw = env.get(variable, "")
     if not raw:
-        return DESIGN_LOAD
+        return None
     try:
-        per_day = float(raw)
+        value = float(raw)
     except ValueError:
-        per_day = -1.0
-    if per_day <= 0:
-        raise ValueError(f"{LOAD_VARIABLE}={raw!r} must be a number of deliberations a day above 0")
-    return Load(deliberations_per_day=per_day)
+        value = -1.0
+    if value <= 0:
+        raise ValueError(f"{variable}={raw!r} must be a number of {meaning} above 0")
+    return value
+
+
+def load_from(env: Mapping[str, str]) -> Load:
+    per_day = positive_from(env, LOAD_VARIABLE, "deliberations a day")
+    return DESIGN_LOAD if per_day is None else Load(deliberations_per_day=per_day)
 
 # How long each log keeps its events. Councils are configuration, tiny, and every rebuild needs them all.
 # Plans and outcomes are kept a year: a read model rebuilt from the log still shows a year of decisions.

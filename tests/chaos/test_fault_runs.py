@@ -14,8 +14,9 @@ from tests.chaos.run import EMBEDDED, Options, run
 pytestmark = pytest.mark.e2e
 
 # One of each kind: the stateful orchestrator killed, the event log's server killed (SIGKILL) and started
-# again, the LLM failing, the read models' server restarted. The other kills are left to the full run: a turn the agents held
-# comes back only after its 150 s ack wait, and tests/e2e kills the projection mid-deliberation.
+# again, the LLM failing, the read models' server restarted. The other kills are left to the full run: a
+# turn the agents held comes back only after its 150 s ack wait, and tests/e2e kills the projection
+# mid-deliberation.
 CI_FAULTS = ["kill-collector", "nats-kill", "llm-http500", "store-restart"]
 # The faults that are not the LLM's: they may delay a deliberation, never fail it.
 MESH_FAULTS = ["kill-collector", "nats-kill", "store-restart"]

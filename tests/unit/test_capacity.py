@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+import pytest
+
 from contracts.envelope import MSG_ID, from_headers
 from contracts.events import Role
 from services.mesh.consuming import too_old
@@ -65,16 +67,17 @@ def test_every_stream_and_bucket_is_bounded_in_bytes_at_the_load_and_every_recor
     assert HEADROOM >= 1.5
 
 
-def test_the_load_is_read_from_the_environment_and_a_bad_one_is_refused():
+def test_the_load_is_read_from_the_environment():
     assert load_from({}) == DESIGN_LOAD
     assert load_from({"FLEET_DELIBERATIONS_PER_DAY": "1000"}).deliberations_per_day == 1000
-    for bad in ("0", "-5", "lots"):
-        try:
-            load_from({"FLEET_DELIBERATIONS_PER_DAY": bad})
-        except ValueError as error:
-            assert "FLEET_DELIBERATIONS_PER_DAY" in str(error)
-        else:
-            raise AssertionError(f"{bad!r} was taken")
+
+
+@pytest.mark.parametrize(("variable", "read"), [("FLEET_DELIBERATIONS_PER_DAY", load_from),
+                                                ("FLEET_RECORD_TTL_S", record_ttl_from)])
+@pytest.mark.parametrize("bad", ["0", "-5", "soon"])
+def test_a_number_that_is_not_above_zero_is_refused_naming_its_variable(variable, read, bad):
+    with pytest.raises(ValueError, match=f"{variable}='{bad}' must be a number of .* above 0"):
+        read({variable: bad})
 
 
 def test_a_shorter_ttl_asked_for_in_the_environment_shortens_every_bucket_never_lengthens():
@@ -84,13 +87,6 @@ def test_a_shorter_ttl_asked_for_in_the_environment_shortens_every_bucket_never_
     assert bucket_ttl(COLLECTOR_DELIBERATIONS, 30 * DAY) == RECORD_RETENTION_S
     assert records_retention_s({}) == RECORD_RETENTION_S
     assert records_retention_s({"FLEET_RECORD_TTL_S": "2.5"}) == 2.5
-    for bad in ("0", "-1", "soon"):
-        try:
-            record_ttl_from({"FLEET_RECORD_TTL_S": bad})
-        except ValueError as error:
-            assert "FLEET_RECORD_TTL_S" in str(error)
-        else:
-            raise AssertionError(f"{bad!r} was taken")
 
 
 def incoming(occurred_at: dt.datetime | None) -> Incoming:
