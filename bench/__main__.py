@@ -22,13 +22,17 @@ BENCHMARKS = {
     "footprint": "bench.footprint",
     "llm": "bench.llm_servers",
     "capacity": "bench.capacity",
+    "soak": "bench.soak",
 }
+# Run only when named: the soak takes half an hour by default.
+NAMED_ONLY = {"soak"}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})")
+                        help=f"benchmarks to run (default all but {', '.join(sorted(NAMED_ONLY))}: "
+                             f"{', '.join(BENCHMARKS)})")
     parser.add_argument("--events", type=int, default=100_000, help="events in the log (default 100000)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where the JSON goes")
     parser.add_argument("--twice", action=argparse.BooleanOptionalAction, default=None,
@@ -38,6 +42,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--deliberations", type=int, default=500,
                         help="mesh, capacity: full deliberations in the throughput run (default 500)")
     parser.add_argument("--runs", type=int, default=5, help="scaling: runs of each side, after a warm-up (default 5)")
+    parser.add_argument("--minutes", type=float, default=30.0,
+                        help="soak: how long the approvals (--deliberations of them) are spread over (default 30)")
     options = parser.parse_args(argv)
     unknown = [name for name in options.names if name not in BENCHMARKS]
     if unknown:
@@ -47,7 +53,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 async def run_all(options: argparse.Namespace, console: Console) -> list[Result]:
     results = []
-    for name in options.names or list(BENCHMARKS):
+    for name in options.names or [name for name in BENCHMARKS if name not in NAMED_ONLY]:
         module = importlib.import_module(BENCHMARKS[name])
         console.rule(f"[bold]{name}[/]")
         began = time.monotonic()
