@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
-from streams.capacity import DESIGN_LOAD, Load, byte_limit, load_from, positive_from
+from streams.capacity import DESIGN_LOAD, LOAD_VARIABLE, Load, byte_limit, load_from, positive_from
 from streams.definitions import BUCKETS, CONSUMERS, STREAMS, BucketSpec, ConsumerSpec, StreamSpec
 
 
@@ -117,6 +118,30 @@ def _differences(wanted: object, actual: object, fields: tuple[str, ...]) -> lis
     return changed
 
 
+# JetStream's answer when a stream's max_bytes does not fit what the server may still reserve.
+INSUFFICIENT_STORAGE = 10047
+
+
+@contextlib.asynccontextmanager
+async def room_for(name: str, max_bytes: int, load: Load):
+    """Turn JetStream's "insufficient storage resources" into what to do about it."""
+    try:
+        yield
+    except APIError as exc:
+        if exc.err_code != INSUFFICIENT_STORAGE:
+            raise
+        raise InsufficientStorage(
+            f"nats-server cannot reserve {max_bytes / 2**20:,.0f} MiB for {name}: the limits sized for "
+            f"{load.deliberations_per_day:g} deliberations a day ({LOAD_VARIABLE}) need more room than the "
+            "server has (75% of its volume or free disk, unless max_file_store says otherwise). Give it more "
+            f"disk, or set {LOAD_VARIABLE} lower; docs/scaling.md has the model"
+        ) from exc
+
+
+class InsufficientStorage(RuntimeError):
+    """The server cannot hold the limits the capacity model gives a stream or bucket."""
+
+
 async def apply_stream(
     js: JetStreamContext, spec: StreamSpec, replicas: int | None = None, load: Load = DESIGN_LOAD,
 ) -> Change:
@@ -124,13 +149,15 @@ async def apply_stream(
     try:
         info = await js.stream_info(spec.name)
     except NotFoundError:
-        await js.add_stream(wanted)
+        async with room_for(spec.name, wanted.max_bytes, load):
+            await js.add_stream(wanted)
         return Change("stream", spec.name, "created", ", ".join(spec.subjects))
     fields = _STREAM_FIELDS if replicas is None else (*_STREAM_FIELDS, "num_replicas")
     changed = _differences(wanted, info.config, fields)
     if not changed:
         return Change("stream", spec.name, "unchanged")
-    await js.update_stream(wanted)
+    async with room_for(spec.name, wanted.max_bytes, load):
+        await js.update_stream(wanted)
     return Change("stream", spec.name, "updated", "; ".join(changed))
 
 
@@ -157,7 +184,8 @@ async def apply_bucket(
     try:
         info = await js.stream_info(spec.stream_name)
     except NotFoundError:
-        await js.create_key_value(wanted_config)
+        async with room_for(spec.stream_name, wanted_config.max_bytes, load):
+            await js.create_key_value(wanted_config)
         return Change("bucket", spec.bucket, "created")
     config = info.config
     wanted = {"max_age": wanted_config.ttl, "max_bytes": wanted_config.max_bytes}
@@ -171,7 +199,8 @@ async def apply_bucket(
         setattr(config, name, value)
     if config.max_age and config.duplicate_window and config.duplicate_window > config.max_age:
         config.duplicate_window = config.max_age  # the server refuses a window longer than the age
-    await js.update_stream(config)
+    async with room_for(spec.stream_name, wanted_config.max_bytes, load):
+        await js.update_stream(config)
     return Change("bucket", spec.bucket, "updated", "; ".join(changed))
 
 

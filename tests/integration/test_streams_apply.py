@@ -1,13 +1,16 @@
 """`fleet streams apply` creates what is missing, fixes what drifted, and touches nothing else."""
 
+import nats
 import pytest
 from nats.js import api
 
 from contracts import catalog
 from contracts.envelope import MSG_ID
-from streams.apply import apply_all, apply_consumer, apply_stream, consumer_config, stream_config
-from streams.capacity import RETENTION_S, byte_limit
+from services.embedded.servers import nats_plan
+from streams.apply import InsufficientStorage, apply_all, apply_consumer, apply_stream, consumer_config, stream_config
+from streams.capacity import RETENTION_S, Load, byte_limit
 from streams.definitions import BUCKETS, CONSUMERS, PLANNING, PLANNING_APPROVALS, STREAMS
+from tests.servers import nats_container, real_server
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +69,20 @@ async def test_widening_the_ingress_durable_on_upgrade_keeps_its_place_so_nothin
     info = await js.consumer_info(PLANNING.name, PLANNING_APPROVALS.durable)
     assert info.config.filter_subjects == ["planning.>"]
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+
+async def test_a_server_without_room_for_the_limits_is_refused_with_what_to_do(tmp_path):
+    """JetStream reserves each stream's max_bytes when it is created; a server that cannot is named, with
+    the load the limits were sized for and the two ways out."""
+    config = tmp_path / "small.conf"
+    config.write_text("jetstream { max_file_store: 1GB }\n")
+    async with real_server(nats_container, nats_plan(tmp_path, config), tmp_path) as endpoints:
+        client = await nats.connect(endpoints["nats_url"])
+        try:
+            with pytest.raises(InsufficientStorage, match="FLEET_DELIBERATIONS_PER_DAY") as refused:
+                await apply_all(client.jetstream(), load=Load(deliberations_per_day=100))
+            assert "cannot reserve" in str(refused.value) and "docs/scaling.md" in str(refused.value)
+            # Sized for a lighter load, the same server takes every stream and bucket.
+            await apply_all(client.jetstream(), load=Load(deliberations_per_day=0.01))
+        finally:
+            await client.close()
