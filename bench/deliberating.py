@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,12 +187,15 @@ async def turn_timings(js: JetStreamContext, deliberations: Iterable[str]) -> li
 async def deliberate_in_window(
     mesh: Mesh, results: Results, role: Role, count: int, window: int, timeout_s: float,
     on_approved: Callable[[int], None] = lambda approved: None,
+    before_approval: Callable[[int], Awaitable[None]] | None = None,
 ) -> list[tuple[float, str]]:
     """`count` one-role approvals with up to `window` deliberations in flight; each result's arrival time
-    and outcome, in the order approved."""
+    and outcome, in the order approved. `before_approval(n)` may pace the n-th (from 0)."""
     room = asyncio.Semaphore(window)
     arrivals: list[asyncio.Future] = []
     for n in range(count):
+        if before_approval is not None:
+            await before_approval(n)
         await room.acquire()
         approved = approval([role])
         [deliberation] = deliberation_ids(approved)

@@ -25,12 +25,12 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.capacity import LONG_ANSWER_CHARS, set_answer_chars, used_memory
-from bench.deliberating import Mesh, approval, approve, set_councils, standin_mesh
+from bench.deliberating import Mesh, deliberate_in_window, set_councils, standin_mesh
 from bench.footprint import roots_of, stack_memory
 from bench.report import Figure, Result
 from contracts.events import Role
 from services.councils.domain import new_council
-from services.planning.client import Results, deliberation_ids
+from services.planning.client import Results
 from streams.apply import RECORD_TTL_VARIABLE, apply_all
 from streams.capacity import LOAD_VARIABLE, Load
 from streams.definitions import BUCKETS, STREAMS
@@ -74,28 +74,25 @@ async def sample(mesh: Mesh, began: float) -> dict:
 
 
 async def soak(mesh: Mesh, results: Results, count: int, seconds: float, console: Console) -> tuple[list, int, int]:
-    room = asyncio.Semaphore(WINDOW)
-    arrivals: list[asyncio.Future] = []
     samples: list[dict] = []
     began = time.monotonic()
     next_sample = 0.0
-    for n in range(count):
+
+    async def paced(n: int) -> None:
+        """Hold the n-th approval until its time, sampling meanwhile."""
+        nonlocal next_sample
         due = began + n * seconds / count
         while time.monotonic() < due:
             if time.monotonic() - began >= next_sample:
                 samples.append(await sample(mesh, began))
                 next_sample += SAMPLE_EVERY_S
             await asyncio.sleep(min(0.2, max(0.0, due - time.monotonic())))
-        await room.acquire()
-        approved = approval([FULL])
-        [deliberation] = deliberation_ids(approved)
-        arrival = results.expect(deliberation)
-        arrival.add_done_callback(lambda _: room.release())
-        arrivals.append(arrival)
-        await approve(mesh.js, approved)
-        if (n + 1) % 200 == 0:
-            console.print(f"  {n + 1} of {count} approved after {time.monotonic() - began:.0f}s")
-    done = await asyncio.wait_for(asyncio.gather(*arrivals), RESULT_TIMEOUT_S)
+
+    def progress(approved: int) -> None:
+        if approved % 200 == 0:
+            console.print(f"  {approved} of {count} approved after {time.monotonic() - began:.0f}s")
+
+    done = await deliberate_in_window(mesh, results, FULL, count, WINDOW, RESULT_TIMEOUT_S, progress, paced)
     samples.append(await sample(mesh, began))
     failed = sum(outcome != "completed" for _, outcome in done)
     return samples, len(done), failed
