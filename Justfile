@@ -14,6 +14,10 @@ default:
 up *ARGS:
     uv run fleet up {{ARGS}}
 
+# The mesh as production runs it, on this machine: 3 clustered nats-servers (R3), 2 replicas of every service, 2 Ray nodes.
+cluster *ARGS:
+    uv run fleet up --cluster {{ARGS}}
+
 # Any `fleet` command, e.g. `./dev fleet plan approve docs/examples/plan.json --wait`.
 fleet *ARGS:
     uv run fleet {{ARGS}}

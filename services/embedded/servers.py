@@ -103,6 +103,35 @@ def nats_plan(data_dir: Path, auth_config: Path | None = None) -> ServerPlan:
     )
 
 
+# The NATS cluster of `fleet up --cluster`, as in k8s/overlays/prod: three servers, every stream on each.
+CLUSTER_NATS_NODES = 3
+
+
+def nats_cluster_plans(data_dir: Path, auth_config: Path | None = None,
+                       nodes: int = CLUSTER_NATS_NODES) -> list[ServerPlan]:
+    """`nodes` nats-servers routed to one another, each with its own store, client and monitor ports.
+
+    Ready when JetStream has elected its meta leader (the full /healthz): before that a stream cannot be
+    created. Each plan's `nats_url` is its own node; the stack lists them all for clients.
+    """
+    ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
+    routes = ",".join(f"nats-route://127.0.0.1:{route}" for _, _, route in ports)
+    config = ["-c", str(auth_config)] if auth_config is not None else []
+    plans = []
+    for index, (port, monitor, route) in enumerate(ports, start=1):
+        name = f"nats-{index}"
+        plans.append(ServerPlan(
+            name=name,
+            argv=[str(binaries.nats_server()), *config, "-js", "-sd", str(data_dir / name), "-a", "127.0.0.1",
+                  "-p", str(port), "-m", str(monitor), "-n", f"fleet-{name}", "--cluster_name", "fleet",
+                  "--cluster", f"nats-route://127.0.0.1:{route}", "--routes", routes],
+            endpoints={"nats_url": f"nats://127.0.0.1:{port}", "nats_monitor_url": f"http://127.0.0.1:{monitor}"},
+            port=port,
+            ready_url=f"http://127.0.0.1:{monitor}/healthz",
+        ))
+    return plans
+
+
 def redis_plan(data_dir: Path) -> ServerPlan:
     port = free_port()
     store = data_dir / "redis"
@@ -158,6 +187,21 @@ def ray_plan(data_dir: Path, cpus: int) -> ServerPlan:
         port=port,
         startup_timeout_s=120.0,
         # `ray start --block` lingers on SIGTERM; it keeps no state we need, so the group is killed soon.
+        stop_grace_s=3.0,
+    )
+
+
+def ray_node_plan(data_dir: Path, head_address: str, cpus: int, index: int = 2) -> ServerPlan:
+    """One more Ray node joined to the head, as a KubeRay worker pod is: its own raylet, object store and workers."""
+    node_manager = free_port()
+    return ServerPlan(
+        name=f"ray-node-{index}",
+        argv=[str(binaries.ray_cli()), "start", "--address", head_address, "--block", "--node-ip-address", "127.0.0.1",
+              "--num-cpus", str(cpus), "--node-manager-port", str(node_manager), "--disable-usage-stats",
+              "--temp-dir", str(ray_temp_dir(data_dir))],
+        endpoints={"ray_node_address": f"127.0.0.1:{node_manager}"},
+        port=node_manager,
+        startup_timeout_s=120.0,
         stop_grace_s=3.0,
     )
 

@@ -19,8 +19,10 @@ from services.embedded.servers import (
     ServerPlan,
     free_port,
     llm_plan,
+    nats_cluster_plans,
     nats_plan,
     port_or_free,
+    ray_node_plan,
     ray_plan,
     ray_temp_dir,
     redis_plan,
@@ -34,10 +36,14 @@ from services.mesh.settings import (
     load_settings,
     port_from,
 )
-from streams.apply import Change, apply_all
+from streams.apply import REPLICAS_VARIABLE, Change, apply_all
 from streams.permissions import CLIENT_USERS, OPERATOR, PROVISIONER, USERS, authorization
 
 LOCK_FILE = "fleet.lock"
+# `fleet up --cluster` runs what k8s/overlays/prod runs: this many replicas of every service, every stream
+# and bucket on each of the three NATS servers, and a second Ray node beside the head.
+CLUSTER_SERVICE_REPLICAS = 2
+CLUSTER_STREAM_REPLICAS = 3
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
 EMBEDDED_LLM_MAX_TOKENS = "256"
 # As many LLM calls in flight as llama-server has slots. More would only wait inside it, where the wait
@@ -56,6 +62,23 @@ EMBEDDED_LLM_CONTEXT_TOKENS = 1536
 
 class StackAlreadyRunning(RuntimeError):
     pass
+
+
+def served_endpoints(plans: list[ServerPlan]) -> dict[str, str]:
+    """The endpoints the started servers offer. A NATS cluster's nodes each get theirs under their own name
+    (`nats_1_url` ...), and `nats_url` lists every node, so a client that loses one reconnects to another."""
+    nodes = [plan for plan in plans if plan.name.startswith("nats-")]
+    endpoints: dict[str, str] = {}
+    for plan in plans:
+        if plan in nodes:
+            prefix = plan.name.replace("-", "_")
+            endpoints.update({key.replace("nats", prefix, 1): value for key, value in plan.endpoints.items()})
+        else:
+            endpoints.update(plan.endpoints)
+    if nodes:
+        endpoints["nats_url"] = ",".join(plan.endpoints["nats_url"] for plan in nodes)
+        endpoints["nats_monitor_url"] = nodes[0].endpoints["nats_monitor_url"]
+    return endpoints
 
 
 def write_private(path: Path, text: str) -> Path:
@@ -90,12 +113,12 @@ def external_endpoints(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def plans_for(
-    data_dir: Path, external: Mapping[str, str], cpus: int, nats_auth: Path | None = None
+    data_dir: Path, external: Mapping[str, str], cpus: int, nats_auth: Path | None = None, cluster: bool = False,
 ) -> list[ServerPlan]:
     """Only what the environment did not point elsewhere."""
     plans = []
     if "nats_url" not in external:
-        plans.append(nats_plan(data_dir, nats_auth))
+        plans += nats_cluster_plans(data_dir, nats_auth) if cluster else [nats_plan(data_dir, nats_auth)]
     if not {"valkey_url", "graph_uri"} <= external.keys():
         plans.append(redis_plan(data_dir))
     if "llm_base_url" not in external:
@@ -103,6 +126,11 @@ def plans_for(
     if "ray_address" not in external:
         plans.append(ray_plan(data_dir, cpus=cpus))
     return plans
+
+
+def instance_names(service: str, replicas: int) -> list[str]:
+    """A service's processes: its own name when it runs alone, `<service>-1`, `<service>-2` ... otherwise."""
+    return [service] if replicas == 1 else [f"{service}-{index}" for index in range(1, replicas + 1)]
 
 
 class EmbeddedStack:
@@ -115,17 +143,26 @@ class EmbeddedStack:
         service_env: Mapping[str, str] | None = None,
         services: tuple[str, ...] = catalog.SERVICES,
         auth: bool = False,
+        cluster: bool = False,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self._env = dict(os.environ if env is None else env)
         self._report = report
         self._service_env = dict(service_env or {})
         self._service_names = services
+        # With `cluster`, what production runs (k8s/overlays/prod) on one machine: three NATS servers,
+        # every service twice, and two Ray nodes. Each is its own process.
+        self.cluster = cluster
+        replicas = CLUSTER_SERVICE_REPLICAS if cluster else 1
+        # Each service process by its instance name, and the service it runs.
+        self.instances: dict[str, str] = {
+            instance: name for name in services for instance in instance_names(name, replicas)}
         self._servers: list[ManagedProcess] = []
         self.services: dict[str, Supervised] = {}
         self.endpoints: dict[str, str] = {}
         self.metrics_ports: dict[str, int] = {}
         self.monitor_port: int | None = None
+        self.monitor_ports: dict[str, int] = {}
         self.stream_changes: list[Change] = []
         self._lock_handle = None
         # With auth, every service connects as its own NATS user, with the permissions it has in a cluster.
@@ -154,13 +191,18 @@ class EmbeddedStack:
             await self._start_servers()
             self.stream_changes = await self._apply_streams()
             # A fixed port per service for /metrics and /healthz, kept across its restarts.
-            self.metrics_ports = {name: free_port() for name in self._service_names}
-            self.endpoints.update({f"metrics_{name}": f"http://127.0.0.1:{port}/metrics"
-                                   for name, port in self.metrics_ports.items()})
-            if "monitor" in self._service_names:
+            self.metrics_ports = {instance: free_port() for instance in self.instances}
+            self.endpoints.update({f"metrics_{instance}": f"http://127.0.0.1:{port}/metrics"
+                                   for instance, port in self.metrics_ports.items()})
+            monitors = [instance for instance, name in self.instances.items() if name == "monitor"]
+            if monitors:
                 # The same address run after run, for a bookmark, unless that port is taken.
                 self.monitor_port = port_or_free(port_from(self._env, "FLEET_MONITOR_PORT", Settings.monitor_port))
+                self.monitor_ports = {monitors[0]: self.monitor_port,
+                                      **{instance: free_port() for instance in monitors[1:]}}
                 self.endpoints["dashboard_url"] = f"http://127.0.0.1:{self.monitor_port}/"
+                self.endpoints.update({f"dashboard_url_{instance}": f"http://127.0.0.1:{port}/"
+                                       for instance, port in self.monitor_ports.items() if instance != monitors[0]})
             self._write_endpoints()
             await self._start_services()
         except BaseException:
@@ -174,24 +216,34 @@ class EmbeddedStack:
             self._report(f"external {key}: {value} (not started)")
         self.endpoints = dict(external)
         nats_auth = self._write_nats_users(external) if self.auth else None
-        plans = plans_for(self.data_dir, external, cpus=os.cpu_count() or 2, nats_auth=nats_auth)
+        cpus = os.cpu_count() or 2
+        await self._start_and_wait(plans_for(self.data_dir, external, cpus=cpus, nats_auth=nats_auth,
+                                             cluster=self.cluster), external)
+        if self.cluster and "ray_address" not in external:
+            # A worker node joins a head that is up: the second phase.
+            await self._start_and_wait([ray_node_plan(self.data_dir, self.endpoints["ray_address"], cpus)], external)
+
+    async def _start_and_wait(self, plans: list[ServerPlan], external: Mapping[str, str]) -> None:
+        started = []
         for plan in plans:
             process = ManagedProcess(
-                plan.name, plan.argv, self.logs_dir / f"{plan.name}.log", env=self._server_env(),
+                plan.name, plan.argv, self.logs_dir / f"{plan.name}.log",
+                env=self._ray_node_env() if plan.name.startswith("ray") else self._server_env(),
                 stop_grace_s=plan.stop_grace_s,
             )
             await process.start()
             self._servers.append(process)
+            started.append(process)
 
         async def ready(plan: ServerPlan, process: ManagedProcess) -> None:
             try:
                 seconds = await plan.wait_ready(process.running)
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}; last lines of {process.log_path}:\n{process.tail()}") from None
-            self.endpoints.update({k: v for k, v in plan.endpoints.items() if k not in external})
             self._report(f"{plan.name} ready in {seconds:.1f}s: {', '.join(plan.endpoints.values())}")
 
-        await asyncio.gather(*(ready(plan, process) for plan, process in zip(plans, self._servers, strict=True)))
+        await asyncio.gather(*(ready(plan, process) for plan, process in zip(plans, started, strict=True)))
+        self.endpoints.update({k: v for k, v in served_endpoints(plans).items() if k not in external})
 
     def _write_nats_users(self, external: Mapping[str, str]) -> Path:
         """Fresh passwords for every user, readable by this user only, and the server's users file."""
@@ -230,12 +282,21 @@ class EmbeddedStack:
             env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         return env
 
+    def _ray_node_env(self) -> dict[str, str]:
+        """`ray start` refuses to add a node while the switch above keeps Ray on loopback. The nodes are
+        told their address (127.0.0.1) outright, so they stay on it; the services keep the switch, so
+        they look for their raylet on 127.0.0.1 too."""
+        env = self._server_env()
+        if self.cluster:
+            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
+        return env
+
     async def _apply_streams(self) -> list[Change]:
         settings = load_settings({"FLEET_DATA_DIR": str(self.data_dir), "FLEET_NATS_URL": self.endpoints["nats_url"],
                                   **self._nats_credentials(PROVISIONER)})
         client = await connect(settings, max_reconnect_attempts=3)
         try:
-            changes = await apply_all(client.jetstream())
+            changes = await apply_all(client.jetstream(), replicas=CLUSTER_STREAM_REPLICAS if self.cluster else None)
         finally:
             await client.close()
         touched = [c for c in changes if c.action != "unchanged"]
@@ -263,21 +324,24 @@ class EmbeddedStack:
             env.setdefault("FLEET_AGENT_CONCURRENCY", EMBEDDED_AGENT_CONCURRENCY)
             env.setdefault("FLEET_LLM_CONTEXT_TOKENS", str(EMBEDDED_LLM_CONTEXT_TOKENS))
             env.setdefault("FLEET_CONTEXT_BUDGET_TOKENS", EMBEDDED_CONTEXT_BUDGET_TOKENS)
+        if self.cluster:
+            env[REPLICAS_VARIABLE] = str(CLUSTER_STREAM_REPLICAS)
         env.update(self._service_env)
         return env
 
     async def _start_services(self) -> None:
         env = self.service_environment()
-        for name in self._service_names:
+        for instance, name in self.instances.items():
             argv = [str(binaries.python()), "-m", "services.cli", "service", name]
-            service_env = {**env, "FLEET_METRICS_PORT": str(self.metrics_ports[name]), **self._nats_credentials(name)}
-            if name == "monitor":
-                service_env["FLEET_MONITOR_PORT"] = str(self.monitor_port)
-            process = ManagedProcess(name, argv, self.logs_dir / f"{name}.log", env=service_env)
+            service_env = {**env, "FLEET_METRICS_PORT": str(self.metrics_ports[instance]),
+                           **self._nats_credentials(name)}
+            if instance in self.monitor_ports:
+                service_env["FLEET_MONITOR_PORT"] = str(self.monitor_ports[instance])
+            process = ManagedProcess(instance, argv, self.logs_dir / f"{instance}.log", env=service_env)
             supervised = Supervised(process, on_event=self._report)
             await supervised.start()
-            self.services[name] = supervised
-            self._report(f"service {name} started (pid {process.pid}, log {process.log_path})")
+            self.services[instance] = supervised
+            self._report(f"service {instance} started (pid {process.pid}, log {process.log_path})")
 
     @property
     def servers(self) -> list[ManagedProcess]:

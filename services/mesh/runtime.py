@@ -62,14 +62,14 @@ Wiring = Callable[[Mesh], Awaitable[Sequence[Binding | Background]]]
 async def connect(settings: Settings, **options) -> Client:
     """A plain nats.py client, as this process's NATS user when it has one."""
     nats_patches.install()
-    return await nats.connect(settings.nats_url, **settings.nats_options(), **options)
+    return await nats.connect(settings.nats_servers, **settings.nats_options(), **options)
 
 
 def new_broker(service: str, settings: Settings) -> NatsBroker:
     nats_patches.install()
     credentials = settings.nats_options()
     return NatsBroker(
-        settings.nats_url,
+        settings.nats_servers,
         security=SASLPlaintext(username=credentials["user"], password=credentials["password"])
         if credentials else None,
         inbox_prefix=settings.inbox_prefix,

@@ -81,6 +81,10 @@ class Settings:
         """Where replies to this process come: under its user's own prefix, the only inboxes it may read."""
         return inbox_prefix(self.nats_user) if self.nats_user else "_INBOX"
 
+    @property
+    def nats_servers(self) -> list[str]:
+        return nats_servers(self.nats_url)
+
     def nats_options(self) -> dict[str, str]:
         """Credentials and inbox prefix for nats.connect; nothing when NATS runs without auth."""
         if not self.nats_user:
@@ -191,6 +195,16 @@ def _nats_credentials(env: Mapping[str, str], endpoints: Mapping[str, str]) -> t
     if (user := endpoints.get("nats_user")) and (path := endpoints.get("nats_password_file")):
         return user, Path(path).read_text().strip()
     return None, None
+
+
+def nats_servers(url: str) -> list[str]:
+    """FLEET_NATS_URL may list a cluster's servers, comma-separated (as the Go client and the nats CLI take them):
+    a client that loses one reconnects to another."""
+    servers = [server.strip() for server in url.split(",") if server.strip()]
+    if not servers:
+        raise SettingsError(f"FLEET_NATS_URL={url!r} names no server; e.g. nats://nats:4222 or "
+                            "nats://a:4222,nats://b:4222,nats://c:4222")
+    return servers
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

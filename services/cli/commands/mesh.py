@@ -24,14 +24,14 @@ def _report(line: str) -> None:
     console.print(f"[dim]{line}[/]")
 
 
-async def _up(data_dir: Path, auth: bool) -> None:
+async def _up(data_dir: Path, auth: bool, cluster: bool) -> None:
     from services.embedded.stack import EmbeddedStack, StackAlreadyRunning
 
-    stack = EmbeddedStack(data_dir, report=_report, auth=auth)
+    stack = EmbeddedStack(data_dir, report=_report, auth=auth, cluster=cluster)
     try:
         # Started before the `finally`: a stack that never started must not stop, since stopping removes
         # the endpoints.json of the fleet that holds the data dir.
-        with console.status("starting the embedded mesh..."):
+        with console.status("starting the embedded cluster..." if cluster else "starting the embedded mesh..."):
             endpoints = await stack.start()
     except StackAlreadyRunning as exc:
         raise CommandError(str(exc)) from None
@@ -53,9 +53,13 @@ def up(
     auth: Annotated[bool, typer.Option(
         "--auth", help="Each service connects to NATS as its own user, with the least-privilege permissions it "
         "has in a cluster; the fleet CLI connects as the operator.")] = False,
+    cluster: Annotated[bool, typer.Option(
+        "--cluster", help="Run what production runs (k8s/overlays/prod), on this machine: three clustered "
+        "nats-servers keeping three copies of every stream and bucket, two replicas of every service, and a "
+        "second Ray node beside the head.")] = False,
 ) -> None:
     """Start NATS, Redis+FalkorDB, llama.cpp and Ray (unless external), then every service."""
-    run(_up(data_dir, auth))
+    run(_up(data_dir, auth, cluster))
 
 
 async def _demo(data_dir: Path, timeout_s: float) -> None:
