@@ -150,14 +150,20 @@ class KillService(Fault):
     """
 
     service: str = ""
+    # The process killed: the service's own name on the one-node mesh, a replica's under `--cluster`.
+    instance: str = ""
 
     async def inject(self, target: Target) -> None:
-        supervised = target.stack.services[self.service]
+        self.instance = self.instance or self.service
+        await self._kill(target)
+
+    async def _kill(self, target: Target) -> None:
+        supervised = target.stack.services[self.instance]
         pid = supervised.process.pid
         durables = [c for c in CONSUMERS if c.service == self.service]
         work = await self._frozen_holding_work(target.js, pid, durables)
-        self.observed.update(killed_pid=pid, restarts_before=supervised.restarts, work_at_kill=work,
-                             unacked_at_kill=_unacked(work) if durables else None)
+        self.observed.update(killed=self.instance, killed_pid=pid, restarts_before=supervised.restarts,
+                             work_at_kill=work, unacked_at_kill=_unacked(work) if durables else None)
         self._killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
 
@@ -185,18 +191,62 @@ class KillService(Fault):
             await asyncio.sleep(0.1)
 
     async def heal(self, target: Target) -> None:
-        supervised = target.stack.services[self.service]
+        supervised = target.stack.services[self.instance]
 
         async def restarted() -> bool:
             return supervised.restarts > self.observed["restarts_before"] and supervised.process.running() \
                 and supervised.process.pid != self.observed["killed_pid"]
 
-        await _until(restarted, f"{self.service} restarted by the supervisor")
+        await _until(restarted, f"{self.instance} restarted by the supervisor")
         self.observed["restarted_after_s"] = round(time.monotonic() - self._killed_at, 1)
-        port = target.stack.metrics_ports[self.service]
+        port = target.stack.metrics_ports[self.instance]
         self.observed["healthy_after_s"] = round(
-            await _until(lambda: http_ready(f"http://127.0.0.1:{port}/healthz"), f"{self.service} healthy")
+            await _until(lambda: http_ready(f"http://127.0.0.1:{port}/healthz"), f"{self.instance} healthy")
             + self.observed["restarted_after_s"], 1)
+
+
+# What a replica holds: the messages its handlers are working on (FastStream's gauge), and for the
+# projection, whether it holds the lease and so writes the read models.
+IN_PROCESS_METRIC = "faststream_received_messages_in_process"
+LEASE_METRIC = "fleet_projection_lease_held"
+
+
+async def replica_holdings(port: int) -> float:
+    """The messages a replica's handlers are working on, plus 1 per projection lease it holds (its /metrics)."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as reply,
+        ):
+            text = await reply.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith((IN_PROCESS_METRIC + "{", LEASE_METRIC + "{")))
+
+
+@dataclass
+class KillReplica(KillService):
+    """SIGKILL the replica of a service that holds work, while its sibling keeps running (`--cluster`).
+
+    The replica is the one whose handlers are working on messages (or, for the projection, that holds a
+    lease) when the kill comes; `observed["held_by_killed"]` is what it held, so a kill that hit an idle
+    replica shows. The sibling takes over the shared durables' messages once their ack wait is over.
+    """
+
+    async def inject(self, target: Target) -> None:
+        replicas = [i for i, name in target.stack.instances.items() if name == self.service]
+        holdings: dict[str, float] = {}
+
+        async def one_holds_work() -> bool:
+            holdings.update({i: await replica_holdings(target.stack.metrics_ports[i]) for i in replicas})
+            return max(holdings.values()) > 0
+
+        with contextlib.suppress(FaultDidNotHeal):
+            await _until(one_holds_work, "a replica holding work", within_s=IN_FLIGHT_WITHIN_S, every_s=0.05)
+        self.instance = max(replicas, key=lambda i: holdings.get(i, 0.0))
+        self.observed["held_by_killed"] = holdings.get(self.instance, 0.0)
+        await self._kill(target)
 
 
 async def held_work(js: JetStreamContext, durables: list[ConsumerSpec]) -> dict[str, dict[str, int]]:
@@ -230,6 +280,9 @@ class RestartServer(Fault):
         endpoints = target.stack.endpoints
         if self.server == "nats":
             return await http_ready(endpoints["nats_monitor_url"] + "/healthz?js-enabled-only=true")
+        if self.server.startswith("nats-"):
+            # A cluster node is back when every stream it holds a copy of has caught up with its leader.
+            return await http_ready(endpoints[f"{self.server.replace('-', '_')}_monitor_url"] + "/healthz")
         return await tcp_ready(urlparse(endpoints["valkey_url"]).port)
 
 
@@ -271,6 +324,105 @@ class KillServer(RestartServer):
         before = self.observed.pop("stored_before")
         self.observed["lost"] = {stream: last - after.get(stream, 0) for stream, last in before.items()
                                  if after.get(stream, 0) < last}
+
+
+@dataclass
+class KillStreamLeader(KillServer):
+    """SIGKILL the NATS node that leads the busiest stream (the most messages stored) while the services hold
+    unacknowledged work, then start it again (`--cluster`). The two nodes left elect a new leader from the
+    copies they hold; `observed["leader_elected_after_s"]` is how long that took."""
+
+    async def inject(self, target: Target) -> None:
+        sizes = await last_sequences(target.js)
+        busiest = max(sizes, key=sizes.__getitem__)
+        leader = (await target.js.stream_info(busiest)).cluster.leader
+        self.server = leader.removeprefix("fleet-")
+        self.observed.update(stream=busiest, leader=leader)
+        began = time.monotonic()
+        await super().inject(target)
+
+        async def new_leader() -> bool:
+            try:
+                now = (await asyncio.wait_for(target.js.stream_info(busiest), 2.0)).cluster.leader
+            except Exception:  # noqa: BLE001 - no leader yet, or the test's client still reconnecting
+                return False
+            if now and now != leader:
+                self.observed["new_leader"] = now
+                return True
+            return False
+
+        self.observed["leader_elected_after_s"] = round(
+            await _until(new_leader, f"a new leader of {busiest}", every_s=0.1), 1)
+        self.observed["killed_for_s"] = round(time.monotonic() - began, 1)
+
+
+@dataclass
+class RollingRestart(Fault):
+    """Stop every service replica in turn with SIGTERM and wait for it to be back and healthy before the next,
+    as a Deployment rollout does, under load (`--cluster`: its sibling carries the work meanwhile)."""
+
+    hold_s: float = 0.0
+
+    async def inject(self, target: Target) -> None:
+        back_after: dict[str, float] = {}
+        for instance, supervised in target.stack.services.items():
+            pid, restarts = supervised.process.pid, supervised.restarts
+
+            async def restarted(supervised=supervised, pid=pid, restarts=restarts) -> bool:
+                return supervised.restarts > restarts and supervised.process.running() \
+                    and supervised.process.pid != pid
+
+            began = time.monotonic()
+            os.kill(pid, signal.SIGTERM)
+            await _until(restarted, f"{instance} started again")
+            port = target.stack.metrics_ports[instance]
+            await _until(lambda port=port: http_ready(f"http://127.0.0.1:{port}/healthz"), f"{instance} healthy")
+            back_after[instance] = round(time.monotonic() - began, 1)
+        self.observed["back_after_s"] = back_after
+
+
+def ray_actor_processes(node_group: int) -> list[int]:
+    """The pids of the Ray workers that a node's raylet (in process group `node_group`) started for actors.
+
+    Each worker leads a session of its own, so killing the node's group leaves them; a lost node takes
+    them with it, so the fault kills them too."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                # Fields after the command's closing parenthesis: state, ppid, pgrp.
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                stats[int(entry.name)] = (int(fields[1]), int(fields[2]), cmdline)
+    node = {pid for pid, (_, group, _) in stats.items() if group == node_group}
+    return [pid for pid, (parent, _, cmdline) in stats.items()
+            if parent in node and cmdline.startswith(b"ray::") and pid not in node]
+
+
+@dataclass
+class KillRayNode(Fault):
+    """SIGKILL the second Ray node, its raylet and the actors it hosts, while the agents call the LLM; start it
+    again after `hold_s` (`--cluster`). Ray restarts the lost actors on the node left (max_restarts=-1); a turn
+    that was in flight fails with RayActorError and is redelivered to the restarted actor."""
+
+    server: str = "ray-node-2"
+
+    async def inject(self, target: Target) -> None:
+        self.observed["llm_busy_at_fault"] = await target.llm.wait_for_requests()
+        process = target.server(self.server)
+        actors = ray_actor_processes(process.pid)
+        self.observed["actors_on_node"] = len(actors)
+        os.killpg(process.pid, signal.SIGKILL)
+        for pid in actors:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await process.wait()
+
+    async def heal(self, target: Target) -> None:
+        process = target.server(self.server)
+        await process.start()
+        port = int(target.stack.endpoints["ray_node_address"].rsplit(":", 1)[1])
+        self.observed["ready_after_s"] = round(await _until(lambda: tcp_ready(port), f"{self.server} ready"), 1)
 
 
 async def last_sequences(js: JetStreamContext) -> dict[str, int]:
@@ -346,14 +498,33 @@ def all_faults() -> list[Fault]:
     ]
 
 
+def cluster_faults() -> list[Fault]:
+    """The faults of `--cluster`: what production's replicas and nodes are there to survive."""
+    kills = [KillReplica(f"kill-{name}-replica", f"SIGKILL the {name} replica holding work; its sibling carries on",
+                         hold_s=0.0, service=name)
+             for name in catalog.SERVICES if name != catalog.MONITOR]
+    return [
+        Fault("none", "no fault: the baseline"),
+        KillStreamLeader("nats-leader-kill", "the NATS node leading the busiest stream SIGKILLed while services "
+                         "hold unacknowledged work, started again after 5 s"),
+        *kills,
+        RollingRestart("rolling-restart", "every service replica stopped (SIGTERM) and started again, one at a "
+                       "time, as a Deployment rollout does"),
+        KillRayNode("ray-node-kill", "the second Ray node SIGKILLed with the actors it hosts, started again after 5 s"),
+    ]
+
+
 FAULT_NAMES = tuple(f.name for f in all_faults())
+CLUSTER_FAULT_NAMES = tuple(f.name for f in cluster_faults())
 
 
-def chosen(names: list[str] | None) -> list[Fault]:
-    faults = all_faults()
+def chosen(names: list[str] | None, cluster: bool = False) -> list[Fault]:
+    faults = cluster_faults() if cluster else all_faults()
     if not names:
         return faults
-    unknown = set(names) - set(FAULT_NAMES)
+    known = CLUSTER_FAULT_NAMES if cluster else FAULT_NAMES
+    unknown = set(names) - set(known)
     if unknown:
-        raise ValueError(f"unknown fault(s) {', '.join(sorted(unknown))}; there are: {', '.join(FAULT_NAMES)}")
+        raise ValueError(f"unknown fault(s) {', '.join(sorted(unknown))}"
+                         f"{' with --cluster' if cluster else ''}; there are: {', '.join(known)}")
     return [f for f in faults if f.name in names]

@@ -40,6 +40,15 @@ async def results_of(js: JetStreamContext, plans: set[str]) -> list:
     return found
 
 
+async def result_times(js: JetStreamContext, plans: set[str]) -> list[float]:
+    """When each result of these plans was stored (the server's clock, seconds since the epoch)."""
+    times = []
+    for subject in RESULT_SUBJECTS:
+        times += [m.metadata.timestamp.timestamp() for m in await read_stream(js, subject)
+                  if decode(m).plan_id in plans]
+    return times
+
+
 async def wait_for_results(js: JetStreamContext, expected: list[Expected], within_s: float) -> tuple[bool, float]:
     """(all ended, seconds waited): polls until every expected deliberation has a result, or gives up."""
     plans = {e.plan_id for e in expected}

@@ -26,12 +26,13 @@ from services.embedded.stack import EmbeddedStack
 from streams.definitions import DEAD_LETTERS
 from tests.chaos import invariants
 from tests.chaos.faults import Fault, FaultDidNotHeal, StandInServer, Target, services_connected
-from tests.chaos.invariants import Check, Outcomes
+from tests.chaos.invariants import Availability, Check, Outcomes
 from tests.chaos.readback import (
     busy_durables,
     compare_read_models,
     dead_letters_after,
     durables_idle,
+    result_times,
     results_of,
     wait_for_results,
     wait_until,
@@ -61,6 +62,8 @@ class Options:
     data_dir: Path | None = None
     # The agents' LLM timeout, when not the default for the LLM below.
     llm_timeout: float | None = None
+    # What production runs (`fleet up --cluster`): three NATS nodes, two replicas of each service, two Ray nodes.
+    cluster: bool = False
 
     @property
     def llm_timeout_s(self) -> float:
@@ -80,6 +83,7 @@ class FaultRun:
     observed: dict
     seconds: dict
     healed: bool
+    availability: Availability
 
     @property
     def held(self) -> bool:
@@ -88,7 +92,8 @@ class FaultRun:
     def as_json(self) -> dict:
         return {"fault": self.fault, "description": self.description, "deliberations": self.deliberations,
                 "held": self.held, "healed": self.healed, "checks": [c.as_json() for c in self.checks],
-                "outcomes": self.outcomes.as_json(), "observed": self.observed, "seconds": self.seconds}
+                "outcomes": self.outcomes.as_json(), "observed": self.observed, "seconds": self.seconds,
+                "availability": self.availability.as_json()}
 
 
 def approvals_for(run_id: str, fault: str, options: Options) -> list[PlanApproved]:
@@ -136,6 +141,7 @@ async def run_fault(target: Target, js: JetStreamContext, fault: Fault, options:
     letters_from = await last_sequence(js, DEAD_LETTERS.name)
     restarts_before = {name: s.restarts for name, s in target.stack.services.items()}
     seconds: dict[str, float] = {}
+    wall: dict[str, float] = {}
     began = time.monotonic()
     report(f"[bold]{fault.name}[/]: {fault.description}; {len(approvals)} approvals, {len(expected)} deliberations")
 
@@ -149,6 +155,7 @@ async def run_fault(target: Target, js: JetStreamContext, fault: Fault, options:
     async def break_and_mend() -> bool:
         await asyncio.sleep(options.spread_s / 3)
         seconds["injected_at"] = time.monotonic() - began
+        wall["injected_at"] = time.time()
         await fault.inject(target)
         await fault.hold(target)
         try:
@@ -182,6 +189,9 @@ async def run_fault(target: Target, js: JetStreamContext, fault: Fault, options:
     started = [e for e in map(decode, await read_stream(js, catalog.DELIBERATION_STARTED.subject))
                if e.deliberation.plan_id in plans]
     results = await results_of(js, plans)
+    outcomes = invariants.outcomes(results)
+    available = invariants.availability(await result_times(js, plans), wall.get("injected_at", time.time()),
+                                        outcomes.completed, len(expected))
     checks = [
         invariants.one_result_per_task_and_role(expected, results),
         invariants.no_deliberation_duplicated_or_lost(expected, requested, started, results, plans),
@@ -191,11 +201,12 @@ async def run_fault(target: Target, js: JetStreamContext, fault: Fault, options:
     # Every restart the supervisor made meanwhile: the one a kill asked for, and any crash the fault caused.
     restarts = {name: s.restarts - restarts_before[name] for name, s in target.stack.services.items()
                 if s.restarts > restarts_before[name]}
-    done = FaultRun(fault.name, fault.description, len(expected), checks, invariants.outcomes(results),
+    done = FaultRun(fault.name, fault.description, len(expected), checks, outcomes,
                     fault.observed | {"service_restarts": restarts}, {k: round(v, 1) for k, v in seconds.items()},
-                    healed)
+                    healed, available)
     report(f"  {'[green]held[/]' if done.held else '[red]FAILED[/]'} (results after {seconds['results_by']:.0f}s, "
-           f"{done.outcomes.completed} completed, {done.outcomes.failed} failed): "
+           f"{done.outcomes.completed} completed, {done.outcomes.failed} failed; results resumed "
+           f"{available.resumed_after_s}s after the fault, longest gap {available.longest_gap_s}s): "
            + "; ".join(f"{c.name}: {c.summary}" for c in checks))
     for reason, count in done.outcomes.failure_reasons.items():
         report(f"  [dim]{count} failed: {reason}[/]")
@@ -240,7 +251,8 @@ async def run(options: Options, report: Callable[[str], None] | None = None) -> 
                        f'SmolLM2 (llama.cpp) behind the stand-in proxy {llm.endpoints["llm_base_url"]}'}; "
                f"agents' LLM timeout {options.llm_timeout_s:g}s")
         stack = EmbeddedStack(data_dir, env=stack_environment(llm.endpoints, model), report=lambda line: None,
-                              service_env=service_environment(options), services=SERVICES_UNDER_TEST, auth=True)
+                              service_env=service_environment(options), services=SERVICES_UNDER_TEST, auth=True,
+                              cluster=options.cluster)
         began = time.monotonic()
         await stack.start()
         stop_later.push_async_callback(stack.stop)
@@ -250,7 +262,9 @@ async def run(options: Options, report: Callable[[str], None] | None = None) -> 
         await seed_councils(js, options, run_id)
         # Every service consuming before the first fault: one still starting would only crash and be restarted.
         await wait_until(lambda: services_connected(stack), 120, "every service up")
-        report(f"mesh up in {time.monotonic() - began:.0f}s (data in {data_dir}); councils: {options.agents} agents, "
+        shape = "cluster: 3 NATS nodes (R3), 2 replicas of each service, 2 Ray nodes" if options.cluster else "mesh"
+        report(f"{shape} up in {time.monotonic() - began:.0f}s (data in {data_dir}); "
+               f"councils: {options.agents} agents, "
                f"{options.critique_rounds} critique round(s), roles {', '.join(r.value for r in options.roles)}")
         target = Target(stack, llm, js, options.llm_timeout_s)
         return [await run_fault(target, js, fault, options, run_id, report) for fault in options.faults]

@@ -21,6 +21,7 @@ from contracts.events import (
 from services.councils.domain import new_council
 from tests.chaos.invariants import (
     Comparison,
+    availability,
     every_dead_letter_has_a_reason,
     expected_deliberations,
     no_deliberation_duplicated_or_lost,
@@ -135,3 +136,19 @@ def test_outcomes_count_completed_failed_and_timed_out():
     counted = outcomes([completed(EXPECTED[0]), failed(EXPECTED[1]), failed(EXPECTED[2], timed_out=True)])
     assert (counted.completed, counted.failed, counted.timed_out) == (1, 2, 1)
     assert counted.failure_reasons == {"propose: quorum not met": 2}
+
+
+def test_availability_is_the_longest_wait_for_a_result_from_the_fault_on():
+    # Results every second, then nothing for 7 s after a fault at t=10, then every second again.
+    times = [*range(0, 11), *range(17, 21)]
+    measured = availability(times, injected_at=10.5, completed=14, expected=15)
+    assert measured.resumed_after_s == 6.5
+    assert measured.longest_gap_s == 6.5
+    assert measured.share_completed == 0.933
+    steady = availability(range(0, 21), injected_at=10.5, completed=20, expected=20)
+    assert (steady.resumed_after_s, steady.longest_gap_s, steady.share_completed) == (0.5, 1.0, 1.0)
+
+
+def test_no_result_after_the_fault_is_no_resumption():
+    measured = availability([1.0, 2.0], injected_at=5.0, completed=2, expected=4)
+    assert (measured.resumed_after_s, measured.longest_gap_s, measured.share_completed) == (None, None, 0.5)
