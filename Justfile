@@ -14,7 +14,7 @@ default:
 up *ARGS:
     uv run fleet up {{ARGS}}
 
-# The mesh as production runs it, on this machine: 3 clustered nats-servers (R3), 2 replicas of every service, 2 Ray nodes.
+# The mesh as production runs it, on this machine: 3 clustered nats-servers (R3), 2 replicas of every service, a Ray head and 2 workers.
 cluster *ARGS:
     uv run fleet up --cluster {{ARGS}}
 

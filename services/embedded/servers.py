@@ -191,15 +191,19 @@ def ray_plan(data_dir: Path, cpus: int) -> ServerPlan:
     )
 
 
-def ray_node_plan(data_dir: Path, head_address: str, cpus: int, index: int = 2) -> ServerPlan:
-    """One more Ray node joined to the head, as a KubeRay worker pod is: its own raylet, object store and workers."""
+# A Ray worker's object store under `fleet up --cluster`: what k8s/base/ray/raycluster.yaml gives each pod.
+RAY_WORKER_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+
+
+def ray_worker_plan(data_dir: Path, head_address: str, cpus: int, index: int) -> ServerPlan:
+    """A Ray worker node joined to the head, as a KubeRay worker pod is: its own raylet, object store and workers."""
     node_manager = free_port()
     return ServerPlan(
-        name=f"ray-node-{index}",
+        name=f"ray-worker-{index}",
         argv=[str(binaries.ray_cli()), "start", "--address", head_address, "--block", "--node-ip-address", "127.0.0.1",
               "--num-cpus", str(cpus), "--node-manager-port", str(node_manager), "--disable-usage-stats",
-              "--temp-dir", str(ray_temp_dir(data_dir))],
-        endpoints={"ray_node_address": f"127.0.0.1:{node_manager}"},
+              "--object-store-memory", str(RAY_WORKER_OBJECT_STORE_BYTES), "--temp-dir", str(ray_temp_dir(data_dir))],
+        endpoints={f"ray_worker_{index}_address": f"127.0.0.1:{node_manager}"},
         port=node_manager,
         startup_timeout_s=120.0,
         stop_grace_s=3.0,

@@ -22,9 +22,9 @@ from services.embedded.servers import (
     nats_cluster_plans,
     nats_plan,
     port_or_free,
-    ray_node_plan,
     ray_plan,
     ray_temp_dir,
+    ray_worker_plan,
     redis_plan,
 )
 from services.mesh.runtime import connect
@@ -41,9 +41,11 @@ from streams.permissions import CLIENT_USERS, OPERATOR, PROVISIONER, USERS, auth
 
 LOCK_FILE = "fleet.lock"
 # `fleet up --cluster` runs what k8s/overlays/prod runs: this many replicas of every service, every stream
-# and bucket on each of the three NATS servers, and a second Ray node beside the head.
+# and bucket on each of the three NATS servers, and two Ray worker nodes beside a head that hosts no actor
+# (as KubeRay's head, `num-cpus: "0"`, and the prod overlay's two workers).
 CLUSTER_SERVICE_REPLICAS = 2
 CLUSTER_STREAM_REPLICAS = 3
+CLUSTER_RAY_WORKERS = 2
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
 EMBEDDED_LLM_MAX_TOKENS = "256"
 # As many LLM calls in flight as llama-server has slots. More would only wait inside it, where the wait
@@ -124,7 +126,7 @@ def plans_for(
     if "llm_base_url" not in external:
         plans.append(llm_plan(threads=cpus))
     if "ray_address" not in external:
-        plans.append(ray_plan(data_dir, cpus=cpus))
+        plans.append(ray_plan(data_dir, cpus=0 if cluster else cpus))
     return plans
 
 
@@ -220,8 +222,10 @@ class EmbeddedStack:
         await self._start_and_wait(plans_for(self.data_dir, external, cpus=cpus, nats_auth=nats_auth,
                                              cluster=self.cluster), external)
         if self.cluster and "ray_address" not in external:
-            # A worker node joins a head that is up: the second phase.
-            await self._start_and_wait([ray_node_plan(self.data_dir, self.endpoints["ray_address"], cpus)], external)
+            # Worker nodes join a head that is up: the second phase.
+            head = self.endpoints["ray_address"]
+            await self._start_and_wait([ray_worker_plan(self.data_dir, head, cpus, index)
+                                        for index in range(1, CLUSTER_RAY_WORKERS + 1)], external)
 
     async def _start_and_wait(self, plans: list[ServerPlan], external: Mapping[str, str]) -> None:
         started = []

@@ -30,7 +30,8 @@ def parse(argv: list[str]) -> tuple[Options, Path]:
     parser.add_argument("--faults", default="", help=f"comma-separated, default all: {','.join(FAULT_NAMES)}; "
                         f"with --cluster: {','.join(CLUSTER_FAULT_NAMES)}")
     parser.add_argument("--cluster", action="store_true",
-                        help="run on `fleet up --cluster`: 3 NATS nodes (R3), 2 replicas of each service, 2 Ray nodes")
+                        help="run on `fleet up --cluster`: 3 NATS nodes (R3), 2 replicas of each service, "
+                        "a Ray head and 2 workers")
     parser.add_argument("--llm", choices=(STANDIN, EMBEDDED), default=STANDIN,
                         help="standin: instant canned answers (default); embedded: SmolLM2 behind the stand-in proxy")
     parser.add_argument("--tasks", type=int, default=1, help="tasks per approval (default 1)")

@@ -401,17 +401,20 @@ def ray_actor_processes(node_group: int) -> list[int]:
 
 @dataclass
 class KillRayNode(Fault):
-    """SIGKILL the second Ray node, its raylet and the actors it hosts, while the agents call the LLM; start it
-    again after `hold_s` (`--cluster`). Ray restarts the lost actors on the node left (max_restarts=-1); a turn
-    that was in flight fails with RayActorError and is redelivered to the restarted actor."""
+    """SIGKILL the Ray worker node hosting the most actors, its raylet and those actors, while the agents call the
+    LLM; start it again after `hold_s` (`--cluster`). Ray restarts the lost actors on the node left
+    (max_restarts=-1); a turn that was in flight fails with RayActorError and is redelivered to the restarted actor."""
 
-    server: str = "ray-node-2"
+    server: str = ""
 
     async def inject(self, target: Target) -> None:
         self.observed["llm_busy_at_fault"] = await target.llm.wait_for_requests()
+        hosted = {p.name: ray_actor_processes(p.pid) for p in target.stack.servers if p.name.startswith("ray-worker-")}
+        self.server = max(hosted, key=lambda name: len(hosted[name]))
         process = target.server(self.server)
-        actors = ray_actor_processes(process.pid)
-        self.observed["actors_on_node"] = len(actors)
+        actors = hosted[self.server]
+        self.observed.update(node=self.server, actors_on_node=len(actors),
+                             actors_elsewhere=sum(len(a) for name, a in hosted.items() if name != self.server))
         os.killpg(process.pid, signal.SIGKILL)
         for pid in actors:
             with contextlib.suppress(ProcessLookupError):
@@ -421,7 +424,7 @@ class KillRayNode(Fault):
     async def heal(self, target: Target) -> None:
         process = target.server(self.server)
         await process.start()
-        port = int(target.stack.endpoints["ray_node_address"].rsplit(":", 1)[1])
+        port = int(target.stack.endpoints[f"{self.server.replace('-', '_')}_address"].rsplit(":", 1)[1])
         self.observed["ready_after_s"] = round(await _until(lambda: tcp_ready(port), f"{self.server} ready"), 1)
 
 
@@ -510,7 +513,8 @@ def cluster_faults() -> list[Fault]:
         *kills,
         RollingRestart("rolling-restart", "every service replica stopped (SIGTERM) and started again, one at a "
                        "time, as a Deployment rollout does"),
-        KillRayNode("ray-node-kill", "the second Ray node SIGKILLed with the actors it hosts, started again after 5 s"),
+        KillRayNode("ray-node-kill", "the Ray worker node hosting the most actors SIGKILLed with them, started again "
+                    "after 5 s"),
     ]
 
 

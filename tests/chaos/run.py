@@ -262,7 +262,8 @@ async def run(options: Options, report: Callable[[str], None] | None = None) -> 
         await seed_councils(js, options, run_id)
         # Every service consuming before the first fault: one still starting would only crash and be restarted.
         await wait_until(lambda: services_connected(stack), 120, "every service up")
-        shape = "cluster: 3 NATS nodes (R3), 2 replicas of each service, 2 Ray nodes" if options.cluster else "mesh"
+        shape = ("cluster: 3 NATS nodes (R3), 2 replicas of each service, a Ray head and 2 workers"
+                 if options.cluster else "mesh")
         report(f"{shape} up in {time.monotonic() - began:.0f}s (data in {data_dir}); "
                f"councils: {options.agents} agents, "
                f"{options.critique_rounds} critique round(s), roles {', '.join(r.value for r in options.roles)}")

@@ -9,7 +9,7 @@ import pytest
 from contracts.events import Role
 from services.mesh.settings import Settings
 from tests.chaos.faults import chosen
-from tests.chaos.run import EMBEDDED, Options, run
+from tests.chaos.run import EMBEDDED, SERVICES_UNDER_TEST, Options, run
 
 pytestmark = pytest.mark.e2e
 
@@ -52,3 +52,37 @@ async def test_every_invariant_holds_through_a_fault_of_each_kind(tmp_path_facto
     # nats-server killed outright while the services held work lost no message it had acknowledged.
     nats = by_fault["nats-kill"].observed
     assert nats["unacked_at_kill"] > 0 and nats["lost"] == {}, nats
+
+
+# On `fleet up --cluster`, what production runs: the busiest stream's leader lost, a replica holding work
+# killed, every replica restarted in turn, and a Ray worker node lost with its actors.
+CLUSTER_CI_FAULTS = ["nats-leader-kill", "kill-collector-replica", "rolling-restart", "ray-node-kill"]
+
+
+async def test_every_invariant_holds_on_the_cluster_through_node_loss_and_a_rollout(tmp_path_factory):
+    options = Options(approvals=APPROVALS, faults=chosen(CLUSTER_CI_FAULTS, cluster=True), llm=EMBEDDED,
+                      roles=(Role.DEV,), agents=2, critique_rounds=0, spread_s=4.0, result_timeout_s=400.0,
+                      llm_timeout=Settings.llm_timeout_s, data_dir=tmp_path_factory.mktemp("chaos-cluster"),
+                      cluster=True)
+    runs = await run(options)
+
+    assert [r.fault for r in runs] == CLUSTER_CI_FAULTS
+    assert {r.fault: r.observed.get("not_healed") for r in runs if not r.healed} == {}
+    broken = {f"{r.fault} / {c.name}": (c.summary, c.evidence) for r in runs for c in r.checks if not c.held}
+    assert broken == {}
+    # None of these faults is the LLM's: each may delay a deliberation, never fail it.
+    ended = {r.fault: (r.deliberations, r.outcomes.completed, r.outcomes.failed) for r in runs}
+    assert ended == dict.fromkeys(CLUSTER_CI_FAULTS, (APPROVALS, APPROVALS, 0)), {
+        r.fault: r.outcomes.failure_reasons for r in runs}
+    by_fault = {r.fault: r.observed for r in runs}
+    # The faults bit: the leader's node went while work was unacknowledged and another node took over with
+    # nothing acknowledged lost; the killed collector replica was the one holding messages; every replica
+    # was restarted; the lost Ray node hosted actors.
+    leader = by_fault["nats-leader-kill"]
+    assert leader["unacked_at_kill"] > 0 and leader["lost"] == {} and leader["new_leader"] != leader["leader"], leader
+    replica = by_fault["kill-collector-replica"]
+    assert replica["held_by_killed"] > 0 and replica["killed"].startswith("collector-"), replica
+    assert replica["service_restarts"] == {replica["killed"]: 1}
+    assert set(by_fault["rolling-restart"]["back_after_s"]) == {
+        f"{name}-{i}" for name in SERVICES_UNDER_TEST for i in (1, 2)}
+    assert by_fault["ray-node-kill"]["actors_on_node"] > 0

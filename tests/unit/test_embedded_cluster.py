@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from contracts import catalog
-from services.embedded.servers import nats_cluster_plans, ray_node_plan
+from services.embedded.servers import nats_cluster_plans, ray_worker_plan
 from services.embedded.stack import EmbeddedStack, instance_names, plans_for, served_endpoints
 from services.mesh.settings import SettingsError, nats_servers
 
@@ -37,15 +37,18 @@ def test_three_nats_servers_each_route_to_all_three_with_a_store_of_its_own():
 
 def test_clients_get_every_node_and_each_node_is_listed_under_its_name():
     nats = nats_cluster_plans(DATA)
-    endpoints = served_endpoints([*nats, ray_node_plan(DATA, "127.0.0.1:6379", cpus=2)])
+    endpoints = served_endpoints([*nats, ray_worker_plan(DATA, "127.0.0.1:6379", cpus=2, index=1)])
     assert nats_servers(endpoints["nats_url"]) == [endpoints[f"nats_{i}_url"] for i in (1, 2, 3)]
     assert endpoints["nats_monitor_url"] == endpoints["nats_1_monitor_url"]
-    assert "ray_node_address" in endpoints
+    assert "ray_worker_1_address" in endpoints
 
 
 def test_the_cluster_is_started_only_where_no_external_nats_is_given():
     names = [p.name for p in plans_for(DATA, {}, cpus=2, cluster=True)]
     assert names[:3] == ["nats-1", "nats-2", "nats-3"]
+    # As KubeRay's head (num-cpus "0"), the head hosts no actor: they go to the worker nodes.
+    [head] = [p for p in plans_for(DATA, {}, cpus=2, cluster=True) if p.name == "ray"]
+    assert head.argv[head.argv.index("--num-cpus") + 1] == "0"
     assert not [p for p in plans_for(DATA, {"nats_url": "nats://x:4222"}, cpus=2, cluster=True)
                 if p.name.startswith("nats")]
 

@@ -56,7 +56,7 @@ def up(
     cluster: Annotated[bool, typer.Option(
         "--cluster", help="Run what production runs (k8s/overlays/prod), on this machine: three clustered "
         "nats-servers keeping three copies of every stream and bucket, two replicas of every service, and a "
-        "second Ray node beside the head.")] = False,
+        "Ray head and two Ray worker nodes for the actors.")] = False,
 ) -> None:
     """Start NATS, Redis+FalkorDB, llama.cpp and Ray (unless external), then every service."""
     run(_up(data_dir, auth, cluster))
