@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsMessage
@@ -35,6 +36,9 @@ from streams.definitions import ConsumerSpec
 from streams.subjects import subject_matches
 
 log = logging.getLogger("fleet.consumer")
+
+# How long a stopping service tries to hand back a message its handler did not finish.
+HAND_BACK_WITHIN_S = 2.0
 
 # What became of a delivery, as the fleet_messages metric counts it.
 HANDLED, FAILED, DEAD_LETTERED = "handled", "failed", "dead_lettered"
@@ -164,6 +168,13 @@ class DurableConsumer:
                     await self._publisher.publish(event, cause=Cause.of(incoming.envelope))
                 if outgoing and (after := self._after_published.get(raw.subject)) is not None:
                     await after(incoming)
+        except asyncio.CancelledError:
+            # The service is stopping (a rollout's SIGTERM) and the broker's grace ran out before this handler
+            # ended, e.g. mid-LLM call: hand the message back now, so a replica left takes it at once instead
+            # of after the ack wait (150 s for a turn). Shielded, as the stop cancels every later await too.
+            with anyio.move_on_after(HAND_BACK_WITHIN_S, shield=True), contextlib.suppress(Exception):
+                await message.nack()
+            raise
         except Rejected as exc:
             return await self._reject(message, letter, str(exc), incoming, exc.reasons)
         except Exception as exc:  # noqa: BLE001 - every other failure is retried, then dead-lettered

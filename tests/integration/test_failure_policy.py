@@ -220,3 +220,37 @@ async def test_what_follows_publishing_runs_before_the_ack_and_its_failure_publi
 
     # Each time, the events were stored before it ran; the second time, no second copy.
     assert followed == [(1, 1), (2, 1)]
+
+
+async def test_a_message_in_hand_when_its_replica_stops_goes_to_another_replica_without_waiting_out_the_ack_wait(
+        js, nats_url, unique):
+    # A rollout stops a replica (SIGTERM) while a handler runs longer than the stop waits for it (an LLM
+    # call): the message is handed back, and the replica left takes it at once, not after the ack wait.
+    plan = PlanApproved(story_id="s", plan_id=f"p-{unique}", approved_by="a", roles=[Role.DEV], tasks=[])
+    subject = catalog.PLAN_APPROVED.subject
+    started, taken_over = asyncio.Event(), []
+
+    async def on_plan_approved_slowly(incoming):
+        started.set()
+        await asyncio.sleep(600)
+
+    async def on_plan_approved(incoming):
+        taken_over.append(incoming.deliveries)
+        return []
+
+    async with scratch_durable(js, f"test-{unique}", PLANNING.name, subject, "planning", ack_wait_s=600.0) as spec:
+
+        def wiring(handler):
+            async def wire(mesh):
+                return [Binding(DurableConsumer(spec, {subject: handler}, mesh.publisher))]
+            return wire
+
+        async with contextlib.AsyncExitStack() as replicas:
+            stopping = contextlib.AsyncExitStack()
+            await stopping.enter_async_context(running_service("planning", nats_url, wiring(on_plan_approved_slowly)))
+            await js.publish(subject, body_of(plan), headers={MSG_ID: f"approval-{unique}"})
+            await asyncio.wait_for(started.wait(), 30)
+            await replicas.enter_async_context(running_service("planning", nats_url, wiring(on_plan_approved)))
+            await stopping.aclose()
+            await wait_until_idle(js, PLANNING.name, [spec.durable], timeout_s=60)
+    assert taken_over == [2]
