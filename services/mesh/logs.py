@@ -6,6 +6,7 @@ an adapter or a library logs meanwhile carries it, without passing it around.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -44,6 +45,20 @@ class CorrelationFilter(logging.Filter):
         return True
 
 
+class StoppedHandlerIsNotAnError(logging.Filter):
+    """FastStream logs a handler cancelled by the service's own stop (a rollout's SIGTERM) as an ERROR. The
+    consumer has handed its message back to be redelivered (services/mesh/consuming.py): nothing for anyone
+    to do, so the line becomes an INFO without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        stopped = record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError)
+        if record.levelno >= logging.ERROR and stopped:
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+            record.msg, record.args = "a handler was stopped with the service; its message was handed back", None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 class _RedactedTracebacks:
     """Some formatters render the traceback themselves, past `exc_text`: redact what they render."""
 
@@ -79,6 +94,7 @@ def configure_logging(service: str, log_format: str | None = None) -> None:
     # Filters on the handler run for records from every logger, children included.
     handler.addFilter(RedactingFilter())
     handler.addFilter(CorrelationFilter())
+    handler.addFilter(StoppedHandlerIsNotAnError())
     handler.setFormatter(formatter(service, log_format))
     root = logging.getLogger()
     for existing in list(root.handlers):

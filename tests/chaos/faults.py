@@ -152,6 +152,7 @@ class KillService(Fault):
     service: str = ""
     # The process killed: the service's own name on the one-node mesh, a replica's under `--cluster`.
     instance: str = ""
+    settle_s: float = 0.0
 
     async def inject(self, target: Target) -> None:
         self.instance = self.instance or self.service
@@ -184,6 +185,8 @@ class KillService(Fault):
 
             with contextlib.suppress(FaultDidNotHeal):
                 await _until(holds_work, "work in flight", within_s=FROZEN_FOR_WORK_S, every_s=0.05)
+            # A sibling replica acks what it holds within this; what is still unacknowledged then is the frozen one's.
+            await asyncio.sleep(self.settle_s)
             work = await held_work(js, durables)
             if _unacked(work) > 0 or time.monotonic() > deadline:
                 return work
@@ -208,6 +211,8 @@ class KillService(Fault):
 # What a replica holds: the messages its handlers are working on (FastStream's gauge), and for the
 # projection, whether it holds the lease and so writes the read models.
 IN_PROCESS_METRIC = "faststream_received_messages_in_process"
+# How long to look for a replica at work before freezing one and waiting for the work to come to it.
+REPLICA_AT_WORK_WITHIN_S = 3.0
 LEASE_METRIC = "fleet_projection_lease_held"
 
 
@@ -230,9 +235,13 @@ class KillReplica(KillService):
     """SIGKILL the replica of a service that holds work, while its sibling keeps running (`--cluster`).
 
     The replica is the one whose handlers are working on messages (or, for the projection, that holds a
-    lease) when the kill comes; `observed["held_by_killed"]` is what it held, so a kill that hit an idle
-    replica shows. The sibling takes over the shared durables' messages once their ack wait is over.
+    lease) when the kill comes, if one is: `observed["held_by_killed"]`. Handlers that take milliseconds
+    are rarely seen at work, so the replica is then frozen until the durables hold unacknowledged messages
+    that stay so for `settle_s` (its sibling acks its own by then): `observed["unacked_at_kill"]`. The
+    sibling takes over the shared durables' messages once their ack wait is over.
     """
+
+    settle_s: float = 0.5
 
     async def inject(self, target: Target) -> None:
         replicas = [i for i, name in target.stack.instances.items() if name == self.service]
@@ -243,7 +252,7 @@ class KillReplica(KillService):
             return max(holdings.values()) > 0
 
         with contextlib.suppress(FaultDidNotHeal):
-            await _until(one_holds_work, "a replica holding work", within_s=IN_FLIGHT_WITHIN_S, every_s=0.05)
+            await _until(one_holds_work, "a replica holding work", within_s=REPLICA_AT_WORK_WITHIN_S, every_s=0.05)
         self.instance = max(replicas, key=lambda i: holdings.get(i, 0.0))
         self.observed["held_by_killed"] = holdings.get(self.instance, 0.0)
         await self._kill(target)

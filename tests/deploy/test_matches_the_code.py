@@ -367,9 +367,9 @@ def test_prod_survives_losing_a_node():
 
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_the_ray_workers_can_place_every_default_councils_actor_with_what_it_asks_for(name):
-    """Each actor asks Ray for FLEET_AGENT_ACTOR_CPUS and _MEMORY_MIB; the head offers none. A worker offers
-    its CPU limit, and its memory limit less the object store; an actor that fits nowhere waits forever
-    where the autoscaler may add no worker (maxReplicas reached)."""
+    """Every agents replica has its own actor per agent, and each actor asks Ray for FLEET_AGENT_ACTOR_CPUS and
+    _MEMORY_MIB; the head offers none. A worker offers its CPU limit, and its memory limit less the object
+    store; an actor that fits nowhere waits forever where the autoscaler may add no worker (maxReplicas reached)."""
     from services.councils.domain import default_councils
     from services.mesh.settings import Settings
 
@@ -379,6 +379,8 @@ def test_the_ray_workers_can_place_every_default_councils_actor_with_what_it_ask
     limits = workers["template"]["spec"]["containers"][0]["resources"]["limits"]
     cpus = float(limits["cpu"].removesuffix("m")) / (1000 if limits["cpu"].endswith("m") else 1)
     memory = quantity(limits["memory"]) - int(workers["rayStartParams"]["object-store-memory"])
-    actors = sum(len(council.agents) for council in default_councils())
+    # Each agents replica has an actor per agent of its own (services/agents/adapters/ray_agents.py).
+    agents_replicas = find(overlay(name), "Deployment", "agents")["spec"].get("replicas", 1)
+    actors = sum(len(council.agents) for council in default_councils()) * agents_replicas
     per_worker = min(int(cpus / Settings.agent_actor_cpus), int(memory / (Settings.agent_actor_memory_mib * 2**20)))
     assert actors <= per_worker * workers["maxReplicas"], (actors, per_worker, workers["maxReplicas"])

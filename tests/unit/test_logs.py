@@ -1,12 +1,19 @@
 """Log lines as operators read them: JSON, redacted, each with the correlation id of the work in hand."""
 
+import asyncio
 import json
 import logging
 
 import pytest
 
 from contracts.envelope import traceparent_for
-from services.mesh.logs import CorrelationFilter, correlated, current_correlation_id, formatter
+from services.mesh.logs import (
+    CorrelationFilter,
+    StoppedHandlerIsNotAnError,
+    correlated,
+    current_correlation_id,
+    formatter,
+)
 from services.mesh.redaction import MASK, RedactingFilter
 from tests.support import log_lines
 
@@ -71,3 +78,26 @@ def test_an_event_without_a_traceparent_gets_the_same_trace_every_time_it_is_han
     # The first 48 hex digits of sha256("trace/e-1"): the same in any process, after any restart.
     assert traceparent_for("e-1") == "00-be6e44e3ecc23ce39d15284000d4eed1-f1f80d55d883b1df-01"
     assert traceparent_for("e-2") == "00-625c644b1155e881f427afeaf62493c8-b620ed2494540ce8-01"
+
+
+def test_a_handler_stopped_with_its_service_is_an_info_line_not_an_error():
+    logger = logging.getLogger("tests.unit.test_logs.broker")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with log_lines(logger, "agents", StoppedHandlerIsNotAnError()) as kept:
+            try:
+                raise asyncio.CancelledError
+            except asyncio.CancelledError:
+                logger.exception("CancelledError: ")
+            try:
+                raise RuntimeError("boom")
+            except RuntimeError:
+                logger.exception("RuntimeError: boom")
+    finally:
+        logger.propagate = True
+    stopped, failed = (json.loads(line) for line in kept)
+    assert (stopped["level"], stopped["message"]) == (
+        "INFO", "a handler was stopped with the service; its message was handed back")
+    assert "exc_info" not in stopped
+    assert (failed["level"], failed["message"]) == ("ERROR", "RuntimeError: boom")

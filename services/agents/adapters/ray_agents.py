@@ -1,7 +1,8 @@
-"""Agents as Ray actors: one named actor per agent id, each with its own LLM client."""
+"""Agents as Ray actors: one named actor per agent id and agents replica, each with its own LLM client."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import ray
@@ -39,7 +40,12 @@ class ActorResources:
 
 
 class AgentPool:
-    """Finds or starts the actor of each agent. Handles are a cache; the actors hold no state."""
+    """Finds or starts the actor of each agent. Handles are a cache; the actors hold no state.
+
+    Each agents replica has actors of its own: an actor lives as long as the process that made it, so
+    actors shared between replicas died under the others' calls whenever one replica stopped (a rolling
+    restart failed turns in the replica left, up to four deliveries of one). The name says whose it is.
+    """
 
     def __init__(self, config: LlmConfig, max_concurrency: int = 8,
                  resources: ActorResources = ActorResources()) -> None:  # noqa: B008 - frozen, shared safely
@@ -47,13 +53,14 @@ class AgentPool:
         self._max_concurrency = max_concurrency
         self._resources = resources
         self._actors: dict[str, ray.actor.ActorHandle] = {}
+        self.owner = uuid.uuid4().hex[:8]
 
     def _actor(self, agent_id: str) -> ray.actor.ActorHandle:
         if agent_id not in self._actors:
             self._actors[agent_id] = (
                 ray.remote(AgentActor)
                 .options(
-                    name=f"agent-{agent_id}",
+                    name=f"agent-{agent_id}@{self.owner}",
                     namespace=NAMESPACE,
                     get_if_exists=True,
                     num_cpus=self._resources.cpus,
