@@ -40,6 +40,7 @@ def coalesce_writes(
     return nodes, edges
 
 
+APPLIED = "RETURN cp.sequence AS applied"
 NODE_ORDER = [label for label in Label if label is not Label.CHECKPOINT]
 EDGE_ORDER = [(source, rel.value, target) for rel, pairs in EDGES.items() for source, target in pairs]
 
@@ -82,6 +83,8 @@ def batch_statement(
             f"WITH DISTINCT {carried}",
         ]
     clauses.append("SET cp.sequence = $sequence" + ("" if fence is None else ", fence.token = $token"))
+    # One row when the batch was applied, none when a guard skipped it: what the adapters report.
+    clauses.append(APPLIED)
     return "\n".join(clauses), params
 
 

@@ -67,7 +67,7 @@ class FalkorGraphStore(PointedNamespaces):
         text, params = cypher.batch_statement(writes, stream, sequence, fence)
         async with one_write_at_a_time():
             result = await self._db.select_graph(namespace).query(params_header(params) + text)
-        applied = result.properties_set > 0 or result.nodes_created > 0
+        applied = bool(result.result_set)
         # Nothing written: already applied, or fenced. The fence only rises, so reading it after says which.
         if not applied and fence is not None and (await self._fence(namespace)) > fence:
             raise Fenced(f"graph {namespace} is fenced above token {fence}")

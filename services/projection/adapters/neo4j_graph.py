@@ -52,8 +52,8 @@ class Neo4jGraphStore:
     ) -> bool:
         # execute_query runs the statement in one transaction, with retries on transient errors.
         text, params = cypher.batch_statement(writes, stream, sequence, fence)
-        _, summary, _ = await self._driver.execute_query(text, params, database_=namespace)
-        applied = summary.counters.properties_set > 0
+        records, _, _ = await self._driver.execute_query(text, params, database_=namespace)
+        applied = bool(records)
         # Nothing written: already applied, or fenced. The fence only rises, so reading it after says which.
         if not applied and fence is not None and (await self._fence(namespace)) > fence:
             raise Fenced(f"graph {namespace} is fenced above token {fence}")
