@@ -7,16 +7,18 @@ connection and its own store clients, as separate processes would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from dataclasses import dataclass, field
 
 import nats
 import pytest
+from nats.js.errors import NotFoundError
 
 from services.mesh.metrics import REGISTRY
 from services.mesh.settings import Settings
 from services.projection.adapters.nats_lease import NatsLease
-from services.projection.app import graph_store, kv_store, leadership
+from services.projection.app import SERVICE, graph_store, kv_store, leadership, projectors, wire
 from services.projection.graph_model import graph_writes
 from services.projection.kv_model import SetFields, kv_writes
 from services.projection.leadership import Leadership
@@ -26,7 +28,7 @@ from services.projection.stores import Fenced
 from services.projection.vocabulary import Label, NodeWrite
 from streams.definitions import GRAPH_PROJECTION, KV_PROJECTION
 from tests.integration.test_projection import publish, story_events
-from tests.support import last_sequence
+from tests.support import last_sequence, running_service
 
 pytestmark = pytest.mark.integration
 
@@ -249,3 +251,57 @@ async def test_a_holder_whose_lease_was_taken_stops_writing_and_stands_by(js, na
         assert replica.leaderships[1].token is not None  # the other projection's lease is untouched
     finally:
         await replica.stop()
+
+
+async def test_two_service_replicas_as_deployed_hand_the_read_models_over_on_a_graceful_stop(
+        empty_log, redis_endpoints, unique):
+    """`fleet service projection` twice, on a NATS server of this test's own (the leases' keys are the
+    read models' names): the first leads, the second stands by, and takes over when the first stops."""
+    url, js = empty_log
+    stores = {"valkey_url": redis_endpoints["valkey_url"], "graph_uri": redis_endpoints["graph_uri"],
+              "graph_name": f"t{unique}", "kv_prefix": f"t{unique}"}
+    readers = projectors(Settings(data_dir=".", nats_url=url, **stores))
+    leases = await js.key_value("PROJECTION_LEASES")
+    events = list(story_events(unique).items())
+    first, second = contextlib.AsyncExitStack(), contextlib.AsyncExitStack()
+    try:
+        await first.enter_async_context(running_service(SERVICE, url, wire, **stores))
+
+        async def both_held() -> bool:
+            return None not in await holders(leases)
+
+        await eventually(both_held, "the first replica takes both leases")
+        held_by_first = await holders(leases)
+        await second.enter_async_context(running_service(SERVICE, url, wire, **stores))
+        for name, event in events[:8]:
+            await publish(js, event, f"{unique}-{name}")
+        await eventually(lambda: caught_up(js, readers), "the first replica writes")
+        assert await holders(leases) == held_by_first
+
+        await first.aclose()  # SIGTERM: followers stopped, then the leases handed back
+        for name, event in events[8:]:
+            await publish(js, event, f"{unique}-{name}")
+
+        async def taken_over() -> bool:
+            now = await holders(leases)
+            return None not in now and set(now).isdisjoint(held_by_first)
+
+        await eventually(taken_over, "the second replica takes both leases")
+        await eventually(lambda: caught_up(js, readers), "the second replica writes")
+    finally:
+        await first.aclose()
+        await second.aclose()
+        for projector in readers:
+            await projector.store.drop(await projector.store.active_namespace())
+            await projector.store.close()
+
+
+async def holders(bucket) -> list[bytes | None]:
+    """Who holds the graph's and the KV's lease (None: nobody)."""
+    found = []
+    for key in (GRAPH_PROJECTION.name, KV_PROJECTION.name):
+        try:
+            found.append((await bucket.get(key)).value)
+        except NotFoundError:
+            found.append(None)
+    return found
