@@ -97,8 +97,8 @@ def record_ttl_from(env: Mapping[str, str]) -> float | None:
 
 
 def bucket_ttl(spec: BucketSpec, ttl_s: float | None) -> float:
-    """A bucket's time to live: the spec's, or `ttl_s` where that is shorter."""
-    if ttl_s is None:
+    """A bucket's time to live: the spec's, or `ttl_s` where that is shorter (records only, never a lease)."""
+    if ttl_s is None or not spec.holds_records:
         return spec.ttl_s
     return min(spec.ttl_s, ttl_s) if spec.ttl_s else ttl_s
 
@@ -226,7 +226,7 @@ def records_retention_s(env: Mapping[str, str]) -> float | None:
     """The shortest time to live of the mesh's buckets (FLEET_RECORD_TTL_S counted), or None when none
     expires: the age past which an event may meet a record that has gone."""
     ttl_s = record_ttl_from(env)
-    expiring = [ttl for ttl in (bucket_ttl(spec, ttl_s) for spec in BUCKETS) if ttl > 0]
+    expiring = [ttl for ttl in (bucket_ttl(spec, ttl_s) for spec in BUCKETS if spec.holds_records) if ttl > 0]
     return min(expiring) if expiring else None
 
 

@@ -45,6 +45,10 @@ FOOTPRINTS: dict[str, Footprint] = {
     "KV_COLLECTOR_DELIBERATIONS": Footprint(messages=1, bytes=7_087, answer_copies=6.35),
     "KV_PLAN_OUTCOMES": Footprint(messages=1, bytes=684),
 }
+# What does not grow with the load: a lease per projection, one revision each (a few hundred bytes).
+FIXED_BYTES: dict[str, int] = {
+    "KV_PROJECTION_LEASES": 1 * MiB,
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,9 @@ def stored_bytes(footprint: Footprint, retention_s: float, load: Load = DESIGN_L
 def byte_limit(name: str, retention_s: float, load: Load = DESIGN_LOAD, headroom: float = HEADROOM) -> int:
     """The `max_bytes` of a stream or bucket (by its stream's name, KV_<bucket> for a bucket): its
     footprint over its retention at the load, with headroom, rounded up to a whole MiB and never under
-    FLOOR_BYTES. JetStream reserves it on every server that holds a copy, at creation."""
+    FLOOR_BYTES (or its FIXED_BYTES). JetStream reserves it on every server that holds a copy, at creation."""
+    if name in FIXED_BYTES:
+        return FIXED_BYTES[name]
     footprint = FOOTPRINTS.get(name, Footprint(0, 0))
     wanted = stored_bytes(footprint, retention_s, load) * headroom
     return max(FLOOR_BYTES, math.ceil(wanted / MiB) * MiB)

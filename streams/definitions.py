@@ -65,6 +65,9 @@ class BucketSpec:
     # How long a key outlives its last write (0: for ever). Its bytes come from the capacity model; past
     # them, a write is refused rather than an older key dropped.
     ttl_s: float = 0.0
+    # False for a bucket of leases, whose keys live seconds: not a record an event may meet, so
+    # FLEET_RECORD_TTL_S does not shorten it and it does not bound the age of events a service takes.
+    holds_records: bool = True
 
     @property
     def stream_name(self) -> str:
@@ -195,7 +198,18 @@ PLAN_OUTCOMES = BucketSpec(
     ttl_s=RECORD_RETENTION_S,
 )
 
-BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS, PLAN_OUTCOMES)
+# How long a projection's lease outlives its holder's last renewal: a standby takes over this long after
+# the holder dies (the holder renews every third of it, and hands it back at once when it stops).
+PROJECTION_LEASE_S = 10.0
+PROJECTION_LEASES = BucketSpec(
+    bucket="PROJECTION_LEASES",
+    description="Which projection replica writes each read model, and its fencing token (the lease's revision).",
+    service=catalog.PROJECTION,
+    ttl_s=PROJECTION_LEASE_S,
+    holds_records=False,
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (DISPATCH_CLAIMS, COLLECTOR_DELIBERATIONS, PLAN_OUTCOMES, PROJECTION_LEASES)
 
 
 @dataclass(frozen=True)

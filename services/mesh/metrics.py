@@ -55,6 +55,10 @@ PROJECTION_POSITION = Gauge(
     "fleet_projection_position", "The last stream sequence a read model holds (compare with the stream's last)",
     ["projection", "stream"], registry=REGISTRY,
 )
+PROJECTION_LEASE_HELD = Gauge(
+    "fleet_projection_lease_held", "1 while this replica holds the projection's lease and writes its read model, "
+    "0 while it stands by (answering queries only)", ["projection"], registry=REGISTRY,
+)
 DELIBERATIONS = Counter(
     "fleet_deliberations", "Deliberations finished, by role and outcome (completed, failed, timed_out, cancelled)",
     ["role", "outcome"], registry=REGISTRY,

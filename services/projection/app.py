@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import socket
+import uuid
+
+from nats.js import JetStreamContext
 
 from contracts import catalog, queries
 from services.mesh.deadletters import DeadLetter, dead_letter_event
@@ -11,12 +15,14 @@ from services.mesh.queries import serve
 from services.mesh.runtime import Background, Mesh
 from services.mesh.settings import Settings
 from services.projection.adapters.falkordb_graph import FalkorGraphStore
+from services.projection.adapters.nats_lease import NatsLease
 from services.projection.adapters.neo4j_graph import Neo4jGraphStore
 from services.projection.adapters.valkey_kv import ValkeyStore
 from services.projection.context import load_scopes
 from services.projection.graph_model import graph_writes
 from services.projection.handlers import QueryHandlers
 from services.projection.kv_model import kv_writes
+from services.projection.leadership import Leadership
 from services.projection.projector import Projector, Reject
 from services.projection.reads import ReadModels
 from streams.definitions import GRAPH_PROJECTION, KV_PROJECTION
@@ -63,21 +69,29 @@ async def wire(mesh: Mesh) -> list[Background]:
     }
     for spec, answer in answers.items():
         serve(mesh.broker, spec, answer, queue=SERVICE)
-    follows = [
-        Background(f"{projector.spec.name}-{stream.name}", _follow(projector, mesh, stream))
-        for projector in (graph, kv)
-        for stream in projector.spec.streams
+    # Every replica answers queries; each projection is written by the one replica holding its lease.
+    holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    graph_lead, kv_lead = [await leadership(mesh.js, projector, holder) for projector in (graph, kv)]
+    # The runtime calls the closes in this order once both are cancelled, so no write follows a release.
+    return [
+        Background("graph-lease", graph_lead.run, close=graph_lead.release),
+        Background("kv-lease", kv_lead.run, close=_release_and_close(kv_lead, graph, kv)),
     ]
-    follows[-1] = dataclasses.replace(follows[-1], close=_closer(graph, kv))
-    return follows
 
 
-def _follow(projector: Projector, mesh: Mesh, stream):
-    return lambda: projector.follow(mesh.js, stream)
+async def leadership(js: JetStreamContext, projector: Projector, holder: str, key: str | None = None) -> Leadership:
+    """The projection's followers, run while `holder` holds the projection's lease (its name, unless `key`)."""
+    lease = await NatsLease.open(js, key or projector.spec.name, holder)
+
+    async def follow(token: int) -> None:
+        await projector.follow_streams(js, fence=token)
+
+    return Leadership(projector.spec.name, lease, follow)
 
 
-def _closer(*projectors: Projector):
+def _release_and_close(leadership: Leadership, *projectors: Projector):
     async def close() -> None:
+        await leadership.release()
         for projector in projectors:
             await projector.store.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from services.projection.stores import FENCE
 from services.projection.vocabulary import EDGES, GraphWrite, Label, NodeWrite, Property
 
 type EdgeKind = tuple[Label, str, Label]
@@ -39,22 +40,37 @@ def coalesce_writes(
     return nodes, edges
 
 
+APPLIED = "RETURN cp.sequence AS applied"
 NODE_ORDER = [label for label in Label if label is not Label.CHECKPOINT]
 EDGE_ORDER = [(source, rel.value, target) for rel, pairs in EDGES.items() for source, target in pairs]
 
 
-def batch_statement(writes: Iterable[GraphWrite], stream: str, sequence: int) -> tuple[str, dict]:
-    """One statement: every node, then every edge, then the checkpoint; skipped whole if already applied."""
+def batch_statement(
+    writes: Iterable[GraphWrite], stream: str, sequence: int, fence: int | None = None,
+) -> tuple[str, dict]:
+    """One statement: every node, then every edge, then the checkpoint; skipped whole if already applied,
+    or, with a `fence` (the writer's lease token), if a newer lease holder has written to the graph."""
     nodes, edges = coalesce_writes(writes)
-    clauses = [
-        f"MERGE (cp:{Label.CHECKPOINT} {{id: $stream}})",
-        "WITH cp WHERE coalesce(cp.sequence, 0) < $sequence",
-    ]
     params: dict = {"stream": stream, "sequence": sequence}
+    if fence is None:
+        carried = "cp"
+        clauses = [
+            f"MERGE (cp:{Label.CHECKPOINT} {{id: $stream}})",
+            "WITH cp WHERE coalesce(cp.sequence, 0) < $sequence",
+        ]
+    else:
+        carried = "cp, fence"
+        params |= {"fence_id": FENCE, "token": fence}
+        clauses = [
+            f"MERGE (cp:{Label.CHECKPOINT} {{id: $stream}})",
+            f"MERGE (fence:{Label.CHECKPOINT} {{id: $fence_id}})",
+            "WITH cp, fence WHERE coalesce(fence.token, 0) <= $token AND coalesce(cp.sequence, 0) < $sequence",
+        ]
     for index, label in enumerate(label for label in NODE_ORDER if nodes.get(label)):
         name = f"n{index}"
         params[name] = [{"id": key, "props": props} for key, props in sorted(nodes[label].items())]
-        clauses += [f"UNWIND ${name} AS row MERGE (n:{label} {{id: row.id}}) SET n += row.props", "WITH DISTINCT cp"]
+        clauses += [f"UNWIND ${name} AS row MERGE (n:{label} {{id: row.id}}) SET n += row.props",
+                    f"WITH DISTINCT {carried}"]
     for index, kind in enumerate(kind for kind in EDGE_ORDER if edges.get(kind)):
         source, rel, target = kind
         name = f"e{index}"
@@ -64,13 +80,21 @@ def batch_statement(writes: Iterable[GraphWrite], stream: str, sequence: int) ->
         clauses += [
             f"UNWIND ${name} AS row MATCH (a:{source} {{id: row.source}}) MATCH (b:{target} {{id: row.target}}) "
             f"MERGE (a)-[r:{rel}]->(b) SET r += row.props",
-            "WITH DISTINCT cp",
+            f"WITH DISTINCT {carried}",
         ]
-    clauses.append("SET cp.sequence = $sequence")
+    clauses.append("SET cp.sequence = $sequence" + ("" if fence is None else ", fence.token = $token"))
+    # One row when the batch was applied, none when a guard skipped it: what the adapters report.
+    clauses.append(APPLIED)
     return "\n".join(clauses), params
 
 
 CHECKPOINT_QUERY = f"MATCH (cp:{Label.CHECKPOINT} {{id: $stream}}) RETURN cp.sequence"
+# A graph's fence: the highest lease token that has written to it. Made with the indexes (`prepare`), so
+# that two writers never both create it, as two concurrent MERGEs of one node in FalkorDB may.
+FENCE_QUERY = f"MATCH (fence:{Label.CHECKPOINT} {{id: $fence_id}}) RETURN fence.token"
+MAKE_FENCE = f"MERGE (fence:{Label.CHECKPOINT} {{id: $fence_id}})"
+RAISE_FENCE = (f"MERGE (fence:{Label.CHECKPOINT} {{id: $fence_id}}) "
+               "WITH fence WHERE coalesce(fence.token, 0) <= $token SET fence.token = $token RETURN fence.token")
 REWIND_QUERY = f"MERGE (cp:{Label.CHECKPOINT} {{id: $stream}}) SET cp.sequence = $sequence"
 
 # Everything but checkpoints, in a canonical order: what "the same graph" means.

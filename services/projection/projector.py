@@ -18,7 +18,7 @@ from services.mesh.deadletters import DeadLetter
 from services.mesh.log_reader import Reading, Start, read_log
 from services.mesh.metrics import PROJECTED, PROJECTION_POSITION
 from services.projection.fold import Folded, ToWrites, fold, letter_for
-from services.projection.stores import ReadModelStore
+from services.projection.stores import Fenced, ReadModelStore
 from streams.definitions import ProjectionSpec, StreamSpec
 
 log = logging.getLogger("fleet.projection")
@@ -57,49 +57,55 @@ class Projector[W]:
 
     async def apply(
         self, namespace: str, stream: str, batch: Sequence[Msg], progress: Progress, *, still_ours: Guard | None = None,
+        fence: int | None = None,
     ) -> None:
         """Apply a batch with its checkpoint. `still_ours` is asked before each retry: a follower whose
-        namespace was switched or taken for a rebuild stops instead of writing into it."""
-        await self._commit(namespace, stream, batch, fold(batch, self._to_writes, self.spec.name), progress, still_ours)
+        namespace was switched or taken for a rebuild stops instead of writing into it. With a `fence` (the
+        lease token), a store that a newer leader has written to refuses the batch: Fenced is raised."""
+        await self._commit(namespace, stream, batch, fold(batch, self._to_writes, self.spec.name), progress, still_ours,
+                           fence)
 
     async def _commit(
         self, namespace: str, stream: str, batch: Sequence[Msg], folded: Folded[W], progress: Progress,
-        still_ours: Guard | None,
+        still_ours: Guard | None, fence: int | None = None,
     ) -> None:
         """Write a folded batch with its checkpoint: dead-letter what the fold rejected, and what the store refuses."""
         for letter, reason in folded.rejected:
             log.error("%s seq=%s cannot be projected: %s", stream, letter.stream_sequence, reason)
             await self._dead_letter(letter, reason)
         try:
-            await self._write(namespace, stream, folded.last_sequence, folded.writes, still_ours)
+            await self._write(namespace, stream, folded.last_sequence, folded.writes, still_ours, fence)
         except ProjectionWriteFailed as exc:
             if len(batch) == 1:
-                await self._skip_unwritable(namespace, stream, batch[0], exc, still_ours)
+                await self._skip_unwritable(namespace, stream, batch[0], exc, still_ours, fence)
             else:
                 # Find the event that cannot be written: apply the batch one event at a time.
                 for message in batch:
-                    await self._apply_one(namespace, stream, message, still_ours)
+                    await self._apply_one(namespace, stream, message, still_ours, fence)
         progress.applied += folded.applied_events
         progress.rejected += len(folded.rejected)
         progress.last_sequence = folded.last_sequence
         PROJECTED.labels(self.spec.name, stream).inc(folded.applied_events)
         PROJECTION_POSITION.labels(self.spec.name, stream).set(folded.last_sequence)
 
-    async def _apply_one(self, namespace: str, stream: str, message: Msg, still_ours: Guard | None) -> None:
+    async def _apply_one(
+        self, namespace: str, stream: str, message: Msg, still_ours: Guard | None, fence: int | None,
+    ) -> None:
         folded = fold([message], self._to_writes, self.spec.name)
         try:
-            await self._write(namespace, stream, folded.last_sequence, folded.writes, still_ours)
+            await self._write(namespace, stream, folded.last_sequence, folded.writes, still_ours, fence)
         except ProjectionWriteFailed as exc:
-            await self._skip_unwritable(namespace, stream, message, exc, still_ours)
+            await self._skip_unwritable(namespace, stream, message, exc, still_ours, fence)
 
     async def _skip_unwritable(
         self, namespace: str, stream: str, message: Msg, exc: ProjectionWriteFailed, still_ours: Guard | None,
+        fence: int | None,
     ) -> None:
         """Dead-letter the one event the store refuses, then move the checkpoint past it."""
         letter = letter_for(message, self.spec.name)
         log.error("%s seq=%s dead-lettered: %s", stream, letter.stream_sequence, exc)
         await self._dead_letter(letter, str(exc))
-        await self._write(namespace, stream, letter.stream_sequence, [], still_ours)
+        await self._write(namespace, stream, letter.stream_sequence, [], still_ours, fence)
 
     async def _dead_letter(self, letter: DeadLetter, reason: str) -> None:
         if self._reject is not None:
@@ -107,13 +113,19 @@ class Projector[W]:
 
     async def _write(
         self, namespace: str, stream: str, sequence: int, writes: list[W], still_ours: Guard | None,
+        fence: int | None,
     ) -> None:
-        """Retry while the store is unreachable (an outage blocks, it never skips); give up on other errors."""
+        """Retry while the store is unreachable (an outage blocks, it never skips); give up on other errors.
+
+        A fenced write is neither: another replica leads now, so Fenced goes up to the leadership loop.
+        """
         attempts = 0
         while True:
             try:
-                await self.store.apply(namespace, stream, sequence, writes)
+                await self.store.apply(namespace, stream, sequence, writes, fence)
                 return
+            except Fenced:
+                raise
             except Exception as exc:  # noqa: BLE001 - classified below
                 unreachable = _is_unreachable(exc)
                 attempts += 0 if unreachable else 1
@@ -161,16 +173,17 @@ class Projector[W]:
                 writing.cancel()
         return progress
 
-    async def follow(self, js: JetStreamContext, stream: StreamSpec) -> None:
+    async def follow(self, js: JetStreamContext, stream: StreamSpec, fence: int | None = None) -> None:
         """Apply the stream as it grows, forever; move to the new namespace when a rebuild switches.
 
         A store that goes away (a restart of Valkey or the graph) is waited for; the follower then
-        starts again from the checkpoint the store holds.
+        starts again from the checkpoint the store holds. With a `fence` (the lease token), every write
+        is checked against the store's fence, and Fenced ends the follower once another replica leads.
         """
         delay = self._retry_delay_s
         while True:
             try:
-                await self._follow_namespace(js, stream)
+                await self._follow_namespace(js, stream, fence)
             except Exception as exc:
                 if not _is_unreachable(exc):
                     raise
@@ -178,11 +191,27 @@ class Projector[W]:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _follow_namespace(self, js: JetStreamContext, stream: StreamSpec) -> None:
+    async def follow_streams(self, js: JetStreamContext, fence: int | None = None) -> None:
+        """Follow every stream of the projection at once, until one follower fails (Fenced among others)."""
+        followers = [asyncio.create_task(self.follow(js, stream, fence), name=f"{self.spec.name}-{stream.name}")
+                     for stream in self.spec.streams]
+        try:
+            done, _ = await asyncio.wait(followers, return_when=asyncio.FIRST_EXCEPTION)
+            for follower in done:
+                follower.result()
+        finally:
+            for follower in followers:
+                follower.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
+
+    async def _follow_namespace(self, js: JetStreamContext, stream: StreamSpec, fence: int | None) -> None:
         while True:
             await self._wait_out_rebuild_in_place(stream)
             namespace = await self.store.active_namespace()
             await self.store.prepare(namespace)
+            if fence is not None:
+                # Before reading on, so a stale leader's next batch here is refused.
+                await self.store.raise_fence(namespace, fence)
             progress = Progress(stream=stream.name, last_sequence=await self.store.checkpoint(namespace, stream.name))
             log.info("%s projection follows %s from seq %s into %s", self.spec.name, stream.name,
                      progress.last_sequence + 1, namespace)
@@ -200,7 +229,7 @@ class Projector[W]:
                     if not batch:
                         continue
                     try:
-                        await self.apply(namespace, stream.name, batch, progress, still_ours=still_ours)
+                        await self.apply(namespace, stream.name, batch, progress, still_ours=still_ours, fence=fence)
                     except NamespaceMoved:
                         break
 

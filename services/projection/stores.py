@@ -12,6 +12,14 @@ import json
 from collections.abc import Sequence
 from typing import Protocol
 
+# The checkpoint that holds a namespace's fence: the highest lease token that has written to it. Named
+# like a checkpoint (no stream has this name), so content hashes leave it out as they leave checkpoints.
+FENCE = "_fence"
+
+
+class Fenced(RuntimeError):
+    """A write refused because a newer lease holder has written: this replica no longer holds the lease."""
+
 
 class ReadModelStore[W](Protocol):
     kind: str  # "graph" or "kv"
@@ -30,11 +38,18 @@ class ReadModelStore[W](Protocol):
     async def checkpoint(self, namespace: str, stream: str) -> int:
         """The last stream sequence applied to `namespace`, 0 when none."""
 
-    async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[W]) -> bool:
+    async def apply(
+        self, namespace: str, stream: str, sequence: int, writes: Sequence[W], fence: int | None = None,
+    ) -> bool:
         """Apply the writes and store `sequence` as the stream's checkpoint, in one atomic step.
 
-        Does nothing and returns False when the checkpoint is already at or past `sequence`.
+        Does nothing and returns False when the checkpoint is already at or past `sequence`. With a `fence`
+        (the writer's lease token), the same step refuses the batch when the namespace's fence is higher,
+        and raises Fenced; None (a rebuild into its own namespace) checks no fence.
         """
+
+    async def raise_fence(self, namespace: str, token: int) -> None:
+        """Record a new lease holder's token in `namespace`, refusing older ones; Fenced if a newer one is there."""
 
     async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
         """Move the checkpoint back, so the events after `sequence` are applied again (writes are idempotent)."""

@@ -227,8 +227,10 @@ def test_the_projection_reaches_both_read_models_and_names_the_one_neo4j_communi
     assert graph_uri.startswith(("neo4j://", "bolt://"))
     assert settings.graph_name == "neo4j"
     assert settings.graph_password == "stand-in secret"
-    assert deployment(name, "projection")["spec"]["replicas"] == 1, "one writer per read model"
-    assert deployment(name, "projection")["spec"]["strategy"]["type"] == "Recreate"
+    # Prod runs a standby to take over each read model's lease; a rollout starts the new pod first.
+    assert deployment(name, "projection")["spec"]["replicas"] == {"dev": 1, "prod": 2}[name]
+    assert deployment(name, "projection")["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     host, port = urlsplit(graph_uri).hostname, urlsplit(graph_uri).port
     service = find(overlay(name), "Service", host)
     assert port in [p["port"] for p in service["spec"]["ports"]]

@@ -36,3 +36,6 @@ async def test_each_service_serves_health_and_metrics_and_a_deliberation_shows_i
     projection = await scrape(metrics["projection"])
     assert sample(projection, "fleet_projected_events_total", projection="graph", stream="ORCHESTRATION") >= 1
     assert sample(projection, "fleet_projection_position", projection="kv", stream="AGENT") >= 1
+    # The only replica holds both read models' leases.
+    assert sample(projection, "fleet_projection_lease_held", projection="graph") == 1
+    assert sample(projection, "fleet_projection_lease_held", projection="kv") == 1

@@ -277,9 +277,20 @@ def test_the_batch_statement_is_guarded_by_the_checkpoint_and_ends_by_moving_it(
 
     assert lines[0] == f"MERGE (cp:{Label.CHECKPOINT} {{id: $stream}})"
     assert "coalesce(cp.sequence, 0) < $sequence" in lines[1]
-    assert lines[-1] == "SET cp.sequence = $sequence"
+    assert lines[-2:] == ["SET cp.sequence = $sequence", "RETURN cp.sequence AS applied"]
     assert params["stream"] == "PLANNING"
     assert params["sequence"] == 7
+
+
+def test_a_fenced_batch_statement_is_guarded_by_the_lease_token_too_and_records_it_with_the_checkpoint():
+    statement, params = batch_statement([NodeWrite(Label.STORY, "s-1", {"story_id": "s-1"})], "S", 1, fence=42)
+    lines = statement.splitlines()
+
+    assert lines[1] == f"MERGE (fence:{Label.CHECKPOINT} {{id: $fence_id}})"
+    assert "coalesce(fence.token, 0) <= $token" in lines[2] and "coalesce(cp.sequence, 0) < $sequence" in lines[2]
+    assert lines[-2:] == ["SET cp.sequence = $sequence, fence.token = $token", "RETURN cp.sequence AS applied"]
+    assert {key: params[key] for key in ("fence_id", "token")} == {"fence_id": "_fence", "token": 42}
+    assert "$token" not in batch_statement([], "S", 1)[0]
 
 
 def test_the_batch_statement_merges_every_node_before_any_edge():
@@ -306,7 +317,7 @@ def test_an_empty_batch_only_moves_the_checkpoint():
     statement, params = batch_statement([], "S", 3)
 
     assert "UNWIND" not in statement
-    assert statement.splitlines()[-1] == "SET cp.sequence = $sequence"
+    assert statement.splitlines()[-2] == "SET cp.sequence = $sequence"
     assert params == {"stream": "S", "sequence": 3}
 
 

@@ -10,7 +10,7 @@ from falkordb.asyncio import FalkorDB
 from redis.exceptions import ResponseError
 
 from services.projection import cypher
-from services.projection.stores import NamespacePointer, PointedNamespaces, canonical_hash
+from services.projection.stores import FENCE, Fenced, NamespacePointer, PointedNamespaces, canonical_hash
 from services.projection.vocabulary import GraphWrite, Label
 
 FIRST_GENERATION = "g1"
@@ -47,6 +47,7 @@ class FalkorGraphStore(PointedNamespaces):
             except ResponseError as exc:
                 if "already indexed" not in str(exc):
                     raise
+        await graph.query(cypher.MAKE_FENCE, {"fence_id": FENCE})
 
     async def checkpoint(self, namespace: str, stream: str) -> int:
         if namespace not in await self._db.list_graphs():
@@ -54,16 +55,33 @@ class FalkorGraphStore(PointedNamespaces):
         rows = (await self._db.select_graph(namespace).ro_query(cypher.CHECKPOINT_QUERY, {"stream": stream})).result_set
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
-    async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[GraphWrite]) -> bool:
+    async def apply(
+        self, namespace: str, stream: str, sequence: int, writes: Sequence[GraphWrite], fence: int | None = None,
+    ) -> bool:
         # One GRAPH.QUERY is atomic in FalkorDB: the writes and the checkpoint land together or not at all.
         # But two queries that MERGE the same edge at the same time may both create it (seen in a rebuild that
         # folds PLANNING and ORCHESTRATION at once: a plan's approval and its rejection each MERGE its
         # HAS_PLAN edge), so a process sends one write at a time. Other processes must not write the same
-        # graph at the same time: the projection has one writer (docs/read-models.md).
-        text, params = cypher.batch_statement(writes, stream, sequence)
+        # graph at the same time: the lease keeps other replicas out, and the fence refuses a stale leader's
+        # batch (docs/read-models.md).
+        text, params = cypher.batch_statement(writes, stream, sequence, fence)
         async with one_write_at_a_time():
             result = await self._db.select_graph(namespace).query(params_header(params) + text)
-        return result.properties_set > 0 or result.nodes_created > 0
+        applied = bool(result.result_set)
+        # Nothing written: already applied, or fenced. The fence only rises, so reading it after says which.
+        if not applied and fence is not None and (await self._fence(namespace)) > fence:
+            raise Fenced(f"graph {namespace} is fenced above token {fence}")
+        return applied
+
+    async def raise_fence(self, namespace: str, token: int) -> None:
+        rows = (await self._db.select_graph(namespace).query(
+            cypher.RAISE_FENCE, {"fence_id": FENCE, "token": token})).result_set
+        if not rows:
+            raise Fenced(f"graph {namespace} is fenced above token {token}")
+
+    async def _fence(self, namespace: str) -> int:
+        rows = (await self._db.select_graph(namespace).ro_query(cypher.FENCE_QUERY, {"fence_id": FENCE})).result_set
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
     async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
         await self._db.select_graph(namespace).query(cypher.REWIND_QUERY, {"stream": stream, "sequence": sequence})

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from neo4j import AsyncGraphDatabase
 
 from services.projection import cypher
-from services.projection.stores import canonical_hash
+from services.projection.stores import FENCE, Fenced, canonical_hash
 from services.projection.vocabulary import GraphWrite, Label
 
 # The node that marks a rebuild in place: a checkpoint no stream is named after, so it survives the drop.
@@ -40,17 +40,34 @@ class Neo4jGraphStore:
                 f"CREATE CONSTRAINT {label.value.lower()}_id IF NOT EXISTS FOR (n:{label}) REQUIRE n.id IS UNIQUE",
                 database_=namespace,
             )
+        await self._driver.execute_query(cypher.MAKE_FENCE, {"fence_id": FENCE}, database_=namespace)
 
     async def checkpoint(self, namespace: str, stream: str) -> int:
         records, _, _ = await self._driver.execute_query(cypher.CHECKPOINT_QUERY, {"stream": stream},
                                                          database_=namespace)
         return int(records[0][0]) if records and records[0][0] is not None else 0
 
-    async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[GraphWrite]) -> bool:
+    async def apply(
+        self, namespace: str, stream: str, sequence: int, writes: Sequence[GraphWrite], fence: int | None = None,
+    ) -> bool:
         # execute_query runs the statement in one transaction, with retries on transient errors.
-        text, params = cypher.batch_statement(writes, stream, sequence)
-        _, summary, _ = await self._driver.execute_query(text, params, database_=namespace)
-        return summary.counters.properties_set > 0
+        text, params = cypher.batch_statement(writes, stream, sequence, fence)
+        records, _, _ = await self._driver.execute_query(text, params, database_=namespace)
+        applied = bool(records)
+        # Nothing written: already applied, or fenced. The fence only rises, so reading it after says which.
+        if not applied and fence is not None and (await self._fence(namespace)) > fence:
+            raise Fenced(f"graph {namespace} is fenced above token {fence}")
+        return applied
+
+    async def raise_fence(self, namespace: str, token: int) -> None:
+        records, _, _ = await self._driver.execute_query(cypher.RAISE_FENCE, {"fence_id": FENCE, "token": token},
+                                                         database_=namespace)
+        if not records:
+            raise Fenced(f"graph {namespace} is fenced above token {token}")
+
+    async def _fence(self, namespace: str) -> int:
+        records, _, _ = await self._driver.execute_query(cypher.FENCE_QUERY, {"fence_id": FENCE}, database_=namespace)
+        return int(records[0][0]) if records and records[0][0] is not None else 0
 
     async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
         await self._driver.execute_query(cypher.REWIND_QUERY, {"stream": stream, "sequence": sequence},
@@ -77,10 +94,11 @@ class Neo4jGraphStore:
     async def drop(self, namespace: str) -> None:
         # CALL ... IN TRANSACTIONS needs an auto-commit transaction, which only session.run gives.
         async with self._driver.session(database=namespace) as session:
+            # The fence stays too: a stale leader must not find the refilled model open to its writes.
             result = await session.run(
-                f"MATCH (n) WHERE NOT (n:{Label.CHECKPOINT} AND n.id = $marker) "
+                f"MATCH (n) WHERE NOT (n:{Label.CHECKPOINT} AND n.id IN [$marker, $fence]) "
                 "CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS",
-                {"marker": REBUILD_MARKER},
+                {"marker": REBUILD_MARKER, "fence": FENCE},
             )
             await result.consume()
 

@@ -9,15 +9,18 @@ import msgspec
 import valkey.asyncio as valkey
 
 from services.projection.kv_model import AddToIndex, AddToSet, CountOnce, KvWrite, SetFields
-from services.projection.stores import NamespacePointer, PointedNamespaces, canonical_hash
+from services.projection.stores import FENCE, Fenced, NamespacePointer, PointedNamespaces, canonical_hash
 
 FIRST_GENERATION = "g1"
 CHECKPOINT = "checkpoint"
 # One batch, checkpoint and all, in one script: atomic like MULTI/EXEC, and skipped whole when the
-# checkpoint is already there. KEYS[1]: the checkpoint; the other keys are the keys written. ARGV[1]: the
-# sequence; ARGV[2]: the writes as JSON (see `_payload`), every value a string, so nothing is converted.
+# checkpoint is already there. KEYS[1]: the checkpoint; KEYS[2]: the namespace's fence; the other keys are
+# the keys written. ARGV[1]: the sequence; ARGV[2]: the writes as JSON (see `_payload`), every value a
+# string, so nothing is converted; ARGV[3]: the writer's lease token, or '' for no fence check. Returns -1
+# (FENCED) when a newer lease holder has written here, 0 when already applied, 1 when applied.
 APPLY_BATCH = """
-local checkpoint, sequence = KEYS[1], ARGV[1]
+local checkpoint, fence, sequence, token = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
+if token ~= '' and tonumber(redis.call('GET', fence) or '0') > tonumber(token) then return -1 end
 if tonumber(redis.call('GET', checkpoint) or '0') >= tonumber(sequence) then return 0 end
 local batch = cjson.decode(ARGV[2])
 local chunk = 512
@@ -39,8 +42,16 @@ for _, row in ipairs(batch.counts) do
   end
 end
 redis.call('SET', checkpoint, sequence)
+if token ~= '' then redis.call('SET', fence, token) end
 return 1
 """
+# A new lease holder's token: refused (-1) below a newer one, recorded otherwise.
+RAISE_FENCE = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > tonumber(ARGV[1]) then return -1 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+FENCED = -1
 
 
 class ValkeyStore(PointedNamespaces):
@@ -62,10 +73,24 @@ class ValkeyStore(PointedNamespaces):
     async def checkpoint(self, namespace: str, stream: str) -> int:
         return int(await self._client.get(f"{namespace}:{CHECKPOINT}:{stream}") or 0)
 
-    async def apply(self, namespace: str, stream: str, sequence: int, writes: Sequence[KvWrite]) -> bool:
+    async def apply(
+        self, namespace: str, stream: str, sequence: int, writes: Sequence[KvWrite], fence: int | None = None,
+    ) -> bool:
         keys, payload = _payload(namespace, coalesce(writes))
-        return bool(await self._client.eval(APPLY_BATCH, len(keys) + 1, f"{namespace}:{CHECKPOINT}:{stream}", *keys,
-                                            sequence, payload))
+        applied = await self._client.eval(APPLY_BATCH, len(keys) + 2, f"{namespace}:{CHECKPOINT}:{stream}",
+                                          self._fence_key(namespace), *keys, sequence, payload,
+                                          "" if fence is None else fence)
+        if applied == FENCED:
+            raise Fenced(f"{namespace} is fenced above token {fence}")
+        return bool(applied)
+
+    async def raise_fence(self, namespace: str, token: int) -> None:
+        if await self._client.eval(RAISE_FENCE, 1, self._fence_key(namespace), token) == FENCED:
+            raise Fenced(f"{namespace} is fenced above token {token}")
+
+    def _fence_key(self, namespace: str) -> str:
+        # Under the checkpoints' prefix, so content hashes leave it out.
+        return f"{namespace}:{CHECKPOINT}:{FENCE}"
 
     async def rewind(self, namespace: str, stream: str, sequence: int) -> None:
         await self._client.set(f"{namespace}:{CHECKPOINT}:{stream}", sequence)
@@ -154,8 +179,8 @@ def _payload(namespace: str, batch: Coalesced) -> tuple[list[str], bytes]:
     keys: dict[str, int] = {}
 
     def ref(key: str) -> int:
-        # KEYS[1] is the checkpoint, and Lua counts from 1.
-        return keys.setdefault(f"{namespace}:{key}", len(keys) + 2)
+        # KEYS[1] is the checkpoint, KEYS[2] the fence, and Lua counts from 1.
+        return keys.setdefault(f"{namespace}:{key}", len(keys) + 3)
 
     document = {
         "fields": [[ref(key), [part for pair in fields.items() for part in pair]]
