@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 import ray
 
@@ -29,6 +31,10 @@ log = logging.getLogger("fleet.agents")
 def connect_ray(address: str | None) -> None:
     """Join the given cluster, or start a local one when no address is set."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # ray.init makes SIGTERM a bare sys.exit, which skipped the service's graceful stop: a rollout then cut
+    # the turns in hand without handing them back, and they waited out the 150 s ack wait. The handler the
+    # service had (FastStream's drain) is put back.
+    graceful_stop = signal.getsignal(signal.SIGTERM)
     ray.init(
         address=address,
         namespace=NAMESPACE,
@@ -36,6 +42,8 @@ def connect_ray(address: str | None) -> None:
         log_to_driver=False,
         ignore_reinit_error=True,
     )
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, graceful_stop)
 
 
 def log_budgets_the_window_cannot_hold(settings: Settings) -> None:
