@@ -210,7 +210,7 @@ async def run_fault(target: Target, js: JetStreamContext, fault: Fault, options:
            + "; ".join(f"{c.name}: {c.summary}" for c in checks))
     for reason, count in done.outcomes.failure_reasons.items():
         report(f"  [dim]{count} failed: {reason}[/]")
-    if (work := fault.observed.get("work_at_kill")) is not None:
+    if (work := fault.observed.get("work_at_kill")) is not None and fault.observed.get("unacked_at_kill") is not None:
         report(f"  [dim]killed holding {fault.observed['unacked_at_kill']} unacknowledged message(s): {work}[/]")
     return done
 

@@ -54,9 +54,11 @@ async def test_every_invariant_holds_through_a_fault_of_each_kind(tmp_path_facto
     assert nats["unacked_at_kill"] > 0 and nats["lost"] == {}, nats
 
 
-# On `fleet up --cluster`, what production runs: the busiest stream's leader lost, a replica holding work
-# killed, every replica restarted in turn, and a Ray worker node lost with its actors.
-CLUSTER_CI_FAULTS = ["nats-leader-kill", "kill-collector-replica", "rolling-restart", "ray-node-kill"]
+# On `fleet up --cluster`, what production runs: the busiest stream's leader lost, a collector replica holding
+# work killed, the projection replica holding the leases killed, every replica restarted in turn, and a Ray
+# worker node lost with its actors.
+CLUSTER_CI_FAULTS = ["nats-leader-kill", "kill-collector-replica", "kill-projection-replica", "rolling-restart",
+                     "ray-node-kill"]
 
 
 async def test_every_invariant_holds_on_the_cluster_through_node_loss_and_a_rollout(tmp_path_factory):
@@ -83,6 +85,9 @@ async def test_every_invariant_holds_on_the_cluster_through_node_loss_and_a_roll
     replica = by_fault["kill-collector-replica"]
     assert replica["unacked_at_kill"] > 0 and replica["killed"].startswith("collector-"), replica
     assert replica["service_restarts"] == {replica["killed"]: 1}
+    # The projection replica killed was the one writing: it held the read models' leases.
+    projection = by_fault["kill-projection-replica"]
+    assert projection["held_by_killed"] > 0 and projection["killed"].startswith("projection-"), projection
     assert set(by_fault["rolling-restart"]["back_after_s"]) == {
         f"{name}-{i}" for name in SERVICES_UNDER_TEST for i in (1, 2)}
     assert by_fault["ray-node-kill"]["actors_on_node"] > 0
