@@ -222,10 +222,11 @@ class EmbeddedStack:
         await self._start_and_wait(plans_for(self.data_dir, external, cpus=cpus, nats_auth=nats_auth,
                                              cluster=self.cluster), external)
         if self.cluster and "ray_address" not in external:
-            # Worker nodes join a head that is up: the second phase.
+            # Worker nodes join a head that is up, one after the other: two raylets registering on one address
+            # at once can time out looking themselves up (seen once in five starts).
             head = self.endpoints["ray_address"]
-            await self._start_and_wait([ray_worker_plan(self.data_dir, head, cpus, index)
-                                        for index in range(1, CLUSTER_RAY_WORKERS + 1)], external)
+            for index in range(1, CLUSTER_RAY_WORKERS + 1):
+                await self._start_and_wait([ray_worker_plan(self.data_dir, head, cpus, index)], external)
 
     async def _start_and_wait(self, plans: list[ServerPlan], external: Mapping[str, str]) -> None:
         started = []
