@@ -107,6 +107,11 @@ RECORD_RETENTION_S = 7 * DAY
 # and lives as long as the requests that could repeat it (ORCHESTRATION's retention).
 CLAIM_RETENTION_S = RETENTION_S["ORCHESTRATION"]
 
+# How long the read models keep what an event wrote, after the aggregate's latest event: as long as the
+# transcripts are kept, so a rebuild from the log gives back everything the live read models hold.
+# Decisions stay in ORCHESTRATION's log for the year, to replay; docs/read-models.md says what expires.
+READ_MODEL_RETENTION_S = RETENTION_S["AGENT"]
+
 # The smallest limit the model may set: an empty model (no footprint measured) still leaves room to run.
 FLOOR_BYTES = 64 * MiB
 

@@ -180,3 +180,18 @@ def log_lines(logger: logging.Logger, service: str, *filters: logging.Filter) ->
         yield kept
     finally:
         logger.removeHandler(handler)
+
+
+async def council_stats(client, namespace: str, role: str) -> tuple[dict[str, int], set[str]]:
+    """A council's counters in the KV read model summed over the days kept, and the facts they counted."""
+    from services.projection.kv_model import counted_key
+
+    totals: dict[str, int] = {}
+    facts: set[str] = set()
+    async for key in client.scan_iter(match=f"{namespace}:council:{role}:stats:*"):
+        if key.endswith(":counted"):
+            continue
+        for name, amount in (await client.hgetall(key)).items():
+            totals[name] = totals.get(name, 0) + int(amount)
+        facts |= set(await client.smembers(counted_key(key)))
+    return totals, facts

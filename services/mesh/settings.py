@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts.events import Role
+from streams.capacity import READ_MODEL_RETENTION_S
 from streams.permissions import inbox_prefix
 
 DEFAULT_DATA_DIR = ".fleet"
@@ -61,6 +62,8 @@ class Settings:
     # Read models: graph names and key prefixes start with these, so several fleets can share a server.
     graph_name: str = "fleet"
     kv_prefix: str = "fleet"
+    # How long the read models keep an aggregate after its latest event (FLEET_READ_MODEL_RETENTION_S).
+    read_model_retention_s: float = READ_MODEL_RETENTION_S
     # Neo4j only (FLEET_GRAPH_URI=neo4j://... or bolt://...).
     graph_user: str = "neo4j"
     graph_password: str | None = field(default=None, repr=False)
@@ -240,6 +243,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         agent_actor_memory_mib=_number(env, "FLEET_AGENT_ACTOR_MEMORY_MIB", int, Settings.agent_actor_memory_mib),
         graph_name=env.get("FLEET_GRAPH_NAME", Settings.graph_name),
         kv_prefix=env.get("FLEET_KV_PREFIX", Settings.kv_prefix),
+        read_model_retention_s=_number(env, "FLEET_READ_MODEL_RETENTION_S", float, Settings.read_model_retention_s),
         graph_user=env.get("FLEET_GRAPH_USER", Settings.graph_user),
         graph_password=_secret(env, "FLEET_GRAPH_PASSWORD"),
         context_budget_tokens=context_budgets_from(env),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -33,13 +34,14 @@ SERVICE = catalog.PROJECTION
 def graph_store(settings: Settings):
     uri, _ = settings.require_read_models()
     if uri.startswith(("neo4j://", "neo4j+s://", "bolt://", "bolt+s://")):
-        return Neo4jGraphStore(uri, settings.graph_user, settings.graph_password or "", database=settings.graph_name)
-    return FalkorGraphStore(uri, base=settings.graph_name)
+        return Neo4jGraphStore(uri, settings.graph_user, settings.graph_password or "", database=settings.graph_name,
+                               retention_s=settings.read_model_retention_s)
+    return FalkorGraphStore(uri, base=settings.graph_name, retention_s=settings.read_model_retention_s)
 
 
 def kv_store(settings: Settings) -> ValkeyStore:
     _, url = settings.require_read_models()
-    return ValkeyStore(url, base=settings.kv_prefix)
+    return ValkeyStore(url, base=settings.kv_prefix, retention_s=settings.read_model_retention_s)
 
 
 def projectors(settings: Settings, reject: Reject | None = None) -> list[Projector]:
@@ -84,7 +86,12 @@ async def leadership(js: JetStreamContext, projector: Projector, holder: str, ke
     lease = await NatsLease.open(js, key or projector.spec.name, holder)
 
     async def follow(token: int) -> None:
-        await projector.follow_streams(js, fence=token)
+        sweeper = asyncio.create_task(projector.sweep_expired(), name=f"{projector.spec.name}-expiry")
+        try:
+            await projector.follow_streams(js, fence=token)
+        finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
 
     return Leadership(projector.spec.name, lease, follow)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from services.projection.stores import FENCE
-from services.projection.vocabulary import EDGES, GraphWrite, Label, NodeWrite, Property
+from services.projection.vocabulary import EDGES, EXPIRES_AT, EXPIRING, GraphWrite, Label, NodeWrite, Property
 
 type EdgeKind = tuple[Label, str, Label]
 
@@ -40,6 +40,27 @@ def coalesce_writes(
     return nodes, edges
 
 
+def node_dates(writes: Iterable[GraphWrite]) -> dict[Label, dict[str, float]]:
+    """Each node's latest date in a batch (its own writes' and its edges'), for the labels that expire."""
+    dates: dict[Label, dict[str, float]] = {}
+
+    def date(label: Label, key: str, at: float | None) -> None:
+        if at is not None and label in EXPIRING:
+            known = dates.setdefault(label, {})
+            known[key] = max(at, known.get(key, at))
+
+    for write in writes:
+        if isinstance(write, NodeWrite):
+            date(write.label, write.id, write.at)
+        else:
+            date(write.source, write.source_id, write.at)
+            date(write.target, write.target_id, write.at)
+    return dates
+
+
+# Only ever later: the writes of two streams may come in either order, and the latest date must win.
+LATER_EXPIRY = (f"n.{EXPIRES_AT} = CASE WHEN n.{EXPIRES_AT} IS NULL OR n.{EXPIRES_AT} < row.expires "
+                f"THEN row.expires ELSE n.{EXPIRES_AT} END")
 APPLIED = "RETURN cp.sequence AS applied"
 NODE_ORDER = [label for label in Label if label is not Label.CHECKPOINT]
 EDGE_ORDER = [(source, rel.value, target) for rel, pairs in EDGES.items() for source, target in pairs]
@@ -47,10 +68,14 @@ EDGE_ORDER = [(source, rel.value, target) for rel, pairs in EDGES.items() for so
 
 def batch_statement(
     writes: Iterable[GraphWrite], stream: str, sequence: int, fence: int | None = None,
+    retention_s: float | None = None,
 ) -> tuple[str, dict]:
     """One statement: every node, then every edge, then the checkpoint; skipped whole if already applied,
-    or, with a `fence` (the writer's lease token), if a newer lease holder has written to the graph."""
+    or, with a `fence` (the writer's lease token), if a newer lease holder has written to the graph.
+    With a `retention_s`, each dated node's `expires_at` moves on to its latest date plus the retention."""
+    writes = list(writes)
     nodes, edges = coalesce_writes(writes)
+    dates = node_dates(writes) if retention_s is not None else {}
     params: dict = {"stream": stream, "sequence": sequence}
     if fence is None:
         carried = "cp"
@@ -68,8 +93,14 @@ def batch_statement(
         ]
     for index, label in enumerate(label for label in NODE_ORDER if nodes.get(label)):
         name = f"n{index}"
-        params[name] = [{"id": key, "props": props} for key, props in sorted(nodes[label].items())]
-        clauses += [f"UNWIND ${name} AS row MERGE (n:{label} {{id: row.id}}) SET n += row.props",
+        if dates.get(label):
+            params[name] = [{"id": key, "props": props, "expires": _plus(dates[label].get(key), retention_s)}
+                            for key, props in sorted(nodes[label].items())]
+            setting = f"SET n += row.props, {LATER_EXPIRY}"
+        else:
+            params[name] = [{"id": key, "props": props} for key, props in sorted(nodes[label].items())]
+            setting = "SET n += row.props"
+        clauses += [f"UNWIND ${name} AS row MERGE (n:{label} {{id: row.id}}) {setting}",
                     f"WITH DISTINCT {carried}"]
     for index, kind in enumerate(kind for kind in EDGE_ORDER if edges.get(kind)):
         source, rel, target = kind
@@ -86,6 +117,16 @@ def batch_statement(
     # One row when the batch was applied, none when a guard skipped it: what the adapters report.
     clauses.append(APPLIED)
     return "\n".join(clauses), params
+
+
+def _plus(at: float | None, retention_s: float | None) -> float | None:
+    return None if at is None or retention_s is None else at + retention_s
+
+
+def expired_statement(label: Label) -> str:
+    """Delete up to $limit nodes of a label past their `expires_at` ($now), with their edges; returns how many."""
+    return (f"MATCH (n:{label}) WHERE n.{EXPIRES_AT} < $now WITH n LIMIT $limit "
+            "DETACH DELETE n RETURN count(*) AS deleted")
 
 
 CHECKPOINT_QUERY = f"MATCH (cp:{Label.CHECKPOINT} {{id: $stream}}) RETURN cp.sequence"

@@ -2,13 +2,15 @@
 
 A property is written by the events of one stream only (ids excepted, which always carry the same value),
 and each stream keeps its order, so the final graph does not depend on how the streams interleave: a
-rebuild gives the same graph.
+rebuild gives the same graph. A node's `expires_at` is its latest event's time plus the retention, the
+same whatever order the events come in.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 from contracts import events as ev
 from contracts.envelope import Envelope, format_time
@@ -284,4 +286,6 @@ PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[GraphWrite]
 def graph_writes(event: ev.Event, envelope: Envelope) -> list[GraphWrite]:
     """The MERGEs one (upcast) event makes; events the graph does not show make none."""
     projector = PROJECTORS.get(type(event))
-    return projector(event, envelope) if projector else []
+    at = envelope.occurred_at.timestamp()
+    # Every node an event writes is dated by it, so it expires with the history it belongs to.
+    return [replace(write, at=at) for write in projector(event, envelope)] if projector else []

@@ -3,13 +3,19 @@
 Keys are relative to the projection's namespace (the store prefixes them). Each hash field is written
 by events of one stream only, counters only ever add, and the activity feed is ordered by event time,
 so the final content does not depend on how the streams interleave: a rebuild gives the same model.
+
+Every key an event writes is dated by the event (`at`): the store keeps it for the read models'
+retention after its latest date, and so does a rebuild, so the two agree on what has expired too.
+Keys shared by every aggregate are not dated: the deliberations index drops members older than the
+retention instead (`aged`), the activity feed keeps its newest lines, and counters are kept per day.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json_string
 
 import msgspec
@@ -41,11 +47,23 @@ def story_transitions_key(story_id: str) -> str:
     return f"story:{story_id}:transitions"
 
 
-def council_stats_key(role: str) -> str:
-    return f"council:{role}:stats"
+def stats_day(at: datetime) -> str:
+    """The UTC day a counted fact falls on: counters are kept per day, so they expire with their facts."""
+    return at.date().isoformat()
 
 
-DEAD_LETTER_STATS_KEY = "deadletters:stats"
+def council_stats_key(role: str, day: str) -> str:
+    return f"council:{role}:stats:{day}"
+
+
+def dead_letter_stats_key(day: str) -> str:
+    return f"deadletters:stats:{day}"
+
+
+def counted_key(stats_key: str) -> str:
+    """The facts already counted into a stats key: a copy of one adds nothing."""
+    return f"{stats_key}:counted"
+
 # json.dumps(value, sort_keys=True) builds an encoder per call; one shared encoder writes the same bytes.
 _JSON = json.JSONEncoder(sort_keys=True)
 
@@ -54,6 +72,8 @@ _JSON = json.JSONEncoder(sort_keys=True)
 class SetFields:
     key: str
     fields: dict[str, str]
+    # When the event that wrote it happened (epoch seconds); None: a key kept for good.
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,22 +87,27 @@ class CountOnce:
     key: str
     amounts: dict[str, int]
     fact: str
+    at: float | None = None
 
 
 @dataclass(frozen=True)
 class AddToIndex:
-    """A sorted-set member: `capped` keeps only the highest-scored that many."""
+    """A sorted-set member: `capped` keeps only the highest-scored that many; `aged` (scores are event
+    times) drops members older than the retention, for an index that outlives each of its members."""
 
     key: str
     member: str
     score: float
     capped: int | None = None
+    aged: bool = False
+    at: float | None = None
 
 
 @dataclass(frozen=True)
 class AddToSet:
     key: str
     member: str
+    at: float | None = None
 
 
 type KvWrite = SetFields | CountOnce | AddToIndex | AddToSet
@@ -121,7 +146,7 @@ def _requested(event: ev.DeliberationRequested, envelope: Envelope) -> list[KvWr
             requested_at=format_time(envelope.occurred_at), agents=[a.agent_id for a in event.council.agents],
             attempt=_builtins(attempt),
         ),
-        AddToIndex(DELIBERATIONS_KEY, ref.deliberation_id, envelope.occurred_at.timestamp()),
+        AddToIndex(DELIBERATIONS_KEY, ref.deliberation_id, envelope.occurred_at.timestamp(), aged=True),
         AddToSet(story_deliberations_key(ref.story_id), ref.deliberation_id),
     ]
     if attempt is not None:
@@ -170,7 +195,7 @@ def _decided(event: ev.DecisionMade, envelope: Envelope) -> list[KvWrite]:
 
 
 def _completed(event: ev.DeliberationCompleted, envelope: Envelope) -> list[KvWrite]:
-    stats = council_stats_key(event.role.value)
+    stats = council_stats_key(event.role.value, stats_day(envelope.occurred_at))
     return [
         _deliberation(
             event.deliberation_id, status=DeliberationStatus.COMPLETED.value, winner_id=event.winner.agent_id,
@@ -185,7 +210,7 @@ def _completed(event: ev.DeliberationCompleted, envelope: Envelope) -> list[KvWr
 
 def _failed(event: ev.DeliberationFailed, envelope: Envelope) -> list[KvWrite]:
     status = failed_status(event).value
-    stats = council_stats_key(event.role.value)
+    stats = council_stats_key(event.role.value, stats_day(envelope.occurred_at))
     return [
         _deliberation(event.deliberation_id, status=status, reason=event.reason, failed_phase=event.phase.value,
                       duration_ms=event.duration_ms, finished_at=format_time(envelope.occurred_at),
@@ -197,7 +222,7 @@ def _failed(event: ev.DeliberationFailed, envelope: Envelope) -> list[KvWrite]:
 
 def _turn_completed(event: ev.TurnCompleted, envelope: Envelope) -> list[KvWrite]:
     return [CountOnce(
-        council_stats_key(event.deliberation.role.value),
+        council_stats_key(event.deliberation.role.value, stats_day(envelope.occurred_at)),
         {"turns_completed": 1, "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
          "llm_latency_ms_total": event.latency_ms},
         fact=_turn_fact(event),
@@ -205,7 +230,7 @@ def _turn_completed(event: ev.TurnCompleted, envelope: Envelope) -> list[KvWrite
 
 
 def _turn_failed(event: ev.TurnFailed, envelope: Envelope) -> list[KvWrite]:
-    return [CountOnce(council_stats_key(event.deliberation.role.value),
+    return [CountOnce(council_stats_key(event.deliberation.role.value, stats_day(envelope.occurred_at)),
                       {"turns_failed": 1, f"errors:{event.error_class}": 1}, fact=_turn_fact(event))]
 
 
@@ -215,13 +240,14 @@ def _turn_fact(event: ev.TurnCompleted | ev.TurnFailed) -> str:
 
 
 def _rejected(event: ev.MessageRejected, envelope: Envelope) -> list[KvWrite]:
-    return [CountOnce(DEAD_LETTER_STATS_KEY, {"total": 1, f"service:{event.service}": 1,
-                                              f"stream:{event.stream}": 1},
+    return [CountOnce(dead_letter_stats_key(stats_day(envelope.occurred_at)),
+                      {"total": 1, f"service:{event.service}": 1, f"stream:{event.stream}": 1},
                       fact=f"letter/{event.consumer}/{event.stream}/{event.stream_sequence}")]
 
 
 def _redriven(event: ev.MessageRedriven, envelope: Envelope) -> list[KvWrite]:
-    return [CountOnce(DEAD_LETTER_STATS_KEY, {"redriven": 1}, fact=f"redrive/{event.letter_id}")]
+    return [CountOnce(dead_letter_stats_key(stats_day(envelope.occurred_at)), {"redriven": 1},
+                      fact=f"redrive/{event.letter_id}")]
 
 
 PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] = {
@@ -260,4 +286,13 @@ def activity_entry(event: ev.Event, envelope: Envelope) -> AddToIndex:
 
 def kv_writes(event: ev.Event, envelope: Envelope) -> list[KvWrite]:
     projector = PROJECTORS.get(type(event))
-    return [*(projector(event, envelope) if projector else []), activity_entry(event, envelope)]
+    at = envelope.occurred_at.timestamp()
+    own = projector(event, envelope) if projector else []
+    return [*(_dated(write, at) for write in own), activity_entry(event, envelope)]
+
+
+def _dated(write: KvWrite, at: float) -> KvWrite:
+    """The write, its key dated by the event; an aged index is not: its members carry their own dates."""
+    if isinstance(write, AddToIndex) and write.aged:
+        return write
+    return replace(write, at=at)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ type Guard = Callable[[], Awaitable[bool]]
 # A write that fails for another reason than an unreachable store is tried this often, then the
 # event is dead-lettered and the projection moves past it.
 MAX_ATTEMPTS = 5
+# How often the lease holder deletes what the retention has passed, where the store does not do it itself.
+EXPIRY_SWEEP_S = 60.0
 
 
 @dataclass
@@ -172,6 +175,21 @@ class Projector[W]:
             if writing is not None and not writing.done():
                 writing.cancel()
         return progress
+
+    async def sweep_expired(self, every_s: float = EXPIRY_SWEEP_S) -> None:
+        """Delete from the active namespace what the retention has passed, now and every `every_s`, for good.
+
+        A sweep that fails is tried again at the next: what it deletes is late, never wrong."""
+        while True:
+            try:
+                namespace = await self.store.active_namespace()
+                deleted = await self.store.expire(namespace, time.time())
+                if deleted:
+                    log.info("%s projection deleted %s expired entries from %s", self.spec.name, deleted, namespace)
+            except Exception as exc:  # noqa: BLE001 - the store's outage shows in the followers; retry next time
+                log.warning("%s projection: sweeping expired entries failed, trying again in %.0fs: %r",
+                            self.spec.name, every_s, exc)
+            await asyncio.sleep(every_s)
 
     async def follow(self, js: JetStreamContext, stream: StreamSpec, fence: int | None = None) -> None:
         """Apply the stream as it grows, forever; move to the new namespace when a rebuild switches.

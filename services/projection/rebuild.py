@@ -70,6 +70,8 @@ async def rebuild(
     for stream_progress, more in zip(progress, await catch_up_all(js, projector, namespace, on_progress), strict=True):
         stream_progress.applied += more.applied
         stream_progress.last_sequence = more.last_sequence
+    # What the live model has already let expire goes here too, before the two are compared and switched.
+    await store.expire(namespace, time.time())
     folded_s = time.monotonic() - began
     replaced_hash = await store.content_hash(current)
     replaced = await store.switch_to(namespace)
@@ -102,6 +104,7 @@ async def _rebuild_in_place(
         await store.drop(namespace)
         await store.prepare(namespace)
         progress = await catch_up_all(js, projector, namespace, on_progress)
+        await store.expire(namespace, time.time())
         folded_s = time.monotonic() - began
     finally:
         await store.mark_rebuild_in_place(None)

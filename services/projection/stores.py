@@ -65,6 +65,9 @@ class ReadModelStore[W](Protocol):
 
     async def drop(self, namespace: str) -> None: ...
 
+    async def expire(self, namespace: str, now: float) -> int:
+        """Delete what expired before `now` (epoch seconds), where the engine does not itself; returns how much."""
+
     async def content_hash(self, namespace: str) -> str:
         """A hash of everything but the checkpoints: equal hashes, equal read models."""
 

@@ -31,6 +31,13 @@ class Label(enum.StrEnum):
     CHECKPOINT = "Checkpoint"
 
 
+# Configuration and who acted: few, and kept for good. Every other node belongs to a story's history and
+# is deleted the read models' retention after the latest event that wrote it (its `expires_at`).
+KEPT_FOR_GOOD = frozenset({Label.COUNCIL, Label.AGENT, Label.ACTOR, Label.CHECKPOINT})
+EXPIRING = tuple(label for label in Label if label not in KEPT_FOR_GOOD)
+EXPIRES_AT = "expires_at"
+
+
 class Rel(enum.StrEnum):
     HAS_PLAN = "HAS_PLAN"  # Story -> PlanVersion
     TRANSITIONED = "TRANSITIONED"  # Story -> Transition
@@ -94,6 +101,8 @@ class NodeWrite:
     label: Label
     id: str
     props: dict[str, Property] = field(default_factory=dict)
+    # When the event that writes it happened (epoch seconds): the node expires the retention after its latest.
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,8 @@ class EdgeWrite:
     target: Label
     target_id: str
     props: dict[str, Property] = field(default_factory=dict)
+    # Dates both endpoints, as a NodeWrite's `at` does.
+    at: float | None = None
 
     def __post_init__(self) -> None:
         if (self.source, self.target) not in EDGES[self.rel]:

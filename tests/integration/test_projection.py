@@ -46,13 +46,13 @@ from contracts.queries import DeliberationStatus, ListDeliberations, OperatorReq
 from services.mesh.log_reader import Reading, read_log
 from services.projection.app import projectors
 from services.projection.graph_model import graph_writes
-from services.projection.kv_model import AddToIndex, council_stats_key, kv_writes
+from services.projection.kv_model import AddToIndex, kv_writes
 from services.projection.projector import Progress, Projector
 from services.projection.reads import ReadModels
 from services.projection.rebuild import rebuild
 from services.projection.vocabulary import EdgeWrite, Label, NodeWrite, Rel
 from streams.definitions import AGENT, ORCHESTRATION, PLANNING
-from tests.support import decode, last_sequence, read_stream
+from tests.support import council_stats, decode, last_sequence, read_stream
 
 pytestmark = pytest.mark.integration
 
@@ -257,8 +257,8 @@ async def test_a_replayed_stream_duplicates_nothing(js, stores, unique):
 
     after = {p.spec.name: await p.store.content_hash(await p.store.active_namespace()) for p in stores}
     assert after == before
-    stats = await kv.store.client.hgetall(f"{await kv.store.active_namespace()}:{council_stats_key('DEV')}")
-    assert int(stats["turns_completed"]) >= 1
+    stats, _ = await council_stats(kv.store.client, await kv.store.active_namespace(), "DEV")
+    assert stats["turns_completed"] >= 1
 
 
 async def test_a_batch_writes_what_its_events_write_one_at_a_time(js, stores, unique):
@@ -278,10 +278,9 @@ async def test_a_batch_writes_what_its_events_write_one_at_a_time(js, stores, un
                     for message in await reader.next_batch(500, wait_s=2.0):
                         await kv.apply(one_by_one, stream.name, [message], progress)
         assert await kv.store.content_hash(batched) == await kv.store.content_hash(one_by_one)
-        stats = await kv.store.client.hgetall(f"{batched}:{council_stats_key('DEV')}")
-        counted = await kv.store.client.smembers(f"{batched}:{council_stats_key('DEV')}:counted")
+        stats, counted = await council_stats(kv.store.client, batched, "DEV")
         # The streams are shared with other specs, whose turns may have failed: each turn counts once either way.
-        turns = int(stats.get("turns_completed", 0)) + int(stats.get("turns_failed", 0))
+        turns = stats.get("turns_completed", 0) + stats.get("turns_failed", 0)
         assert turns == len([fact for fact in counted if fact.startswith("turn/")])
     finally:
         for namespace in (batched, one_by_one):
@@ -395,11 +394,11 @@ async def test_a_killed_projector_resumes_from_its_checkpoint_and_counts_each_ev
     # It read on from its checkpoint: the three turns published after the kill and nothing before them.
     assert [(e.deliberation.role, e.turn.agent_id) for e in folded] == [
         (Role.DATA, "dev-3"), (Role.DATA, "dev-4"), (Role.DATA, "dev-5")]
-    stats = await kv.store.client.hgetall(f"{namespace}:{council_stats_key('DATA')}")
+    stats, _ = await council_stats(kv.store.client, namespace, "DATA")
     data_turns = [m for m in await read_stream(js, catalog.TURN_COMPLETED.subject)
                   if decode(m).deliberation.role == Role.DATA]
     assert len(data_turns) >= 6
-    assert int(stats["turns_completed"]) == len(data_turns)
+    assert stats["turns_completed"] == len(data_turns)
 
 
 async def checkpoint_reaches(projector, namespace: str, stream, sequence: int, within_s: float = 30.0) -> None:

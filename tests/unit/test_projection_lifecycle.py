@@ -21,7 +21,7 @@ from services.projection.kv_model import (
 )
 from services.projection.reads import deliberation_view, story_view, summary_of
 from services.projection.vocabulary import Label, Rel, plan_key
-from tests.support import at
+from tests.support import T0, at
 from tests.unit.test_projection_models import (
     RETRY_REF,
     cancel_requested,
@@ -69,8 +69,8 @@ def test_a_cancelled_deliberation_is_cancelled_by_someone_in_both_read_models_an
     node = nodes_of(graph_writes(event, envelope(event)))[(Label.DELIBERATION, "d-1")]
 
     assert (fields.fields["status"], fields.fields["cancelled_by"]) == ("CANCELLED", "ops")
-    assert counted == CountOnce(council_stats_key("DEV"), {"cancelled": 1, "duration_ms_total": 300_000},
-                                fact="result/d-1")
+    assert counted == CountOnce(council_stats_key("DEV", "2026-11-22"), {"cancelled": 1, "duration_ms_total": 300_000},
+                                fact="result/d-1", at=T0.timestamp())
     assert (node["status"], node["cancelled_by"]) == ("CANCELLED", "ops")
 
 
@@ -105,7 +105,8 @@ def test_a_transition_in_the_kv_model_is_the_storys_state_and_one_member_of_its_
     [state] = [w for w in first if isinstance(w, SetFields)]
     [history] = [w for w in first if isinstance(w, AddToIndex) and w.key == story_transitions_key("s-1")]
 
-    assert state == SetFields(story_key("s-1"), {"state": "BUILD", "state_since": "2026-11-22T12:00:07.000000Z"})
+    assert state == SetFields(story_key("s-1"), {"state": "BUILD", "state_since": "2026-11-22T12:00:07.000000Z"},
+                              at=at(7).timestamp())
     assert msgspec.json.decode(history.member) == {
         "event_id": "e-7", "from_state": "DESIGN", "to_state": "BUILD", "by": "po", "reason": "design signed off",
         "at": "2026-11-22T12:00:07.000000Z"}

@@ -62,6 +62,7 @@ from services.projection.kv_model import (
     CountOnce,
     SetFields,
     council_stats_key,
+    counted_key,
     deliberation_key,
     kv_writes,
     story_deliberations_key,
@@ -552,8 +553,31 @@ def test_a_requested_deliberation_is_pending_and_indexed_by_time_and_by_story():
     assert fields.fields["title"] == "Add caching"
     assert fields.fields["requested_at"] == format_time(at(5))
     assert json.loads(fields.fields["agents"]) == ["dev-1", "dev-2", "dev-3"]
-    assert AddToIndex(DELIBERATIONS_KEY, "d-1", at(5).timestamp()) in writes
-    assert AddToSet(story_deliberations_key("s-1"), "d-1") in writes
+    assert AddToIndex(DELIBERATIONS_KEY, "d-1", at(5).timestamp(), aged=True) in writes
+    assert AddToSet(story_deliberations_key("s-1"), "d-1", at=at(5).timestamp()) in writes
+
+
+def test_every_key_an_event_writes_is_dated_by_it_but_the_indexes_every_aggregate_shares():
+    event = requested()
+    writes = kv_writes(event, envelope(event, at(5)))
+
+    shared = {DELIBERATIONS_KEY, ACTIVITY_KEY}
+    assert {w.key for w in writes if w.at is None} == shared
+    assert {w.at for w in writes if w.key not in shared} == {at(5).timestamp()}
+    # The index of every deliberation outlives each of them: its members age out by their own dates.
+    assert [w.aged for w in writes if w.key == DELIBERATIONS_KEY] == [True]
+
+
+def test_counters_are_kept_per_day_so_that_they_expire_with_the_facts_they_count():
+    late, next_day = completed(), msgspec.structs.replace(completed(), deliberation_id="d-2")
+    (before_midnight,) = kind(kv_writes(late, envelope(late, dt.datetime(2026, 11, 22, 23, 59, 59, tzinfo=dt.UTC))),
+                              CountOnce)
+    (after_midnight,) = kind(kv_writes(next_day, envelope(next_day, dt.datetime(2026, 11, 23, tzinfo=dt.UTC))),
+                             CountOnce)
+
+    assert before_midnight.key == "council:DEV:stats:2026-11-22"
+    assert after_midnight.key == "council:DEV:stats:2026-11-23"
+    assert counted_key(after_midnight.key) == "council:DEV:stats:2026-11-23:counted"
 
 
 def test_a_started_deliberation_is_in_progress_with_its_overall_deadline():
@@ -564,7 +588,7 @@ def test_a_started_deliberation_is_in_progress_with_its_overall_deadline():
 
     assert fields == SetFields(deliberation_key("d-1"), {
         "status": "IN_PROGRESS", "started_at": format_time(at(1)), "deadline_s": "600.0",
-        "deadline_at": format_time(at(601))})
+        "deadline_at": format_time(at(601))}, at=T0.timestamp())
 
 
 def test_an_advanced_deliberation_records_its_phase_round_and_when_the_phase_began():
@@ -584,8 +608,9 @@ def test_a_completed_deliberation_records_the_winner_and_counts_once_for_its_cou
     assert fields.fields["winner_id"] == "dev-1"
     assert fields.fields["duration_ms"] == "4200"
     assert fields.fields["finished_at"] == format_time(at(60))
-    assert counted == CountOnce(council_stats_key("DEV"),
-                                {"completed": 1, "duration_ms_total": 4200, "wins:dev-1": 1}, fact="result/d-1")
+    assert counted == CountOnce(council_stats_key("DEV", "2026-11-22"),
+                                {"completed": 1, "duration_ms_total": 4200, "wins:dev-1": 1}, fact="result/d-1",
+                                at=at(60).timestamp())
 
 
 def test_a_deliberation_that_timed_out_is_timed_out_and_counted_as_timed_out():
@@ -762,25 +787,23 @@ def test_a_story_reads_the_same_whatever_the_order_of_its_rows():
 
 def test_a_dead_letter_is_counted_once_by_service_and_stream():
     from contracts.events import MessageRejected
-    from services.projection.kv_model import DEAD_LETTER_STATS_KEY
-
     letter = MessageRejected(
         service="planning", consumer="planning-plan-approvals", reason="invalid", original_subject="planning.x",
         original_headers={}, original_body=b"{}", stream="PLANNING", stream_sequence=7, deliveries=1,
     )
     [count, _activity] = kv_model.kv_writes(letter, envelope(letter))
-    assert count == CountOnce(DEAD_LETTER_STATS_KEY, {"total": 1, "service:planning": 1, "stream:PLANNING": 1},
-                              fact="letter/planning-plan-approvals/PLANNING/7")
+    assert count == CountOnce(kv_model.dead_letter_stats_key("2026-11-22"),
+                              {"total": 1, "service:planning": 1, "stream:PLANNING": 1},
+                              fact="letter/planning-plan-approvals/PLANNING/7", at=T0.timestamp())
 
 
 def test_a_redrive_is_counted_once_per_letter():
     from contracts.events import MessageRedriven
-    from services.projection.kv_model import DEAD_LETTER_STATS_KEY
-
     redriven = MessageRedriven(letter_id="l-1", letter_sequence=3, original_subject="planning.x", original_stream="P",
                                original_sequence=7, republished_id="r-1", republished_sequence=9, redriven_by="alice")
     [count, _activity] = kv_model.kv_writes(redriven, envelope(redriven))
-    assert count == CountOnce(DEAD_LETTER_STATS_KEY, {"redriven": 1}, fact="redrive/l-1")
+    assert count == CountOnce(kv_model.dead_letter_stats_key("2026-11-22"), {"redriven": 1}, fact="redrive/l-1",
+                              at=T0.timestamp())
 
 
 # --- the graph adapter's parameter text -----------------------------------------------------------
@@ -802,3 +825,24 @@ def test_a_parameter_name_falkordb_cannot_take_is_refused_as_falkordb_py_refuses
         Graph._build_params_header(None, {"p": {name: 1}})
     with pytest.raises(ValueError):
         params_header({"p": {name: 1}})
+
+
+def test_a_dated_batch_moves_each_nodes_expiry_to_its_latest_date_and_never_dates_configuration():
+    writes = [NodeWrite(Label.DELIBERATION, "d-1", {"status": "PENDING"}, at=10.0),
+              NodeWrite(Label.DELIBERATION, "d-1", {}, at=5.0),
+              EdgeWrite(Label.DELIBERATION, "d-1", Rel.HELD_BY, Label.COUNCIL, "DEV", at=20.0)]
+    statement, params = batch_statement(writes, "S", 1, retention_s=100.0)
+    rows = {row["id"]: row for value in params.values() if isinstance(value, list) for row in value if "id" in row}
+
+    # The edge's date counts for its endpoint too: the latest of the three is 20.
+    assert rows["d-1"]["expires"] == 120.0
+    assert "expires" not in rows["DEV"]
+    assert "MERGE (n:Deliberation {id: row.id}) SET n += row.props, n.expires_at = CASE" in statement
+    assert "MERGE (n:Council {id: row.id}) SET n += row.props\n" in statement
+
+
+def test_without_a_retention_no_node_is_dated():
+    statement, params = batch_statement([NodeWrite(Label.DELIBERATION, "d-1", {}, at=10.0)], "S", 1)
+
+    assert "expires_at" not in statement
+    assert all("expires" not in row for value in params.values() if isinstance(value, list) for row in value)

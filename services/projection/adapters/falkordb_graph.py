@@ -11,9 +11,11 @@ from redis.exceptions import ResponseError
 
 from services.projection import cypher
 from services.projection.stores import FENCE, Fenced, NamespacePointer, PointedNamespaces, canonical_hash
-from services.projection.vocabulary import GraphWrite, Label
+from services.projection.vocabulary import EXPIRES_AT, EXPIRING, GraphWrite, Label
 
 FIRST_GENERATION = "g1"
+# Nodes deleted per statement when expired ones are swept: one statement holds the graph's write lock.
+EXPIRED_PER_STATEMENT = 5_000
 
 
 _WRITE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -28,9 +30,11 @@ class FalkorGraphStore(PointedNamespaces):
     kind = "graph"
     supports_swap = True
 
-    def __init__(self, uri: str, base: str = "fleet") -> None:
+    def __init__(self, uri: str, base: str = "fleet", retention_s: float | None = None) -> None:
+        """`retention_s`: how long a dated node outlives its latest write (docs/read-models.md); None keeps all."""
         self._db = FalkorDB.from_url(uri)
         self._base = base
+        self._retention_s = retention_s
         # The pointer to the active graph lives beside the graphs, in the same server.
         self._pointer = NamespacePointer(self._db.connection, key_prefix=f"{base}:graph",
                                          first_namespace=self.fresh_namespace(FIRST_GENERATION))
@@ -40,10 +44,11 @@ class FalkorGraphStore(PointedNamespaces):
 
     async def prepare(self, namespace: str) -> None:
         graph = self._db.select_graph(namespace)
-        for label in Label:
+        indexes = [(label, "id") for label in Label] + [(label, EXPIRES_AT) for label in EXPIRING]
+        for label, attribute in indexes:
             try:
                 # Creates the graph itself on first use.
-                await graph.query(f"CREATE INDEX FOR (n:{label}) ON (n.id)")
+                await graph.query(f"CREATE INDEX FOR (n:{label}) ON (n.{attribute})")
             except ResponseError as exc:
                 if "already indexed" not in str(exc):
                     raise
@@ -64,7 +69,7 @@ class FalkorGraphStore(PointedNamespaces):
         # HAS_PLAN edge), so a process sends one write at a time. Other processes must not write the same
         # graph at the same time: the lease keeps other replicas out, and the fence refuses a stale leader's
         # batch (docs/read-models.md).
-        text, params = cypher.batch_statement(writes, stream, sequence, fence)
+        text, params = cypher.batch_statement(writes, stream, sequence, fence, self._retention_s)
         async with one_write_at_a_time():
             result = await self._db.select_graph(namespace).query(params_header(params) + text)
         applied = bool(result.result_set)
@@ -89,6 +94,20 @@ class FalkorGraphStore(PointedNamespaces):
     async def drop(self, namespace: str) -> None:
         if namespace in await self._db.list_graphs():
             await self._db.select_graph(namespace).delete()
+
+    async def expire(self, namespace: str, now: float) -> int:
+        if namespace not in await self._db.list_graphs():
+            return 0
+        graph, deleted = self._db.select_graph(namespace), 0
+        for label in EXPIRING:
+            while True:
+                async with one_write_at_a_time():
+                    rows = (await graph.query(cypher.expired_statement(label),
+                                              {"now": now, "limit": EXPIRED_PER_STATEMENT})).result_set
+                deleted += rows[0][0]
+                if rows[0][0] < EXPIRED_PER_STATEMENT:
+                    break
+        return deleted
 
     async def content_hash(self, namespace: str) -> str:
         return canonical_hash(await self.content(namespace))

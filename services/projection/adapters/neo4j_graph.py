@@ -14,19 +14,22 @@ from neo4j import AsyncGraphDatabase
 
 from services.projection import cypher
 from services.projection.stores import FENCE, Fenced, canonical_hash
-from services.projection.vocabulary import GraphWrite, Label
+from services.projection.vocabulary import EXPIRES_AT, EXPIRING, GraphWrite, Label
 
 # The node that marks a rebuild in place: a checkpoint no stream is named after, so it survives the drop.
 REBUILD_MARKER = "_rebuild"
+EXPIRED_PER_STATEMENT = 5_000
 
 
 class Neo4jGraphStore:
     kind = "graph"
     supports_swap = False
 
-    def __init__(self, uri: str, user: str, password: str, database: str = "neo4j") -> None:
+    def __init__(self, uri: str, user: str, password: str, database: str = "neo4j",
+                 retention_s: float | None = None) -> None:
         self._driver = AsyncGraphDatabase.driver(uri, auth=(user, password))
         self._database = database
+        self._retention_s = retention_s
 
     def fresh_namespace(self, generation: str) -> str:
         return self._database
@@ -40,6 +43,11 @@ class Neo4jGraphStore:
                 f"CREATE CONSTRAINT {label.value.lower()}_id IF NOT EXISTS FOR (n:{label}) REQUIRE n.id IS UNIQUE",
                 database_=namespace,
             )
+        for label in EXPIRING:
+            await self._driver.execute_query(
+                f"CREATE INDEX {label.value.lower()}_{EXPIRES_AT} IF NOT EXISTS FOR (n:{label}) ON (n.{EXPIRES_AT})",
+                database_=namespace,
+            )
         await self._driver.execute_query(cypher.MAKE_FENCE, {"fence_id": FENCE}, database_=namespace)
 
     async def checkpoint(self, namespace: str, stream: str) -> int:
@@ -51,7 +59,7 @@ class Neo4jGraphStore:
         self, namespace: str, stream: str, sequence: int, writes: Sequence[GraphWrite], fence: int | None = None,
     ) -> bool:
         # execute_query runs the statement in one transaction, with retries on transient errors.
-        text, params = cypher.batch_statement(writes, stream, sequence, fence)
+        text, params = cypher.batch_statement(writes, stream, sequence, fence, self._retention_s)
         records, _, _ = await self._driver.execute_query(text, params, database_=namespace)
         applied = bool(records)
         # Nothing written: already applied, or fenced. The fence only rises, so reading it after says which.
@@ -101,6 +109,17 @@ class Neo4jGraphStore:
                 {"marker": REBUILD_MARKER, "fence": FENCE},
             )
             await result.consume()
+
+    async def expire(self, namespace: str, now: float) -> int:
+        deleted = 0
+        for label in EXPIRING:
+            while True:
+                records, _, _ = await self._driver.execute_query(
+                    cypher.expired_statement(label), {"now": now, "limit": EXPIRED_PER_STATEMENT}, database_=namespace)
+                deleted += records[0][0]
+                if records[0][0] < EXPIRED_PER_STATEMENT:
+                    break
+        return deleted
 
     async def content_hash(self, namespace: str) -> str:
         return canonical_hash(await self.content(namespace))

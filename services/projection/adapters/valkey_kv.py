@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import msgspec
 import valkey.asyncio as valkey
 
-from services.projection.kv_model import AddToIndex, AddToSet, CountOnce, KvWrite, SetFields
+from services.projection.kv_model import AddToIndex, AddToSet, CountOnce, KvWrite, SetFields, counted_key
 from services.projection.stores import FENCE, Fenced, NamespacePointer, PointedNamespaces, canonical_hash
 
 FIRST_GENERATION = "g1"
@@ -16,8 +16,14 @@ CHECKPOINT = "checkpoint"
 # One batch, checkpoint and all, in one script: atomic like MULTI/EXEC, and skipped whole when the
 # checkpoint is already there. KEYS[1]: the checkpoint; KEYS[2]: the namespace's fence; the other keys are
 # the keys written. ARGV[1]: the sequence; ARGV[2]: the writes as JSON (see `_payload`), every value a
-# string, so nothing is converted; ARGV[3]: the writer's lease token, or '' for no fence check. Returns -1
-# (FENCED) when a newer lease holder has written here, 0 when already applied, 1 when applied.
+# string, so nothing is converted; ARGV[3]: the writer's lease token, or '' for no fence check; ARGV[4]: the
+# retention in milliseconds, or '' to keep everything. Returns -1 (FENCED) when a newer lease holder has
+# written here, 0 when already applied, 1 when applied.
+#
+# A dated key expires the retention after its latest date, whatever order its writes come in (a later
+# date only ever moves it on); an event already past the retention writes a key that is gone at once,
+# which is what a rebuild of old events should leave. An aged index drops members dated before the
+# retention, by the server's clock.
 APPLY_BATCH = """
 local checkpoint, fence, sequence, token = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
 if token ~= '' and tonumber(redis.call('GET', fence) or '0') > tonumber(token) then return -1 end
@@ -41,6 +47,19 @@ for _, row in ipairs(batch.counts) do
     for i = 1, #amounts, 2 do redis.call('HINCRBY', KEYS[row[1]], amounts[i], amounts[i + 1]) end
   end
 end
+local keep_ms = tonumber(ARGV[4])
+if keep_ms then
+  for _, row in ipairs(batch.expiries) do
+    local key, until_ms = KEYS[row[1]], tonumber(row[2]) + keep_ms
+    local current = redis.call('PEXPIRETIME', key)
+    if current == -1 or (current >= 0 and current < until_ms) then redis.call('PEXPIREAT', key, until_ms) end
+  end
+  if #batch.aged > 0 then
+    local now = redis.call('TIME')
+    local oldest = string.format('(%.3f', tonumber(now[1]) - keep_ms / 1000)
+    for _, ref in ipairs(batch.aged) do redis.call('ZREMRANGEBYSCORE', KEYS[ref], '-inf', oldest) end
+  end
+end
 redis.call('SET', checkpoint, sequence)
 if token ~= '' then redis.call('SET', fence, token) end
 return 1
@@ -58,9 +77,11 @@ class ValkeyStore(PointedNamespaces):
     kind = "kv"
     supports_swap = True
 
-    def __init__(self, url: str, base: str = "fleet") -> None:
+    def __init__(self, url: str, base: str = "fleet", retention_s: float | None = None) -> None:
+        """`retention_s`: how long a dated key outlives its latest write (docs/read-models.md); None keeps all."""
         self._client = valkey.from_url(url, decode_responses=True)
         self._base = base
+        self._keep_ms = "" if retention_s is None else str(round(retention_s * 1000))
         self._pointer = NamespacePointer(self._client, key_prefix=f"{base}:kv",
                                          first_namespace=self.fresh_namespace(FIRST_GENERATION))
 
@@ -79,7 +100,7 @@ class ValkeyStore(PointedNamespaces):
         keys, payload = _payload(namespace, coalesce(writes))
         applied = await self._client.eval(APPLY_BATCH, len(keys) + 2, f"{namespace}:{CHECKPOINT}:{stream}",
                                           self._fence_key(namespace), *keys, sequence, payload,
-                                          "" if fence is None else fence)
+                                          "" if fence is None else fence, self._keep_ms)
         if applied == FENCED:
             raise Fenced(f"{namespace} is fenced above token {fence}")
         return bool(applied)
@@ -104,6 +125,10 @@ class ValkeyStore(PointedNamespaces):
                 batch = []
         if batch:
             await self._client.unlink(*batch)
+
+    async def expire(self, namespace: str, now: float) -> int:
+        """Nothing to do: the server deletes a key at its expiry (set with each batch)."""
+        return 0
 
     async def content_hash(self, namespace: str) -> str:
         return canonical_hash(await self.content(namespace))
@@ -142,6 +167,7 @@ class Coalesced:
     a member added twice keeps its later score, trimming a capped index once at the end keeps the same
     members as trimming it after each add, and counts run in order, each fact once. Each key is written
     by one kind of write only (the model's keys say which), so the order between kinds does not matter.
+    A key keeps its latest date, as it would after the writes one by one.
     """
 
     fields: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -149,11 +175,22 @@ class Coalesced:
     caps: dict[str, int] = field(default_factory=dict)
     sets: dict[str, dict[str, None]] = field(default_factory=dict)
     counts: list[CountOnce] = field(default_factory=list)
+    expiries: dict[str, float] = field(default_factory=dict)
+    aged: dict[str, None] = field(default_factory=dict)
+
+    def date(self, key: str, at: float | None) -> None:
+        if at is not None:
+            self.expiries[key] = max(at, self.expiries.get(key, at))
 
 
 def coalesce(writes: Sequence[KvWrite]) -> Coalesced:
     batch = Coalesced()
     for write in writes:
+        if isinstance(write, CountOnce):
+            batch.date(counted_key(write.key), write.at)
+        if isinstance(write, AddToIndex) and write.aged:
+            batch.aged[write.key] = None
+        batch.date(write.key, write.at)
         match write:
             case SetFields(key=key, fields=fields):
                 if fields:
@@ -192,10 +229,13 @@ def _payload(namespace: str, batch: Coalesced) -> tuple[list[str], bytes]:
         ],
         "sets": [[ref(key), list(members)] for key, members in batch.sets.items()],
         "counts": [
-            [ref(count.key), ref(f"{count.key}:counted"), count.fact,
+            [ref(count.key), ref(counted_key(count.key)), count.fact,
              [part for name, amount in sorted(count.amounts.items()) for part in (name, str(amount))]]
             for count in batch.counts
         ],
+        # Dates in whole milliseconds, as PEXPIREAT takes them.
+        "expiries": [[ref(key), str(round(at * 1000))] for key, at in batch.expiries.items()],
+        "aged": [ref(key) for key in batch.aged],
     }
     return list(keys), msgspec.json.encode(document)
 
