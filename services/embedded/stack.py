@@ -46,6 +46,9 @@ LOCK_FILE = "fleet.lock"
 CLUSTER_SERVICE_REPLICAS = 2
 CLUSTER_STREAM_REPLICAS = 3
 CLUSTER_RAY_WORKERS = 2
+# The actor calls Ray remembers: a few hundred deliberations' turns (the soak sets fewer).
+RAY_TASK_EVENTS_VARIABLE = "RAY_task_events_max_num_task_in_gcs"
+RAY_TASK_EVENTS_KEPT = 10_000
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
 EMBEDDED_LLM_MAX_TOKENS = "256"
 # As many LLM calls in flight as llama-server has slots. More would only wait inside it, where the wait
@@ -294,6 +297,9 @@ class EmbeddedStack:
         env = self._server_env()
         if self.cluster:
             env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
+        # The head's GCS keeps the last actor calls for Ray's dashboard, about 1 KB each, 100,000 unless told:
+        # memory that grows for hours before it stops. The mesh's own log is the record of every turn.
+        env.setdefault(RAY_TASK_EVENTS_VARIABLE, str(RAY_TASK_EVENTS_KEPT))
         return env
 
     async def _apply_streams(self) -> list[Change]:

@@ -19,3 +19,10 @@ def test_ray_never_starts_its_workers_with_uv_run_even_when_fleet_up_runs_under_
 def test_a_one_node_ray_stays_on_loopback_unless_an_address_is_given():
     assert stack_started_by({})._server_env()["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in stack_started_by({"RAY_ADDRESS": "ray://h:10001"})._server_env()
+
+
+def test_ray_remembers_a_bounded_number_of_actor_calls_unless_told_another():
+    # Ray's default (100,000 calls of about 1 KB in the GCS) grew the head's memory for hours in the soak.
+    assert stack_started_by({})._ray_node_env()["RAY_task_events_max_num_task_in_gcs"] == "10000"
+    told = stack_started_by({"RAY_task_events_max_num_task_in_gcs": "2000"})._ray_node_env()
+    assert told["RAY_task_events_max_num_task_in_gcs"] == "2000"
