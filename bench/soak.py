@@ -1,16 +1,18 @@
 """A soak: approvals at a steady rate for a bounded time, with every process's memory and every store's
 size sampled throughout. Flat after warm-up is the target; growth per hour is the figure.
 
-The mesh is the embedded one with the stand-in LLM (answers padded to about 1.5 KB), sized so that its
-limits bite within the run: the
-capacity model's load is 1 deliberation a day (every stream and bucket at its 64 MiB floor), and a
-record lives SOAK_RECORD_TTL_S after its last write (FLEET_RECORD_TTL_S). So what a day of production
-does to the stores (streams reaching their byte limits and dropping their oldest events, records
-expiring) happens here in minutes, and a store that still grows at the end is one the limits miss.
+The mesh is the embedded one with the stand-in LLM (answers padded to about 1.5 KB), sized so that every
+limit bites within the run: the capacity model's load is 1 deliberation a day with every stream and bucket
+at a floor of SOAK_FLOOR_MIB (FLEET_STREAM_FLOOR_MIB), a record lives SOAK_RECORD_TTL_S after its last
+write (FLEET_RECORD_TTL_S), the read models keep a deliberation as long (FLEET_READ_MODEL_RETENTION_S), and
+Ray remembers SOAK_RAY_TASK_EVENTS actor calls. So what weeks of production do to the stores (streams
+reaching their byte limits and dropping their oldest events, records and read models expiring) happens
+here in minutes, and a store that still grows at the end is one the limits miss.
 
-`python -m bench soak --deliberations 1200 --minutes 20`: one full deliberation (3 agents, 1 critique
-round) per approval, up to WINDOW in flight. The first WARM_UP_SHARE of the run is warm-up; the growth
-of each figure is the least-squares slope of its samples after it, per hour.
+`python -m bench soak --deliberations 2000 --minutes 30`: one full deliberation (3 agents, 1 critique
+round) per approval, up to WINDOW in flight. The warm-up lasts until every window has filled once (the
+busy streams' duplicate windows, then the records' life), and at least WARM_UP_SHARE of the run; the
+growth of each figure is the least-squares slope of its samples after it, per hour.
 """
 
 from __future__ import annotations
@@ -30,17 +32,24 @@ from bench.footprint import roots_of, stack_memory
 from bench.report import Figure, Result
 from contracts.events import Role
 from services.councils.domain import new_council
+from services.embedded.stack import RAY_TASK_EVENTS_VARIABLE
+from services.mesh.settings import READ_MODEL_RETENTION_VARIABLE
 from services.planning.client import Results
 from streams.apply import RECORD_TTL_VARIABLE, apply_all
-from streams.capacity import LOAD_VARIABLE, Load
-from streams.definitions import BUCKETS, STREAMS
+from streams.capacity import FLOOR_VARIABLE, LOAD_VARIABLE, Load
+from streams.definitions import AGENT, BUCKETS, ORCHESTRATION, STREAMS
 
 FULL = Role.DEV
 WINDOW = 32
 SAMPLE_EVERY_S = 20.0
 WARM_UP_SHARE = 0.25
 SOAK_LOAD = Load(deliberations_per_day=1)
+SOAK_FLOOR_MIB = 8
 SOAK_RECORD_TTL_S = 120.0
+SOAK_RAY_TASK_EVENTS = 2000
+# Until the duplicate windows of the busy streams (message ids NATS holds in memory) and the records have
+# filled once: before that, memory grows by design.
+WARM_UP_S = max(ORCHESTRATION.duplicate_window_s, AGENT.duplicate_window_s) + SOAK_RECORD_TTL_S
 RESULT_TIMEOUT_S = 300.0
 
 
@@ -98,9 +107,13 @@ async def soak(mesh: Mesh, results: Results, count: int, seconds: float, console
     return samples, len(done), failed
 
 
-def growth(samples: list[dict], pick) -> tuple[float, float, float]:
-    """(value at the end of warm-up, value at the end, slope per hour after warm-up)."""
-    warm = [s for s in samples if s["t"] >= samples[-1]["t"] * WARM_UP_SHARE]
+def growth(samples: list[dict], pick, warm_up_s: float = WARM_UP_S) -> tuple[float, float, float]:
+    """(value at the end of warm-up, value at the end, slope per hour after warm-up). A run too short for
+    the warm-up to leave two samples counts its last 1 - WARM_UP_SHARE."""
+    share = samples[-1]["t"] * WARM_UP_SHARE
+    warm = [s for s in samples if s["t"] >= max(share, warm_up_s)]
+    if len(warm) < 2:
+        warm = [s for s in samples if s["t"] >= share]
     series = [(s["t"], pick(s)) for s in warm]
     return series[0][1], series[-1][1], slope_per_hour(series)
 
@@ -112,9 +125,11 @@ def summary(start: float, end: float, slope: float) -> dict[str, float]:
 async def run(options: argparse.Namespace, console: Console) -> Result:
     count, seconds = options.deliberations, options.minutes * 60
     # The mesh's own `fleet streams apply` (in this process) and its services read these.
-    saved = {name: os.environ.get(name) for name in (LOAD_VARIABLE, RECORD_TTL_VARIABLE)}
-    os.environ[LOAD_VARIABLE] = str(SOAK_LOAD.deliberations_per_day)
-    os.environ[RECORD_TTL_VARIABLE] = str(SOAK_RECORD_TTL_S)
+    soak_env = {LOAD_VARIABLE: str(SOAK_LOAD.deliberations_per_day), FLOOR_VARIABLE: str(SOAK_FLOOR_MIB),
+                RECORD_TTL_VARIABLE: str(SOAK_RECORD_TTL_S), READ_MODEL_RETENTION_VARIABLE: str(SOAK_RECORD_TTL_S),
+                RAY_TASK_EVENTS_VARIABLE: str(SOAK_RAY_TASK_EVENTS)}
+    saved = {name: os.environ.get(name) for name in soak_env}
+    os.environ.update(soak_env)
     try:
         with tempfile.TemporaryDirectory(prefix="fleet-bench-soak-") as folder:
             async with standin_mesh(Path(folder)) as mesh:
@@ -125,7 +140,8 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
                 results = Results()
                 await results.subscribe(mesh.client)
                 console.print(f"soak: {count} approvals over {options.minutes:g} min, up to {WINDOW} in flight, "
-                              f"a sample every {SAMPLE_EVERY_S:.0f}s")
+                              f"a sample every {SAMPLE_EVERY_S:.0f}s, growth counted after "
+                              f"{max(WARM_UP_S, seconds * WARM_UP_SHARE) / 60:.0f} min")
                 samples, ended, failed = await soak(mesh, results, count, seconds, console)
                 await results.close()
     finally:
@@ -148,7 +164,8 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
         figures.append(Figure(f"{label} growth after warm-up", slope, "MiB/h", higher_is_better=False))
         details[key] = summary(start, end, slope)
     notes = [f"{ended} deliberations ended, {failed} not completed; limits at {SOAK_LOAD.deliberations_per_day:g} "
-             f"deliberation a day (64 MiB floors), records kept {SOAK_RECORD_TTL_S:.0f}s"]
+             f"deliberation a day ({SOAK_FLOOR_MIB} MiB floors), records and read models kept "
+             f"{SOAK_RECORD_TTL_S:.0f}s, {SOAK_RAY_TASK_EVENTS} actor calls in Ray's memory"]
     return Result(benchmark="soak", figures=figures,
                   details={"approvals": count, "minutes": options.minutes, "window": WINDOW, "failed": failed,
                            "samples": samples, **details}, notes=notes)

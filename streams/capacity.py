@@ -51,6 +51,10 @@ FIXED_BYTES: dict[str, int] = {
 }
 
 
+# The smallest limit the model may set: an empty model (no footprint measured) still leaves room to run.
+FLOOR_BYTES = 64 * MiB
+
+
 @dataclass(frozen=True)
 class Load:
     """The load a deployment is sized for: FLEET_DELIBERATIONS_PER_DAY where `fleet streams apply` runs."""
@@ -58,12 +62,15 @@ class Load:
     deliberations_per_day: float = 100
     # A mean answer of about 1,000 tokens at about 4 bytes a token (FLEET_LLM_MAX_TOKENS caps one at 2,048).
     answer_bytes: float = 4 * KiB
+    # FLEET_STREAM_FLOOR_MIB: smaller where the limits should bite within minutes (the soak).
+    floor_bytes: int = FLOOR_BYTES
 
 
 # Unset, a deployment is sized for 100 deliberations a day (a team trying it: the embedded mesh, the dev
 # overlay); the prod overlay sets 1,000.
 DESIGN_LOAD = Load()
 LOAD_VARIABLE = "FLEET_DELIBERATIONS_PER_DAY"
+FLOOR_VARIABLE = "FLEET_STREAM_FLOOR_MIB"
 # Room above the load before a byte limit bites: a bad day, a backlog replayed, a retry storm.
 HEADROOM = 2.0
 
@@ -84,7 +91,11 @@ def positive_from(env: Mapping[str, str], variable: str, meaning: str) -> float 
 
 def load_from(env: Mapping[str, str]) -> Load:
     per_day = positive_from(env, LOAD_VARIABLE, "deliberations a day")
-    return DESIGN_LOAD if per_day is None else Load(deliberations_per_day=per_day)
+    floor_mib = positive_from(env, FLOOR_VARIABLE, "MiB")
+    return Load(
+        deliberations_per_day=DESIGN_LOAD.deliberations_per_day if per_day is None else per_day,
+        floor_bytes=FLOOR_BYTES if floor_mib is None else math.ceil(floor_mib * MiB),
+    )
 
 # How long each log keeps its events. Councils are configuration, tiny, and every rebuild needs them all.
 # Plans and outcomes are kept a year: a read model rebuilt from the log still shows a year of decisions.
@@ -112,9 +123,6 @@ CLAIM_RETENTION_S = RETENTION_S["ORCHESTRATION"]
 # Decisions stay in ORCHESTRATION's log for the year, to replay; docs/read-models.md says what expires.
 READ_MODEL_RETENTION_S = RETENTION_S["AGENT"]
 
-# The smallest limit the model may set: an empty model (no footprint measured) still leaves room to run.
-FLOOR_BYTES = 64 * MiB
-
 
 def stored_bytes(footprint: Footprint, retention_s: float, load: Load = DESIGN_LOAD) -> float:
     """What the footprint adds up to over a retention at a load; a retention of FOREVER counts one year."""
@@ -125,9 +133,10 @@ def stored_bytes(footprint: Footprint, retention_s: float, load: Load = DESIGN_L
 def byte_limit(name: str, retention_s: float, load: Load = DESIGN_LOAD, headroom: float = HEADROOM) -> int:
     """The `max_bytes` of a stream or bucket (by its stream's name, KV_<bucket> for a bucket): its
     footprint over its retention at the load, with headroom, rounded up to a whole MiB and never under
-    FLOOR_BYTES (or its FIXED_BYTES). JetStream reserves it on every server that holds a copy, at creation."""
+    the load's floor, FLOOR_BYTES unless told (or its FIXED_BYTES). JetStream reserves it on every server that
+    holds a copy, at creation."""
     if name in FIXED_BYTES:
         return FIXED_BYTES[name]
     footprint = FOOTPRINTS.get(name, Footprint(0, 0))
     wanted = stored_bytes(footprint, retention_s, load) * headroom
-    return max(FLOOR_BYTES, math.ceil(wanted / MiB) * MiB)
+    return max(load.floor_bytes, math.ceil(wanted / MiB) * MiB)

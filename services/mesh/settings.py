@@ -210,6 +210,9 @@ def nats_servers(url: str) -> list[str]:
     return servers
 
 
+READ_MODEL_RETENTION_VARIABLE = "FLEET_READ_MODEL_RETENTION_S"
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Environment first, then `<data dir>/endpoints.json`; NATS is the one required endpoint."""
     env = os.environ if env is None else env
@@ -243,7 +246,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         agent_actor_memory_mib=_number(env, "FLEET_AGENT_ACTOR_MEMORY_MIB", int, Settings.agent_actor_memory_mib),
         graph_name=env.get("FLEET_GRAPH_NAME", Settings.graph_name),
         kv_prefix=env.get("FLEET_KV_PREFIX", Settings.kv_prefix),
-        read_model_retention_s=_number(env, "FLEET_READ_MODEL_RETENTION_S", float, Settings.read_model_retention_s),
+        read_model_retention_s=_number(env, READ_MODEL_RETENTION_VARIABLE, float, Settings.read_model_retention_s),
         graph_user=env.get("FLEET_GRAPH_USER", Settings.graph_user),
         graph_password=_secret(env, "FLEET_GRAPH_PASSWORD"),
         context_budget_tokens=context_budgets_from(env),

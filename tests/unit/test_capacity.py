@@ -72,7 +72,17 @@ def test_the_load_is_read_from_the_environment():
     assert load_from({"FLEET_DELIBERATIONS_PER_DAY": "1000"}).deliberations_per_day == 1000
 
 
+def test_a_lower_floor_asked_for_in_the_environment_is_where_an_idle_streams_limit_stops():
+    small = load_from({"FLEET_STREAM_FLOOR_MIB": "8"})
+
+    assert small.floor_bytes == 8 * MiB
+    assert byte_limit("NO-SUCH-STREAM", 30 * DAY, small) == 8 * MiB
+    # A busy stream's limit is the model's, floor or not.
+    assert byte_limit("AGENT", 30 * DAY, small) == byte_limit("AGENT", 30 * DAY) > 8 * MiB
+
+
 @pytest.mark.parametrize(("variable", "read"), [("FLEET_DELIBERATIONS_PER_DAY", load_from),
+                                                ("FLEET_STREAM_FLOOR_MIB", load_from),
                                                 ("FLEET_RECORD_TTL_S", record_ttl_from)])
 @pytest.mark.parametrize("bad", ["0", "-5", "soon"])
 def test_a_number_that_is_not_above_zero_is_refused_naming_its_variable(variable, read, bad):

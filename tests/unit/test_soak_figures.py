@@ -16,3 +16,12 @@ def test_the_warm_up_is_left_out_so_a_start_up_climb_is_not_counted_as_growth():
                                              (1200, 100.0)]]
     start, end, slope = growth(samples, lambda s: s["v"])
     assert (start, end, slope) == (100.0, 100.0, 0.0)
+
+
+def test_growth_is_counted_only_once_every_window_of_the_mesh_has_filled():
+    # Memory that grows until the duplicate windows fill (ten minutes) is warm-up, not growth.
+    samples = [{"t": t, "v": v} for t, v in [(0, 10.0), (300, 40.0), (600, 70.0), (720, 80.0), (1200, 80.0),
+                                             (1800, 80.0)]]
+    assert growth(samples, lambda s: s["v"], warm_up_s=720) == (80.0, 80.0, 0.0)
+    # A run too short to leave two samples past it counts its last three quarters instead.
+    assert growth(samples[:3], lambda s: s["v"], warm_up_s=720)[1] == 70.0
