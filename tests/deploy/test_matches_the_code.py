@@ -47,6 +47,8 @@ SAFE_DEFAULTS = {
     "FLEET_GRAPH_PASSWORD": "the projection reads the _FILE form, a mounted Secret",
     "FLEET_NATS_PASSWORD": "every pod reads the _FILE form, a mounted Secret",
     "FLEET_RECORD_TTL_S": "tests shorten the buckets' lives with it; unset, the Job and every service use the specs'",
+    "FLEET_STREAM_FLOOR_MIB": "the soak lowers the limits' 64 MiB floor with it; unset, the Job keeps the floor",
+    "FLEET_READ_MODEL_RETENTION_S": "30 days, as long as AGENT keeps the transcripts a rebuild would need",
     "FLEET_AGENT_ACTOR_CPUS": "0.05 CPU per actor, which the RayCluster's worker group is sized for",
     "FLEET_AGENT_ACTOR_MEMORY_MIB": "128 MiB per actor, which the RayCluster's worker group is sized for",
 }
