@@ -49,6 +49,7 @@ CLUSTER_RAY_WORKERS = 2
 # The actor calls Ray remembers: a few hundred deliberations' turns (the soak sets fewer).
 RAY_TASK_EVENTS_VARIABLE = "RAY_task_events_max_num_task_in_gcs"
 RAY_TASK_EVENTS_KEPT = 10_000
+RAY_NODE_HEALTH_CHECKS = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 # SmolLM2-135M on 2 cores writes ~115 tokens/s; a shorter answer keeps the demo to minutes.
 EMBEDDED_LLM_MAX_TOKENS = "256"
 # As many LLM calls in flight as llama-server has slots. More would only wait inside it, where the wait
@@ -300,6 +301,10 @@ class EmbeddedStack:
         # The head's GCS keeps the last actor calls for Ray's dashboard, about 1 KB each, 100,000 unless told:
         # memory that grows for hours before it stops. The mesh's own log is the record of every turn.
         env.setdefault(RAY_TASK_EVENTS_VARIABLE, str(RAY_TASK_EVENTS_KEPT))
+        # The head declares a node dead after this many missed health checks this far apart: 3 s, not Ray's
+        # 15 s, so a lost node's actors restart elsewhere and its turns are retried within the 10 s target.
+        for variable, value in RAY_NODE_HEALTH_CHECKS.items():
+            env.setdefault(variable, value)
         return env
 
     async def _apply_streams(self) -> list[Change]:

@@ -388,3 +388,14 @@ def test_the_ray_workers_can_place_every_default_councils_actor_with_what_it_ask
     actors = sum(len(council.agents) for council in default_councils()) * agents_replicas
     per_worker = min(int(cpus / Settings.agent_actor_cpus), int(memory / (Settings.agent_actor_memory_mib * 2**20)))
     assert actors <= per_worker * workers["maxReplicas"], (actors, per_worker, workers["maxReplicas"])
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_ray_head_declares_a_lost_worker_dead_well_within_the_availability_target(name):
+    """A lost node's actors restart only once the head has declared it dead: its missed health checks must
+    leave time for the restart and a retried turn inside the 10 s of docs/reliability.md."""
+    cluster = find(overlay(name), "RayCluster", "fleet-ray")["spec"]
+    env = {e["name"]: e["value"] for e in cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
+           if "value" in e}
+    declared_dead_ms = int(env["RAY_health_check_period_ms"]) * int(env["RAY_health_check_failure_threshold"])
+    assert declared_dead_ms <= 6000

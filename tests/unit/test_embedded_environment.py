@@ -26,3 +26,10 @@ def test_ray_remembers_a_bounded_number_of_actor_calls_unless_told_another():
     assert stack_started_by({})._ray_node_env()["RAY_task_events_max_num_task_in_gcs"] == "10000"
     told = stack_started_by({"RAY_task_events_max_num_task_in_gcs": "2000"})._ray_node_env()
     assert told["RAY_task_events_max_num_task_in_gcs"] == "2000"
+
+
+def test_the_ray_head_declares_a_lost_node_dead_within_seconds_unless_told_otherwise():
+    env = stack_started_by({})._ray_node_env()
+    assert int(env["RAY_health_check_period_ms"]) * int(env["RAY_health_check_failure_threshold"]) <= 3000
+    told = stack_started_by({"RAY_health_check_period_ms": "5000"})._ray_node_env()
+    assert told["RAY_health_check_period_ms"] == "5000"
