@@ -182,16 +182,20 @@ def log_lines(logger: logging.Logger, service: str, *filters: logging.Filter) ->
         logger.removeHandler(handler)
 
 
-async def council_stats(client, namespace: str, role: str) -> tuple[dict[str, int], set[str]]:
-    """A council's counters in the KV read model summed over the days kept, and the facts they counted."""
-    from services.projection.kv_model import counted_key
-
+async def council_stats(client, namespace: str, role: str = "*") -> dict[str, int]:
+    """A council's counters in the KV read model (every council's, by default), summed over the days kept."""
     totals: dict[str, int] = {}
-    facts: set[str] = set()
     async for key in client.scan_iter(match=f"{namespace}:council:{role}:stats:*"):
-        if key.endswith(":counted"):
-            continue
         for name, amount in (await client.hgetall(key)).items():
             totals[name] = totals.get(name, 0) + int(amount)
-        facts |= set(await client.smembers(counted_key(key)))
-    return totals, facts
+    return totals
+
+
+async def counted_facts(client, namespace: str, deliberation_id: str = "*") -> set[str]:
+    """The facts the KV read model has counted for a deliberation (for every one, by default)."""
+    from services.projection.kv_model import counted_key, deliberation_key
+
+    facts: set[str] = set()
+    async for key in client.scan_iter(match=f"{namespace}:{counted_key(deliberation_key(deliberation_id))}"):
+        facts |= set(await client.hkeys(key))
+    return facts

@@ -60,9 +60,10 @@ def dead_letter_stats_key(day: str) -> str:
     return f"deadletters:stats:{day}"
 
 
-def counted_key(stats_key: str) -> str:
-    """The facts already counted into a stats key: a copy of one adds nothing."""
-    return f"{stats_key}:counted"
+def counted_key(key: str) -> str:
+    """A hash of the facts already counted, kept beside what they belong to (a deliberation, a day's dead
+    letters) and dated with it, so it goes when they do; a copy of a fact counted there adds nothing."""
+    return f"counted:{key}"
 
 # json.dumps(value, sort_keys=True) builds an encoder per call; one shared encoder writes the same bytes.
 _JSON = json.JSONEncoder(sort_keys=True)
@@ -81,12 +82,15 @@ class CountOnce:
     """Add to counters in a hash, once per fact: a copy of the event stored again adds nothing.
 
     `fact` names what is counted (a deliberation's result, a turn's outcome), not the message, since a
-    copy stored past the duplicate window is a new message with the same fact.
+    copy stored past the duplicate window is a new message with the same fact. `marker` is the hash that
+    remembers it (counted_key of what the fact belongs to). A fact dated past the retention counts nothing:
+    its marker may be gone, and it would count twice.
     """
 
     key: str
     amounts: dict[str, int]
     fact: str
+    marker: str
     at: float | None = None
 
 
@@ -204,7 +208,8 @@ def _completed(event: ev.DeliberationCompleted, envelope: Envelope) -> list[KvWr
             finished_at=format_time(envelope.occurred_at), failed_agents=list(event.failed_agents),
         ),
         CountOnce(stats, {"completed": 1, "duration_ms_total": event.duration_ms,
-                          f"wins:{event.winner.agent_id}": 1}, fact=f"result/{event.deliberation_id}"),
+                          f"wins:{event.winner.agent_id}": 1}, fact=f"result/{event.deliberation_id}",
+                  marker=_marker(event.deliberation_id)),
     ]
 
 
@@ -216,7 +221,7 @@ def _failed(event: ev.DeliberationFailed, envelope: Envelope) -> list[KvWrite]:
                       duration_ms=event.duration_ms, finished_at=format_time(envelope.occurred_at),
                       cancelled_by=event.cancelled_by),
         CountOnce(stats, {status.lower(): 1, "duration_ms_total": event.duration_ms},
-                  fact=f"result/{event.deliberation_id}"),
+                  fact=f"result/{event.deliberation_id}", marker=_marker(event.deliberation_id)),
     ]
 
 
@@ -225,13 +230,18 @@ def _turn_completed(event: ev.TurnCompleted, envelope: Envelope) -> list[KvWrite
         council_stats_key(event.deliberation.role.value, stats_day(envelope.occurred_at)),
         {"turns_completed": 1, "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
          "llm_latency_ms_total": event.latency_ms},
-        fact=_turn_fact(event),
+        fact=_turn_fact(event), marker=_marker(event.deliberation.deliberation_id),
     )]
 
 
 def _turn_failed(event: ev.TurnFailed, envelope: Envelope) -> list[KvWrite]:
     return [CountOnce(council_stats_key(event.deliberation.role.value, stats_day(envelope.occurred_at)),
-                      {"turns_failed": 1, f"errors:{event.error_class}": 1}, fact=_turn_fact(event))]
+                      {"turns_failed": 1, f"errors:{event.error_class}": 1}, fact=_turn_fact(event),
+                      marker=_marker(event.deliberation.deliberation_id))]
+
+
+def _marker(deliberation_id: str) -> str:
+    return counted_key(deliberation_key(deliberation_id))
 
 
 def _turn_fact(event: ev.TurnCompleted | ev.TurnFailed) -> str:
@@ -240,14 +250,15 @@ def _turn_fact(event: ev.TurnCompleted | ev.TurnFailed) -> str:
 
 
 def _rejected(event: ev.MessageRejected, envelope: Envelope) -> list[KvWrite]:
-    return [CountOnce(dead_letter_stats_key(stats_day(envelope.occurred_at)),
-                      {"total": 1, f"service:{event.service}": 1, f"stream:{event.stream}": 1},
-                      fact=f"letter/{event.consumer}/{event.stream}/{event.stream_sequence}")]
+    stats = dead_letter_stats_key(stats_day(envelope.occurred_at))
+    return [CountOnce(stats, {"total": 1, f"service:{event.service}": 1, f"stream:{event.stream}": 1},
+                      fact=f"letter/{event.consumer}/{event.stream}/{event.stream_sequence}",
+                      marker=counted_key(stats))]
 
 
 def _redriven(event: ev.MessageRedriven, envelope: Envelope) -> list[KvWrite]:
-    return [CountOnce(dead_letter_stats_key(stats_day(envelope.occurred_at)), {"redriven": 1},
-                      fact=f"redrive/{event.letter_id}")]
+    stats = dead_letter_stats_key(stats_day(envelope.occurred_at))
+    return [CountOnce(stats, {"redriven": 1}, fact=f"redrive/{event.letter_id}", marker=counted_key(stats))]
 
 
 PROJECTORS: dict[type[ev.Event], Callable[[ev.Event, Envelope], list[KvWrite]]] = {

@@ -40,7 +40,7 @@ from tests.e2e.flows import (
     result_of,
     wait_until_mesh_idle,
 )
-from tests.support import body_of, council_stats, decode, read_stream, wait_for
+from tests.support import body_of, counted_facts, decode, read_stream, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -250,7 +250,7 @@ async def test_the_collector_and_projection_killed_mid_deliberation_carry_on_and
         assert differences(await active_content(projector.store), live) == NONE_DIFFER
         assert rebuilt.content_hash == rebuilt.replaced_hash
     completed_turns = {t.turn.key for t in await events_of(js, catalog.TURN_COMPLETED.subject, deliberation)}
-    _, counted = await council_stats(kv.store.client, await kv.store.active_namespace(), "QA")
+    counted = await counted_facts(kv.store.client, await kv.store.active_namespace(), deliberation)
     assert {f"turn/{deliberation}/{key}" for key in completed_turns} <= counted
     assert sum(fact.startswith(f"turn/{deliberation}/") for fact in counted) == len(
         {t.turn.key for t in await events_of(js, catalog.TURN_REQUESTED.subject, deliberation)}

@@ -26,7 +26,7 @@ from services.projection.kv_model import (
     story_deliberations_key,
 )
 from services.projection.vocabulary import EXPIRES_AT, Label
-from tests.support import REF
+from tests.support import REF, council_stats, counted_facts
 from tests.unit.test_projection_models import completed, decided, envelope, requested, turn_completed
 
 pytestmark = pytest.mark.integration
@@ -114,8 +114,10 @@ async def test_once_the_retention_has_passed_the_history_is_gone_and_the_configu
     assert swept >= 4  # the deliberation, its task, its proposal and its decision
     for label, node_id in [(Label.DELIBERATION, "d-1"), (Label.PROPOSAL, "d-1/dev-1"), (Label.DECISION, "d-1")]:
         assert await graph_node(graph, label, node_id) is None
-    assert await client.exists(f"{kv_namespace}:{deliberation_key('d-1')}") == 0
-    assert await client.exists(f"{kv_namespace}:{stats}", f"{kv_namespace}:{counted_key(stats)}") == 0
+    assert await client.exists(f"{kv_namespace}:{deliberation_key('d-1')}",
+                               f"{kv_namespace}:{counted_key(deliberation_key('d-1'))}") == 0
+    # The day's counters go with the day's last fact: d-2's request counts nothing, so they are gone too.
+    assert await client.exists(f"{kv_namespace}:{stats}") == 0
     assert await client.zrange(f"{kv_namespace}:{DELIBERATIONS_KEY}", 0, -1) == ["d-2"]
     # Who authored it is configuration, not history: kept for good.
     assert await graph_node(graph, Label.AGENT, "dev-1") is not None
@@ -136,6 +138,20 @@ async def test_a_late_copy_of_an_expired_deliberations_event_leaves_nothing_behi
     kv_content = await kv.store.content(await kv.store.active_namespace())
     # Only the monitoring feed, which keeps its newest lines whatever their age, and the empty shared index.
     assert {item["key"] for item in kv_content} == {"activity"}
+
+
+async def test_a_late_copy_of_a_counted_fact_counts_nothing_though_its_days_counters_are_still_kept(retained):
+    _, kv = retained
+    late_turn = turn_completed(Phase.PROPOSE)
+    fresh = msgspec.structs.replace(late_turn, deliberation=msgspec.structs.replace(REF, deliberation_id="d-2"))
+    # Today's counters are kept (d-2's turn); d-1's turn is dated past the retention, maybe the same day.
+    await project(retained, [(fresh, envelope(fresh, ago(0))),
+                             (late_turn, envelope(late_turn, ago(RETENTION_S * 2)))])
+
+    stats = await council_stats(kv.store.client, await kv.store.active_namespace(), "DEV")
+    assert stats["turns_completed"] == 1
+    assert await counted_facts(kv.store.client, await kv.store.active_namespace()) == {
+        "turn/d-2/propose/0/dev-1/dev-1"}
 
 
 async def test_the_latest_date_wins_whichever_stream_is_applied_first(retained):

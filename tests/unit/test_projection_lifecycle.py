@@ -70,7 +70,7 @@ def test_a_cancelled_deliberation_is_cancelled_by_someone_in_both_read_models_an
 
     assert (fields.fields["status"], fields.fields["cancelled_by"]) == ("CANCELLED", "ops")
     assert counted == CountOnce(council_stats_key("DEV", "2026-11-22"), {"cancelled": 1, "duration_ms_total": 300_000},
-                                fact="result/d-1", at=T0.timestamp())
+                                fact="result/d-1", marker="counted:deliberation:d-1", at=T0.timestamp())
     assert (node["status"], node["cancelled_by"]) == ("CANCELLED", "ops")
 
 

@@ -577,7 +577,9 @@ def test_counters_are_kept_per_day_so_that_they_expire_with_the_facts_they_count
 
     assert before_midnight.key == "council:DEV:stats:2026-11-22"
     assert after_midnight.key == "council:DEV:stats:2026-11-23"
-    assert counted_key(after_midnight.key) == "council:DEV:stats:2026-11-23:counted"
+    # What was counted is remembered beside the deliberation, and goes with it, whatever the day.
+    assert (before_midnight.marker, after_midnight.marker) == (counted_key("deliberation:d-1"),
+                                                               counted_key("deliberation:d-2"))
 
 
 def test_a_started_deliberation_is_in_progress_with_its_overall_deadline():
@@ -610,7 +612,7 @@ def test_a_completed_deliberation_records_the_winner_and_counts_once_for_its_cou
     assert fields.fields["finished_at"] == format_time(at(60))
     assert counted == CountOnce(council_stats_key("DEV", "2026-11-22"),
                                 {"completed": 1, "duration_ms_total": 4200, "wins:dev-1": 1}, fact="result/d-1",
-                                at=at(60).timestamp())
+                                marker="counted:deliberation:d-1", at=at(60).timestamp())
 
 
 def test_a_deliberation_that_timed_out_is_timed_out_and_counted_as_timed_out():
@@ -794,7 +796,8 @@ def test_a_dead_letter_is_counted_once_by_service_and_stream():
     [count, _activity] = kv_model.kv_writes(letter, envelope(letter))
     assert count == CountOnce(kv_model.dead_letter_stats_key("2026-11-22"),
                               {"total": 1, "service:planning": 1, "stream:PLANNING": 1},
-                              fact="letter/planning-plan-approvals/PLANNING/7", at=T0.timestamp())
+                              fact="letter/planning-plan-approvals/PLANNING/7",
+                              marker="counted:deadletters:stats:2026-11-22", at=T0.timestamp())
 
 
 def test_a_redrive_is_counted_once_per_letter():
@@ -803,7 +806,7 @@ def test_a_redrive_is_counted_once_per_letter():
                                original_sequence=7, republished_id="r-1", republished_sequence=9, redriven_by="alice")
     [count, _activity] = kv_model.kv_writes(redriven, envelope(redriven))
     assert count == CountOnce(kv_model.dead_letter_stats_key("2026-11-22"), {"redriven": 1}, fact="redrive/l-1",
-                              at=T0.timestamp())
+                              marker="counted:deadletters:stats:2026-11-22", at=T0.timestamp())
 
 
 # --- the graph adapter's parameter text -----------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import msgspec
 import valkey.asyncio as valkey
 
-from services.projection.kv_model import AddToIndex, AddToSet, CountOnce, KvWrite, SetFields, counted_key
+from services.projection.kv_model import AddToIndex, AddToSet, CountOnce, KvWrite, SetFields
 from services.projection.stores import FENCE, Fenced, NamespacePointer, PointedNamespaces, canonical_hash
 
 FIRST_GENERATION = "g1"
@@ -22,8 +22,9 @@ CHECKPOINT = "checkpoint"
 #
 # A dated key expires the retention after its latest date, whatever order its writes come in (a later
 # date only ever moves it on); an event already past the retention writes a key that is gone at once,
-# which is what a rebuild of old events should leave. An aged index drops members dated before the
-# retention, by the server's clock.
+# which is what a rebuild of old events should leave, and a fact past the retention is not counted (its
+# marker may have gone with its deliberation). An aged index drops members dated before the retention,
+# by the server's clock.
 APPLY_BATCH = """
 local checkpoint, fence, sequence, token = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
 if token ~= '' and tonumber(redis.call('GET', fence) or '0') > tonumber(token) then return -1 end
@@ -41,13 +42,20 @@ for _, row in ipairs(batch.indexes) do
   if row[2] ~= '' then redis.call('ZREMRANGEBYRANK', KEYS[row[1]], 0, -1 - tonumber(row[2])) end
 end
 for _, row in ipairs(batch.sets) do each_chunk('SADD', KEYS[row[1]], row[2]) end
+local keep_ms = tonumber(ARGV[4])
+local now_ms = nil
+if keep_ms then
+  local now = redis.call('TIME')
+  now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
 for _, row in ipairs(batch.counts) do
-  if redis.call('SADD', KEYS[row[2]], row[3]) == 1 then
+  local dated = tonumber(row[5])
+  local expired = keep_ms and dated and dated + keep_ms <= now_ms
+  if not expired and redis.call('HSETNX', KEYS[row[2]], row[3], '1') == 1 then
     local amounts = row[4]
     for i = 1, #amounts, 2 do redis.call('HINCRBY', KEYS[row[1]], amounts[i], amounts[i + 1]) end
   end
 end
-local keep_ms = tonumber(ARGV[4])
 if keep_ms then
   for _, row in ipairs(batch.expiries) do
     local key, until_ms = KEYS[row[1]], tonumber(row[2]) + keep_ms
@@ -55,8 +63,7 @@ if keep_ms then
     if current == -1 or (current >= 0 and current < until_ms) then redis.call('PEXPIREAT', key, until_ms) end
   end
   if #batch.aged > 0 then
-    local now = redis.call('TIME')
-    local oldest = string.format('(%.3f', tonumber(now[1]) - keep_ms / 1000)
+    local oldest = string.format('(%.3f', (now_ms - keep_ms) / 1000)
     for _, ref in ipairs(batch.aged) do redis.call('ZREMRANGEBYSCORE', KEYS[ref], '-inf', oldest) end
   end
 end
@@ -187,7 +194,7 @@ def coalesce(writes: Sequence[KvWrite]) -> Coalesced:
     batch = Coalesced()
     for write in writes:
         if isinstance(write, CountOnce):
-            batch.date(counted_key(write.key), write.at)
+            batch.date(write.marker, write.at)
         if isinstance(write, AddToIndex) and write.aged:
             batch.aged[write.key] = None
         batch.date(write.key, write.at)
@@ -229,8 +236,9 @@ def _payload(namespace: str, batch: Coalesced) -> tuple[list[str], bytes]:
         ],
         "sets": [[ref(key), list(members)] for key, members in batch.sets.items()],
         "counts": [
-            [ref(count.key), ref(counted_key(count.key)), count.fact,
-             [part for name, amount in sorted(count.amounts.items()) for part in (name, str(amount))]]
+            [ref(count.key), ref(count.marker), count.fact,
+             [part for name, amount in sorted(count.amounts.items()) for part in (name, str(amount))],
+             "" if count.at is None else str(round(count.at * 1000))]
             for count in batch.counts
         ],
         # Dates in whole milliseconds, as PEXPIREAT takes them.
