@@ -2,8 +2,8 @@
 size sampled throughout. Flat after warm-up is the target; growth per hour is the figure.
 
 The mesh is the embedded one with the stand-in LLM (answers padded to about 1.5 KB), sized so that every
-limit bites within the run: the capacity model's load is 1 deliberation a day with every stream and bucket
-at a floor of SOAK_FLOOR_MIB (FLEET_STREAM_FLOOR_MIB), a record lives SOAK_RECORD_TTL_S after its last
+limit bites within the run: the capacity model's load is 1 deliberation every 4 days, so every stream and
+bucket is at a floor of SOAK_FLOOR_MIB (FLEET_STREAM_FLOOR_MIB), a record lives SOAK_RECORD_TTL_S after its last
 write (FLEET_RECORD_TTL_S), the read models keep a deliberation as long (FLEET_READ_MODEL_RETENTION_S), and
 Ray remembers SOAK_RAY_TASK_EVENTS actor calls. So what weeks of production do to the stores (streams
 reaching their byte limits and dropping their oldest events, records and read models expiring) happens
@@ -43,7 +43,8 @@ FULL = Role.DEV
 WINDOW = 32
 SAMPLE_EVERY_S = 20.0
 WARM_UP_SHARE = 0.25
-SOAK_LOAD = Load(deliberations_per_day=1)
+# One deliberation every four days: every stream's and bucket's limit is then the floor, all reached within minutes.
+SOAK_LOAD = Load(deliberations_per_day=0.25)
 SOAK_FLOOR_MIB = 8
 SOAK_RECORD_TTL_S = 120.0
 SOAK_RAY_TASK_EVENTS = 2000
@@ -164,7 +165,7 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
         figures.append(Figure(f"{label} growth after warm-up", slope, "MiB/h", higher_is_better=False))
         details[key] = summary(start, end, slope)
     notes = [f"{ended} deliberations ended, {failed} not completed; limits at {SOAK_LOAD.deliberations_per_day:g} "
-             f"deliberation a day ({SOAK_FLOOR_MIB} MiB floors), records and read models kept "
+             f"deliberations a day ({SOAK_FLOOR_MIB} MiB floors), records and read models kept "
              f"{SOAK_RECORD_TTL_S:.0f}s, {SOAK_RAY_TASK_EVENTS} actor calls in Ray's memory"]
     return Result(benchmark="soak", figures=figures,
                   details={"approvals": count, "minutes": options.minutes, "window": WINDOW, "failed": failed,
