@@ -123,6 +123,10 @@ def _plus(at: float | None, retention_s: float | None) -> float | None:
     return None if at is None or retention_s is None else at + retention_s
 
 
+# Nodes deleted per statement when expired ones are swept: one statement holds a write lock in either engine.
+EXPIRED_PER_STATEMENT = 5_000
+
+
 def expired_statement(label: Label) -> str:
     """Delete up to $limit nodes of a label past their `expires_at` ($now), with their edges; returns how many."""
     return (f"MATCH (n:{label}) WHERE n.{EXPIRES_AT} < $now WITH n LIMIT $limit "

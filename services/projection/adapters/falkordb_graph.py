@@ -14,8 +14,6 @@ from services.projection.stores import FENCE, Fenced, NamespacePointer, PointedN
 from services.projection.vocabulary import EXPIRES_AT, EXPIRING, GraphWrite, Label
 
 FIRST_GENERATION = "g1"
-# Nodes deleted per statement when expired ones are swept: one statement holds the graph's write lock.
-EXPIRED_PER_STATEMENT = 5_000
 
 
 _WRITE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -103,9 +101,9 @@ class FalkorGraphStore(PointedNamespaces):
             while True:
                 async with one_write_at_a_time():
                     rows = (await graph.query(cypher.expired_statement(label),
-                                              {"now": now, "limit": EXPIRED_PER_STATEMENT})).result_set
+                                              {"now": now, "limit": cypher.EXPIRED_PER_STATEMENT})).result_set
                 deleted += rows[0][0]
-                if rows[0][0] < EXPIRED_PER_STATEMENT:
+                if rows[0][0] < cypher.EXPIRED_PER_STATEMENT:
                     break
         return deleted
 

@@ -18,7 +18,6 @@ from services.projection.vocabulary import EXPIRES_AT, EXPIRING, GraphWrite, Lab
 
 # The node that marks a rebuild in place: a checkpoint no stream is named after, so it survives the drop.
 REBUILD_MARKER = "_rebuild"
-EXPIRED_PER_STATEMENT = 5_000
 
 
 class Neo4jGraphStore:
@@ -115,9 +114,10 @@ class Neo4jGraphStore:
         for label in EXPIRING:
             while True:
                 records, _, _ = await self._driver.execute_query(
-                    cypher.expired_statement(label), {"now": now, "limit": EXPIRED_PER_STATEMENT}, database_=namespace)
+                    cypher.expired_statement(label), {"now": now, "limit": cypher.EXPIRED_PER_STATEMENT},
+                    database_=namespace)
                 deleted += records[0][0]
-                if records[0][0] < EXPIRED_PER_STATEMENT:
+                if records[0][0] < cypher.EXPIRED_PER_STATEMENT:
                     break
         return deleted
 
