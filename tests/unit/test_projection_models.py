@@ -50,7 +50,7 @@ from contracts.events import (
 )
 from services.councils.domain import new_council
 from services.projection import graph_model, kv_model
-from services.projection.adapters.falkordb_graph import params_header
+from services.projection.adapters.falkordb_graph import INDEX_SPENT_IDS_BEFORE_REBUILD, params_header, spent_indexes
 from services.projection.cypher import batch_statement, coalesce_writes
 from services.projection.graph_model import graph_writes
 from services.projection.kv_model import (
@@ -849,3 +849,20 @@ def test_without_a_retention_no_node_is_dated():
 
     assert "expires_at" not in statement
     assert all("expires" not in row for value in params.values() if isinstance(value, list) for row in value)
+
+
+def test_a_graph_index_is_due_for_a_rebuild_once_it_has_spent_more_ids_than_it_holds_and_the_minimum():
+    minimum = INDEX_SPENT_IDS_BEFORE_REBUILD
+
+    def row(label, documents, highest, status="OPERATIONAL"):
+        return [label, status, {"numDocuments": documents, "maxDocId": highest}]
+
+    rows = [
+        row("Proposal", 100, 100 + minimum),             # spent the minimum, more than it holds: due
+        row("Critique", 2 * minimum, 4 * minimum - 1),   # spent fewer than it holds: not yet
+        row("Revision", 10, 10 + minimum - 1),           # below the minimum: not yet
+        row("Decision", 10, 10 + 2 * minimum, status="[Indexing] 5/10: UNDER CONSTRUCTION"),
+        ["Task", "OPERATIONAL", "no figures in this version"],
+        row("NotOurs", 1, 10 * minimum),
+    ]
+    assert spent_indexes(rows) == [(Label.PROPOSAL, 100, minimum)]
