@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,14 @@ SOAK_LOAD = Load(deliberations_per_day=0.25)
 SOAK_FLOOR_MIB = 8
 SOAK_RECORD_TTL_S = 120.0
 SOAK_RAY_TASK_EVENTS = 2000
+# nats-server's memory budget (GOMEMLIMIT, as k8s sets it from the pod's limit), about 2.5 times the live heap
+# it needs at the soak's limits (28 to 41 MiB measured: the caches of the busy streams' blocks). Without one,
+# Go keeps the highest heap its collector ever let grow, so a process with a flat live heap looks as if it leaks.
+SOAK_NATS_MEMORY = "96MiB"
+# Go prints a line per collection with this variable: `gc 7 @1.2s 0%: ..., 41->43->29 MB, 58 MB goal, ...`,
+# the last of the three sizes (MiB) being the heap still live after it.
+GC_TRACE = {"GODEBUG": "gctrace=1"}
+LIVE_HEAP = re.compile(r"^gc \d+ @.*?(\d+)->(\d+)->(\d+) MB", re.MULTILINE)
 # Until the duplicate windows of the busy streams (message ids NATS holds in memory) and the records have
 # filled once: before that, memory grows by design.
 WARM_UP_S = max(ORCHESTRATION.duplicate_window_s, AGENT.duplicate_window_s) + SOAK_RECORD_TTL_S
@@ -66,6 +75,12 @@ def slope_per_hour(samples: list[tuple[float, float]]) -> float:
     return sum((t - mean_t) * (v - mean_v) for t, v in samples) / spread * 3600
 
 
+def live_heap_mib(gc_trace: Path) -> float:
+    """The heap a Go server still held after its latest collection, from its gctrace log; 0 before the first."""
+    found = LIVE_HEAP.findall(gc_trace.read_text(errors="replace")) if gc_trace.is_file() else []
+    return float(found[-1][2]) if found else 0.0
+
+
 def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -79,6 +94,7 @@ async def sample(mesh: Mesh, began: float) -> dict:
         "pss_mib": {name: kib / 1024 for name, kib in memory.pss_kib.items()},
         "stores_mib": {name: size / 2**20 for name, size in stores.items()},
         "nats_dir_mib": directory_bytes(mesh.stack.data_dir / "nats") / 2**20,
+        "nats_live_heap_mib": live_heap_mib(mesh.stack.logs_dir / "nats.log"),
         "redis_used_mib": await used_memory(mesh.stack.endpoints["valkey_url"]) / 2**20,
     }
 
@@ -128,7 +144,7 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
     # The mesh's own `fleet streams apply` (in this process) and its services read these.
     soak_env = {LOAD_VARIABLE: str(SOAK_LOAD.deliberations_per_day), FLOOR_VARIABLE: str(SOAK_FLOOR_MIB),
                 RECORD_TTL_VARIABLE: str(SOAK_RECORD_TTL_S), READ_MODEL_RETENTION_VARIABLE: str(SOAK_RECORD_TTL_S),
-                RAY_TASK_EVENTS_VARIABLE: str(SOAK_RAY_TASK_EVENTS)}
+                RAY_TASK_EVENTS_VARIABLE: str(SOAK_RAY_TASK_EVENTS), "GOMEMLIMIT": SOAK_NATS_MEMORY, **GC_TRACE}
     saved = {name: os.environ.get(name) for name in soak_env}
     os.environ.update(soak_env)
     try:
@@ -160,13 +176,15 @@ async def run(options: argparse.Namespace, console: Console) -> Result:
         start, end, slope = growth(samples, lambda s, n=name: s["stores_mib"][n])
         figures.append(Figure(f"{name} stored, end", end, "MiB", higher_is_better=False))
         details[f"store:{name}"] = summary(start, end, slope)
-    for key, label in (("nats_dir_mib", "nats-server store directory"), ("redis_used_mib", "redis used_memory")):
+    for key, label in (("nats_dir_mib", "nats-server store directory"), ("nats_live_heap_mib", "nats-server live heap"),
+                       ("redis_used_mib", "redis used_memory")):
         start, end, slope = growth(samples, lambda s, k=key: s[k])
         figures.append(Figure(f"{label} growth after warm-up", slope, "MiB/h", higher_is_better=False))
         details[key] = summary(start, end, slope)
     notes = [f"{ended} deliberations ended, {failed} not completed; limits at {SOAK_LOAD.deliberations_per_day:g} "
              f"deliberations a day ({SOAK_FLOOR_MIB} MiB floors), records and read models kept "
-             f"{SOAK_RECORD_TTL_S:.0f}s, {SOAK_RAY_TASK_EVENTS} actor calls in Ray's memory"]
+             f"{SOAK_RECORD_TTL_S:.0f}s, {SOAK_RAY_TASK_EVENTS} actor calls in Ray's memory, "
+             f"nats-server's memory limit {SOAK_NATS_MEMORY}"]
     return Result(benchmark="soak", figures=figures,
                   details={"approvals": count, "minutes": options.minutes, "window": WINDOW, "failed": failed,
                            "samples": samples, **details}, notes=notes)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import socket
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +19,9 @@ from services.embedded.llama_server import llama_server
 from services.embedded.processes import ManagedProcess
 
 LLM_MODEL_NAME = "SmolLM2-135M-Instruct"
+# nats-server's memory, as k8s/overlays/dev gives its pod (k8s sets GOMEMLIMIT from the pod's limit): Go's
+# collector keeps the heap under it, where otherwise the heap's peaks set how much memory the process keeps.
+NATS_MEMORY_LIMIT = "512MiB"
 
 
 def free_port() -> int:
@@ -70,6 +74,11 @@ class ServerPlan:
     ready_url: str | None = None
     startup_timeout_s: float = 60.0
     stop_grace_s: float = 10.0
+    # Variables the server runs with unless its environment sets them.
+    default_env: Mapping[str, str] = field(default_factory=dict)
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        return {**self.default_env, **env}
 
     async def is_ready(self) -> bool:
         if self.ready_url:
@@ -100,6 +109,7 @@ def nats_plan(data_dir: Path, auth_config: Path | None = None) -> ServerPlan:
         endpoints={"nats_url": f"nats://127.0.0.1:{port}", "nats_monitor_url": f"http://127.0.0.1:{monitor}"},
         port=port,
         ready_url=f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true",
+        default_env={"GOMEMLIMIT": NATS_MEMORY_LIMIT},
     )
 
 
@@ -128,6 +138,7 @@ def nats_cluster_plans(data_dir: Path, auth_config: Path | None = None,
             endpoints={"nats_url": f"nats://127.0.0.1:{port}", "nats_monitor_url": f"http://127.0.0.1:{monitor}"},
             port=port,
             ready_url=f"http://127.0.0.1:{monitor}/healthz",
+            default_env={"GOMEMLIMIT": NATS_MEMORY_LIMIT},
         ))
     return plans
 
@@ -213,7 +224,8 @@ def ray_worker_plan(data_dir: Path, head_address: str, cpus: int, index: int) ->
 @contextlib.asynccontextmanager
 async def running_server(plan: ServerPlan, log_dir: Path) -> AsyncIterator[dict[str, str]]:
     """Start one packaged server on its port, yield its endpoints, and stop it with its children."""
-    process = ManagedProcess(plan.name, plan.argv, log_dir / f"{plan.name}.log", stop_grace_s=plan.stop_grace_s)
+    process = ManagedProcess(plan.name, plan.argv, log_dir / f"{plan.name}.log",
+                             env=plan.environment(os.environ), stop_grace_s=plan.stop_grace_s)
     await process.start()
     try:
         try:

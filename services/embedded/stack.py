@@ -237,7 +237,7 @@ class EmbeddedStack:
         for plan in plans:
             process = ManagedProcess(
                 plan.name, plan.argv, self.logs_dir / f"{plan.name}.log",
-                env=self._ray_node_env() if plan.name.startswith("ray") else self._server_env(),
+                env=plan.environment(self._ray_node_env() if plan.name.startswith("ray") else self._server_env()),
                 stop_grace_s=plan.stop_grace_s,
             )
             await process.start()

@@ -2,7 +2,12 @@
 
 from pathlib import Path
 
+import yaml
+
+from services.embedded.servers import nats_cluster_plans, nats_plan
 from services.embedded.stack import EmbeddedStack
+
+DEV_OVERLAY_NATS = Path(__file__).parents[2] / "k8s" / "overlays" / "dev" / "small.yaml"
 
 
 def stack_started_by(env: dict[str, str]) -> EmbeddedStack:
@@ -33,3 +38,12 @@ def test_the_ray_head_declares_a_lost_node_dead_within_seconds_unless_told_other
     assert int(env["RAY_health_check_period_ms"]) * int(env["RAY_health_check_failure_threshold"]) <= 3000
     told = stack_started_by({"RAY_health_check_period_ms": "5000"})._ray_node_env()
     assert told["RAY_health_check_period_ms"] == "5000"
+
+
+def test_nats_server_runs_under_the_memory_limit_the_dev_overlay_gives_its_pod_unless_told_another():
+    # k8s sets GOMEMLIMIT from the pod's limit; without one, Go keeps the highest heap it ever reached.
+    [nats] = [doc for doc in yaml.safe_load_all(DEV_OVERLAY_NATS.read_text()) if doc["metadata"]["name"] == "nats"]
+    limit = nats["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    for plan in [nats_plan(Path("/tmp/fleet-env-spec")), *nats_cluster_plans(Path("/tmp/fleet-env-spec"))]:
+        assert plan.environment({})["GOMEMLIMIT"] == limit.replace("Mi", "MiB")
+        assert plan.environment({"GOMEMLIMIT": "96MiB"})["GOMEMLIMIT"] == "96MiB"

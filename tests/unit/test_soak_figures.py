@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.soak import growth, slope_per_hour
+from bench.soak import growth, live_heap_mib, slope_per_hour
 
 
 def test_a_flat_series_grows_by_nothing_and_a_steady_one_by_its_rate():
@@ -25,3 +25,15 @@ def test_growth_is_counted_only_once_every_window_of_the_mesh_has_filled():
     assert growth(samples, lambda s: s["v"], warm_up_s=720) == (80.0, 80.0, 0.0)
     # A run too short to leave two samples past it counts its last three quarters instead.
     assert growth(samples[:3], lambda s: s["v"], warm_up_s=720)[1] == 70.0
+
+
+def test_a_go_servers_live_heap_is_what_its_latest_collection_left(tmp_path):
+    log = tmp_path / "nats.log"
+    assert live_heap_mib(log) == 0.0
+    log.write_text("[1] 2026/12/04 16:00:00.000 [INF] Starting nats-server\n"
+                   "gc 1 @0.011s 2%: 0.01+1.2+0.02 ms clock, 0.02+0.3/1.1/0+0.04 ms cpu, 3->4->1 MB, 4 MB goal, "
+                   "0 MB stacks, 0 MB globals, 2 P\n"
+                   "[1] 2026/12/04 16:00:01.000 [INF] Server is ready\n"
+                   "gc 2 @5.201s 1%: 0.02+3.1+0.03 ms clock, 0.04+0.5/2.9/0+0.06 ms cpu, 61->63->29 MB, 62 MB goal, "
+                   "0 MB stacks, 0 MB globals, 2 P\n")
+    assert live_heap_mib(log) == 29.0
