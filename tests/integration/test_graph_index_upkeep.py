@@ -14,7 +14,7 @@ import pytest
 from services.projection.adapters import falkordb_graph
 from services.projection.adapters.falkordb_graph import INDEXES_QUERY, FalkorGraphStore
 from services.projection.graph_model import graph_writes
-from services.projection.vocabulary import Label
+from services.projection.vocabulary import EXPIRES_AT, Label
 from tests.unit.test_projection_models import envelope, requested
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ async def graph(redis_endpoints, unique):
 async def document_ids(store: FalkorGraphStore, namespace: str, label: Label) -> tuple[int, int, str]:
     """(documents, highest document id, status) of a label's index."""
     rows = (await store._db.select_graph(namespace).ro_query(INDEXES_QUERY)).result_set
-    [(status, info)] = [(row[1], row[2]) for row in rows if row[0] == label]
+    [(status, info)] = [(row[2], row[3]) for row in rows if row[0] == label]
     return info["numDocuments"], info["maxDocId"], status
 
 
@@ -76,3 +76,14 @@ async def test_an_index_below_the_minimum_is_left_as_it_is(graph, monkeypatch):
     await store.expire(namespace, time.time())
 
     assert await document_ids(store, namespace, Label.DELIBERATION) == before
+
+
+async def test_an_index_a_broken_off_rebuild_dropped_is_made_again_at_the_next_sweep(graph):
+    store, namespace = graph
+    await rewrite_one_deliberation(store, namespace, 2)
+    await store._db.select_graph(namespace).query(f"DROP INDEX FOR (n:{Label.DELIBERATION}) ON (n.{EXPIRES_AT})")
+
+    await store.expire(namespace, time.time())
+
+    rows = (await store._db.select_graph(namespace).ro_query(INDEXES_QUERY)).result_set
+    assert [set(row[1]) for row in rows if row[0] == Label.DELIBERATION] == [{"id", EXPIRES_AT}]

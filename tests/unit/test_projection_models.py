@@ -855,14 +855,14 @@ def test_a_graph_index_is_due_for_a_rebuild_once_it_has_spent_more_ids_than_it_h
     minimum = INDEX_SPENT_IDS_BEFORE_REBUILD
 
     def row(label, documents, highest, status="OPERATIONAL"):
-        return [label, status, {"numDocuments": documents, "maxDocId": highest}]
+        return [label, ["id"], status, {"numDocuments": documents, "maxDocId": highest}]
 
     rows = [
         row("Proposal", 100, 100 + minimum),             # spent the minimum, more than it holds: due
         row("Critique", 2 * minimum, 4 * minimum - 1),   # spent fewer than it holds: not yet
         row("Revision", 10, 10 + minimum - 1),           # below the minimum: not yet
         row("Decision", 10, 10 + 2 * minimum, status="[Indexing] 5/10: UNDER CONSTRUCTION"),
-        ["Task", "OPERATIONAL", "no figures in this version"],
+        ["Task", ["id"], "OPERATIONAL", "no figures in this version"],
         row("NotOurs", 1, 10 * minimum),
     ]
     assert spent_indexes(rows) == [(Label.PROPOSAL, 100, minimum)]

@@ -27,7 +27,7 @@ INDEXES = {label: ("id", EXPIRES_AT) if label in EXPIRING else ("id",) for label
 INDEX_SPENT_IDS_BEFORE_REBUILD = 10_000
 # A rebuilt index answers once FalkorDB has filled it; until then a MERGE scans the label, still correct.
 INDEX_READY_TIMEOUT_S = 30.0
-INDEXES_QUERY = "CALL db.indexes() YIELD label, status, info RETURN label, status, info"
+INDEXES_QUERY = "CALL db.indexes() YIELD label, properties, status, info RETURN label, properties, status, info"
 
 log = logging.getLogger("fleet.projection")
 
@@ -119,7 +119,14 @@ class FalkorGraphStore(PointedNamespaces):
         return deleted
 
     async def _rebuild_spent_indexes(self, graph) -> None:
-        for label, documents, spent in spent_indexes((await graph.ro_query(INDEXES_QUERY)).result_set):
+        rows = (await graph.ro_query(INDEXES_QUERY)).result_set
+        indexed = {row[0]: set(row[1]) for row in rows}
+        for label in [label for label, wanted in INDEXES.items() if not set(wanted) <= indexed.get(label, set())]:
+            # Dropped by a rebuild that broke off before it created the index again.
+            async with one_write_at_a_time():
+                await _create_index(graph, label)
+            log.warning("graph %s: the index of :%s was missing and is made again", graph.name, label)
+        for label, documents, spent in spent_indexes(rows):
             began = time.monotonic()
             async with one_write_at_a_time():
                 for attribute in INDEXES[label]:
@@ -159,7 +166,7 @@ def spent_indexes(rows: list[list]) -> list[tuple[Label, int, int]]:
     """(label, documents, spent document ids) of each index due for a rebuild, from `db.indexes()` rows: an
     index still filling, or one whose figures this FalkorDB does not give, is left alone."""
     due = []
-    for label, status, info in rows:
+    for label, _, status, info in rows:
         if label not in INDEXES or status != "OPERATIONAL" or not isinstance(info, Mapping):
             continue
         documents, highest = info.get("numDocuments"), info.get("maxDocId")
@@ -184,7 +191,7 @@ async def _index_ready(graph, label: Label, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         rows = (await graph.ro_query(INDEXES_QUERY)).result_set
-        if any(row[0] == label and row[1] == "OPERATIONAL" for row in rows):
+        if any(row[0] == label and row[2] == "OPERATIONAL" for row in rows):
             return True
         await asyncio.sleep(0.05)
     return False
